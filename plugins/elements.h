@@ -1,0 +1,10 @@
+/* gst-mediamtx: element registration declarations. */
+#pragma once
+
+#include <gst/gst.h>
+
+G_BEGIN_DECLS
+GST_ELEMENT_REGISTER_DECLARE(whepsrc);
+GST_ELEMENT_REGISTER_DECLARE(mediamtxsink);
+GST_ELEMENT_REGISTER_DECLARE(reconnectbin);
+G_END_DECLS

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs what gst-mediamtx needs on Debian 12 (or Raspberry Pi OS 12) and builds the pinned
+# MediaMTX used by the tests and the demo. Idempotent: a second run installs nothing and reuses the
+# cached MediaMTX. Prints the MediaMTX binary path as its last line.
+set -euo pipefail
+
+usage() {
+  cat <<EOF
+Usage: $0 [--help] [--no-mediamtx]
+
+Installs the Debian packages to build, test and run gst-mediamtx (needs root for apt-get), then
+builds MediaMTX (subprojects/build-mediamtx.sh) unless --no-mediamtx.
+
+Environment (defaults):
+  SETUP_EXTRA_PACKAGES  more Debian packages to install   (none)
+  MEDIAMTX_VERSION      MediaMTX tag to build              (see build-mediamtx.sh)
+EOF
+}
+build_mediamtx=1
+for arg in "$@"; do
+  case "$arg" in
+    --help|-h) usage; exit 0 ;;
+    --no-mediamtx) build_mediamtx=0 ;;
+    *) echo "unknown argument: $arg" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+packages=(
+  # build
+  build-essential pkg-config meson ninja-build
+  libglib2.0-dev libsoup-3.0-dev libjson-glib-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  # runtime: webrtcbin (bad) + libnice, rtspclientsink (gstreamer1.0-rtsp), encoders and decoders
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-rtsp
+  # tests: namespaces and fault injection, memory checks, script and YAML checks, Python embedding
+  iproute2 iptables nftables curl ca-certificates openssl procps psmisc valgrind shellcheck
+  python3-yaml python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-bad-1.0
+)
+# shellcheck disable=SC2206
+packages+=(${SETUP_EXTRA_PACKAGES:-})
+# MediaMTX's build takes hls.js from npm; Node may come from elsewhere than Debian.
+command -v npm >/dev/null || packages+=(npm)
+command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]] || packages+=(golang-go)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: needs root to install packages (run with sudo)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+else
+  echo "setup: Debian packages present" >&2
+fi
+
+if ((build_mediamtx)); then
+  PATH="$PATH:/usr/local/go/bin" "$here/build-mediamtx.sh"
+fi

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# gst-mediamtx: set up if needed, build, and run every test (unit, element, integration against a
+# real MediaMTX in private network namespaces). Ends with "N passed, N failed"; exits non-zero on
+# any failure.
+set -euo pipefail
+
+usage() {
+  cat <<EOF
+Usage: $0 [--help] [MESON_TEST_ARGS...]
+
+Runs subprojects/setup.sh (Debian packages, MediaMTX build, cached), configures and builds with
+warnings as errors, then 'meson test' with any extra arguments (e.g. a suite: --suite whepsrc).
+Needs root (network namespaces, apt-get).
+
+Environment (defaults):
+  BUILD_DIR     build directory                          (build)
+  SKIP_SETUP    1: do not run subprojects/setup.sh        (0)
+  MEDIAMTX_BIN  MediaMTX binary to test against          (built and cached by setup)
+  MESON_ARGS    extra 'meson setup' arguments             (none)
+EOF
+}
+[[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+BUILD_DIR="${BUILD_DIR:-build}"
+SKIP_SETUP="${SKIP_SETUP:-0}"
+MESON_ARGS="${MESON_ARGS:-}"
+echo "run.sh: BUILD_DIR=$BUILD_DIR SKIP_SETUP=$SKIP_SETUP MESON_ARGS=$MESON_ARGS" >&2
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "run.sh: the tests make network namespaces and need root" >&2
+  exit 1
+fi
+
+if [[ "$SKIP_SETUP" != "1" ]]; then
+  MEDIAMTX_BIN="${MEDIAMTX_BIN:-$(subprojects/setup.sh | tail -n 1)}"
+else
+  MEDIAMTX_BIN="${MEDIAMTX_BIN:-$(subprojects/build-mediamtx.sh | tail -n 1)}"
+fi
+export MEDIAMTX_BIN
+echo "run.sh: MEDIAMTX_BIN=$MEDIAMTX_BIN" >&2
+
+# shellcheck disable=SC2086
+if [[ -f "$BUILD_DIR/build.ninja" ]]; then
+  meson configure "$BUILD_DIR" -Dwerror=true -Dmediamtx="$MEDIAMTX_BIN" $MESON_ARGS >/dev/null
+else
+  meson setup "$BUILD_DIR" -Dwerror=true -Dmediamtx="$MEDIAMTX_BIN" $MESON_ARGS >/dev/null
+fi
+ninja -C "$BUILD_DIR"
+
+status=0
+meson test -C "$BUILD_DIR" --print-errorlogs --num-processes 2 "$@" || status=$?
+
+# Count individual checks (gst-check prints "Checks: N, Failures: F, Errors: E"; script tests
+# may print "N passed, N failed"); a program that died before its summary counts as one failure.
+python3 - "$BUILD_DIR/meson-logs/testlog.json" <<'PY' || status=1
+import json, re, sys
+passed = failed = 0
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    out = t.get("stdout") or ""
+    checks = re.findall(r"Checks: (\d+), Failures: (\d+), Errors: (\d+)", out)
+    plain = re.findall(r"^(?:\w+: )?(\d+) passed, (\d+) failed", out, re.M)
+    ok = t["result"] in ("OK", "EXPECTEDFAIL", "SKIP")
+    if checks:
+        n, f, e = (sum(int(c[i]) for c in checks) for i in range(3))
+        p, x = n - f - e, f + e
+    elif plain:
+        p, x = int(plain[-1][0]), int(plain[-1][1])
+    else:
+        p, x = (1, 0) if ok else (0, 1)
+    if not ok and x == 0:
+        x = 1
+    if not ok:
+        print(f"FAILED: {t['name']} ({t['result']})")
+    passed += p
+    failed += x
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
+PY
+exit "$status"

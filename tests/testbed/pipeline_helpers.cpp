@@ -1,0 +1,179 @@
+#include "pipeline_helpers.h"
+
+namespace testbed {
+
+BufferCounter::~BufferCounter() {
+  if (pad_) {
+    gst_pad_remove_probe(pad_, probe_id_);
+    gst_object_unref(pad_);
+  }
+}
+
+void BufferCounter::attach(GstPad *pad) {
+  pad_ = GST_PAD(gst_object_ref(pad));
+  probe_id_ = gst_pad_add_probe(pad_, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER |
+                                                                   GST_PAD_PROBE_TYPE_BUFFER_LIST |
+                                                                   GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+                                &BufferCounter::probe, this, nullptr);
+}
+
+void BufferCounter::attach(GstElement *bin, const char *name, const char *pad_name) {
+  GstElement *element = gst_bin_get_by_name(GST_BIN(bin), name);
+  g_assert_nonnull(element);
+  GstPad *pad = gst_element_get_static_pad(element, pad_name);
+  g_assert_nonnull(pad);
+  attach(pad);
+  gst_object_unref(pad);
+  gst_object_unref(element);
+}
+
+std::string BufferCounter::caps_name() const {
+  std::lock_guard<std::mutex> guard(lock_);
+  return caps_name_;
+}
+
+GstPadProbeReturn BufferCounter::probe(GstPad *, GstPadProbeInfo *info, gpointer user_data) {
+  auto *self = static_cast<BufferCounter *>(user_data);
+  if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
+    self->count_++;
+  } else if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+    self->count_ += static_cast<int>(gst_buffer_list_length(GST_PAD_PROBE_INFO_BUFFER_LIST(info)));
+  } else if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_CAPS) {
+    GstCaps *caps;
+    gst_event_parse_caps(GST_PAD_PROBE_INFO_EVENT(info), &caps);
+    const GstStructure *s = gst_caps_get_structure(caps, 0);
+    int w = 0, h = 0;
+    if (gst_structure_get_int(s, "width", &w) && gst_structure_get_int(s, "height", &h)) {
+      self->width_ = w;
+      self->height_ = h;
+    }
+    std::lock_guard<std::mutex> guard(self->lock_);
+    self->caps_name_ = gst_structure_get_name(s);
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+BusWatcher::BusWatcher(GstElement *pipeline) : bus_(gst_element_get_bus(pipeline)) {
+  gst_bus_set_sync_handler(bus_, &BusWatcher::on_message, this, nullptr);
+}
+
+BusWatcher::~BusWatcher() {
+  gst_bus_set_sync_handler(bus_, nullptr, nullptr, nullptr);
+  gst_object_unref(bus_);
+  clear();
+}
+
+void BusWatcher::clear() {
+  std::lock_guard<std::mutex> guard(lock_);
+  for (auto *s : elements_)
+    gst_structure_free(s);
+  elements_.clear();
+  errors_.clear();
+  warnings_.clear();
+}
+
+GstBusSyncReply BusWatcher::on_message(GstBus *, GstMessage *msg, gpointer user_data) {
+  auto *self = static_cast<BusWatcher *>(user_data);
+  switch (GST_MESSAGE_TYPE(msg)) {
+  case GST_MESSAGE_ERROR:
+  case GST_MESSAGE_WARNING: {
+    GError *err = nullptr;
+    gchar *debug = nullptr;
+    if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR)
+      gst_message_parse_error(msg, &err, &debug);
+    else
+      gst_message_parse_warning(msg, &err, &debug);
+    std::string text = std::string(GST_OBJECT_NAME(GST_MESSAGE_SRC(msg))) + ": " + err->message +
+                       " (" + (debug ? debug : "") + ")";
+    {
+      std::lock_guard<std::mutex> guard(self->lock_);
+      (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR ? self->errors_ : self->warnings_).push_back(text);
+    }
+    if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR)
+      g_printerr("bus error: %s\n", text.c_str());
+    g_clear_error(&err);
+    g_free(debug);
+    break;
+  }
+  case GST_MESSAGE_EOS:
+    self->eos_++;
+    break;
+  case GST_MESSAGE_ELEMENT: {
+    const GstStructure *s = gst_message_get_structure(msg);
+    if (s) {
+      std::lock_guard<std::mutex> guard(self->lock_);
+      self->elements_.push_back(gst_structure_copy(s));
+    }
+    break;
+  }
+  default:
+    break;
+  }
+  gst_message_unref(msg);
+  return GST_BUS_DROP;
+}
+
+std::vector<std::string> BusWatcher::errors() const {
+  std::lock_guard<std::mutex> guard(lock_);
+  return errors_;
+}
+
+std::vector<std::string> BusWatcher::warnings() const {
+  std::lock_guard<std::mutex> guard(lock_);
+  return warnings_;
+}
+
+std::vector<GstStructure *> BusWatcher::element_messages(const char *name) const {
+  std::lock_guard<std::mutex> guard(lock_);
+  std::vector<GstStructure *> out;
+  for (auto *s : elements_)
+    if (gst_structure_has_name(s, name))
+      out.push_back(gst_structure_copy(s));
+  return out;
+}
+
+int BusWatcher::count_element_messages(const char *name, const char *field, const char *value) const {
+  std::lock_guard<std::mutex> guard(lock_);
+  int n = 0;
+  for (auto *s : elements_) {
+    if (!gst_structure_has_name(s, name))
+      continue;
+    if (field && g_strcmp0(gst_structure_get_string(s, field), value) != 0)
+      continue;
+    ++n;
+  }
+  return n;
+}
+
+bool wait_until(const std::function<bool()> &cond, int timeout_ms) {
+  gint64 deadline = g_get_monotonic_time() + timeout_ms * 1000LL;
+  while (true) {
+    if (cond())
+      return true;
+    if (g_get_monotonic_time() >= deadline)
+      return false;
+    g_usleep(20000);
+  }
+}
+
+bool set_state_and_wait(GstElement *element, GstState state, int timeout_ms) {
+  GstStateChangeReturn ret = gst_element_set_state(element, state);
+  if (ret == GST_STATE_CHANGE_FAILURE)
+    return false;
+  if (ret == GST_STATE_CHANGE_NO_PREROLL || ret == GST_STATE_CHANGE_SUCCESS)
+    return true;
+  ret = gst_element_get_state(element, nullptr, nullptr, timeout_ms * GST_MSECOND);
+  return ret == GST_STATE_CHANGE_SUCCESS || ret == GST_STATE_CHANGE_NO_PREROLL;
+}
+
+GstElement *parse_pipeline(const std::string &description) {
+  GError *err = nullptr;
+  GstElement *pipeline = gst_parse_launch(description.c_str(), &err);
+  if (err) {
+    g_printerr("cannot parse '%s': %s\n", description.c_str(), err->message);
+    g_clear_error(&err);
+  }
+  return pipeline;
+}
+
+}  // namespace testbed

@@ -1,0 +1,238 @@
+/* Unit tests of the gst/ library: retry policy, MediaMTX URL conventions, Link headers. */
+#include <gst/check/gstcheck.h>
+
+#include "backoff.h"
+#include "link_header.h"
+#include "mediamtx_url.h"
+#include "status.h"
+
+using namespace gstmtx;
+
+/* Copies `actual` first: fail_unless_equals_string keeps the pointer past a temporary's life. */
+#define assert_str(actual, expected)                                                                               \
+  do {                                                                                                             \
+    const std::string actual_copy_ = (actual);                                                                     \
+    fail_unless_equals_string(actual_copy_.c_str(), expected);                                                     \
+  } while (0)
+using namespace std::chrono_literals;
+
+GST_START_TEST(test_backoff_grows_and_caps) {
+  RetryPolicy p;
+  p.initial_delay = 100ms;
+  p.max_delay = 1000ms;
+  p.jitter = 0.0;
+  Backoff b(p, 1);
+  fail_unless_equals_int(b.next_delay()->count(), 100);
+  fail_unless_equals_int(b.next_delay()->count(), 200);
+  fail_unless_equals_int(b.next_delay()->count(), 400);
+  fail_unless_equals_int(b.next_delay()->count(), 800);
+  fail_unless_equals_int(b.next_delay()->count(), 1000);
+  for (int i = 0; i < 200; ++i)
+    fail_unless_equals_int(b.next_delay()->count(), 1000);
+  fail_unless_equals_int(b.attempts(), 205);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_backoff_budget) {
+  RetryPolicy p;
+  p.max_retries = 3;
+  Backoff b(p, 1);
+  fail_unless(b.next_delay().has_value());
+  fail_unless(b.next_delay().has_value());
+  fail_unless(b.next_delay().has_value());
+  fail_unless(!b.next_delay().has_value());
+  fail_unless(b.exhausted());
+  p.max_retries = 0;
+  Backoff never(p, 1);
+  fail_unless(!never.next_delay().has_value());
+}
+GST_END_TEST;
+
+GST_START_TEST(test_backoff_jitter_bounds) {
+  RetryPolicy p;
+  p.initial_delay = 1000ms;
+  p.max_delay = 100000ms;
+  p.multiplier = 1.0;
+  p.jitter = 0.25;
+  Backoff b(p, 42);
+  long lo = 1000000, hi = 0;
+  for (int i = 0; i < 2000; ++i) {
+    long d = b.next_delay()->count();
+    lo = std::min(lo, d);
+    hi = std::max(hi, d);
+  }
+  fail_unless(lo >= 750 && hi <= 1250, "jitter out of bounds: %ld..%ld", lo, hi);
+  fail_unless(hi - lo > 300, "jitter does not spread: %ld..%ld", lo, hi);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_backoff_retry_after_and_stable_reset) {
+  RetryPolicy p;
+  p.initial_delay = 100ms;
+  p.max_delay = 5000ms;
+  p.jitter = 0.0;
+  p.stable_period = 10s;
+  Backoff b(p, 1);
+  /* Retry-After lengthens the wait but stays capped */
+  fail_unless_equals_int(b.next_delay(3000ms)->count(), 3000);
+  fail_unless_equals_int(b.next_delay(86400000ms)->count(), 5000);
+  auto t0 = Clock::now();
+  /* a short connection does not reset the count */
+  b.on_connected(t0);
+  b.on_disconnected(t0 + 2s);
+  fail_unless_equals_int(b.attempts(), 2);
+  b.on_connected(t0);
+  b.on_disconnected(t0 + 11s);
+  fail_unless_equals_int(b.attempts(), 0);
+  fail_unless_equals_int(b.next_delay()->count(), 100);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_url_whep_scheme) {
+  std::string err;
+  auto ep = parse_webrtc_http_location("whep://cam-host/raspberry-01", HttpEndpointKind::Whep, &err);
+  fail_unless(ep.has_value(), "%s", err.c_str());
+  assert_str(ep->url.c_str(), "http://cam-host:8889/raspberry-01/whep");
+  assert_str(ep->stream_path.c_str(), "raspberry-01");
+  fail_unless_equals_int(ep->port, 8889);
+
+  ep = parse_webrtc_http_location("wheps://user:p%40ss@h.example:9443/site/cam?x=1", HttpEndpointKind::Whep, &err);
+  fail_unless(ep.has_value(), "%s", err.c_str());
+  assert_str(ep->url.c_str(), "https://h.example:9443/site/cam/whep?x=1");
+  assert_str(ep->user.c_str(), "user");
+  assert_str(ep->password.c_str(), "p@ss");
+  assert_str(ep->stream_path.c_str(), "site/cam");
+  fail_unless(ep->secure);
+
+  ep = parse_webrtc_http_location("http://10.0.0.5:8889/cam/whep", HttpEndpointKind::Whep, &err);
+  assert_str(ep->url.c_str(), "http://10.0.0.5:8889/cam/whep");
+  assert_str(ep->stream_path.c_str(), "cam");
+  /* the reader page URL gets the endpoint suffix */
+  ep = parse_webrtc_http_location("http://10.0.0.5:8889/cam/", HttpEndpointKind::Whep, &err);
+  assert_str(ep->url.c_str(), "http://10.0.0.5:8889/cam/whep");
+  /* an RTSP URL of the same stream maps to the WebRTC port */
+  ep = parse_webrtc_http_location("rtsp://mediamtx:8554/raspberry-01", HttpEndpointKind::Whip, &err);
+  assert_str(ep->url.c_str(), "http://mediamtx:8889/raspberry-01/whip");
+  ep = parse_webrtc_http_location("whep://[::1]:1234/cam", HttpEndpointKind::Whep, &err);
+  assert_str(ep->url.c_str(), "http://[::1]:1234/cam/whep");
+  assert_str(ep->host.c_str(), "::1");
+}
+GST_END_TEST;
+
+GST_START_TEST(test_url_rejects_bad_input) {
+  std::string err;
+  fail_if(parse_webrtc_http_location("", HttpEndpointKind::Whep, &err).has_value());
+  fail_if(parse_webrtc_http_location("ftp://h/cam", HttpEndpointKind::Whep, &err).has_value());
+  fail_unless(err.find("ftp") != std::string::npos, "%s", err.c_str());
+  fail_if(parse_webrtc_http_location("whep:///cam", HttpEndpointKind::Whep, &err).has_value());
+  fail_if(parse_webrtc_http_location("whep://host", HttpEndpointKind::Whep, &err).has_value());
+  fail_if(parse_webrtc_http_location("not a url at all", HttpEndpointKind::Whep, &err).has_value());
+  fail_if(parse_rtsp_location("http://h/cam", &err).has_value());
+  fail_if(parse_rtsp_location("rtsp://h:8554/", &err).has_value());
+}
+GST_END_TEST;
+
+GST_START_TEST(test_url_rtsp_and_builders) {
+  std::string err;
+  auto ep = parse_rtsp_location("rtsp://pi:secret@mediamtx:8554/raspberry-01", &err);
+  fail_unless(ep.has_value(), "%s", err.c_str());
+  assert_str(ep->url.c_str(), "rtsp://mediamtx:8554/raspberry-01");
+  assert_str(ep->user.c_str(), "pi");
+  assert_str(ep->password.c_str(), "secret");
+  assert_str(rtsp_url_for("mediamtx", "raspberry-01").c_str(), "rtsp://mediamtx:8554/raspberry-01");
+  assert_str(rtsp_url_for("mediamtx:9000", "/cam/").c_str(), "rtsp://mediamtx:9000/cam");
+  assert_str(webrtc_http_url_for("http://m.example", "cam", HttpEndpointKind::Whip).c_str(),
+                            "http://m.example:8889/cam/whip");
+  auto whep = parse_webrtc_http_location("whep://m/cam", HttpEndpointKind::Whep);
+  assert_str(hls_url_for_endpoint(*whep).c_str(), "http://m:8888/cam/index.m3u8");
+}
+GST_END_TEST;
+
+GST_START_TEST(test_url_resolve_and_redact) {
+  assert_str(resolve_location("http://h:8889/cam/whep", "/cam/whep/abc-123")->c_str(),
+                            "http://h:8889/cam/whep/abc-123");
+  assert_str(resolve_location("http://h:8889/cam/whep", "abc")->c_str(), "http://h:8889/cam/abc");
+  assert_str(resolve_location("http://h:8889/cam/whep", "https://o:1/x")->c_str(), "https://o:1/x");
+  fail_if(resolve_location("http://h/cam/whep", "").has_value());
+  std::string r = redact_url("https://bob:hunter2@h:8889/cam/whep?token=abc.def&x=1");
+  fail_unless(r.find("hunter2") == std::string::npos && r.find("bob") == std::string::npos, "%s", r.c_str());
+  fail_unless(r.find("abc.def") == std::string::npos, "%s", r.c_str());
+  fail_unless(r.find("x=1") != std::string::npos, "%s", r.c_str());
+}
+GST_END_TEST;
+
+GST_START_TEST(test_link_header_ice_servers) {
+  std::vector<std::string> headers = {
+      "<stun:stun.example.net:3478>; rel=\"ice-server\"",
+      "<turn:turn.example.net:3478?transport=udp>; rel=\"ice-server\"; username=\"u s\"; "
+      "credential=\"p/a+s=s\"; credential-type=\"password\", <https://x/y>; rel=\"alternate\""};
+  auto servers = ice_servers_from_link_headers(headers);
+  fail_unless_equals_int(servers.size(), 2);
+  assert_str(servers[0].to_webrtcbin_uri().c_str(), "stun://stun.example.net:3478");
+  fail_unless(servers[1].is_turn());
+  assert_str(servers[1].to_webrtcbin_uri().c_str(),
+                            "turn://u%20s:p%2Fa%2Bs%3Ds@turn.example.net:3478?transport=udp");
+}
+GST_END_TEST;
+
+GST_START_TEST(test_link_header_hostile) {
+  /* unterminated, garbage, control characters, injection attempts, huge input: no crash, nothing usable */
+  const char *bad[] = {"<", "<stun:a", ";;;;,,,,", "<stun:a>; rel", "<stun:a\r\nX: y>; rel=ice-server",
+                       "<turn:h>; rel=ice-server", /* turn without credentials */
+                       "<stun:u@evil/x>; rel=ice-server", "<>; rel=ice-server", "\"<stun:a>\"",
+                       "<stun:a>; rel=\"ice-server"};
+  for (const char *h : bad) {
+    auto servers = ice_servers_from_link_headers({h});
+    fail_unless_equals_int(servers.size(), 0);
+  }
+  std::string huge;
+  for (int i = 0; i < 100000; ++i)
+    huge += "<stun:a:1>; rel=ice-server, ";
+  auto servers = ice_servers_from_link_headers({huge});
+  fail_unless(servers.size() <= 16);
+  auto links = parse_link_header(huge);
+  fail_unless(links.size() <= 32);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_status_message) {
+  StatusUpdate u;
+  u.state = ConnectionState::Reconnecting;
+  u.attempt = 3;
+  u.reason = "HTTP 404";
+  u.transport = "webrtc";
+  u.retry_in_ms = 1500;
+  GstMessage *m = status_message_new(nullptr, u);
+  const GstStructure *s = gst_message_get_structure(m);
+  fail_unless(gst_structure_has_name(s, "gst-mediamtx-status"));
+  assert_str(gst_structure_get_string(s, "state"), "reconnecting");
+  int attempt;
+  fail_unless(gst_structure_get_int(s, "attempt", &attempt));
+  fail_unless_equals_int(attempt, 3);
+  gst_message_unref(m);
+}
+GST_END_TEST;
+
+static Suite *gstmtx_suite(void) {
+  Suite *s = suite_create("gstmtx");
+  TCase *tc = tcase_create("backoff");
+  tcase_add_test(tc, test_backoff_grows_and_caps);
+  tcase_add_test(tc, test_backoff_budget);
+  tcase_add_test(tc, test_backoff_jitter_bounds);
+  tcase_add_test(tc, test_backoff_retry_after_and_stable_reset);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("url");
+  tcase_add_test(tc, test_url_whep_scheme);
+  tcase_add_test(tc, test_url_rejects_bad_input);
+  tcase_add_test(tc, test_url_rtsp_and_builders);
+  tcase_add_test(tc, test_url_resolve_and_redact);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("link");
+  tcase_add_test(tc, test_link_header_ice_servers);
+  tcase_add_test(tc, test_link_header_hostile);
+  tcase_add_test(tc, test_status_message);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+GST_CHECK_MAIN(gstmtx);
