@@ -1,0 +1,99 @@
+#include "codec_table.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace gstmtx {
+
+const std::vector<RtpCodec> &rtp_codecs() {
+  static const std::vector<RtpCodec> codecs = {
+      {"H264", "video", 90000, "rtph264depay", "rtph264pay", "h264parse",
+       "video/x-h264,stream-format=byte-stream,alignment=au",
+       "packetization-mode=(string)1,profile-level-id=(string)42e01f,level-asymmetry-allowed=(string)1"},
+      {"VP8", "video", 90000, "rtpvp8depay", "rtpvp8pay", nullptr, "video/x-vp8", ""},
+      {"VP9", "video", 90000, "rtpvp9depay", "rtpvp9pay", nullptr, "video/x-vp9", ""},
+      {"AV1", "video", 90000, "rtpav1depay", "rtpav1pay", "av1parse",
+       "video/x-av1,stream-format=obu-stream,alignment=tu", ""},
+      {"H265", "video", 90000, "rtph265depay", "rtph265pay", "h265parse",
+       "video/x-h265,stream-format=byte-stream,alignment=au", ""},
+      {"OPUS", "audio", 48000, "rtpopusdepay", "rtpopuspay", "opusparse", "audio/x-opus", ""},
+      {"G722", "audio", 8000, "rtpg722depay", "rtpg722pay", nullptr, "audio/G722", "", 9},
+      {"PCMU", "audio", 8000, "rtppcmudepay", "rtppcmupay", nullptr, "audio/x-mulaw", "", 0},
+      {"PCMA", "audio", 8000, "rtppcmadepay", "rtppcmapay", nullptr, "audio/x-alaw", "", 8},
+  };
+  return codecs;
+}
+
+const RtpCodec *find_rtp_codec(const std::string &name) {
+  std::string upper = name;
+  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+  for (const auto &codec : rtp_codecs())
+    if (upper == codec.name)
+      return &codec;
+  return nullptr;
+}
+
+std::vector<const RtpCodec *> parse_codec_list(const std::string &list, const std::string &media,
+                                               std::vector<std::string> *unknown) {
+  std::vector<const RtpCodec *> out;
+  g_auto(GStrv) names = g_strsplit_set(list.c_str(), ", ;", -1);
+  for (char **n = names; n && *n; ++n) {
+    if (!**n)
+      continue;
+    const RtpCodec *codec = find_rtp_codec(*n);
+    if (!codec) {
+      if (unknown)
+        unknown->push_back(*n);
+      continue;
+    }
+    if (media == codec->media && std::find(out.begin(), out.end(), codec) == out.end())
+      out.push_back(codec);
+  }
+  return out;
+}
+
+static bool factory_exists(const char *name) {
+  if (!name)
+    return true;
+  GstElementFactory *factory = gst_element_factory_find(name);
+  if (!factory)
+    return false;
+  gst_object_unref(factory);
+  return true;
+}
+
+bool rtp_codec_receivable(const RtpCodec &codec) {
+  return factory_exists(codec.depayloader) && factory_exists(codec.parser);
+}
+
+GstCaps *rtp_codecs_offer_caps(const std::vector<const RtpCodec *> &codecs, int first_payload_type) {
+  GstCaps *caps = gst_caps_new_empty();
+  int pt = first_payload_type;
+  for (const RtpCodec *codec : codecs) {
+    const int payload = codec->static_payload_type >= 0 ? codec->static_payload_type : pt++;
+    std::string text = std::string("application/x-rtp,media=") + codec->media + ",encoding-name=" + codec->name +
+                       ",clock-rate=" + std::to_string(codec->clock_rate) + ",payload=" + std::to_string(payload);
+    if (std::string(codec->media) == "video")
+      text += ",rtcp-fb-nack=(boolean)true,rtcp-fb-nack-pli=(boolean)true,rtcp-fb-ccm-fir=(boolean)true";
+    if (std::string(codec->name) == "OPUS")
+      text += ",encoding-params=(string)2,minptime=(string)10,useinbandfec=(string)1";
+    if (*codec->extra_rtp_caps)
+      text += std::string(",") + codec->extra_rtp_caps;
+    GstCaps *one = gst_caps_from_string(text.c_str());
+    if (one)
+      gst_caps_append(caps, one);
+  }
+  return caps;
+}
+
+GstElementFactory *best_decoder_for(const GstCaps *caps) {
+  GList *decoders = gst_element_factory_list_get_elements(GST_ELEMENT_FACTORY_TYPE_DECODER, GST_RANK_MARGINAL);
+  GList *usable = gst_element_factory_list_filter(decoders, caps, GST_PAD_SINK, FALSE);
+  usable = g_list_sort(usable, gst_plugin_feature_rank_compare_func);
+  GstElementFactory *best = usable ? GST_ELEMENT_FACTORY(gst_object_ref(usable->data)) : nullptr;
+  gst_plugin_feature_list_free(usable);
+  gst_plugin_feature_list_free(decoders);
+  return best;
+}
+
+}  // namespace gstmtx

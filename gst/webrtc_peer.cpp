@@ -1,0 +1,393 @@
+#include "webrtc_peer.h"
+
+#include <gst/sdp/sdp.h>
+
+GST_DEBUG_CATEGORY_STATIC(mtx_peer_debug);
+#define GST_CAT_DEFAULT mtx_peer_debug
+
+namespace gstmtx {
+
+namespace {
+/* Hands a webrtcbin callback to the loop thread, dropped if the peer is gone by then. */
+struct Handoff {
+  WebrtcPeer *peer;
+  std::weak_ptr<bool> alive;
+  EventLoop *loop;
+};
+
+std::string sdp_text(const GstWebRTCSessionDescription *desc) {
+  g_autofree char *text = gst_sdp_message_as_text(desc->sdp);
+  return text ? text : "";
+}
+}  // namespace
+
+WebrtcPeer::WebrtcPeer(EventLoop &loop, HttpClient &http, GstElement *webrtcbin, SessionConfig session,
+                       PeerConfig config, Events events)
+    : loop_(loop), http_(http), webrtc_(GST_ELEMENT(gst_object_ref(webrtcbin))), session_(http, std::move(session)),
+      config_(std::move(config)), events_(std::move(events)) {
+  static gsize once = 0;
+  if (g_once_init_enter(&once)) {
+    GST_DEBUG_CATEGORY_INIT(mtx_peer_debug, "mtxpeer", 0, "gst-mediamtx WebRTC-HTTP negotiation");
+    g_once_init_leave(&once, 1);
+  }
+}
+
+WebrtcPeer::~WebrtcPeer() {
+  *alive_ = false;
+  for (gulong id : handlers_)
+    g_signal_handler_disconnect(webrtc_, id);
+  loop_.cancel(flush_timer_);
+  loop_.cancel(gather_timer_);
+  loop_.cancel(disconnected_timer_);
+  if (offer_)
+    gst_webrtc_session_description_free(offer_);
+  gst_object_unref(webrtc_);
+}
+
+/* called on the loop thread */
+void WebrtcPeer::start() {
+  timings_ = PeerTimings{};
+  timings_.started = g_get_monotonic_time();
+  auto *handoff = new Handoff{this, alive_, &loop_};
+  GClosureNotify free_handoff = [](gpointer data, GClosure *) { delete static_cast<Handoff *>(data); };
+  handlers_.push_back(g_signal_connect_data(webrtc_, "on-ice-candidate", G_CALLBACK(on_ice_candidate_signal), handoff,
+                                            free_handoff, GConnectFlags(0)));
+  for (const char *prop : {"notify::ice-connection-state", "notify::connection-state", "notify::ice-gathering-state"}) {
+    handoff = new Handoff{this, alive_, &loop_};
+    handlers_.push_back(
+        g_signal_connect_data(webrtc_, prop, G_CALLBACK(on_notify), handoff, free_handoff, GConnectFlags(0)));
+  }
+
+  if (!config_.stun_server.empty())
+    g_object_set(webrtc_, "stun-server", config_.stun_server.c_str(), nullptr);
+  if (!config_.turn_server.empty())
+    g_object_set(webrtc_, "turn-server", config_.turn_server.c_str(), nullptr);
+  g_object_set(webrtc_, "ice-transport-policy", config_.ice_transport_policy, nullptr);
+
+  /* ICE servers from the endpoint's Link headers must be known before gathering starts, which
+   * set-local-description triggers: ask with OPTIONS while the offer is being made. */
+  std::weak_ptr<bool> alive = alive_;
+  if (config_.use_link_headers) {
+    session_.query_ice_servers([this, alive](std::vector<IceServer> servers) {
+      if (alive.expired() || finished_)
+        return;
+      apply_ice_servers(servers);
+      ice_servers_ready_ = true;
+      maybe_set_local_description();
+    });
+  } else {
+    ice_servers_ready_ = true;
+  }
+
+  auto *offer_handoff = new Handoff{this, alive_, &loop_};
+  GstPromise *promise = gst_promise_new_with_change_func(
+      [](GstPromise *promise, gpointer data) {
+        auto *h = static_cast<Handoff *>(data);
+        GstWebRTCSessionDescription *offer = nullptr;
+        std::string error;
+        const GstStructure *reply = gst_promise_get_reply(promise);
+        if (gst_promise_wait(promise) == GST_PROMISE_RESULT_REPLIED && reply) {
+          GError *err = nullptr;
+          if (gst_structure_get(reply, "error", G_TYPE_ERROR, &err, nullptr) && err) {
+            error = err->message;
+            g_clear_error(&err);
+          }
+          gst_structure_get(reply, "offer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &offer, nullptr);
+        }
+        std::weak_ptr<bool> alive = h->alive;
+        WebrtcPeer *peer = h->peer;
+        h->loop->post([peer, alive, offer, error] {
+          if (alive.expired() || peer->finished_) {
+            if (offer)
+              gst_webrtc_session_description_free(offer);
+            return;
+          }
+          if (!offer) {
+            SessionError e;
+            e.kind = SessionErrorKind::Config;
+            e.message = "webrtcbin could not create an offer" + (error.empty() ? "" : ": " + error);
+            peer->fail(e);
+            return;
+          }
+          peer->offer_ = offer;
+          peer->timings_.offer_created = g_get_monotonic_time();
+          peer->maybe_set_local_description();
+        });
+      },
+      offer_handoff, [](gpointer data) { delete static_cast<Handoff *>(data); });
+  g_signal_emit_by_name(webrtc_, "create-offer", nullptr, promise);
+  gst_promise_unref(promise);
+}
+
+void WebrtcPeer::apply_ice_servers(const std::vector<IceServer> &servers) {
+  bool stun_set = !config_.stun_server.empty();
+  for (const auto &server : servers) {
+    std::string uri = server.to_webrtcbin_uri();
+    if (uri.empty())
+      continue;
+    if (server.is_turn()) {
+      gboolean ok = FALSE;
+      g_signal_emit_by_name(webrtc_, "add-turn-server", uri.c_str(), &ok);
+    } else if (!stun_set) {
+      g_object_set(webrtc_, "stun-server", uri.c_str(), nullptr);
+      stun_set = true;
+    }
+  }
+}
+
+/* called on the loop thread */
+void WebrtcPeer::maybe_set_local_description() {
+  if (local_set_ || !offer_ || !ice_servers_ready_)
+    return;
+  local_set_ = true;
+  /* remember the ICE credentials and the first m-line for trickle fragments */
+  const GstSDPMessage *sdp = offer_->sdp;
+  if (gst_sdp_message_medias_len(sdp) > 0) {
+    const GstSDPMedia *media = gst_sdp_message_get_media(sdp, 0);
+    const char *ufrag = gst_sdp_media_get_attribute_val(media, "ice-ufrag");
+    const char *pwd = gst_sdp_media_get_attribute_val(media, "ice-pwd");
+    const char *mid = gst_sdp_media_get_attribute_val(media, "mid");
+    ufrag_ = ufrag ? ufrag : "";
+    pwd_ = pwd ? pwd : "";
+    first_mid_ = mid ? mid : "0";
+    first_media_ = gst_sdp_media_get_media(media) ? gst_sdp_media_get_media(media) : "video";
+  }
+  g_signal_emit_by_name(webrtc_, "set-local-description", offer_, nullptr);
+  if (config_.trickle) {
+    post_offer(sdp_text(offer_));
+  } else {
+    std::weak_ptr<bool> alive = alive_;
+    gather_timer_ = loop_.schedule(config_.gather_timeout, [this, alive] {
+      if (alive.expired())
+        return;
+      gather_timer_ = 0;
+      on_gathering_state(GST_WEBRTC_ICE_GATHERING_STATE_COMPLETE);
+    });
+    GstWebRTCICEGatheringState state;
+    g_object_get(webrtc_, "ice-gathering-state", &state, nullptr);
+    on_gathering_state(state);
+  }
+}
+
+void WebrtcPeer::on_gathering_state(GstWebRTCICEGatheringState state) {
+  if (config_.trickle) {
+    if (state == GST_WEBRTC_ICE_GATHERING_STATE_COMPLETE && answered_)
+      flush_candidates(true);
+    return;
+  }
+  if (posted_ || !local_set_ || state != GST_WEBRTC_ICE_GATHERING_STATE_COMPLETE)
+    return;
+  loop_.cancel(gather_timer_);
+  gather_timer_ = 0;
+  GstWebRTCSessionDescription *local = nullptr;
+  g_object_get(webrtc_, "local-description", &local, nullptr);
+  if (!local) {
+    SessionError e;
+    e.kind = SessionErrorKind::Retry;
+    e.message = "webrtcbin has no local description after gathering";
+    fail(e);
+    return;
+  }
+  std::string text = sdp_text(local);
+  gst_webrtc_session_description_free(local);
+  post_offer(text);
+}
+
+void WebrtcPeer::post_offer(const std::string &sdp) {
+  posted_ = true;
+  GST_DEBUG_OBJECT(webrtc_, "posting offer:\n%s", sdp.c_str());
+  std::weak_ptr<bool> alive = alive_;
+  session_.post_offer(sdp, [this, alive](OfferAnswer answer, SessionError error) {
+    if (alive.expired())
+      return;
+    on_answer(std::move(answer), std::move(error));
+  });
+}
+
+/* called on the loop thread */
+void WebrtcPeer::on_answer(OfferAnswer answer, SessionError error) {
+  if (finished_)
+    return;
+  if (error) {
+    fail(error);
+    return;
+  }
+  timings_.answer_received = g_get_monotonic_time();
+  GST_DEBUG_OBJECT(webrtc_, "answer:\n%s", answer.answer_sdp.c_str());
+  GstSDPMessage *sdp = nullptr;
+  if (gst_sdp_message_new_from_text(answer.answer_sdp.c_str(), &sdp) != GST_SDP_OK || !sdp ||
+      gst_sdp_message_medias_len(sdp) == 0) {
+    if (sdp)
+      gst_sdp_message_free(sdp);
+    SessionError e;
+    e.kind = SessionErrorKind::Retry;
+    e.message = "the server's SDP answer could not be parsed";
+    e.debug = answer.answer_sdp.substr(0, 512);
+    fail(e);
+    return;
+  }
+  apply_ice_servers(answer.ice_servers); /* TURN servers still help later candidates */
+  GstWebRTCSessionDescription *desc = gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER, sdp);
+  auto *handoff = new Handoff{this, alive_, &loop_};
+  GstPromise *promise = gst_promise_new_with_change_func(
+      [](GstPromise *promise, gpointer data) {
+        auto *h = static_cast<Handoff *>(data);
+        std::string error;
+        const GstStructure *reply = gst_promise_get_reply(promise);
+        if (reply) {
+          GError *err = nullptr;
+          if (gst_structure_get(reply, "error", G_TYPE_ERROR, &err, nullptr) && err) {
+            error = err->message;
+            g_clear_error(&err);
+          }
+        }
+        std::weak_ptr<bool> alive = h->alive;
+        WebrtcPeer *peer = h->peer;
+        h->loop->post([peer, alive, error] {
+          if (alive.expired() || peer->finished_)
+            return;
+          if (!error.empty()) {
+            SessionError e;
+            e.kind = SessionErrorKind::Retry;
+            e.message = "the server's SDP answer was not accepted: " + error;
+            peer->fail(e);
+          }
+        });
+      },
+      handoff, [](gpointer data) { delete static_cast<Handoff *>(data); });
+  g_signal_emit_by_name(webrtc_, "set-remote-description", desc, promise);
+  gst_promise_unref(promise);
+  gst_webrtc_session_description_free(desc);
+  answered_ = true;
+  if (events_.answered)
+    events_.answered(answer);
+  if (config_.trickle) {
+    flush_candidates(false);
+    GstWebRTCICEGatheringState state;
+    g_object_get(webrtc_, "ice-gathering-state", &state, nullptr);
+    if (state == GST_WEBRTC_ICE_GATHERING_STATE_COMPLETE)
+      flush_candidates(true);
+  }
+}
+
+/* called on the loop thread */
+void WebrtcPeer::on_local_candidate(unsigned mline, std::string candidate) {
+  if (!config_.trickle || finished_ || candidate.empty())
+    return;
+  (void)mline; /* bundled: every candidate goes with the first m-line */
+  pending_candidates_.push_back(std::move(candidate));
+  if (!answered_ || flush_timer_)
+    return;
+  /* batch candidates found together into one PATCH */
+  std::weak_ptr<bool> alive = alive_;
+  flush_timer_ = loop_.schedule(std::chrono::milliseconds(10), [this, alive] {
+    if (alive.expired())
+      return;
+    flush_timer_ = 0;
+    flush_candidates(false);
+  });
+}
+
+void WebrtcPeer::flush_candidates(bool end_of_candidates) {
+  if (session_.resource_url().empty() || (pending_candidates_.empty() && !end_of_candidates))
+    return;
+  if (pending_candidates_.empty() && end_of_candidates)
+    return; /* nothing new to say; MediaMTX needs no explicit end */
+  std::string frag = make_trickle_sdpfrag(ufrag_, pwd_, first_media_, 0, first_mid_, pending_candidates_, false);
+  pending_candidates_.clear();
+  session_.patch_sdpfrag(frag);
+}
+
+void WebrtcPeer::on_ice_state(GstWebRTCICEConnectionState state) {
+  if (finished_)
+    return;
+  if (state == GST_WEBRTC_ICE_CONNECTION_STATE_FAILED) {
+    SessionError e;
+    e.kind = SessionErrorKind::Retry;
+    e.message = "ICE failed: no network path to the server's media port (UDP blocked? set a TURN server)";
+    fail(e);
+  } else if (state == GST_WEBRTC_ICE_CONNECTION_STATE_DISCONNECTED) {
+    if (disconnected_timer_)
+      return;
+    std::weak_ptr<bool> alive = alive_;
+    disconnected_timer_ = loop_.schedule(config_.disconnected_grace, [this, alive] {
+      if (alive.expired())
+        return;
+      disconnected_timer_ = 0;
+      SessionError e;
+      e.kind = SessionErrorKind::Retry;
+      e.message = "ICE disconnected for " + std::to_string(config_.disconnected_grace.count()) + " ms";
+      fail(e);
+    });
+  } else if (state == GST_WEBRTC_ICE_CONNECTION_STATE_CONNECTED ||
+             state == GST_WEBRTC_ICE_CONNECTION_STATE_COMPLETED) {
+    loop_.cancel(disconnected_timer_);
+    disconnected_timer_ = 0;
+  }
+}
+
+void WebrtcPeer::on_connection_state(GstWebRTCPeerConnectionState state) {
+  if (finished_)
+    return;
+  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED && !connected_) {
+    connected_ = true;
+    timings_.connected = g_get_monotonic_time();
+    if (events_.connected)
+      events_.connected();
+  } else if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED) {
+    SessionError e;
+    e.kind = SessionErrorKind::Retry;
+    e.message = "WebRTC connection failed (ICE or DTLS)";
+    fail(e);
+  }
+}
+
+void WebrtcPeer::fail(SessionError error) {
+  if (finished_)
+    return;
+  finished_ = true;
+  if (events_.failed)
+    events_.failed(std::move(error));
+}
+
+void WebrtcPeer::release(std::function<void()> done) {
+  finished_ = true;
+  session_.delete_resource(std::move(done));
+}
+
+void WebrtcPeer::release_sync() {
+  finished_ = true;
+  session_.delete_resource_sync();
+}
+
+void WebrtcPeer::on_ice_candidate_signal(GstElement *, guint mline, gchar *candidate, gpointer data) {
+  auto *h = static_cast<Handoff *>(data);
+  std::weak_ptr<bool> alive = h->alive;
+  WebrtcPeer *peer = h->peer;
+  std::string text = candidate ? candidate : "";
+  h->loop->post([peer, alive, mline, text] {
+    if (!alive.expired())
+      peer->on_local_candidate(mline, text);
+  });
+}
+
+void WebrtcPeer::on_notify(GObject *webrtc, GParamSpec *pspec, gpointer data) {
+  auto *h = static_cast<Handoff *>(data);
+  std::weak_ptr<bool> alive = h->alive;
+  WebrtcPeer *peer = h->peer;
+  const std::string name = g_param_spec_get_name(pspec);
+  int value = 0;
+  g_object_get(webrtc, name.c_str(), &value, nullptr);
+  h->loop->post([peer, alive, name, value] {
+    if (alive.expired())
+      return;
+    if (name == "ice-connection-state")
+      peer->on_ice_state(static_cast<GstWebRTCICEConnectionState>(value));
+    else if (name == "connection-state")
+      peer->on_connection_state(static_cast<GstWebRTCPeerConnectionState>(value));
+    else if (name == "ice-gathering-state")
+      peer->on_gathering_state(static_cast<GstWebRTCICEGatheringState>(value));
+  });
+}
+
+}  // namespace gstmtx
