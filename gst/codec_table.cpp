@@ -8,14 +8,14 @@ namespace gstmtx {
 const std::vector<RtpCodec> &rtp_codecs() {
   static const std::vector<RtpCodec> codecs = {
       {"H264", "video", 90000, "rtph264depay", "rtph264pay", "h264parse",
-       "video/x-h264,stream-format=byte-stream,alignment=au",
+       "video/x-h264,stream-format=byte-stream,alignment=au; video/x-h264,stream-format=avc,alignment=au",
        "packetization-mode=(string)1,profile-level-id=(string)42e01f,level-asymmetry-allowed=(string)1"},
       {"VP8", "video", 90000, "rtpvp8depay", "rtpvp8pay", nullptr, "video/x-vp8", ""},
       {"VP9", "video", 90000, "rtpvp9depay", "rtpvp9pay", nullptr, "video/x-vp9", ""},
       {"AV1", "video", 90000, "rtpav1depay", "rtpav1pay", "av1parse",
        "video/x-av1,stream-format=obu-stream,alignment=tu", ""},
       {"H265", "video", 90000, "rtph265depay", "rtph265pay", "h265parse",
-       "video/x-h265,stream-format=byte-stream,alignment=au", ""},
+       "video/x-h265,stream-format=byte-stream,alignment=au; video/x-h265,stream-format=hvc1,alignment=au", ""},
       {"OPUS", "audio", 48000, "rtpopusdepay", "rtpopuspay", "opusparse", "audio/x-opus", ""},
       {"G722", "audio", 8000, "rtpg722depay", "rtpg722pay", nullptr, "audio/G722", "", 9},
       {"PCMU", "audio", 8000, "rtppcmudepay", "rtppcmupay", nullptr, "audio/x-mulaw", "", 0},
@@ -87,8 +87,16 @@ GstCaps *rtp_codecs_offer_caps(const std::vector<const RtpCodec *> &codecs, int 
 }
 
 GstElementFactory *best_decoder_for(const GstCaps *caps) {
+  if (!caps || gst_caps_is_empty(caps))
+    return nullptr;
+  /* WebRTC VP8/VP9 carries no alpha: say so, or vp8alphadecodebin (high rank, alpha streams only)
+   * would be chosen */
+  g_autoptr(GstCaps) preferred = gst_caps_copy_nth(caps, 0);
+  GstStructure *s = gst_caps_get_structure(preferred, 0);
+  if (gst_structure_has_name(s, "video/x-vp8") || gst_structure_has_name(s, "video/x-vp9"))
+    gst_structure_set(s, "codec-alpha", G_TYPE_BOOLEAN, FALSE, nullptr);
   GList *decoders = gst_element_factory_list_get_elements(GST_ELEMENT_FACTORY_TYPE_DECODER, GST_RANK_MARGINAL);
-  GList *usable = gst_element_factory_list_filter(decoders, caps, GST_PAD_SINK, FALSE);
+  GList *usable = gst_element_factory_list_filter(decoders, preferred, GST_PAD_SINK, FALSE);
   usable = g_list_sort(usable, gst_plugin_feature_rank_compare_func);
   GstElementFactory *best = usable ? GST_ELEMENT_FACTORY(gst_object_ref(usable->data)) : nullptr;
   gst_plugin_feature_list_free(usable);

@@ -17,7 +17,8 @@ struct RtpCodec {
   const char *depayloader;
   const char *payloader;
   const char *parser;          /* may be nullptr */
-  const char *encoded_caps;    /* what the receive chain outputs with decode=false */
+  const char *encoded_caps;    /* what the receive chain outputs with decode=false, preferred first
+                                  (H.264 byte-stream, or avc when downstream is a muxer that wants it) */
   const char *extra_rtp_caps;  /* fmtp-style fields for the offer, may be "" */
   int static_payload_type = -1; /* RFC 3551 static type (PCMU 0, PCMA 8, G722 9), else dynamic */
 };

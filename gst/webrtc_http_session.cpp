@@ -151,7 +151,7 @@ SessionError WebrtcHttpSession::classify(const HttpResponse &r, const SessionCon
   return e;
 }
 
-void WebrtcHttpSession::query_ice_servers(std::function<void(std::vector<IceServer>)> done) {
+void WebrtcHttpSession::query_ice_servers(std::function<void(std::vector<IceServer>, SessionError)> done) {
   HttpRequest req;
   req.method = "OPTIONS";
   req.url = config_.endpoint;
@@ -159,12 +159,18 @@ void WebrtcHttpSession::query_ice_servers(std::function<void(std::vector<IceServ
   req.timeout = config_.request_timeout;
   req.max_redirects = config_.max_redirects;
   req.max_body = 16 * 1024;
-  http_.send(std::move(req), [done = std::move(done)](HttpResponse r) {
-    if (!r.ok() || r.status >= 300) {
-      done({});
+  http_.send(std::move(req), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](HttpResponse r) {
+    if (alive.expired())
+      return;
+    if (r.ok() && (r.status == 401 || r.status == 403)) {
+      done({}, classify(r, config_));
       return;
     }
-    done(ice_servers_from_link_headers(r.headers_named("link")));
+    if (!r.ok() || r.status >= 300) {
+      done({}, SessionError{});
+      return;
+    }
+    done(ice_servers_from_link_headers(r.headers_named("link")), SessionError{});
   });
 }
 

@@ -67,7 +67,9 @@ public:
   ~WebrtcHttpSession();
 
   /* All callbacks run on the HttpClient's loop thread. */
-  void query_ice_servers(std::function<void(std::vector<IceServer>)> done);
+  /* OPTIONS pre-flight: the ICE servers of the Link headers; a 401/403 is reported as an
+   * Unauthorized error so the caller need not POST to learn it. Other failures are ignored. */
+  void query_ice_servers(std::function<void(std::vector<IceServer>, SessionError)> done);
   void post_offer(const std::string &offer_sdp, std::function<void(OfferAnswer, SessionError)> done);
   /* Queues a trickle PATCH (sent in order, one at a time, once the resource is known). */
   void patch_sdpfrag(const std::string &sdpfrag, std::function<void(SessionError)> done = {});

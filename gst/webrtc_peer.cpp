@@ -68,9 +68,13 @@ void WebrtcPeer::start() {
    * set-local-description triggers: ask with OPTIONS while the offer is being made. */
   std::weak_ptr<bool> alive = alive_;
   if (config_.use_link_headers) {
-    session_.query_ice_servers([this, alive](std::vector<IceServer> servers) {
+    session_.query_ice_servers([this, alive](std::vector<IceServer> servers, SessionError error) {
       if (alive.expired() || finished_)
         return;
+      if (error) {
+        fail(error);
+        return;
+      }
       apply_ice_servers(servers);
       ice_servers_ready_ = true;
       maybe_set_local_description();

@@ -173,6 +173,7 @@ static void gst_whep_src_set_property(GObject *object, guint prop_id, const GVal
 static void gst_whep_src_get_property(GObject *object, guint prop_id, GValue *value, GParamSpec *pspec);
 static GstStateChangeReturn gst_whep_src_change_state(GstElement *element, GstStateChange transition);
 static gboolean gst_whep_src_send_event(GstElement *element, GstEvent *event);
+static void gst_whep_src_handle_message(GstBin *bin, GstMessage *message);
 static void start_session(GstWhepSrc *self);
 static void stop_session(GstWhepSrc *self, bool synchronous_delete);
 static void on_session_failed(GstWhepSrc *self, gstmtx::SessionError error);
@@ -292,6 +293,7 @@ static void gst_whep_src_class_init(GstWhepSrcClass *klass) {
 
   element_class->change_state = GST_DEBUG_FUNCPTR(gst_whep_src_change_state);
   element_class->send_event = GST_DEBUG_FUNCPTR(gst_whep_src_send_event);
+  GST_BIN_CLASS(klass)->handle_message = GST_DEBUG_FUNCPTR(gst_whep_src_handle_message);
 }
 
 static void gst_whep_src_init(GstWhepSrc *self) {
@@ -539,6 +541,37 @@ static gboolean gst_whep_src_send_event(GstElement *element, GstEvent *event) {
     return TRUE;
   }
   return GST_ELEMENT_CLASS(parent_class)->send_event(element, event);
+}
+
+/* An error inside the session (webrtcbin, a depayloader, a decoder) ends that session, not the
+ * pipeline: it becomes a warning and a reconnection. Called from the posting thread. */
+static void gst_whep_src_handle_message(GstBin *bin, GstMessage *message) {
+  GstWhepSrc *self = GST_WHEP_SRC(bin);
+  if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR && GST_MESSAGE_SRC(message) != GST_OBJECT(self)) {
+    GError *err = nullptr;
+    gchar *debug = nullptr;
+    gst_message_parse_error(message, &err, &debug);
+    std::string text = std::string(GST_OBJECT_NAME(GST_MESSAGE_SRC(message))) + ": " + (err ? err->message : "error");
+    std::string details = debug ? debug : "";
+    const bool missing_plugin = err && g_error_matches(err, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN);
+    g_clear_error(&err);
+    g_free(debug);
+    if (!missing_plugin && self->priv->loop) {
+      GST_WARNING_OBJECT(self, "session error, reconnecting: %s (%s)", text.c_str(), details.c_str());
+      gst_message_unref(message);
+      self->priv->loop->post([self, text, details] {
+        if (!self->priv->peer)
+          return; /* already torn down */
+        gstmtx::SessionError e;
+        e.kind = gstmtx::SessionErrorKind::Retry;
+        e.message = text;
+        e.debug = details;
+        on_session_failed(self, e);
+      });
+      return;
+    }
+  }
+  GST_BIN_CLASS(parent_class)->handle_message(bin, message);
 }
 
 /* ---- status ---- */

@@ -1,6 +1,8 @@
 /* whepsrc against a real MediaMTX (in the test's network namespace). */
 #include <gst/check/gstcheck.h>
 
+#include <glib/gstdio.h>
+
 #include <string>
 
 #include "mediamtx_server.h"
@@ -121,12 +123,261 @@ GST_START_TEST(test_stop_deletes_session) {
 }
 GST_END_TEST;
 
+
+GST_START_TEST(test_h264_encoded_into_mp4mux) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  Publisher pub(rtsp_publisher(server, "cam", 320, 240));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  g_autofree char *dir = g_dir_make_tmp("whepsrc-mp4-XXXXXX", nullptr);
+  std::string file = std::string(dir) + "/out.mp4";
+  Viewer viewer("whepsrc name=src decode=false audio=false location=" + server.whep_url("cam") +
+                " ! identity name=sink ! video/x-h264 ! mp4mux ! filesink async=false location=" + file);
+  fail_unless(viewer.play());
+  fail_unless(viewer.wait_frames(30, 15000), "only %d frames", viewer.frames.count());
+  std::string caps = viewer.frames.caps_name();
+  fail_unless(caps == "video/x-h264", "caps %s", caps.c_str());
+  /* EOS through the element so mp4mux writes its index */
+  gst_element_send_event(viewer.pipeline, gst_event_new_eos());
+  fail_unless(wait_until([&] { return viewer.bus->eos_count() > 0; }, 5000));
+  fail_unless(viewer.bus->errors().empty());
+  gst_element_set_state(viewer.pipeline, GST_STATE_NULL);
+  /* the file plays back: demux and decode it */
+  GstElement *check = parse_pipeline("filesrc location=" + file + " ! qtdemux ! h264parse ! avdec_h264 ! "
+                                     "fakesink name=sink");
+  BusWatcher check_bus(check);
+  BufferCounter decoded;
+  decoded.attach(check, "sink");
+  fail_unless(set_state_and_wait(check, GST_STATE_PLAYING));
+  fail_unless(wait_until([&] { return check_bus.eos_count() > 0; }, 10000));
+  fail_unless(check_bus.errors().empty());
+  fail_unless(decoded.count() >= 25, "decoded %d frames from the MP4", decoded.count());
+  fail_unless_equals_int(decoded.width(), 320);
+  gst_element_set_state(check, GST_STATE_NULL);
+  gst_object_unref(check);
+  g_unlink(file.c_str());
+  g_rmdir(dir);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_viewer_before_publisher) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  Viewer viewer(whep_viewer(server, "cam", "retry-delay=300 max-retry-delay=1000"));
+  fail_unless(viewer.play());
+  g_usleep(3 * G_USEC_PER_SEC);
+  fail_unless_equals_int(viewer.frames.count(), 0);
+  fail_unless(viewer.bus->errors().empty());
+  fail_unless(viewer.bus->count_element_messages("gst-mediamtx-status", "state", "reconnecting") >= 1);
+  Publisher pub(rtsp_publisher(server, "cam"));
+  fail_unless(viewer.wait_frames(10, 20000), "no frames after the publisher started");
+  fail_unless(viewer.bus->errors().empty());
+  fail_unless_equals_int(viewer.frames.width(), 320);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_server_restart_resumes) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  auto *pub = new Publisher(rtsp_publisher(server, "cam"));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  Viewer viewer(whep_viewer(server, "cam", "retry-delay=300 max-retry-delay=1000 timeout=2000"));
+  fail_unless(viewer.play());
+  fail_unless(viewer.wait_frames(10, 15000));
+  GstElement *src = gst_bin_get_by_name(GST_BIN(viewer.pipeline), "src");
+  GstPad *pad = gst_element_get_static_pad(src, "video_0");
+  fail_unless(pad != nullptr);
+
+  server.kill_hard();
+  delete pub; /* the stock publisher dies with its server */
+  g_usleep(2 * G_USEC_PER_SEC);
+  fail_unless(server.start());
+  pub = new Publisher(rtsp_publisher(server, "cam"));
+  fail_unless(viewer.wait_frames(10, 20000), "frames did not resume after the server restart");
+  /* same pipeline, same pad, no error and no EOS downstream */
+  GstPad *pad_after = gst_element_get_static_pad(src, "video_0");
+  fail_unless(pad_after == pad);
+  fail_unless(viewer.bus->errors().empty());
+  fail_unless_equals_int(viewer.bus->eos_count(), 0);
+  fail_unless(viewer.bus->count_element_messages("gst-mediamtx-status", "state", "connected") >= 2);
+  gst_object_unref(pad_after);
+  gst_object_unref(pad);
+  gst_object_unref(src);
+  gst_element_set_state(viewer.pipeline, GST_STATE_NULL);
+  fail_unless(wait_until([&] { return server.webrtc_session_count() == 0; }, 3000));
+  delete pub;
+}
+GST_END_TEST;
+
+static const char *kAuthUsers =
+    "  - user: viewer\n"
+    "    pass: s3cret-pw\n"
+    "    ips: []\n"
+    "    permissions:\n"
+    "      - action: read\n"
+    "  - user: any\n"
+    "    pass:\n"
+    "    ips: []\n"
+    "    permissions:\n"
+    "      - action: publish\n"
+    "  - user: any\n"
+    "    pass:\n"
+    "    ips: ['127.0.0.1']\n"
+    "    permissions:\n"
+    "      - action: api\n";
+
+GST_START_TEST(test_auth_right_credentials_play) {
+  fail_unless(in_test_namespace());
+  MediamtxOptions options;
+  options.auth_users = kAuthUsers;
+  MediamtxServer server(options);
+  fail_unless(server.start());
+  Publisher pub(rtsp_publisher(server, "cam"));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  Viewer viewer(whep_viewer(server, "cam", "user-id=viewer user-pw=s3cret-pw"));
+  fail_unless(viewer.play());
+  fail_unless(viewer.wait_frames(10, 15000));
+  fail_unless(viewer.bus->errors().empty());
+  /* credentials in the URL work too */
+  std::string url = server.whep_url("cam");
+  url.replace(url.find("://") + 3, 0, "viewer:s3cret-pw@");
+  Viewer url_viewer("whepsrc name=src location=" + url + " ! fakesink name=sink sync=false async=false");
+  fail_unless(url_viewer.play());
+  fail_unless(url_viewer.wait_frames(10, 15000));
+}
+GST_END_TEST;
+
+GST_START_TEST(test_auth_wrong_credentials_fail_fast) {
+  fail_unless(in_test_namespace());
+  MediamtxOptions options;
+  options.auth_users = kAuthUsers;
+  MediamtxServer server(options);
+  fail_unless(server.start());
+  Publisher pub(rtsp_publisher(server, "cam"));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  Viewer viewer(whep_viewer(server, "cam", "user-id=viewer user-pw=wrong-pw"));
+  gint64 start = g_get_monotonic_time();
+  fail_unless(viewer.play());
+  /* MediaMTX pauses a random 0-4 s before every authentication failure (brute-force defence):
+   * one such pause plus our own overhead, and no retries. */
+  fail_unless(wait_until([&] { return !viewer.bus->errors().empty(); }, 8000));
+  gint64 elapsed_ms = (g_get_monotonic_time() - start) / 1000;
+  fail_unless(elapsed_ms < 5500, "error took %" G_GINT64_FORMAT " ms", elapsed_ms);
+  fail_unless_equals_int(viewer.bus->count_element_messages("gst-mediamtx-status", "state", "reconnecting"), 0);
+  std::string error = viewer.bus->errors().front();
+  fail_unless(error.find("credentials") != std::string::npos, "%s", error.c_str());
+  fail_unless(error.find("wrong-pw") == std::string::npos, "password leaked: %s", error.c_str());
+  fail_unless(viewer.bus->count_element_messages("gst-mediamtx-status", "state", "failed") == 1);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_playbin_whep_uri) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  Publisher pub(rtsp_publisher(server, "cam"));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  std::string uri = "whep://" + server.host() + ":" + std::to_string(server.webrtc_port()) + "/cam";
+  GstElement *playbin = gst_element_factory_make("playbin", nullptr);
+  GstElement *vsink = gst_element_factory_make("fakesink", "sink");
+  GstElement *asink = gst_element_factory_make("fakesink", nullptr);
+  g_object_set(vsink, "sync", FALSE, nullptr);
+  g_object_set(asink, "sync", FALSE, nullptr);
+  g_object_set(playbin, "uri", uri.c_str(), "video-sink", vsink, "audio-sink", asink, nullptr);
+  BusWatcher bus(playbin);
+  BufferCounter frames;
+  GstPad *pad = gst_element_get_static_pad(vsink, "sink");
+  frames.attach(pad);
+  gst_object_unref(pad);
+  fail_unless(set_state_and_wait(playbin, GST_STATE_PLAYING));
+  fail_unless(wait_until([&] { return frames.count() >= 10; }, 15000), "playbin got %d frames", frames.count());
+  fail_unless(bus.errors().empty());
+  gst_element_set_state(playbin, GST_STATE_NULL);
+  gst_object_unref(playbin);
+}
+GST_END_TEST;
+
+/* Other codecs, published over RTSP with stock payloaders (MediaMTX relays them to WHEP). */
+static void check_codec(const std::string &encoder_chain, const char *video_codecs, const char *encoded_caps) {
+  MediamtxServer server;
+  fail_unless(server.start());
+  Publisher pub("videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1,format=I420 ! " +
+                encoder_chain +
+                " ! rtspclientsink protocols=tcp location=" + server.rtsp_url("cam"));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  {
+    Viewer viewer(whep_viewer(server, "cam", std::string("audio=false video-codecs=") + video_codecs));
+    fail_unless(viewer.play());
+    fail_unless(viewer.wait_frames(10, 15000), "%s: %d frames", video_codecs, viewer.frames.count());
+    fail_unless_equals_int(viewer.frames.width(), 320);
+    fail_unless_equals_int(viewer.frames.height(), 240);
+    fail_unless(viewer.bus->errors().empty());
+  }
+  Viewer encoded("whepsrc name=src decode=false audio=false location=" + server.whep_url("cam") +
+                 " ! fakesink name=sink sync=false async=false");
+  fail_unless(encoded.play());
+  fail_unless(encoded.wait_frames(10, 15000));
+  std::string caps = encoded.frames.caps_name();
+  fail_unless(caps == encoded_caps, "%s gave %s", video_codecs, caps.c_str());
+}
+
+GST_START_TEST(test_vp8) {
+  fail_unless(in_test_namespace());
+  check_codec("vp8enc deadline=1 keyframe-max-dist=15 ! video/x-vp8,profile=(string)0", "VP8", "video/x-vp8");
+}
+GST_END_TEST;
+
+GST_START_TEST(test_vp9) {
+  fail_unless(in_test_namespace());
+  check_codec("vp9enc deadline=1 keyframe-max-dist=15 cpu-used=8 ! vp9parse", "VP9", "video/x-vp9");
+}
+GST_END_TEST;
+
+GST_START_TEST(test_opus_audio) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  Publisher pub(rtsp_publisher(server, "cam", 320, 240, true));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  Viewer viewer("whepsrc name=src location=" + server.whep_url("cam") +
+                " src.video_0 ! fakesink name=sink sync=false async=false "
+                " src.audio_0 ! fakesink name=asink sync=false async=false");
+  BufferCounter audio;
+  /* audio_0 appears later: count at the sink */
+  audio.attach(viewer.pipeline, "asink");
+  fail_unless(viewer.play());
+  fail_unless(viewer.wait_frames(10, 15000));
+  fail_unless(wait_until([&] { return audio.count() >= 20; }, 10000), "audio buffers: %d", audio.count());
+  std::string caps = audio.caps_name();
+  fail_unless(caps == "audio/x-raw", "audio caps %s", caps.c_str());
+  Viewer encoded("whepsrc name=src decode=false location=" + server.whep_url("cam") +
+                 " src.audio_0 ! fakesink name=sink sync=false async=false src.video_0 ! fakesink async=false",
+                 "sink");
+  fail_unless(encoded.play());
+  fail_unless(encoded.wait_frames(20, 15000));
+  caps = encoded.frames.caps_name();
+  fail_unless(caps == "audio/x-opus", "encoded audio caps %s", caps.c_str());
+}
+GST_END_TEST;
+
 static Suite *whepsrc_suite(void) {
   Suite *s = suite_create("whepsrc");
   TCase *tc = tcase_create("mediamtx");
   tcase_set_timeout(tc, 90);
   tcase_add_test(tc, test_h264_decoded);
   tcase_add_test(tc, test_stop_deletes_session);
+  tcase_add_test(tc, test_h264_encoded_into_mp4mux);
+  tcase_add_test(tc, test_viewer_before_publisher);
+  tcase_add_test(tc, test_server_restart_resumes);
+  tcase_add_test(tc, test_auth_right_credentials_play);
+  tcase_add_test(tc, test_auth_wrong_credentials_fail_fast);
+  tcase_add_test(tc, test_playbin_whep_uri);
+  tcase_add_test(tc, test_vp8);
+  tcase_add_test(tc, test_vp9);
+  tcase_add_test(tc, test_opus_audio);
   suite_add_tcase(s, tc);
   return s;
 }
