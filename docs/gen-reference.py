@@ -241,7 +241,7 @@ class Renderer:
             out.append(f"| Interfaces | {', '.join(f'`{i}`' for i in interfaces)} |")
         uri_type = factory.get_uri_type()
         if uri_type != Gst.URIType.UNKNOWN:
-            protocols = ", ".join(f"`{p}://`" for p in factory.get_uri_protocols())
+            protocols = ", ".join(f"`{p}://`" for p in sorted(factory.get_uri_protocols()))
             kind = "source" if uri_type == Gst.URIType.SRC else "sink"
             out.append(f"| URI handler | {kind}: {protocols} |")
         out.append("")

@@ -11,6 +11,7 @@ sources, enums, flags and signals even while the mediamtx plugin has few element
 
 Environment (defaults):
   GST_PLUGIN_PATH  built plugin folder                 (<repo>/build/plugins)
+  REFERENCE_DIR    committed pages to check          (<repo>/docs/reference)
   SELFTEST_PLUGINS stock plugins the generator renders (coreelements rtsp webrtc x264)
 """
 import os
@@ -24,7 +25,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from checklib import REPO_ROOT, Checks, expect, help_requested  # noqa: E402
 
 GENERATOR = os.path.join(REPO_ROOT, "docs", "gen-reference.py")
-REFERENCE_DIR = os.path.join(REPO_ROOT, "docs", "reference")
 
 
 def inspect(*args):
@@ -68,14 +68,15 @@ def main():
     if help_requested(__doc__):
         return 0
     os.environ.setdefault("GST_PLUGIN_PATH", os.path.join(REPO_ROOT, "build", "plugins"))
+    reference_dir = os.environ.get("REFERENCE_DIR", os.path.join(REPO_ROOT, "docs", "reference"))
     selftest_plugins = os.environ.get("SELFTEST_PLUGINS", "coreelements rtsp webrtc x264").split()
-    print(f"check_reference: GST_PLUGIN_PATH={os.environ['GST_PLUGIN_PATH']} SELFTEST_PLUGINS={' '.join(selftest_plugins)}",
-          flush=True)
+    print(f"check_reference: GST_PLUGIN_PATH={os.environ['GST_PLUGIN_PATH']} REFERENCE_DIR={reference_dir} "
+          f"SELFTEST_PLUGINS={' '.join(selftest_plugins)}", flush=True)
     checks = Checks("docs")
 
     def up_to_date():
         result = subprocess.run([GENERATOR, "--check"], capture_output=True, text=True, timeout=300,
-                                env=dict(os.environ, REFERENCE_DIR=REFERENCE_DIR))
+                                env=dict(os.environ, REFERENCE_DIR=reference_dir))
         expect(result.returncode == 0, result.stderr.strip())
 
     checks.run("docs/reference matches the registry (docs/gen-reference.py --check)", up_to_date)
@@ -85,13 +86,13 @@ def main():
         elements = []
 
     def pages_match_elements():
-        pages = sorted(name[:-3] for name in os.listdir(REFERENCE_DIR) if name.endswith(".md") and name != "README.md")
+        pages = sorted(name[:-3] for name in os.listdir(reference_dir) if name.endswith(".md") and name != "README.md")
         expect(pages == elements, f"pages {pages} but elements {elements}")
 
     if elements is not None:
         checks.run("one page per element, no page without an element", pages_match_elements)
         for element in elements:
-            page = os.path.join(REFERENCE_DIR, element + ".md")
+            page = os.path.join(reference_dir, element + ".md")
             if os.path.exists(page):
                 checks.run(f"{element}: documented properties == gst-inspect-1.0 properties", compare_properties,
                            element, page)
