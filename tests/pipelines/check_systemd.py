@@ -114,7 +114,8 @@ def main():
             def structure():
                 expect(get("Service", "Restart") == ["always"], f"Restart is {get('Service', 'Restart')}")
                 expect(get("Service", "RestartSec"), "no RestartSec")
-                expect(get("Unit", "StartLimitIntervalSec") == ["0"], "restarts are rate-limited (StartLimitIntervalSec)")
+                expect(get("Unit", "StartLimitIntervalSec") == ["0"],
+                       "restarts are rate-limited (StartLimitIntervalSec)")
                 expect(get("Service", "EnvironmentFile") == [f"/etc/gst-mediamtx/{env_name}"],
                        f"EnvironmentFile is {get('Service', 'EnvironmentFile')}")
                 exec_start = get("Service", "ExecStart")
