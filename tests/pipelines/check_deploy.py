@@ -5,7 +5,7 @@ Usage: check_deploy.py [--help]   (run by meson test inside tests/testbed/netns-
 
 Parses the file as YAML, rewrites every listen port to a free one (line by line, the rest of the
 file unchanged), starts MediaMTX with it and with the environment the Kubernetes Deployment sets,
-then checks: the API answers, the configured paths are listed, the Deployment's environment
+as the Deployment's UID in a directory it cannot write (as in the read-only container), then checks: the API answers, the configured paths are listed, the Deployment's environment
 overrides took effect, every listener is open, nothing was logged as a warning or error, an RTSP
 (TCP) publisher is accepted on a configured path and on one matched by the raspberry-N pattern,
 and refused on an unconfigured path.
@@ -75,6 +75,16 @@ def deployment_env(path):
     return {e["name"]: str(e["value"]) for e in container.get("env", [])}, container["image"]
 
 
+def deployment_security(path):
+    """The Deployment's pod-level securityContext merged with the container's."""
+    with open(path, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    pod = next(d for d in docs if d.get("kind") == "Deployment")["spec"]["template"]["spec"]
+    merged = dict(pod.get("securityContext") or {})
+    merged.update(pod["containers"][0].get("securityContext") or {})
+    return merged
+
+
 def api_get(port, path, timeout=2.0):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
         return json.loads(r.read().decode())
@@ -139,13 +149,25 @@ def main():
     config_file = os.path.join(work, "mediamtx.yml")
     with open(config_file, "w", encoding="utf-8") as f:
         f.write(rewritten)
+    # Like the pod: an unprivileged UID (the Deployment's runAsUser) in a directory it cannot write,
+    # so a setting that makes MediaMTX write files (logs, recordings, generated keys) shows up here.
+    security = deployment_security(deployment_path)
+    run_as = (security.get("runAsUser", 65534), security.get("runAsGroup", 65534))
+    os.chmod(work, 0o755)
+    os.chmod(config_file, 0o644)
+    cwd = os.path.join(work, "readonly")
+    os.mkdir(cwd, 0o555)
+    server_bin = os.path.join(work, "mediamtx")  # the cache under /root is not reachable by that UID
+    shutil.copy2(mediamtx_bin, server_bin)
+    os.chmod(server_bin, 0o755)
     log_path = os.path.join(work, "mediamtx.log")
     child_env = dict(os.environ)
     child_env.update(env)
     print(f"check_deploy: ports {ports}; Deployment env {sorted(env)}", flush=True)
     log = open(log_path, "w", encoding="utf-8")
-    server = subprocess.Popen([mediamtx_bin, config_file], stdout=log, stderr=subprocess.STDOUT, env=child_env,
-                              cwd=work)
+    print(f"check_deploy: MediaMTX runs as uid {run_as[0]} gid {run_as[1]} in {cwd} (not writable)", flush=True)
+    server = subprocess.Popen([server_bin, config_file], stdout=log, stderr=subprocess.STDOUT, env=child_env,
+                              cwd=cwd, user=run_as[0], group=run_as[1], extra_groups=[])
     publishers = []
     try:
         api = ports["apiAddress"]
