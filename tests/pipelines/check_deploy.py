@@ -5,10 +5,12 @@ Usage: check_deploy.py [--help]   (run by meson test inside tests/testbed/netns-
 
 Parses the file as YAML, rewrites every listen port to a free one (line by line, the rest of the
 file unchanged), starts MediaMTX with it and with the environment the Kubernetes Deployment sets,
-as the Deployment's UID in a directory it cannot write (as in the read-only container), then checks: the API answers, the configured paths are listed, the Deployment's environment
-overrides took effect, every listener is open, nothing was logged as a warning or error, an RTSP
-(TCP) publisher is accepted on a configured path and on one matched by the raspberry-N pattern,
-and refused on an unconfigured path.
+as the Deployment's UID in a directory it cannot write (as in the read-only container), then
+checks: the API answers; the configured paths are listed; the Deployment's environment overrides
+took effect; every listener is open; nothing was logged as a warning or error; a WHEP answer
+carries the additional host on the ICE port for UDP and TCP and no STUN/TURN; an RTSP (TCP)
+publisher is accepted on a configured path and on one matched by the raspberry-N pattern, and
+refused on an unconfigured path.
 
 Environment (defaults):
   MEDIAMTX_BIN   MediaMTX binary   (~/.cache/gst-mediamtx/mediamtx-v1.20.1)
@@ -33,6 +35,17 @@ from checklib import REPO_ROOT, CheckFailed, Checks, expect, help_requested  # n
 import yaml  # noqa: E402
 
 ADDRESS_LINE = re.compile(r"^(?P<key>\w+Address): *(?P<host>[^\s:#]*):(?P<port>\d+)(?P<rest>\s*(#.*)?)$")
+
+
+# A recvonly H.264 offer as a browser would send it, without candidates (the server then has no one to
+# send ICE checks to). The fingerprint is never checked: no DTLS handshake happens.
+WHEP_OFFER = "\r\n".join([
+    "v=0", "o=- 4611731400430051336 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0", "a=msid-semantic: WMS",
+    "m=video 9 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0",
+    "a=ice-ufrag:Xk3p", "a=ice-pwd:Q2x9mZ7rT4vB8nL1cW6yH0dS", "a=ice-options:trickle",
+    "a=fingerprint:sha-256 " + ":".join(["AB"] * 32), "a=setup:actpass", "a=mid:0", "a=recvonly", "a=rtcp-mux",
+    "a=rtpmap:96 H264/90000", "a=rtcp-fb:96 nack", "a=rtcp-fb:96 nack pli",
+    "a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", ""])
 
 
 def free_port(taken):
@@ -274,6 +287,38 @@ def main():
                 raise CheckFailed(f"publisher on unconfigured path {path} still running after 15 s")
             expect(child.returncode != 0, "publisher on an unconfigured path exited 0")
 
+        def whep_candidates():
+            expect(gst_launch, "gst-launch-1.0 not found")
+            hosts = [h for h in env.get("MTX_WEBRTCADDITIONALHOSTS", "").split(",") if h]
+            expect(hosts, "the Deployment sets no MTX_WEBRTCADDITIONALHOSTS")
+            child = publisher("raspberry-01")
+            try:
+                expect(path_ready("raspberry-01"), "publisher on raspberry-01 never became ready")
+                url = f"http://127.0.0.1:{ports['webrtcAddress']}/raspberry-01/whep"
+                request = urllib.request.Request(url, data=WHEP_OFFER.encode(), method="POST",
+                                                 headers={"Content-Type": "application/sdp"})
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    expect(response.status == 201, f"WHEP POST answered {response.status}")
+                    location = response.headers.get("Location", "")
+                    links = response.headers.get_all("Link") or []
+                    answer = response.read().decode()
+                candidates = re.findall(r"^a=candidate:\S+ \d (udp|tcp) \d+ (\S+) (\d+) typ (\w+)", answer, re.M)
+                ice_port = str(ports["webrtcLocalUDPAddress"])
+                for host in hosts:
+                    for transport in ("udp", "tcp"):
+                        expect((transport, host, ice_port, "host") in candidates,
+                               f"no {transport} candidate {host}:{ice_port} in the answer: {candidates}")
+                expect(all(c[3] == "host" for c in candidates), f"non-host candidates (STUN/TURN?): {candidates}")
+                expect(not any("ice-server" in link for link in links), f"ICE servers offered to viewers: {links}")
+                expect(location.startswith("/raspberry-01/whep/"), f"Location is {location!r}")
+                delete = urllib.request.Request(f"http://127.0.0.1:{ports['webrtcAddress']}{location}", method="DELETE")
+                with urllib.request.urlopen(delete, timeout=10) as response:
+                    expect(response.status == 200, f"WHEP DELETE answered {response.status}")
+            finally:
+                child.terminate()
+                child.communicate(timeout=10)
+
+        checks.run("a WHEP answer offers the additional host on the ICE port over UDP and TCP", whep_candidates)
         checks.run("an RTSP/TCP publisher is accepted on raspberry-01", publish_accepted, "raspberry-01")
         checks.run("an RTSP/TCP publisher is accepted on raspberry-17 (pattern)", publish_accepted, "raspberry-17")
         checks.run("a publisher on an unconfigured path is refused", publish_refused, "not-a-camera")
