@@ -6,8 +6,8 @@ Usage: check_deploy.py [--help]   (run by meson test inside tests/testbed/netns-
 Parses the file as YAML, rewrites every listen port to a free one (line by line, the rest of the
 file unchanged), starts MediaMTX with it and with the environment the Kubernetes Deployment sets,
 as the Deployment's UID in a directory it cannot write (as in the read-only container), then
-checks: the API answers; the configured paths are listed; the Deployment's environment overrides
-took effect; every listener is open; nothing was logged as a warning or error; a WHEP answer
+checks: the API answers, also to a non-local private address as a kubelet probe; the configured
+paths are listed; the Deployment's environment overrides took effect; every listener is open; nothing was logged as a warning or error; a WHEP answer
 carries the additional host on the ICE port for UDP and TCP and no STUN/TURN; an RTSP (TCP)
 publisher is accepted on a configured path and on one matched by the raspberry-N pattern, and
 refused on an unconfigured path.
@@ -17,6 +17,7 @@ Environment (defaults):
   MEDIAMTX_YML   file under test   (pipelines/deploy/mediamtx.yml)
   DEPLOYMENT     k8s Deployment whose container env is applied   (pipelines/deploy/k8s/deployment.yaml)
 """
+import http.client
 import json
 import os
 import re
@@ -226,6 +227,21 @@ def main():
             expect(glob["rtspTransports"] == ["tcp"], f"rtspTransports is {glob['rtspTransports']}")
 
         checks.run("the Deployment's environment overrides take effect", env_applied)
+
+        def probe_from_node():
+            # kubelet probes come from the node's address, not localhost: ask from the veth address.
+            server_addr = os.environ.get("TESTBED_SERVER_ADDR", "10.77.0.1")
+            client_addr = os.environ.get("TESTBED_CLIENT_ADDR", "10.77.0.2")
+            connection = http.client.HTTPConnection(server_addr, api, timeout=5, source_address=(client_addr, 0))
+            try:
+                connection.request("GET", "/v3/paths/list")
+                status = connection.getresponse().status
+            finally:
+                connection.close()
+            expect(status == 200, f"GET /v3/paths/list from {client_addr} answered {status}: the readiness probe "
+                                  "would fail (MTX_AUTHINTERNALUSERS_1_IPS)")
+
+        checks.run("the API answers a probe from a private non-local address (kubelet)", probe_from_node)
 
         def listeners_open():
             for key in ("rtspAddress", "webrtcAddress", "webrtcLocalTCPAddress", "hlsAddress"):
