@@ -7,10 +7,10 @@ Parses the file as YAML, rewrites every listen port to a free one (line by line,
 file unchanged), starts MediaMTX with it and with the environment the Kubernetes Deployment sets,
 as the Deployment's UID in a directory it cannot write (as in the read-only container), then
 checks: the API answers, also to a non-local private address as a kubelet probe; the configured
-paths are listed; the Deployment's environment overrides took effect; every listener is open; nothing was logged as a warning or error; a WHEP answer
-carries the additional host on the ICE port for UDP and TCP and no STUN/TURN; an RTSP (TCP)
-publisher is accepted on a configured path and on one matched by the raspberry-N pattern, and
-refused on an unconfigured path.
+paths are listed; the Deployment's environment overrides took effect; every listener is open;
+nothing was logged as a warning or error; a WHEP answer carries the additional host on the ICE
+port for UDP and TCP and no STUN/TURN; an RTSP (TCP) publisher is accepted on a configured path
+and on one matched by the raspberry-N pattern, and refused on an unconfigured path.
 
 Environment (defaults):
   MEDIAMTX_BIN   MediaMTX binary   (~/.cache/gst-mediamtx/mediamtx-v1.20.1)
