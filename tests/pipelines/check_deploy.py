@@ -10,7 +10,8 @@ checks: the API answers, also to a non-local private address as a kubelet probe;
 paths are listed; the Deployment's environment overrides took effect; every listener is open;
 nothing was logged as a warning or error; a WHEP answer carries the additional host on the ICE
 port for UDP and TCP and no STUN/TURN; an RTSP (TCP) publisher is accepted on a configured path
-and on one matched by the raspberry-N pattern, and refused on an unconfigured path.
+and on one matched by the raspberry-N pattern, and refused on an unconfigured path; rtspclientsink
+left to its default transports (UDP first) fails at once rather than silently.
 
 Environment (defaults):
   MEDIAMTX_BIN   MediaMTX binary   (~/.cache/gst-mediamtx/mediamtx-v1.20.1)
@@ -265,11 +266,11 @@ def main():
 
         gst_launch = shutil.which("gst-launch-1.0")
 
-        def publisher(path):
+        def publisher(path, protocols=("protocols=tcp",)):
             cmd = [gst_launch, "-q", "videotestsrc", "is-live=true", "!",
                    "video/x-raw,width=320,height=240,framerate=15/1", "!",
                    "x264enc", "tune=zerolatency", "speed-preset=ultrafast", "key-int-max=15", "!",
-                   "rtspclientsink", "protocols=tcp", f"location=rtsp://127.0.0.1:{ports['rtspAddress']}/{path}"]
+                   "rtspclientsink", *protocols, f"location=rtsp://127.0.0.1:{ports['rtspAddress']}/{path}"]
             child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             publishers.append(child)
             return child
@@ -293,9 +294,9 @@ def main():
             err = child.communicate(timeout=10)[1]
             expect(ok, f"path {path} never became ready; publisher said: {err.strip()[-500:]}")
 
-        def publish_refused(path):
+        def publish_refused(path, protocols=("protocols=tcp",)):
             expect(gst_launch, "gst-launch-1.0 not found")
-            child = publisher(path)
+            child = publisher(path, protocols)
             try:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -338,6 +339,9 @@ def main():
         checks.run("an RTSP/TCP publisher is accepted on raspberry-01", publish_accepted, "raspberry-01")
         checks.run("an RTSP/TCP publisher is accepted on raspberry-17 (pattern)", publish_accepted, "raspberry-17")
         checks.run("a publisher on an unconfigured path is refused", publish_refused, "not-a-camera")
+        # What docs/kubernetes.md tells publishers: rtspclientsink does not fall back to TCP by itself.
+        checks.run("rtspclientsink without protocols=tcp fails at once (UDP refused, no fallback)", publish_refused,
+                   "raspberry-02", ())
 
     finally:
         for child in publishers:
