@@ -224,6 +224,18 @@ def main():
                 expect(len(ips) == len(env["MTX_AUTHINTERNALUSERS_1_IPS"].split(",")), f"API ips are {ips}")
                 expect(any(p["action"] == "api" for p in glob["authInternalUsers"][1]["permissions"]),
                        "authInternalUsers[1] (what MTX_AUTHINTERNALUSERS_1_IPS widens) does not grant api")
+            # Every MTX_ variable names a real key (MediaMTX ignores unknown ones silently).
+            keys = {k.lower(): k for k in glob}
+            for name in env:
+                if not name.startswith("MTX_"):
+                    continue
+                parts = name[4:].lower().split("_")
+                expect(parts[0] in keys, f"{name}: no global key {parts[0]!r}")
+                if len(parts) == 3 and parts[1].isdigit():
+                    items = glob[keys[parts[0]]]
+                    expect(isinstance(items, list) and len(items) > int(parts[1]) and
+                           parts[2] in {k.lower() for k in items[int(parts[1])]},
+                           f"{name}: no field {parts[2]!r} in {keys[parts[0]]}[{parts[1]}]")
             expect(glob["webrtcICEServers2"] == [], "ICE servers configured: sessions would contact them")
             expect(glob["rtspTransports"] == ["tcp"], f"rtspTransports is {glob['rtspTransports']}")
 
