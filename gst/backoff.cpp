@@ -26,7 +26,8 @@ std::optional<Millis> Backoff::next_delay(Millis at_least) {
     std::uniform_real_distribution<double> spread(1.0 - jitter, 1.0 + jitter);
     delay = std::min(delay * spread(rng_), cap);
   }
-  delay = std::max(delay, std::min(static_cast<double>(at_least.count()), cap));
+  const double server_cap = static_cast<double>(std::max<Millis::rep>(policy_.max_server_delay.count(), 0));
+  delay = std::max(delay, std::min(static_cast<double>(at_least.count()), server_cap));
 
   ++attempts_;
   return Millis{static_cast<Millis::rep>(std::llround(delay))};

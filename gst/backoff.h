@@ -23,6 +23,7 @@ struct RetryPolicy {
   double multiplier = 2.0;      /* growth per failed attempt */
   double jitter = 0.2;          /* +/- fraction of the delay, spreads reconnect storms */
   Millis stable_period{10000};  /* connected this long: the next failure starts from scratch */
+  Millis max_server_delay{300000}; /* cap on a server's Retry-After, which may exceed max_delay */
 };
 
 class Backoff {
@@ -30,8 +31,8 @@ public:
   explicit Backoff(RetryPolicy policy = {}, std::uint64_t seed = std::random_device{}());
 
   /* Counts one failed attempt and returns how long to wait before the next one, or nothing
-   * when the budget is spent. `at_least` lets a server's Retry-After lengthen the wait (it is
-   * still capped by max_delay, so a hostile header cannot park us for a day). */
+   * when the budget is spent. `at_least` lets a server's Retry-After lengthen the wait beyond
+   * max_delay, up to max_server_delay (so a hostile header cannot park us for a day). */
   std::optional<Millis> next_delay(Millis at_least = Millis{0});
 
   /* The connection came up at `now`. */

@@ -73,14 +73,17 @@ GST_START_TEST(test_backoff_retry_after_and_stable_reset) {
   p.jitter = 0.0;
   p.stable_period = 10s;
   Backoff b(p, 1);
-  /* Retry-After lengthens the wait but stays capped */
+  /* Retry-After lengthens the wait, past max_delay, up to max_server_delay */
+  p.max_server_delay = 60000ms;
+  b.set_policy(p);
   fail_unless_equals_int(b.next_delay(3000ms)->count(), 3000);
-  fail_unless_equals_int(b.next_delay(86400000ms)->count(), 5000);
+  fail_unless_equals_int(b.next_delay(20000ms)->count(), 20000);
+  fail_unless_equals_int(b.next_delay(86400000ms)->count(), 60000);
   auto t0 = Clock::now();
   /* a short connection does not reset the count */
   b.on_connected(t0);
   b.on_disconnected(t0 + 2s);
-  fail_unless_equals_int(b.attempts(), 2);
+  fail_unless_equals_int(b.attempts(), 3);
   b.on_connected(t0);
   b.on_disconnected(t0 + 11s);
   fail_unless_equals_int(b.attempts(), 0);
