@@ -70,6 +70,9 @@ enum {
   PROP_MAX_RETRIES,
   PROP_TLS_CA_FILE,
   PROP_TLS_VALIDATION,
+  PROP_HLS_FALLBACK,
+  PROP_HLS_LOCATION,
+  PROP_HLS_FALLBACK_ATTEMPTS,
   PROP_STATS,
 };
 
@@ -80,6 +83,7 @@ enum {
 #define DEFAULT_RETRY_DELAY 1000
 #define DEFAULT_MAX_RETRY_DELAY 30000
 #define DEFAULT_MAX_RETRIES -1
+#define DEFAULT_HLS_FALLBACK_ATTEMPTS 3
 
 namespace {
 
@@ -103,6 +107,9 @@ struct Settings {
   gint max_retries = DEFAULT_MAX_RETRIES;
   std::string tls_ca_file;
   bool tls_validation = true;
+  bool hls_fallback = false;
+  std::string hls_location;
+  guint hls_fallback_attempts = DEFAULT_HLS_FALLBACK_ATTEMPTS;
 };
 
 /* One exposed output: the ghost pad lives for the element's life, the chain behind it is rebuilt
@@ -113,7 +120,17 @@ struct Output {
   GstPad *ghost = nullptr;    /* owned by the element once added */
   GstElement *chain = nullptr;
   guint generation = 0;       /* session that last targeted this pad */
+  bool from_hls = false;      /* targeted by the HLS fallback */
   bool sent_stream_start = false;
+};
+
+/* HLS timestamps are stream positions: map them onto the pipeline's running time, keeping their
+ * spacing, so HLS frames look like a live source's (one offset per HLS session for A/V sync). */
+struct HlsClock {
+  GstElement *element;
+  std::mutex lock;
+  GstClockTimeDiff offset = 0;
+  bool anchored = false;
 };
 
 }  // namespace
@@ -133,6 +150,7 @@ struct GstWhepSrcPrivate {
   std::string last_error;
   int attempts = 0;
   int reconnects = 0;
+  bool hls_active = false;       /* outputs are fed by the HLS fallback */
   gint64 first_frame_latency_us = -1;
 
   /* control thread only */
@@ -144,6 +162,10 @@ struct GstWhepSrcPrivate {
   guint retry_timer = 0;
   guint media_timer = 0;
   bool running = false;
+  GstElement *hls = nullptr;     /* the HLS fallback bin, while it runs */
+  std::shared_ptr<HlsClock> hls_clock;
+  int consecutive_failures = 0;  /* WebRTC failures since it last connected */
+  guint hls_restart_timer = 0;
   gint64 attempt_started_us = 0;
 
   /* streaming threads */
@@ -177,6 +199,9 @@ static void gst_whep_src_handle_message(GstBin *bin, GstMessage *message);
 static void start_session(GstWhepSrc *self);
 static void stop_session(GstWhepSrc *self, bool synchronous_delete);
 static void on_session_failed(GstWhepSrc *self, gstmtx::SessionError error);
+static void start_hls(GstWhepSrc *self);
+static void stop_hls(GstWhepSrc *self);
+static void on_hls_failed(GstWhepSrc *self, const std::string &reason);
 static GstStructure *build_stats(GstWhepSrc *self);
 
 static void gst_whep_src_class_init(GstWhepSrcClass *klass) {
@@ -277,6 +302,21 @@ static void gst_whep_src_class_init(GstWhepSrcClass *klass) {
       g_param_spec_boolean("tls-validation", "TLS validation",
                            "Verify https certificates; false accepts any certificate (insecure, warns)", TRUE,
                            rw));
+  g_object_class_install_property(gobject_class, PROP_HLS_FALLBACK,
+      g_param_spec_boolean("hls-fallback", "HLS fallback",
+                           "When WebRTC cannot be established after hls-fallback-attempts tries (UDP blocked, no "
+                           "TURN...), play the same path over MediaMTX's HLS through the same pads, keep retrying "
+                           "WebRTC in the background and switch back when it connects",
+                           FALSE, rw));
+  g_object_class_install_property(gobject_class, PROP_HLS_LOCATION,
+      g_param_spec_string("hls-location", "HLS location",
+                          "Playlist of the HLS fallback; default: http(s)://<host>:8888/<path>/index.m3u8 "
+                          "(MediaMTX's HLS server)",
+                          nullptr, rw));
+  g_object_class_install_property(gobject_class, PROP_HLS_FALLBACK_ATTEMPTS,
+      g_param_spec_uint("hls-fallback-attempts", "HLS fallback attempts",
+                        "Consecutive failed WebRTC attempts before the HLS fallback starts", 1, 1000,
+                        DEFAULT_HLS_FALLBACK_ATTEMPTS, rw));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
                          "Connection statistics: state, attempts, reconnects, last-error, frames, "
@@ -353,6 +393,9 @@ static void gst_whep_src_set_property(GObject *object, guint prop_id, const GVal
   case PROP_MAX_RETRIES: s.max_retries = g_value_get_int(value); break;
   case PROP_TLS_CA_FILE: s.tls_ca_file = dup_string(value); break;
   case PROP_TLS_VALIDATION: s.tls_validation = g_value_get_boolean(value); break;
+  case PROP_HLS_FALLBACK: s.hls_fallback = g_value_get_boolean(value); break;
+  case PROP_HLS_LOCATION: s.hls_location = dup_string(value); break;
+  case PROP_HLS_FALLBACK_ATTEMPTS: s.hls_fallback_attempts = g_value_get_uint(value); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }
@@ -389,6 +432,9 @@ static void gst_whep_src_get_property(GObject *object, guint prop_id, GValue *va
   case PROP_MAX_RETRIES: g_value_set_int(value, s.max_retries); break;
   case PROP_TLS_CA_FILE: g_value_set_string(value, str(s.tls_ca_file)); break;
   case PROP_TLS_VALIDATION: g_value_set_boolean(value, s.tls_validation); break;
+  case PROP_HLS_FALLBACK: g_value_set_boolean(value, s.hls_fallback); break;
+  case PROP_HLS_LOCATION: g_value_set_string(value, str(s.hls_location)); break;
+  case PROP_HLS_FALLBACK_ATTEMPTS: g_value_set_uint(value, s.hls_fallback_attempts); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }
@@ -502,6 +548,8 @@ static GstStateChangeReturn gst_whep_src_change_state(GstElement *element, GstSt
       self->priv->running = false;
       self->priv->loop->cancel(self->priv->retry_timer);
       self->priv->retry_timer = 0;
+      stop_hls(self);
+      self->priv->consecutive_failures = 0;
     });
     stop_session(self, true);
     {
@@ -547,6 +595,29 @@ static gboolean gst_whep_src_send_event(GstElement *element, GstEvent *event) {
  * pipeline: it becomes a warning and a reconnection. Called from the posting thread. */
 static void gst_whep_src_handle_message(GstBin *bin, GstMessage *message) {
   GstWhepSrc *self = GST_WHEP_SRC(bin);
+  GstElement *hls;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    hls = self->priv->hls ? GST_ELEMENT(gst_object_ref(self->priv->hls)) : nullptr;
+  }
+  const bool from_hls = hls && (GST_MESSAGE_SRC(message) == GST_OBJECT(hls) ||
+                                gst_object_has_as_ancestor(GST_MESSAGE_SRC(message), GST_OBJECT(hls)));
+  if (hls)
+    gst_object_unref(hls);
+  if (from_hls && GST_MESSAGE_TYPE(message) == GST_MESSAGE_BUFFERING) {
+    /* HLS stands in for a live source: its buffering must not pause the pipeline */
+    gst_message_unref(message);
+    return;
+  }
+  if (from_hls && GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR) {
+    GError *err = nullptr;
+    gst_message_parse_error(message, &err, nullptr);
+    std::string text = std::string("HLS: ") + (err ? err->message : "error");
+    g_clear_error(&err);
+    gst_message_unref(message);
+    self->priv->loop->post([self, text] { on_hls_failed(self, text); });
+    return;
+  }
   if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR && GST_MESSAGE_SRC(message) != GST_OBJECT(self)) {
     GError *err = nullptr;
     gchar *debug = nullptr;
@@ -578,14 +649,14 @@ static void gst_whep_src_handle_message(GstBin *bin, GstMessage *message) {
 
 /* called on the control thread */
 static void post_status(GstWhepSrc *self, gstmtx::ConnectionState state, const std::string &reason,
-                        gint64 retry_in_ms = -1) {
+                        gint64 retry_in_ms = -1, const char *transport = nullptr) {
   int attempt;
   {
     std::lock_guard<std::mutex> guard(self->priv->lock);
     self->priv->state = state;
     attempt = self->priv->backoff.attempts();
   }
-  gstmtx::StatusUpdate update{state, attempt, reason, "webrtc", retry_in_ms};
+  gstmtx::StatusUpdate update{state, attempt, reason, transport ? transport : "webrtc", retry_in_ms};
   GST_INFO_OBJECT(self, "status %s (attempt %d) %s", gstmtx::connection_state_name(state), attempt, reason.c_str());
   gst_element_post_message(GST_ELEMENT(self), gstmtx::status_message_new(GST_OBJECT(self), update));
 }
@@ -723,6 +794,97 @@ static GstElement *build_receive_chain(GstWhepSrc *self, const gstmtx::RtpCodec 
   return chain;
 }
 
+/* Points this media's ghost pad (made on first use) at `src`, the output of `chain`. From WebRTC
+ * (`webrtc` and `generation` identify the session, which must still be current) or from the HLS
+ * fallback (`webrtc` nullptr). A WebRTC stream takes a pad back from HLS. Streaming thread. */
+static bool attach_output(GstWhepSrc *self, const std::string &media, GstElement *chain, GstPad *src, bool from_hls,
+                          GstElement *webrtc, guint generation) {
+  GstWhepSrcPrivate *priv = self->priv;
+  Output *target = nullptr;
+  bool is_new = false;
+  bool all_exposed = false;
+  bool took_from_hls = false;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    if (!from_hls && (webrtc != priv->webrtc || generation != priv->generation))
+      return false;
+    for (auto &out : priv->outputs) {
+      if (out->media != media)
+        continue;
+      const bool free_for_webrtc = !from_hls && (out->from_hls || out->generation != generation);
+      const bool free_for_hls = from_hls && out->chain == nullptr;
+      if (free_for_webrtc || free_for_hls) {
+        target = out.get();
+        break;
+      }
+    }
+    if (!target) {
+      auto out = std::make_unique<Output>();
+      out->self = self;
+      out->media = media;
+      int index = 0;
+      for (auto &o : priv->outputs)
+        if (o->media == media)
+          ++index;
+      std::string name = media + "_" + std::to_string(index);
+      GstPadTemplate *templ = gst_element_class_get_pad_template(GST_ELEMENT_GET_CLASS(self),
+                                                                 media == "video" ? "video_%u" : "audio_%u");
+      out->ghost = gst_ghost_pad_new_no_target_from_template(name.c_str(), templ);
+      gst_pad_add_probe(out->ghost,
+                        static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM |
+                                                     GST_PAD_PROBE_TYPE_EVENT_FLUSH),
+                        ghost_event_probe, out.get(), nullptr);
+      target = out.get();
+      priv->outputs.push_back(std::move(out));
+      is_new = true;
+    }
+    took_from_hls = !from_hls && target->from_hls;
+    target->from_hls = from_hls;
+    if (!from_hls)
+      target->generation = generation;
+    target->chain = chain;
+    if (!from_hls) {
+      priv->exposed_this_generation++;
+      all_exposed = !priv->no_more_pads_sent && priv->expected_streams > 0 &&
+                    priv->exposed_this_generation >= priv->expected_streams;
+    } else {
+      all_exposed = !priv->no_more_pads_sent;
+    }
+    if (all_exposed)
+      priv->no_more_pads_sent = true;
+  }
+  gst_ghost_pad_set_target(GST_GHOST_PAD(target->ghost), src);
+  if (took_from_hls)
+    priv->loop->post([self] { stop_hls(self); });
+  if (is_new) {
+    gst_pad_set_active(target->ghost, TRUE);
+    gst_element_add_pad(GST_ELEMENT(self), target->ghost);
+    GST_INFO_OBJECT(self, "exposed %s (%s)", GST_PAD_NAME(target->ghost), from_hls ? "HLS" : "WebRTC");
+  } else {
+    GST_INFO_OBJECT(self, "re-targeted %s to %s", GST_PAD_NAME(target->ghost), from_hls ? "HLS" : "a new WebRTC session");
+  }
+  if (all_exposed) {
+    gst_element_no_more_pads(GST_ELEMENT(self));
+  } else if (is_new) {
+    /* a stream the answer announced may never send (MediaMTX's silent audio track for a stream
+     * without audio): do not leave playbin waiting for it */
+    std::weak_ptr<bool> alive = priv->alive;
+    priv->loop->schedule(gstmtx::Millis(1500), [self, alive] {
+      if (alive.expired())
+        return;
+      bool send = false;
+      {
+        std::lock_guard<std::mutex> guard(self->priv->lock);
+        send = !self->priv->no_more_pads_sent && !self->priv->outputs.empty();
+        self->priv->no_more_pads_sent = true;
+      }
+      if (send)
+        gst_element_no_more_pads(GST_ELEMENT(self));
+    });
+  }
+  return true;
+}
+
 /* webrtcbin exposed a stream: build its chain and (re)target our ghost pad.
  * Called from webrtcbin's streaming thread. */
 static void on_webrtc_pad_added(GstElement *webrtc, GstPad *pad, gpointer data) {
@@ -767,80 +929,205 @@ static void on_webrtc_pad_added(GstElement *webrtc, GstPad *pad, gpointer data) 
     return;
   }
   GstPad *chain_src = gst_element_get_static_pad(chain, "src");
+  if (!attach_output(self, codec->media, chain, chain_src, false, webrtc, generation))
+    GST_DEBUG_OBJECT(self, "session torn down while its %s stream appeared", codec->name);
+  gst_object_unref(chain_src);
+}
 
-  /* find this media's ghost pad not yet used by this session, or make one */
-  Output *target = nullptr;
-  bool is_new = false;
-  bool all_exposed = false;
+/* ---- HLS fallback ---- */
+
+/* Streaming thread of the HLS chain. */
+static GstPadProbeReturn hls_clock_probe(GstPad *, GstPadProbeInfo *info, gpointer data) {
+  auto *clock = static_cast<std::shared_ptr<HlsClock> *>(data)->get();
+  if (info->type & GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM) {
+    GstEvent *event = GST_PAD_PROBE_INFO_EVENT(info);
+    if (GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) {
+      GstSegment segment;
+      gst_segment_init(&segment, GST_FORMAT_TIME);
+      gst_event_unref(event);
+      GST_PAD_PROBE_INFO_DATA(info) = gst_event_new_segment(&segment);
+    }
+    return GST_PAD_PROBE_OK;
+  }
+  GstBuffer *buffer = gst_buffer_make_writable(GST_PAD_PROBE_INFO_BUFFER(info));
+  GST_PAD_PROBE_INFO_DATA(info) = buffer;
+  GstClockTime ts = GST_BUFFER_PTS_IS_VALID(buffer) ? GST_BUFFER_PTS(buffer) : GST_BUFFER_DTS(buffer);
+  GstClock *element_clock = gst_element_get_clock(clock->element);
+  if (!element_clock || !GST_CLOCK_TIME_IS_VALID(ts)) {
+    if (element_clock)
+      gst_object_unref(element_clock);
+    return GST_PAD_PROBE_OK;
+  }
+  const GstClockTime now = gst_clock_get_time(element_clock) - gst_element_get_base_time(clock->element);
+  gst_object_unref(element_clock);
+  std::lock_guard<std::mutex> guard(clock->lock);
+  if (!clock->anchored || static_cast<GstClockTimeDiff>(ts) + clock->offset < GST_CLOCK_DIFF(500 * GST_MSECOND, now)) {
+    /* first buffer, or fell half a second behind live: re-anchor on the present */
+    clock->offset = GST_CLOCK_DIFF(ts, now);
+    clock->anchored = true;
+  }
+  const GstClockTime dts = GST_BUFFER_DTS(buffer);
+  GST_BUFFER_PTS(buffer) = static_cast<GstClockTime>(static_cast<GstClockTimeDiff>(ts) + clock->offset);
+  GST_BUFFER_DTS(buffer) = GST_CLOCK_TIME_IS_VALID(dts) && static_cast<GstClockTimeDiff>(dts) + clock->offset >= 0
+                               ? static_cast<GstClockTime>(static_cast<GstClockTimeDiff>(dts) + clock->offset)
+                               : GST_CLOCK_TIME_NONE;
+  return GST_PAD_PROBE_OK;
+}
+
+/* decodebin/parsebin of the HLS chain exposed a stream. Streaming thread. */
+static void on_hls_stream(GstElement *decoder, GstPad *pad, gpointer data) {
+  GstWhepSrc *self = GST_WHEP_SRC(data);
+  GstWhepSrcPrivate *priv = self->priv;
+  g_autoptr(GstCaps) caps = gst_pad_get_current_caps(pad);
+  if (!caps)
+    caps = gst_pad_query_caps(pad, nullptr);
+  const char *name = caps && !gst_caps_is_empty(caps) ? gst_structure_get_name(gst_caps_get_structure(caps, 0)) : "";
+  const std::string media = g_str_has_prefix(name, "video/") ? "video" : g_str_has_prefix(name, "audio/") ? "audio" : "";
+  GstElement *hls = GST_ELEMENT(gst_object_get_parent(GST_OBJECT(decoder)));
+  std::shared_ptr<HlsClock> clock;
   {
     std::lock_guard<std::mutex> guard(priv->lock);
-    if (webrtc != priv->webrtc || generation != priv->generation) {
-      gst_object_unref(chain_src);
-      return; /* torn down meanwhile: stop_session removes the chain */
+    if (hls != priv->hls || media.empty()) {
+      gst_object_unref(hls);
+      return;
     }
-    for (auto &out : priv->outputs) {
-      if (out->media == codec->media && out->generation != generation) {
-        target = out.get();
-        break;
-      }
-    }
-    if (!target) {
-      auto out = std::make_unique<Output>();
-      out->self = self;
-      out->media = codec->media;
-      int index = 0;
-      for (auto &o : priv->outputs)
-        if (o->media == codec->media)
-          ++index;
-      std::string name = std::string(codec->media) + "_" + std::to_string(index);
-      GstPadTemplate *templ = gst_element_class_get_pad_template(GST_ELEMENT_GET_CLASS(self),
-                                                                 out->media == "video" ? "video_%u" : "audio_%u");
-      out->ghost = gst_ghost_pad_new_no_target_from_template(name.c_str(), templ);
-      gst_pad_add_probe(out->ghost,
-                        static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM |
-                                                     GST_PAD_PROBE_TYPE_EVENT_FLUSH),
-                        ghost_event_probe, out.get(), nullptr);
-      target = out.get();
-      priv->outputs.push_back(std::move(out));
-      is_new = true;
-    }
-    target->generation = generation;
-    target->chain = chain;
-    priv->exposed_this_generation++;
-    all_exposed = !priv->no_more_pads_sent && priv->expected_streams > 0 &&
-                  priv->exposed_this_generation >= priv->expected_streams;
-    if (all_exposed)
-      priv->no_more_pads_sent = true;
+    clock = priv->hls_clock;
   }
-  gst_ghost_pad_set_target(GST_GHOST_PAD(target->ghost), chain_src);
-  gst_object_unref(chain_src);
-  if (is_new) {
-    gst_pad_set_active(target->ghost, TRUE);
-    gst_element_add_pad(GST_ELEMENT(self), target->ghost);
-    GST_INFO_OBJECT(self, "exposed %s (%s, %s)", GST_PAD_NAME(target->ghost), codec->name,
-                    decode ? "decoded" : "encoded");
-  } else {
-    GST_INFO_OBJECT(self, "re-targeted %s to the new session (%s)", GST_PAD_NAME(target->ghost), codec->name);
-  }
-  if (all_exposed) {
-    gst_element_no_more_pads(GST_ELEMENT(self));
-  } else if (is_new) {
-    /* a stream the answer announced may never send (MediaMTX's silent audio track for a stream
-     * without audio): do not leave playbin waiting for it */
-    std::weak_ptr<bool> alive = priv->alive;
-    priv->loop->schedule(gstmtx::Millis(1500), [self, alive] {
-      if (alive.expired())
-        return;
-      bool send = false;
-      {
-        std::lock_guard<std::mutex> guard(self->priv->lock);
-        send = !self->priv->no_more_pads_sent && !self->priv->outputs.empty();
-        self->priv->no_more_pads_sent = true;
-      }
-      if (send)
-        gst_element_no_more_pads(GST_ELEMENT(self));
+  gst_pad_add_probe(pad, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+                    hls_clock_probe, new std::shared_ptr<HlsClock>(clock),
+                    [](gpointer d) { delete static_cast<std::shared_ptr<HlsClock> *>(d); });
+  GstPad *ghost = gst_ghost_pad_new(nullptr, pad);
+  gst_pad_set_active(ghost, TRUE);
+  gst_element_add_pad(hls, ghost);
+  if (attach_output(self, media, hls, ghost, true, nullptr, 0)) {
+    priv->loop->post([self] {
+      if (self->priv->hls)
+        post_status(self, gstmtx::ConnectionState::Fallback, "playing over HLS while WebRTC is unavailable", -1,
+                    "hls");
     });
   }
+  gst_object_unref(hls);
+}
+
+/* hlsdemux exposed a rendition: decode or parse it. Streaming thread. */
+static void on_hls_rendition(GstElement *demux, GstPad *pad, gpointer data) {
+  GstWhepSrc *self = GST_WHEP_SRC(data);
+  bool decode;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    decode = self->priv->settings.decode;
+  }
+  GstElement *hls = GST_ELEMENT(gst_object_get_parent(GST_OBJECT(demux)));
+  GstElement *decoder = gst_element_factory_make(decode ? "decodebin" : "parsebin", nullptr);
+  g_signal_connect(decoder, "pad-added", G_CALLBACK(on_hls_stream), self);
+  gst_bin_add(GST_BIN(hls), decoder);
+  gst_element_sync_state_with_parent(decoder);
+  GstPad *sink = gst_element_get_static_pad(decoder, "sink");
+  gst_pad_link(pad, sink);
+  gst_object_unref(sink);
+  gst_object_unref(hls);
+}
+
+/* Starts playing the path over HLS. Control thread. */
+static void start_hls(GstWhepSrc *self) {
+  GstWhepSrcPrivate *priv = self->priv;
+  if (priv->hls || !priv->running)
+    return;
+  Settings s;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    s = priv->settings;
+    s.extra_headers = nullptr;
+  }
+  const std::string location = !s.hls_location.empty() ? s.hls_location : gstmtx::hls_url_for_endpoint(*priv->endpoint);
+  GstElement *src = gst_element_factory_make("souphttpsrc", nullptr);
+  /* hlsdemux, not hlsdemux2: the 1.22 hlsdemux2 trips over MediaMTX's low-latency playlists */
+  GstElement *demux = gst_element_factory_make("hlsdemux", nullptr);
+  if (!src || !demux) {
+    if (src)
+      gst_object_unref(src);
+    if (demux)
+      gst_object_unref(demux);
+    GST_ELEMENT_WARNING(self, CORE, MISSING_PLUGIN,
+                        ("HLS fallback unavailable: souphttpsrc or hlsdemux is missing (gstreamer1.0-plugins-good/bad)"),
+                        (nullptr));
+    return;
+  }
+  g_object_set(src, "location", location.c_str(), "timeout", 10, nullptr);
+  const std::string user = !s.user_id.empty() ? s.user_id : priv->endpoint->user;
+  const std::string pass = !s.user_id.empty() ? s.user_pw : priv->endpoint->password;
+  if (!user.empty())
+    g_object_set(src, "user-id", user.c_str(), "user-pw", pass.c_str(), nullptr);
+  if (!s.tls_ca_file.empty())
+    g_object_set(src, "ssl-ca-file", s.tls_ca_file.c_str(), nullptr);
+  if (!s.tls_validation)
+    g_object_set(src, "ssl-strict", FALSE, nullptr);
+  GstElement *hls = gst_bin_new("hls-fallback");
+  gst_bin_add_many(GST_BIN(hls), src, demux, nullptr);
+  gst_element_link(src, demux);
+  g_signal_connect(demux, "pad-added", G_CALLBACK(on_hls_rendition), self);
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    priv->hls = GST_ELEMENT(gst_object_ref(hls));
+    priv->hls_clock = std::make_shared<HlsClock>();
+    priv->hls_clock->element = GST_ELEMENT(self);
+    priv->hls_active = true;
+  }
+  GST_INFO_OBJECT(self, "starting the HLS fallback from %s", gstmtx::redact_url(location).c_str());
+  gst_bin_add(GST_BIN(self), hls);
+  gst_element_sync_state_with_parent(hls);
+}
+
+/* Stops the HLS fallback; its outputs lose their target until WebRTC takes them. Control thread. */
+static void stop_hls(GstWhepSrc *self) {
+  GstWhepSrcPrivate *priv = self->priv;
+  priv->loop->cancel(priv->hls_restart_timer);
+  priv->hls_restart_timer = 0;
+  GstElement *hls;
+  std::vector<GstPad *> ghosts;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    hls = priv->hls;
+    priv->hls = nullptr;
+    priv->hls_active = false;
+    for (auto &out : priv->outputs) {
+      if (out->from_hls) {
+        out->from_hls = false;
+        out->chain = nullptr;
+        ghosts.push_back(GST_PAD(gst_object_ref(out->ghost)));
+      }
+    }
+  }
+  if (!hls)
+    return;
+  GST_INFO_OBJECT(self, "stopping the HLS fallback");
+  for (GstPad *ghost : ghosts) {
+    gst_ghost_pad_set_target(GST_GHOST_PAD(ghost), nullptr);
+    gst_object_unref(ghost);
+  }
+  gst_element_set_locked_state(hls, TRUE);
+  gst_element_set_state(hls, GST_STATE_NULL);
+  gst_bin_remove(GST_BIN(self), hls);
+  gst_object_unref(hls);
+}
+
+/* An error inside the HLS chain: restart it after the retry delay, unless WebRTC is back. */
+static void on_hls_failed(GstWhepSrc *self, const std::string &reason) {
+  GstWhepSrcPrivate *priv = self->priv;
+  if (!priv->hls)
+    return;
+  GST_WARNING_OBJECT(self, "HLS fallback failed: %s", reason.c_str());
+  stop_hls(self);
+  guint delay;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    delay = priv->settings.retry_delay;
+  }
+  priv->hls_restart_timer = priv->loop->schedule(gstmtx::Millis(std::max(delay, 500u)), [self] {
+    self->priv->hls_restart_timer = 0;
+    if (self->priv->running && !(self->priv->peer && self->priv->peer->is_connected()))
+      start_hls(self);
+  });
 }
 
 /* ---- sessions (control thread) ---- */
@@ -877,8 +1164,9 @@ static void start_session(GstWhepSrc *self) {
     s.extra_headers = nullptr;
   }
   const bool first = priv->backoff.attempts() == 0 && priv->attempts == 0;
-  post_status(self, priv->attempts == 0 ? gstmtx::ConnectionState::Connecting : gstmtx::ConnectionState::Reconnecting,
-              priv->attempts == 0 ? "connecting to " + gstmtx::redact_url(priv->endpoint->url) : "new session");
+  if (!priv->hls) /* while HLS plays, the state stays "fallback" until WebRTC is back */
+    post_status(self, priv->attempts == 0 ? gstmtx::ConnectionState::Connecting : gstmtx::ConnectionState::Reconnecting,
+                priv->attempts == 0 ? "connecting to " + gstmtx::redact_url(priv->endpoint->url) : "new session");
   (void)first;
 
   GstElement *webrtc = gst_element_factory_make("webrtcbin", nullptr);
@@ -967,7 +1255,9 @@ static void start_session(GstWhepSrc *self) {
   };
   events.connected = [self]() {
     self->priv->backoff.on_connected(gstmtx::Clock::now());
-    post_status(self, gstmtx::ConnectionState::Connected, "WebRTC connected");
+    self->priv->consecutive_failures = 0;
+    post_status(self, gstmtx::ConnectionState::Connected,
+                self->priv->hls ? "WebRTC connected: leaving the HLS fallback" : "WebRTC connected");
   };
   events.failed = [self](gstmtx::SessionError error) { on_session_failed(self, std::move(error)); };
 
@@ -1035,6 +1325,8 @@ static void stop_session(GstWhepSrc *self, bool synchronous_delete) {
     priv->webrtc = nullptr;
     priv->generation++;
     for (auto &out : priv->outputs) {
+      if (out->from_hls)
+        continue; /* fed by the HLS fallback, which outlives WebRTC sessions */
       if (out->chain)
         chains.push_back(out->chain);
       out->chain = nullptr;
@@ -1057,7 +1349,12 @@ static void stop_session(GstWhepSrc *self, bool synchronous_delete) {
   GValue item = G_VALUE_INIT;
   while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
     GstElement *child = GST_ELEMENT(g_value_get_object(&item));
-    if (GST_IS_BIN(child) && std::find(chains.begin(), chains.end(), child) == chains.end())
+    bool is_hls;
+    {
+      std::lock_guard<std::mutex> guard(priv->lock);
+      is_hls = child == priv->hls;
+    }
+    if (GST_IS_BIN(child) && !is_hls && std::find(chains.begin(), chains.end(), child) == chains.end())
       chains.push_back(child);
     g_value_reset(&item);
   }
@@ -1093,7 +1390,22 @@ static void on_session_failed(GstWhepSrc *self, gstmtx::SessionError error) {
       GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ, ("%s", error.message.c_str()), ("%s", error.debug.c_str()));
     return;
   }
+  priv->consecutive_failures++;
+  bool hls_fallback;
+  guint fallback_attempts, max_retry_delay;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    hls_fallback = priv->settings.hls_fallback;
+    fallback_attempts = priv->settings.hls_fallback_attempts;
+    max_retry_delay = std::max(priv->settings.max_retry_delay, priv->settings.retry_delay);
+  }
+  if (hls_fallback && !priv->hls && priv->consecutive_failures >= static_cast<int>(fallback_attempts)) {
+    GST_INFO_OBJECT(self, "WebRTC failed %d times: falling back to HLS", priv->consecutive_failures);
+    start_hls(self);
+  }
   auto delay = priv->backoff.next_delay(error.retry_after);
+  if (!delay && priv->hls)
+    delay = gstmtx::Millis(max_retry_delay); /* HLS plays: keep trying to get back to WebRTC */
   if (!delay) {
     post_status(self, gstmtx::ConnectionState::Failed, error.message);
     GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
@@ -1105,7 +1417,10 @@ static void on_session_failed(GstWhepSrc *self, gstmtx::SessionError error) {
     std::lock_guard<std::mutex> guard(priv->lock);
     priv->reconnects++;
   }
-  post_status(self, gstmtx::ConnectionState::Reconnecting, error.message, delay->count());
+  if (priv->hls)
+    post_status(self, gstmtx::ConnectionState::Fallback, "on HLS; WebRTC: " + error.message, delay->count(), "hls");
+  else
+    post_status(self, gstmtx::ConnectionState::Reconnecting, error.message, delay->count());
   priv->retry_timer = priv->loop->schedule(*delay, [self] {
     self->priv->retry_timer = 0;
     start_session(self);

@@ -363,6 +363,64 @@ GST_START_TEST(test_opus_audio) {
 }
 GST_END_TEST;
 
+
+/* Leaves only MediaMTX's HTTP/RTSP/API ports reachable: no UDP at all, and no TCP but to those
+ * ports (MediaMTX's ICE agent would otherwise dial libnice's passive TCP candidates). Both address
+ * families: libnice and MediaMTX also pair the veth's IPv6 link-local addresses. */
+static void set_media_blocked(const MediamtxServer &server, bool blocked) {
+  const char *op = blocked ? "-A" : "-D";
+  const std::string allowed = std::to_string(server.rtsp_port()) + "," + std::to_string(server.webrtc_port()) + "," +
+                              std::to_string(server.hls_port()) + "," + std::to_string(server.api_port());
+  for (const char *tool : {"iptables", "ip6tables"}) {
+    for (const std::string &rule : {std::string("INPUT -p udp -j DROP"),
+                                    "INPUT -p tcp -m multiport ! --ports " + allowed + " -j DROP"}) {
+      std::string cmd = std::string(tool) + " " + op + " " + rule;
+      fail_unless(system(cmd.c_str()) == 0, "%s failed", cmd.c_str());
+    }
+  }
+}
+
+static int count_status(BusWatcher &bus, const char *state, const char *transport) {
+  int n = 0;
+  for (GstStructure *s : bus.element_messages("gst-mediamtx-status")) {
+    if (g_strcmp0(gst_structure_get_string(s, "state"), state) == 0 &&
+        g_strcmp0(gst_structure_get_string(s, "transport"), transport) == 0)
+      ++n;
+    gst_structure_free(s);
+  }
+  return n;
+}
+
+GST_START_TEST(test_hls_fallback_and_back) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  Publisher pub(rtsp_publisher(server, "cam"));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  /* UDP dropped, no TCP ICE: WebRTC cannot connect */
+  set_media_blocked(server, true);
+  Viewer viewer(whep_viewer(server, "cam",
+                            "hls-fallback=true hls-fallback-attempts=1 timeout=2500 retry-delay=500 "
+                            "max-retry-delay=1000 hls-location=" + server.hls_url("cam")));
+  fail_unless(viewer.play());
+  fail_unless(viewer.wait_frames(30, 30000), "no frames over HLS: %d", viewer.frames.count());
+  fail_unless_equals_int(viewer.frames.width(), 320);
+  fail_unless(count_status(*viewer.bus, "fallback", "hls") >= 1);
+  fail_unless_equals_int(count_status(*viewer.bus, "connected", "webrtc"), 0);
+  fail_unless(viewer.bus->errors().empty());
+
+  set_media_blocked(server, false);
+  fail_unless(wait_until([&] { return count_status(*viewer.bus, "connected", "webrtc") >= 1; }, 20000),
+              "did not return to WebRTC");
+  fail_unless(viewer.wait_frames(30, 15000), "no frames after returning to WebRTC");
+  GstStructure *stats = viewer.stats();
+  fail_unless_equals_string(gst_structure_get_string(stats, "state"), "connected");
+  gst_structure_free(stats);
+  fail_unless(viewer.bus->errors().empty());
+  fail_unless_equals_int(viewer.bus->eos_count(), 0);
+}
+GST_END_TEST;
+
 static Suite *whepsrc_suite(void) {
   Suite *s = suite_create("whepsrc");
   TCase *tc = tcase_create("mediamtx");
@@ -378,6 +436,7 @@ static Suite *whepsrc_suite(void) {
   tcase_add_test(tc, test_vp8);
   tcase_add_test(tc, test_vp9);
   tcase_add_test(tc, test_opus_audio);
+  tcase_add_test(tc, test_hls_fallback_and_back);
   suite_add_tcase(s, tc);
   return s;
 }
