@@ -128,6 +128,7 @@ struct Output {
  * spacing, so HLS frames look like a live source's (one offset per HLS session for A/V sync). */
 struct HlsClock {
   GstElement *element;
+  std::atomic<gint64> last_media_us{0};
   std::mutex lock;
   GstClockTimeDiff offset = 0;
   bool anchored = false;
@@ -166,6 +167,8 @@ struct GstWhepSrcPrivate {
   std::shared_ptr<HlsClock> hls_clock;
   int consecutive_failures = 0;  /* WebRTC failures since it last connected */
   guint hls_restart_timer = 0;
+  guint hls_watchdog_timer = 0;
+  gint64 hls_started_us = 0;
   gint64 attempt_started_us = 0;
 
   /* streaming threads */
@@ -591,6 +594,25 @@ static gboolean gst_whep_src_send_event(GstElement *element, GstEvent *event) {
   return GST_ELEMENT_CLASS(parent_class)->send_event(element, event);
 }
 
+/* Marks the HLS bins, current and retired (a retired one is torn down asynchronously and may still
+ * be in the bin for a moment). */
+static const char *const kHlsMarker = "gst-mediamtx-hls";
+
+static bool inside_hls_bin(GstObject *object) {
+  for (GstObject *o = object ? GST_OBJECT(gst_object_ref(object)) : nullptr; o;) {
+    const bool marked = g_object_get_data(G_OBJECT(o), kHlsMarker) != nullptr;
+    GstObject *parent = gst_object_get_parent(o);
+    gst_object_unref(o);
+    if (marked) {
+      if (parent)
+        gst_object_unref(parent);
+      return true;
+    }
+    o = parent;
+  }
+  return false;
+}
+
 /* An error inside the session (webrtcbin, a depayloader, a decoder) ends that session, not the
  * pipeline: it becomes a warning and a reconnection. Called from the posting thread. */
 static void gst_whep_src_handle_message(GstBin *bin, GstMessage *message) {
@@ -604,6 +626,11 @@ static void gst_whep_src_handle_message(GstBin *bin, GstMessage *message) {
                                 gst_object_has_as_ancestor(GST_MESSAGE_SRC(message), GST_OBJECT(hls)));
   if (hls)
     gst_object_unref(hls);
+  if (!from_hls && inside_hls_bin(GST_MESSAGE_SRC(message))) {
+    /* a retired HLS chain on its way out: nothing it says matters any more */
+    gst_message_unref(message);
+    return;
+  }
   if (from_hls && GST_MESSAGE_TYPE(message) == GST_MESSAGE_BUFFERING) {
     /* HLS stands in for a live source: its buffering must not pause the pipeline */
     gst_message_unref(message);
@@ -936,6 +963,8 @@ static void on_webrtc_pad_added(GstElement *webrtc, GstPad *pad, gpointer data) 
 
 /* ---- HLS fallback ---- */
 
+
+
 /* Streaming thread of the HLS chain. */
 static GstPadProbeReturn hls_clock_probe(GstPad *, GstPadProbeInfo *info, gpointer data) {
   auto *clock = static_cast<std::shared_ptr<HlsClock> *>(data)->get();
@@ -951,6 +980,7 @@ static GstPadProbeReturn hls_clock_probe(GstPad *, GstPadProbeInfo *info, gpoint
   }
   GstBuffer *buffer = gst_buffer_make_writable(GST_PAD_PROBE_INFO_BUFFER(info));
   GST_PAD_PROBE_INFO_DATA(info) = buffer;
+  clock->last_media_us = g_get_monotonic_time();
   GstClockTime ts = GST_BUFFER_PTS_IS_VALID(buffer) ? GST_BUFFER_PTS(buffer) : GST_BUFFER_DTS(buffer);
   GstClock *element_clock = gst_element_get_clock(clock->element);
   if (!element_clock || !GST_CLOCK_TIME_IS_VALID(ts)) {
@@ -1028,6 +1058,25 @@ static void on_hls_rendition(GstElement *demux, GstPad *pad, gpointer data) {
   gst_object_unref(hls);
 }
 
+/* No HLS media for `timeout_ms` (hlsdemux can stall, e.g. on the gap segments MediaMTX lists while
+ * its muxer warms up): restart the HLS chain. Control thread. */
+static void schedule_hls_watchdog(GstWhepSrc *self, guint timeout_ms) {
+  GstWhepSrcPrivate *priv = self->priv;
+  priv->loop->cancel(priv->hls_watchdog_timer);
+  priv->hls_watchdog_timer = priv->loop->schedule(gstmtx::Millis(500), [self, timeout_ms] {
+    GstWhepSrcPrivate *priv = self->priv;
+    priv->hls_watchdog_timer = 0;
+    if (!priv->hls || !priv->hls_clock)
+      return;
+    const gint64 last = std::max<gint64>(priv->hls_clock->last_media_us.load(), priv->hls_started_us);
+    if (g_get_monotonic_time() - last > static_cast<gint64>(timeout_ms) * 1000) {
+      on_hls_failed(self, "no HLS media for " + std::to_string(timeout_ms) + " ms");
+      return;
+    }
+    schedule_hls_watchdog(self, timeout_ms);
+  });
+}
+
 /* Starts playing the path over HLS. Control thread. */
 static void start_hls(GstWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
@@ -1062,7 +1111,8 @@ static void start_hls(GstWhepSrc *self) {
     g_object_set(src, "ssl-ca-file", s.tls_ca_file.c_str(), nullptr);
   if (!s.tls_validation)
     g_object_set(src, "ssl-strict", FALSE, nullptr);
-  GstElement *hls = gst_bin_new("hls-fallback");
+  GstElement *hls = gst_bin_new(nullptr);
+  g_object_set_data(G_OBJECT(hls), kHlsMarker, GINT_TO_POINTER(1));
   gst_bin_add_many(GST_BIN(hls), src, demux, nullptr);
   gst_element_link(src, demux);
   g_signal_connect(demux, "pad-added", G_CALLBACK(on_hls_rendition), self);
@@ -1076,6 +1126,8 @@ static void start_hls(GstWhepSrc *self) {
   GST_INFO_OBJECT(self, "starting the HLS fallback from %s", gstmtx::redact_url(location).c_str());
   gst_bin_add(GST_BIN(self), hls);
   gst_element_sync_state_with_parent(hls);
+  priv->hls_started_us = g_get_monotonic_time();
+  schedule_hls_watchdog(self, std::max(s.timeout, 5000u));
 }
 
 /* Stops the HLS fallback; its outputs lose their target until WebRTC takes them. Control thread. */
@@ -1083,6 +1135,8 @@ static void stop_hls(GstWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
   priv->loop->cancel(priv->hls_restart_timer);
   priv->hls_restart_timer = 0;
+  priv->loop->cancel(priv->hls_watchdog_timer);
+  priv->hls_watchdog_timer = 0;
   GstElement *hls;
   std::vector<GstPad *> ghosts;
   {
@@ -1105,9 +1159,19 @@ static void stop_hls(GstWhepSrc *self) {
     gst_ghost_pad_set_target(GST_GHOST_PAD(ghost), nullptr);
     gst_object_unref(ghost);
   }
+  /* 1.22's hlsdemux can block its state change while a download is being retried: tear it down
+   * off the control thread so reconnection never waits on it */
   gst_element_set_locked_state(hls, TRUE);
-  gst_element_set_state(hls, GST_STATE_NULL);
-  gst_bin_remove(GST_BIN(self), hls);
+  gst_object_ref(self);
+  gst_element_call_async(
+      hls,
+      [](GstElement *element, gpointer data) {
+        auto *owner = GST_WHEP_SRC(data);
+        gst_element_set_state(element, GST_STATE_NULL);
+        gst_bin_remove(GST_BIN(owner), element);
+        gst_object_unref(owner);
+      },
+      self, nullptr);
   gst_object_unref(hls);
 }
 
@@ -1123,7 +1187,7 @@ static void on_hls_failed(GstWhepSrc *self, const std::string &reason) {
     std::lock_guard<std::mutex> guard(priv->lock);
     delay = priv->settings.retry_delay;
   }
-  priv->hls_restart_timer = priv->loop->schedule(gstmtx::Millis(std::max(delay, 500u)), [self] {
+  priv->hls_restart_timer = priv->loop->schedule(gstmtx::Millis(std::min(std::max(delay, 500u), 5000u)), [self] {
     self->priv->hls_restart_timer = 0;
     if (self->priv->running && !(self->priv->peer && self->priv->peer->is_connected()))
       start_hls(self);
@@ -1254,6 +1318,8 @@ static void start_session(GstWhepSrc *self) {
                      gstmtx::redact_url(answer.resource_url).c_str());
   };
   events.connected = [self]() {
+    /* media can only flow from now on: the no-media window starts again */
+    self->priv->last_media_us = g_get_monotonic_time();
     self->priv->backoff.on_connected(gstmtx::Clock::now());
     self->priv->consecutive_failures = 0;
     post_status(self, gstmtx::ConnectionState::Connected,
@@ -1354,7 +1420,8 @@ static void stop_session(GstWhepSrc *self, bool synchronous_delete) {
       std::lock_guard<std::mutex> guard(priv->lock);
       is_hls = child == priv->hls;
     }
-    if (GST_IS_BIN(child) && !is_hls && std::find(chains.begin(), chains.end(), child) == chains.end())
+    if (GST_IS_BIN(child) && !is_hls && !g_object_get_data(G_OBJECT(child), kHlsMarker) &&
+        std::find(chains.begin(), chains.end(), child) == chains.end())
       chains.push_back(child);
     g_value_reset(&item);
   }

@@ -393,7 +393,11 @@ static int count_status(BusWatcher &bus, const char *state, const char *transpor
 
 GST_START_TEST(test_hls_fallback_and_back) {
   fail_unless(in_test_namespace());
-  MediamtxServer server;
+  /* GStreamer 1.22's hlsdemux cannot follow MediaMTX's low-latency playlists (it fetches their
+   * EXT-X-GAP entries and stalls): the fallback needs hlsVariant fmp4 or mpegts (docs/whepsrc.md) */
+  MediamtxOptions options;
+  options.extra_config = "hlsVariant: fmp4\nhlsSegmentDuration: 1s\n";
+  MediamtxServer server(options);
   fail_unless(server.start());
   Publisher pub(rtsp_publisher(server, "cam"));
   fail_unless(server.wait_path_ready("cam", 10000));
