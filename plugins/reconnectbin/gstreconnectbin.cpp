@@ -189,6 +189,7 @@ struct ReconnectBinPrivate {
   GstClockID fallback_clock_id = nullptr; /* (lock) */
 
   /* last failure, for the final error */
+  guint error_generation = 0; /* generation whose first error was taken */
   GQuark error_domain = 0;
   gint error_code = 0;
   std::string error_message;
@@ -225,6 +226,7 @@ static void reconnect_bin_report_failure(GstReconnectBin *self, guint generation
                                          const GError *error, const char *debug);
 static void reconnect_bin_sync_child_state(GstReconnectBin *self, GstState state);
 static void reconnect_bin_on_connected(GstReconnectBin *self, guint generation);
+static void reconnect_bin_resync_child(GstReconnectBin *self, guint generation);
 static void reconnect_bin_on_failure(GstReconnectBin *self, guint generation, FailureKind kind, GQuark domain,
                                      gint code, const std::string &message, const std::string &debug);
 static void reconnect_bin_start_child(GstReconnectBin *self, bool is_restart);
@@ -460,7 +462,8 @@ static void gst_reconnect_bin_get_property(GObject *object, guint prop_id, GValu
 
 /* Turns children added directly (gst-launch bin syntax) into a description, then removes them.
  * Called from the application thread on NULL->READY. */
-static bool reconnect_bin_adopt_children(GstReconnectBin *self, std::string *description, std::string *error) {
+static bool reconnect_bin_adopt_children(GstReconnectBin *self, std::string *description, std::string *error,
+                                         std::vector<GstPad *> *peers) {
   std::vector<GstElement *> elements; /* in the order they were added */
   GST_OBJECT_LOCK(self);
   for (GList *l = GST_BIN_CHILDREN(self); l; l = l->next)
@@ -470,6 +473,40 @@ static bool reconnect_bin_adopt_children(GstReconnectBin *self, std::string *des
     *error = "reconnectbin has no child: set the child property (e.g. child=\"videotestsrc is-live=true\") or "
              "add elements to the bin";
     return false;
+  }
+  /* order: follow the links from each chain's head, so a capsfilter gst-launch added for a
+   * filtered link lands between its neighbours */
+  auto peer_element = [](GstElement *element, bool src_side) -> GstElement * {
+    GstElement *found = nullptr;
+    g_autoptr(GstIterator) it = src_side ? gst_element_iterate_src_pads(element) : gst_element_iterate_sink_pads(element);
+    GValue item = G_VALUE_INIT;
+    while (!found && gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+      g_autoptr(GstPad) peer = gst_pad_get_peer(GST_PAD(g_value_get_object(&item)));
+      if (peer)
+        found = gst_pad_get_parent_element(peer);
+      g_value_reset(&item);
+    }
+    g_value_unset(&item);
+    return found; /* transfer full */
+  };
+  {
+    std::vector<GstElement *> ordered;
+    auto seen = [&](GstElement *e) { return std::find(ordered.begin(), ordered.end(), e) != ordered.end(); };
+    auto member = [&](GstElement *e) { return std::find(elements.begin(), elements.end(), e) != elements.end(); };
+    for (GstElement *head : elements) {
+      g_autoptr(GstElement) upstream = peer_element(head, false);
+      if (upstream && member(upstream))
+        continue;
+      for (GstElement *cur = head; cur && member(cur) && !seen(cur);) {
+        ordered.push_back(cur);
+        g_autoptr(GstElement) next = peer_element(cur, true);
+        cur = next;
+      }
+    }
+    for (GstElement *e : elements)
+      if (!seen(e))
+        ordered.push_back(e);
+    elements.swap(ordered);
   }
   auto linked_to = [](GstElement *from, GstElement *to, bool *any_linked_src, bool *to_linked_sink) {
     bool found = false;
@@ -541,6 +578,26 @@ static bool reconnect_bin_adopt_children(GstReconnectBin *self, std::string *des
     }
   }
   if (ok) {
+    /* gst-launch links such a bin through ghost pads of its own: remember their peers, the
+     * bin's own pads take over those links */
+    std::vector<GstPad *> foreign;
+    GST_OBJECT_LOCK(self);
+    for (GList *l = GST_ELEMENT_PADS(self); l; l = l->next)
+      if (l->data != self->priv->src.ghost && l->data != self->priv->sink.ghost)
+        foreign.push_back(GST_PAD(gst_object_ref(l->data)));
+    GST_OBJECT_UNLOCK(self);
+    for (GstPad *pad : foreign) {
+      GstPad *peer = gst_pad_get_peer(pad);
+      if (peer) {
+        if (GST_PAD_IS_SRC(pad))
+          gst_pad_unlink(pad, peer);
+        else
+          gst_pad_unlink(peer, pad);
+        peers->push_back(peer);
+      }
+      gst_element_remove_pad(GST_ELEMENT(self), pad);
+      gst_object_unref(pad);
+    }
     for (GstElement *element : elements) {
       gst_element_set_state(element, GST_STATE_NULL);
       gst_bin_remove(GST_BIN(self), element);
@@ -568,6 +625,39 @@ static std::string reconnect_bin_summarize(const std::string &description) {
     out += first;
   }
   return out;
+}
+
+/* Application or control thread: a child such as "rtspclientsink ..." only has request pads,
+ * which gst_parse_bin_from_description does not ghost: request one (sink first) and ghost it
+ * onto `child` as "sink" or "src". */
+static void reconnect_bin_ghost_request_pad(GstBin *child) {
+  for (GstPadDirection direction : {GST_PAD_SINK, GST_PAD_SRC}) {
+    GST_OBJECT_LOCK(child);
+    std::vector<GstElement *> elements;
+    for (GList *l = GST_BIN_CHILDREN(child); l; l = l->next)
+      elements.push_back(GST_ELEMENT(gst_object_ref(l->data)));
+    GST_OBJECT_UNLOCK(child);
+    bool done = false;
+    for (GstElement *element : elements) {
+      for (GList *l = gst_element_class_get_pad_template_list(GST_ELEMENT_GET_CLASS(element)); l && !done;
+           l = l->next) {
+        GstPadTemplate *templ = GST_PAD_TEMPLATE(l->data);
+        if (GST_PAD_TEMPLATE_PRESENCE(templ) != GST_PAD_REQUEST || GST_PAD_TEMPLATE_DIRECTION(templ) != direction)
+          continue;
+        GstPad *pad = gst_element_request_pad(element, templ, nullptr, nullptr);
+        if (!pad)
+          continue;
+        GstPad *ghost = gst_ghost_pad_new(direction == GST_PAD_SINK ? "sink" : "src", pad);
+        gst_object_unref(pad); /* the element keeps its request pad until it is destroyed */
+        gst_element_add_pad(GST_ELEMENT(child), ghost);
+        done = true;
+      }
+    }
+    for (GstElement *element : elements)
+      gst_object_unref(element);
+    if (done)
+      return;
+  }
 }
 
 /* GObject/state-change thread, or the control thread. Builds a fresh child instance from the
@@ -598,6 +688,11 @@ static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error)
   }
   g_autoptr(GstPad) child_src = gst_element_get_static_pad(child, "src");
   g_autoptr(GstPad) child_sink = gst_element_get_static_pad(child, "sink");
+  if (!child_src && !child_sink) {
+    reconnect_bin_ghost_request_pad(GST_BIN(child));
+    child_sink = gst_element_get_static_pad(child, "sink");
+    child_src = gst_element_get_static_pad(child, "src");
+  }
   if (!child_src && !child_sink) {
     gst_object_unref(gst_object_ref_sink(child));
     *error = std::string("child \"") + description +
@@ -683,7 +778,8 @@ static GstStateChangeReturn gst_reconnect_bin_change_state(GstElement *element, 
     }
     if (!have_child && !have_description) {
       std::string description, error;
-      if (!reconnect_bin_adopt_children(self, &description, &error)) {
+      std::vector<GstPad *> peers;
+      if (!reconnect_bin_adopt_children(self, &description, &error, &peers)) {
         GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("%s", error.c_str()), (nullptr));
         return GST_STATE_CHANGE_FAILURE;
       }
@@ -691,7 +787,23 @@ static GstStateChangeReturn gst_reconnect_bin_change_state(GstElement *element, 
         std::lock_guard<std::mutex> guard(priv->lock);
         priv->settings.child_description = description;
       }
-      have_description = true;
+      std::string build_error_now;
+      const bool built = reconnect_bin_build_child(self, &build_error_now);
+      for (GstPad *peer : peers) {
+        GstPad *own = GST_PAD_IS_SINK(peer) ? priv->src.ghost : priv->sink.ghost;
+        if (built && own && !gst_pad_is_linked(own)) {
+          if (GST_PAD_IS_SINK(peer))
+            gst_pad_link(own, peer);
+          else
+            gst_pad_link(peer, own);
+        }
+        gst_object_unref(peer);
+      }
+      if (!built) {
+        GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("%s", build_error_now.c_str()), (nullptr));
+        return GST_STATE_CHANGE_FAILURE;
+      }
+      have_child = true;
     }
     if (!have_child) {
       std::string error = build_error;
@@ -805,6 +917,11 @@ static void gst_reconnect_bin_handle_message(GstBin *bin, GstMessage *message) {
     }
     running = priv->child_running;
     generation = priv->generation;
+    if (from_child && running && GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR) {
+      if (priv->error_generation == generation)
+        running = false; /* a follow-up error of a child already failing */
+      priv->error_generation = generation;
+    }
   }
   const bool is_ours = src == GST_OBJECT(self);
 
@@ -829,8 +946,15 @@ static void gst_reconnect_bin_handle_message(GstBin *bin, GstMessage *message) {
     gst_message_unref(message);
     return;
   }
-  case GST_MESSAGE_ASYNC_START:
   case GST_MESSAGE_ASYNC_DONE:
+    if (from_child && src == GST_OBJECT(child)) {
+      /* a bin inside a bin does not go on to PLAYING by itself after prerolling: its parent
+       * does, and the parent is us */
+      reconnect_bin_post(self, [self, generation] { reconnect_bin_resync_child(self, generation); });
+    }
+    gst_message_unref(message);
+    return;
+  case GST_MESSAGE_ASYNC_START:
   case GST_MESSAGE_CLOCK_PROVIDE:
   case GST_MESSAGE_CLOCK_LOST:
     if (!is_ours) {
@@ -1100,6 +1224,29 @@ static void reconnect_bin_sync_child_state(GstReconnectBin *self, GstState state
     priv->watchdog.arm(SteadyClock::now(), priv->sink.ghost != nullptr);
   else
     priv->watchdog.disarm();
+  gst_object_unref(child);
+}
+
+/* Control thread: the child of `generation` finished an asynchronous state change; take it on
+ * to the state the bin wants. */
+static void reconnect_bin_resync_child(GstReconnectBin *self, guint generation) {
+  ReconnectBinPrivate *priv = self->priv;
+  GstElement *child;
+  GstState desired;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    if (generation != priv->generation || !priv->child_running || !priv->child)
+      return;
+    child = GST_ELEMENT(gst_object_ref(priv->child));
+    desired = priv->desired;
+  }
+  GstState current, pending;
+  gst_element_get_state(child, &current, &pending, 0);
+  if (current != desired && pending == GST_STATE_VOID_PENDING) {
+    GST_DEBUG_OBJECT(self, "child prerolled, taking it to %s", gst_element_state_get_name(desired));
+    reconnect_bin_prepare_child_times(self, child);
+    gst_element_set_state(child, desired);
+  }
   gst_object_unref(child);
 }
 
@@ -1390,6 +1537,10 @@ static gboolean reconnect_bin_src_internal_event(GstPad *pad, GstObject *, GstEv
 static GstBuffer *reconnect_bin_black_frame(const GstVideoInfo *info) {
   GstVideoInfo ayuv;
   gst_video_info_set_format(&ayuv, GST_VIDEO_FORMAT_AYUV, GST_VIDEO_INFO_WIDTH(info), GST_VIDEO_INFO_HEIGHT(info));
+  GST_VIDEO_INFO_FPS_N(&ayuv) = GST_VIDEO_INFO_FPS_N(info);
+  GST_VIDEO_INFO_FPS_D(&ayuv) = GST_VIDEO_INFO_FPS_D(info);
+  GST_VIDEO_INFO_PAR_N(&ayuv) = GST_VIDEO_INFO_PAR_N(info);
+  GST_VIDEO_INFO_PAR_D(&ayuv) = GST_VIDEO_INFO_PAR_D(info);
   g_autoptr(GstBuffer) in = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&ayuv), nullptr);
   GstBuffer *out = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(info), nullptr);
   GstVideoFrame in_frame, out_frame;

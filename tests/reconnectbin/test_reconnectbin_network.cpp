@@ -1,0 +1,187 @@
+/* reconnectbin against a real MediaMTX (private network namespace): an RTSP reader survives
+ * server restarts, an RTSP publisher publishes again after one, fallback frames while the server
+ * is down. */
+#include <gst/check/gstcheck.h>
+
+#include <memory>
+#include <string>
+
+#include "mediamtx_server.h"
+#include "pipeline_helpers.h"
+#include "status.h"
+
+using namespace testbed;
+
+static std::string publisher_description(const MediamtxServer &server, const std::string &path) {
+  return "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! "
+         "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! "
+         "rtspclientsink protocols=tcp location=" +
+         server.rtsp_url(path);
+}
+
+/* A plain publisher (it dies with the server, so the test restarts it). */
+class Publisher {
+public:
+  explicit Publisher(const MediamtxServer &server) : server_(server) {}
+  ~Publisher() { stop(); }
+  void start() {
+    stop();
+    pipeline_ = parse_pipeline(publisher_description(server_, "cam"));
+    fail_unless(pipeline_ != nullptr);
+    fail_unless(set_state_and_wait(pipeline_, GST_STATE_PLAYING));
+  }
+  void stop() {
+    if (!pipeline_)
+      return;
+    gst_element_set_state(pipeline_, GST_STATE_NULL);
+    gst_object_unref(pipeline_);
+    pipeline_ = nullptr;
+  }
+
+private:
+  const MediamtxServer &server_;
+  GstElement *pipeline_ = nullptr;
+};
+
+static guint64 stat_u64(GstElement *pipeline, const char *field) {
+  GstElement *bin = gst_bin_get_by_name(GST_BIN(pipeline), "r");
+  fail_unless(bin != nullptr);
+  GstStructure *stats = nullptr;
+  g_object_get(bin, "stats", &stats, nullptr);
+  gst_object_unref(bin);
+  guint64 value = 0;
+  guint u = 0;
+  if (gst_structure_get_uint(stats, field, &u))
+    value = u;
+  else
+    gst_structure_get_uint64(stats, field, &value);
+  gst_structure_free(stats);
+  return value;
+}
+
+static std::string reader_description(const MediamtxServer &server, const std::string &extra, bool sync) {
+  return "reconnectbin name=r retry-delay=200 max-retry-delay=1000 " + extra +
+         " child=\"rtspsrc latency=0 protocols=tcp user-agent=reconnectbin-test location=" + server.rtsp_url("cam") +
+         " ! rtph264depay ! avdec_h264\" ! fakesink name=sink sync=" + (sync ? "true" : "false");
+}
+
+GST_START_TEST(test_reader_survives_five_server_restarts) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  Publisher publisher(server);
+  publisher.start();
+  fail_unless(server.wait_path_ready("cam", 15000), "path never became ready: %s", server.read_log().c_str());
+
+  GstElement *reader = parse_pipeline(reader_description(server, "", false));
+  fail_unless(reader != nullptr);
+  BusWatcher bus(reader);
+  BufferCounter frames;
+  frames.attach(reader, "sink");
+  fail_unless(set_state_and_wait(reader, GST_STATE_PLAYING));
+  fail_unless(wait_until([&] { return frames.count() >= 10; }, 20000), "only %d frames", frames.count());
+
+  for (int cycle = 1; cycle <= 5; ++cycle) {
+    server.kill_hard();
+    publisher.stop();
+    const int reconnecting_before =
+        bus.count_element_messages(gstmtx::kStatusMessageName, "state", "reconnecting");
+    fail_unless(wait_until([&] {
+      return bus.count_element_messages(gstmtx::kStatusMessageName, "state", "reconnecting") > reconnecting_before;
+    }, 15000), "cycle %d: the reader did not notice the server died", cycle);
+    fail_unless(server.start(), "cycle %d: server did not restart", cycle);
+    publisher.start();
+    fail_unless(server.wait_path_ready("cam", 15000), "cycle %d: path not ready", cycle);
+    const int before = frames.count();
+    fail_unless(wait_until([&] { return frames.count() >= before + 10; }, 30000),
+                "cycle %d: frames did not resume (%d)", cycle, frames.count() - before);
+  }
+  fail_unless(bus.errors().empty(), "errors on the bus: %s", bus.errors().empty() ? "" : bus.errors()[0].c_str());
+  fail_unless(stat_u64(reader, "restarts") >= 5);
+  fail_unless_equals_int(frames.width(), 320);
+  gst_element_set_state(reader, GST_STATE_NULL);
+  gst_object_unref(reader);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_publisher_publishes_again_after_server_restart) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  GstElement *pipeline = parse_pipeline(
+      "videotestsrc name=src is-live=1 ! video/x-raw,width=320,height=240,framerate=30/1 ! "
+      "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! "
+      "reconnectbin name=r retry-delay=200 max-retry-delay=1000 child=\"rtspclientsink protocols=tcp location=" +
+      server.rtsp_url("cam") + "\"");
+  fail_unless(pipeline != nullptr);
+  BusWatcher bus(pipeline);
+  BufferCounter produced;
+  produced.attach(pipeline, "src", "src");
+  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
+  fail_unless(server.wait_path_ready("cam", 15000), "never published: %s", server.read_log().c_str());
+
+  server.kill_hard();
+  const int before = produced.count();
+  /* the source keeps running while the server is gone */
+  fail_unless(wait_until([&] { return produced.count() >= before + 30; }, 10000), "the source stopped");
+  fail_unless(wait_until([&] { return stat_u64(pipeline, "buffers-dropped") > 0; }, 10000));
+  fail_unless(server.start());
+  fail_unless(server.wait_path_ready("cam", 20000), "not published again: %s", server.read_log().c_str());
+  fail_unless(bus.errors().empty(), "errors on the bus: %s", bus.errors().empty() ? "" : bus.errors()[0].c_str());
+  fail_unless(stat_u64(pipeline, "restarts") >= 1);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(pipeline);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_fallback_black_while_server_down) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  Publisher publisher(server);
+  publisher.start();
+  fail_unless(server.wait_path_ready("cam", 15000));
+
+  GstElement *reader = parse_pipeline(reader_description(server, "fallback=black", true));
+  BusWatcher bus(reader);
+  BufferCounter frames;
+  frames.attach(reader, "sink");
+  fail_unless(set_state_and_wait(reader, GST_STATE_PLAYING));
+  fail_unless(wait_until([&] { return frames.count() >= 10; }, 20000), "only %d frames", frames.count());
+
+  server.kill_hard();
+  publisher.stop();
+  fail_unless(wait_until([&] { return stat_u64(reader, "fallback-buffers") > 0; }, 15000), "no fallback");
+  const int start = frames.count();
+  g_usleep(3 * G_USEC_PER_SEC);
+  const int in_three_seconds = frames.count() - start;
+  /* 30 fps; generous bounds for a loaded machine, but not a flood */
+  fail_unless(in_three_seconds >= 45 && in_three_seconds <= 120, "%d frames in 3 s while down", in_three_seconds);
+  fail_unless_equals_int(frames.width(), 320);
+
+  fail_unless(server.start());
+  publisher.start();
+  const guint64 restarts = stat_u64(reader, "restarts");
+  fail_unless(wait_until([&] { return stat_u64(reader, "buffers-out") > 0 && stat_u64(reader, "restarts") >= restarts; }, 1000));
+  fail_unless(wait_until([&] {
+    return bus.count_element_messages(gstmtx::kStatusMessageName, "state", "connected") >= 2;
+  }, 30000), "the child did not come back");
+  fail_unless(bus.errors().empty());
+  fail_unless_equals_int(bus.eos_count(), 0);
+  gst_element_set_state(reader, GST_STATE_NULL);
+  gst_object_unref(reader);
+}
+GST_END_TEST;
+
+static Suite *reconnectbin_network_suite(void) {
+  Suite *s = suite_create("reconnectbin-network");
+  TCase *tc = tcase_create("mediamtx");
+  tcase_set_timeout(tc, 150);
+  tcase_add_test(tc, test_reader_survives_five_server_restarts);
+  tcase_add_test(tc, test_publisher_publishes_again_after_server_restart);
+  tcase_add_test(tc, test_fallback_black_while_server_down);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+GST_CHECK_MAIN(reconnectbin_network);
