@@ -627,6 +627,22 @@ static std::string reconnect_bin_summarize(const std::string &description) {
   return out;
 }
 
+/* Any thread: whether the first element of `description` has a sink pad template, i.e. whether
+ * the child can take input at all. */
+static bool reconnect_bin_first_element_takes_input(const std::string &description) {
+  const std::string summary = reconnect_bin_summarize(description);
+  const std::string first = summary.substr(0, summary.find(' '));
+  g_autoptr(GstElementFactory) factory = gst_element_factory_find(first.c_str());
+  if (!factory)
+    return true; /* not a plain element (a bin syntax or a caps string): keep what parse found */
+  for (const GList *l = gst_element_factory_get_static_pad_templates(factory); l; l = l->next) {
+    auto *templ = static_cast<const GstStaticPadTemplate *>(l->data);
+    if (templ->direction == GST_PAD_SINK)
+      return true;
+  }
+  return false;
+}
+
 /* Application or control thread: a child such as "rtspclientsink ..." only has request pads,
  * which gst_parse_bin_from_description does not ghost: request one (sink first) and ghost it
  * onto `child` as "sink" or "src". */
@@ -688,6 +704,12 @@ static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error)
   }
   g_autoptr(GstPad) child_src = gst_element_get_static_pad(child, "src");
   g_autoptr(GstPad) child_sink = gst_element_get_static_pad(child, "sink");
+  if (child_sink && !reconnect_bin_first_element_takes_input(description)) {
+    /* e.g. "rtspsrc ! rtph264depay": the depayloader's sink pad was unlinked only until the
+     * source's pad appears (a delayed link); it is not an input of the child */
+    gst_element_remove_pad(child, child_sink);
+    gst_clear_object(&child_sink);
+  }
   if (!child_src && !child_sink) {
     reconnect_bin_ghost_request_pad(GST_BIN(child));
     child_sink = gst_element_get_static_pad(child, "sink");

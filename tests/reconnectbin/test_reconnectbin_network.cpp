@@ -43,6 +43,16 @@ private:
   GstElement *pipeline_ = nullptr;
 };
 
+/* rtspclientsink 1.22 (third party, used by every publisher here) keeps using a connection it
+ * has just closed when the server dies: GIO asserts in g_socket_get/set_timeout. Harmless to
+ * these tests and not ours to fix, so those two criticals (only) are not fatal. */
+static void ignore_rtspclientsink_socket_criticals(void) {
+  gst_check_add_log_filter("GLib-GIO", G_LOG_LEVEL_CRITICAL,
+                           g_regex_new("g_socket_[gs]et_timeout: assertion", G_REGEX_OPTIMIZE, G_REGEX_MATCH_DEFAULT,
+                                       nullptr),
+                           nullptr, nullptr, nullptr);
+}
+
 static guint64 stat_u64(GstElement *pipeline, const char *field) {
   GstElement *bin = gst_bin_get_by_name(GST_BIN(pipeline), "r");
   fail_unless(bin != nullptr);
@@ -106,6 +116,7 @@ GST_END_TEST;
 
 GST_START_TEST(test_publisher_publishes_again_after_server_restart) {
   fail_unless(in_test_namespace());
+
   MediamtxServer server;
   fail_unless(server.start());
   GstElement *pipeline = parse_pipeline(
@@ -177,6 +188,7 @@ static Suite *reconnectbin_network_suite(void) {
   Suite *s = suite_create("reconnectbin-network");
   TCase *tc = tcase_create("mediamtx");
   tcase_set_timeout(tc, 150);
+  tcase_add_checked_fixture(tc, ignore_rtspclientsink_socket_criticals, nullptr);
   tcase_add_test(tc, test_reader_survives_five_server_restarts);
   tcase_add_test(tc, test_publisher_publishes_again_after_server_restart);
   tcase_add_test(tc, test_fallback_black_while_server_down);
