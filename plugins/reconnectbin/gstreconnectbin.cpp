@@ -740,7 +740,8 @@ static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error)
 
   if (child_src) {
     if (!priv->src.ghost) {
-      GstPad *ghost = gst_ghost_pad_new_from_template("src", child_src, gst_static_pad_template_get(&src_template));
+      g_autoptr(GstPadTemplate) templ = gst_static_pad_template_get(&src_template);
+      GstPad *ghost = gst_ghost_pad_new_from_template("src", child_src, templ);
       priv->src.ghost = ghost;
       priv->src.internal = GST_PAD(gst_proxy_pad_get_internal(GST_PROXY_PAD(ghost)));
       gst_pad_set_query_function(ghost, reconnect_bin_src_query);
@@ -760,8 +761,8 @@ static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error)
   }
   if (child_sink) {
     if (!priv->sink.ghost) {
-      GstPad *ghost =
-          gst_ghost_pad_new_from_template("sink", child_sink, gst_static_pad_template_get(&sink_template));
+      g_autoptr(GstPadTemplate) templ = gst_static_pad_template_get(&sink_template);
+      GstPad *ghost = gst_ghost_pad_new_from_template("sink", child_sink, templ);
       priv->sink.ghost = ghost;
       gst_pad_set_chain_function(ghost, reconnect_bin_sink_chain);
       gst_pad_set_chain_list_function(ghost, reconnect_bin_sink_chain_list);
@@ -1236,8 +1237,18 @@ static void reconnect_bin_sync_child_state(GstReconnectBin *self, GstState state
     return;
   }
   if (!child) {
-    if (state != GST_STATE_PLAYING)
+    /* the child is down, waiting for its restart: the fallback runs only while playing */
+    if (state != GST_STATE_PLAYING) {
       reconnect_bin_stop_fallback(self);
+    } else {
+      guint generation;
+      {
+        std::lock_guard<std::mutex> guard(priv->lock);
+        generation = priv->generation;
+      }
+      if (!priv->fallback.joinable())
+        reconnect_bin_start_fallback(self, generation);
+    }
     return;
   }
   reconnect_bin_prepare_child_times(self, child);

@@ -12,8 +12,10 @@
 
 using namespace testbed;
 
-static std::string publisher_description(const MediamtxServer &server, const std::string &path) {
-  return "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! "
+static std::string publisher_description(const MediamtxServer &server, const std::string &path, int width = 320,
+                                         int height = 240) {
+  return "videotestsrc is-live=true ! video/x-raw,width=" + std::to_string(width) + ",height=" +
+         std::to_string(height) + ",framerate=30/1 ! "
          "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! "
          "rtspclientsink protocols=tcp location=" +
          server.rtsp_url(path);
@@ -24,9 +26,9 @@ class Publisher {
 public:
   explicit Publisher(const MediamtxServer &server) : server_(server) {}
   ~Publisher() { stop(); }
-  void start() {
+  void start(int width = 320, int height = 240) {
     stop();
-    pipeline_ = parse_pipeline(publisher_description(server_, "cam"));
+    pipeline_ = parse_pipeline(publisher_description(server_, "cam", width, height));
     fail_unless(pipeline_ != nullptr);
     fail_unless(set_state_and_wait(pipeline_, GST_STATE_PLAYING));
   }
@@ -100,7 +102,11 @@ GST_START_TEST(test_reader_survives_five_server_restarts) {
       return bus.count_element_messages(gstmtx::kStatusMessageName, "state", "reconnecting") > reconnecting_before;
     }, 15000), "cycle %d: the reader did not notice the server died", cycle);
     fail_unless(server.start(), "cycle %d: server did not restart", cycle);
-    publisher.start();
+    /* the last time the stream comes back at another size: caps renegotiate downstream */
+    if (cycle == 5)
+      publisher.start(480, 360);
+    else
+      publisher.start();
     fail_unless(server.wait_path_ready("cam", 15000), "cycle %d: path not ready", cycle);
     const int before = frames.count();
     fail_unless(wait_until([&] { return frames.count() >= before + 10; }, 30000),
@@ -108,7 +114,8 @@ GST_START_TEST(test_reader_survives_five_server_restarts) {
   }
   fail_unless(bus.errors().empty(), "errors on the bus: %s", bus.errors().empty() ? "" : bus.errors()[0].c_str());
   fail_unless(stat_u64(reader, "restarts") >= 5);
-  fail_unless_equals_int(frames.width(), 320);
+  fail_unless_equals_int(frames.width(), 480);
+  fail_unless_equals_int(frames.height(), 360);
   gst_element_set_state(reader, GST_STATE_NULL);
   gst_object_unref(reader);
 }
