@@ -94,7 +94,7 @@ GST_END_TEST;
 /* A child that stops producing without an error is restarted after stall-timeout. */
 GST_START_TEST(test_stall_restarts_child) {
   GstElement *pipeline = parse_pipeline(
-      "reconnectbin name=r stall-timeout=300 retry-delay=50 "
+      "reconnectbin name=r stall-timeout=1000 retry-delay=50 "
       "child=\"videotestsrc is-live=true ! capsfilter caps=video/x-raw,width=32,height=24,framerate=30/1 ! "
       "valve name=v\" ! fakesink name=sink");
   fail_unless(pipeline != nullptr);
