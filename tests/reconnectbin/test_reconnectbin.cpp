@@ -164,7 +164,8 @@ GST_START_TEST(test_fallback_black_frames_while_down) {
   BufferCounter frames;
   frames.attach(pipeline, "sink");
   fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return stat_u64(pipeline, "eos") >= 1; }, 10000));
+  fail_unless(wait_until([&] { return stat_u64(pipeline, "eos") >= 1; }, 30000), "the child never ended: %d frames",
+              frames.count());
   const guint64 fallback_start = stat_u64(pipeline, "fallback-buffers");
   g_usleep(2000 * 1000);
   const guint64 in_two_seconds = stat_u64(pipeline, "fallback-buffers") - fallback_start;
