@@ -875,6 +875,11 @@ static GstStateChangeReturn gst_reconnect_bin_change_state(GstElement *element, 
   GstStateChangeReturn ret = GST_ELEMENT_CLASS(gst_reconnect_bin_parent_class)->change_state(element, transition);
   if (ret == GST_STATE_CHANGE_FAILURE)
     return ret;
+  /* GstBin reports the last return of our locked child (e.g. NO_PREROLL of a live source set to
+   * PAUSED earlier): meaningless here, and a NO_PREROLL on PAUSED->PLAYING would make the
+   * pipeline commit PLAYING while its sinks still preroll, leaving them paused for good. The
+   * child's state is ours to drive: the bin's own transitions succeed at once. */
+  ret = GST_STATE_CHANGE_SUCCESS;
 
   switch (transition) {
   case GST_STATE_CHANGE_READY_TO_PAUSED:

@@ -190,6 +190,49 @@ GST_START_TEST(test_fallback_black_frames_while_down) {
 }
 GST_END_TEST;
 
+/* The first byte of the last buffer fakesink "sink" rendered. */
+static int last_sample_first_byte(GstElement *pipeline) {
+  GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
+  GstSample *sample = nullptr;
+  g_object_get(sink, "last-sample", &sample, nullptr);
+  gst_object_unref(sink);
+  fail_unless(sample != nullptr);
+  GstMapInfo map;
+  GstBuffer *buffer = gst_sample_get_buffer(sample);
+  fail_unless(gst_buffer_map(buffer, &map, GST_MAP_READ));
+  const int value = map.data[0];
+  gst_buffer_unmap(buffer, &map);
+  gst_sample_unref(sample);
+  return value;
+}
+
+/* fallback=freeze repeats the last frame (white here); raw audio gets silence. */
+GST_START_TEST(test_fallback_freeze_and_silence) {
+  GstElement *pipeline = parse_pipeline(
+      "reconnectbin name=r retry-delay=5000 max-retry-delay=5000 retry-jitter=0 fallback=freeze "
+      "child=\"videotestsrc is-live=true num-buffers=10 pattern=white ! "
+      "capsfilter caps=video/x-raw,format=I420,width=64,height=48,framerate=30/1\" ! fakesink name=sink sync=true");
+  BusWatcher bus(pipeline);
+  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
+  fail_unless(wait_until([&] { return stat_u64(pipeline, "fallback-buffers") >= 10; }, 30000));
+  fail_unless(last_sample_first_byte(pipeline) == 235, "a frozen white I420 frame has luma 235, got %d",
+              last_sample_first_byte(pipeline));
+  fail_unless(bus.errors().empty());
+  stop_pipeline(pipeline);
+
+  pipeline = parse_pipeline(
+      "reconnectbin name=r retry-delay=5000 max-retry-delay=5000 retry-jitter=0 fallback=black "
+      "child=\"audiotestsrc is-live=true num-buffers=5 wave=square volume=0.8 ! "
+      "capsfilter caps=audio/x-raw,format=S16LE,rate=8000,channels=1\" ! fakesink name=sink sync=true");
+  BusWatcher audio_bus(pipeline);
+  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
+  fail_unless(wait_until([&] { return stat_u64(pipeline, "fallback-buffers") >= 10; }, 30000));
+  fail_unless_equals_int(last_sample_first_byte(pipeline), 0); /* S16 silence */
+  fail_unless(audio_bus.errors().empty());
+  stop_pipeline(pipeline);
+}
+GST_END_TEST;
+
 /* EOS passes when restart-on-eos=false. */
 GST_START_TEST(test_eos_passes_without_restart_on_eos) {
   GstElement *pipeline = parse_pipeline("reconnectbin name=r restart-on-eos=false "
@@ -249,6 +292,7 @@ static Suite *reconnectbin_suite(void) {
   tcase_add_test(tc, test_stall_restarts_child);
   tcase_add_test(tc, test_sink_side_drops_while_down);
   tcase_add_test(tc, test_fallback_black_frames_while_down);
+  tcase_add_test(tc, test_fallback_freeze_and_silence);
   tcase_add_test(tc, test_eos_passes_without_restart_on_eos);
   tcase_add_test(tc, test_bin_syntax_children_are_rebuilt);
   tcase_add_test(tc, test_bad_description);
