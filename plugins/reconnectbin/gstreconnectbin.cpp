@@ -220,6 +220,7 @@ static GstClock *gst_reconnect_bin_provide_clock(GstElement *element);
 static void gst_reconnect_bin_handle_message(GstBin *bin, GstMessage *message);
 
 static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error);
+static std::string reconnect_bin_summarize(const std::string &description);
 static void reconnect_bin_worker_loop(GstReconnectBin *self);
 static void reconnect_bin_post(GstReconnectBin *self, std::function<void()> command);
 static void reconnect_bin_report_failure(GstReconnectBin *self, guint generation, FailureKind kind,
@@ -603,7 +604,8 @@ static bool reconnect_bin_adopt_children(GstReconnectBin *self, std::string *des
       gst_bin_remove(GST_BIN(self), element);
     }
     *description = out;
-    GST_INFO_OBJECT(self, "children added directly are rebuilt from: %s", out.c_str());
+    GST_INFO_OBJECT(self, "children added directly are rebuilt from a description of: %s",
+                    reconnect_bin_summarize(out).c_str());
   }
   for (GstElement *element : elements)
     gst_object_unref(element);
@@ -693,8 +695,9 @@ static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error)
   GstElement *child = gst_parse_bin_from_description_full(description.c_str(), TRUE, nullptr,
                                                           GST_PARSE_FLAG_NONE, &err);
   if (!child) {
-    *error = std::string("cannot build child \"") + description + "\": " + (err ? err->message : "unknown error") +
-             "; check the element names and properties";
+    /* the summary, not the description: a location may carry a password */
+    *error = std::string("cannot build child \"") + reconnect_bin_summarize(description) +
+             "\": " + (err ? err->message : "unknown error") + "; check the element names and properties";
     g_clear_error(&err);
     return false;
   }
@@ -717,7 +720,7 @@ static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error)
   }
   if (!child_src && !child_sink) {
     gst_object_unref(gst_object_ref_sink(child));
-    *error = std::string("child \"") + description +
+    *error = std::string("child \"") + reconnect_bin_summarize(description) +
              "\" has no unlinked static pad; end it with an element that has an always pad (e.g. \"! queue\")";
     return false;
   }
