@@ -221,6 +221,8 @@ static void gst_reconnect_bin_handle_message(GstBin *bin, GstMessage *message);
 
 static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error);
 static std::string reconnect_bin_summarize(const std::string &description);
+static bool reconnect_bin_adopt_children(GstReconnectBin *self, std::string *description, std::string *error,
+                                         std::vector<GstPad *> *peers);
 static void reconnect_bin_worker_loop(GstReconnectBin *self);
 static void reconnect_bin_post(GstReconnectBin *self, std::function<void()> command);
 static void reconnect_bin_report_failure(GstReconnectBin *self, guint generation, FailureKind kind,
@@ -460,6 +462,248 @@ static void gst_reconnect_bin_get_property(GObject *object, guint prop_id, GValu
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }
+
+/* called from the application thread */
+static GstStateChangeReturn gst_reconnect_bin_change_state(GstElement *element, GstStateChange transition) {
+  GstReconnectBin *self = GST_RECONNECT_BIN(element);
+  ReconnectBinPrivate *priv = self->priv;
+
+  switch (transition) {
+  case GST_STATE_CHANGE_NULL_TO_READY: {
+    bool have_child, have_description;
+    std::string build_error;
+    {
+      std::lock_guard<std::mutex> guard(priv->lock);
+      have_child = priv->child != nullptr;
+      have_description = !priv->settings.child_description.empty();
+      build_error = priv->build_error;
+    }
+    if (!have_child && !have_description) {
+      std::string description, error;
+      std::vector<GstPad *> peers;
+      if (!reconnect_bin_adopt_children(self, &description, &error, &peers)) {
+        GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("%s", error.c_str()), (nullptr));
+        return GST_STATE_CHANGE_FAILURE;
+      }
+      {
+        std::lock_guard<std::mutex> guard(priv->lock);
+        priv->settings.child_description = description;
+      }
+      std::string build_error_now;
+      const bool built = reconnect_bin_build_child(self, &build_error_now);
+      for (GstPad *peer : peers) {
+        GstPad *own = GST_PAD_IS_SINK(peer) ? priv->src.ghost : priv->sink.ghost;
+        if (built && own && !gst_pad_is_linked(own)) {
+          if (GST_PAD_IS_SINK(peer))
+            gst_pad_link(own, peer);
+          else
+            gst_pad_link(peer, own);
+        }
+        gst_object_unref(peer);
+      }
+      if (!built) {
+        GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("%s", build_error_now.c_str()), (nullptr));
+        return GST_STATE_CHANGE_FAILURE;
+      }
+      have_child = true;
+    }
+    if (!have_child) {
+      std::string error = build_error;
+      if (!have_description || !reconnect_bin_build_child(self, &error)) {
+        GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("%s", error.c_str()), (nullptr));
+        return GST_STATE_CHANGE_FAILURE;
+      }
+    }
+    break;
+  }
+  case GST_STATE_CHANGE_READY_TO_PAUSED: {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    priv->worker_stop = false;
+    priv->failed = false;
+    priv->retry_at.reset();
+    priv->backoff.set_policy(reconnect_bin_policy(priv->settings));
+    priv->backoff.reset();
+    priv->desired = GST_STATE_PAUSED;
+    priv->worker = std::thread(reconnect_bin_worker_loop, self);
+    priv->sink.upstream_eos = false;
+    break;
+  }
+  case GST_STATE_CHANGE_PLAYING_TO_PAUSED:
+    reconnect_bin_post(self, [self] { reconnect_bin_sync_child_state(self, GST_STATE_PAUSED); });
+    break;
+  case GST_STATE_CHANGE_PAUSED_TO_READY: {
+    /* stop the control thread first: no restart may race with the shutdown */
+    std::thread worker;
+    {
+      std::lock_guard<std::mutex> guard(priv->lock);
+      priv->worker_stop = true;
+      priv->desired = GST_STATE_READY;
+      worker = std::move(priv->worker);
+    }
+    priv->cond.notify_all();
+    if (worker.joinable())
+      worker.join();
+    reconnect_bin_stop_fallback(self);
+    reconnect_bin_teardown_child(self);
+    break;
+  }
+  default:
+    break;
+  }
+
+  GstStateChangeReturn ret = GST_ELEMENT_CLASS(gst_reconnect_bin_parent_class)->change_state(element, transition);
+  if (ret == GST_STATE_CHANGE_FAILURE)
+    return ret;
+  /* GstBin reports the last return of our locked child (e.g. NO_PREROLL of a live source set to
+   * PAUSED earlier): meaningless here, and a NO_PREROLL on PAUSED->PLAYING would make the
+   * pipeline commit PLAYING while its sinks still preroll, leaving them paused for good. The
+   * child's state is ours to drive: the bin's own transitions succeed at once. */
+  ret = GST_STATE_CHANGE_SUCCESS;
+
+  switch (transition) {
+  case GST_STATE_CHANGE_READY_TO_PAUSED:
+    reconnect_bin_post(self, [self] { reconnect_bin_sync_child_state(self, GST_STATE_PAUSED); });
+    /* a source bin behaves as a live source: it never blocks the pipeline's preroll on a child
+     * that may be down */
+    if (priv->src.ghost && !priv->sink.ghost)
+      ret = GST_STATE_CHANGE_NO_PREROLL;
+    break;
+  case GST_STATE_CHANGE_PAUSED_TO_PLAYING:
+    reconnect_bin_post(self, [self] { reconnect_bin_sync_child_state(self, GST_STATE_PLAYING); });
+    break;
+  case GST_STATE_CHANGE_PLAYING_TO_PAUSED:
+    if (priv->src.ghost && !priv->sink.ghost)
+      ret = GST_STATE_CHANGE_NO_PREROLL;
+    break;
+  case GST_STATE_CHANGE_PAUSED_TO_READY: {
+    GstPad *internal = priv->src.internal;
+    if (internal) {
+      GST_PAD_STREAM_LOCK(internal);
+      SourceSide &src = priv->src;
+      for (GstEvent *event : src.pending)
+        gst_event_unref(event);
+      src.pending.clear();
+      src.flowing = false;
+      src.started = false;
+      src.have_child_segment = false;
+      src.shift = 0;
+      src.last_rt_end = GST_CLOCK_TIME_NONE;
+      src.have_lag = src.have_first_lag = false;
+      gst_clear_buffer(&src.last_frame);
+      GST_PAD_STREAM_UNLOCK(internal);
+    }
+    std::lock_guard<std::mutex> guard(priv->lock);
+    priv->state = ConnectionState::Stopped;
+    break;
+  }
+  default:
+    break;
+  }
+  return ret;
+}
+
+/* A child that provides a clock is restarted at will: never let the pipeline pick its clock. */
+static GstClock *gst_reconnect_bin_provide_clock(GstElement *) { return nullptr; }
+
+/* Called from whichever thread posts `message` (the child's streaming or internal threads, the
+ * control thread during a state change). Child errors become warnings and a restart; the
+ * child's asynchronous state changes are ours, not the pipeline's. */
+static void gst_reconnect_bin_handle_message(GstBin *bin, GstMessage *message) {
+  GstReconnectBin *self = GST_RECONNECT_BIN(bin);
+  ReconnectBinPrivate *priv = self->priv;
+  GstObject *src = GST_MESSAGE_SRC(message);
+
+  bool from_child = false, running = false;
+  guint generation = 0;
+  GstElement *child = nullptr;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    if (priv->child && src && (src == GST_OBJECT(priv->child) || gst_object_has_as_ancestor(src, GST_OBJECT(priv->child)))) {
+      from_child = true;
+      child = priv->child;
+    }
+    running = priv->child_running;
+    generation = priv->generation;
+    if (from_child && running && GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR) {
+      if (priv->error_generation == generation)
+        running = false; /* a follow-up error of a child already failing */
+      priv->error_generation = generation;
+    }
+  }
+  const bool is_ours = src == GST_OBJECT(self);
+
+  switch (GST_MESSAGE_TYPE(message)) {
+  case GST_MESSAGE_ERROR: {
+    if (is_ours)
+      break;
+    if (!from_child || !running) {
+      GST_DEBUG_OBJECT(self, "dropping an error from a child being stopped: %" GST_PTR_FORMAT,
+                       static_cast<gpointer>(message));
+      gst_message_unref(message);
+      return;
+    }
+    GError *err = nullptr;
+    gchar *debug = nullptr;
+    gst_message_parse_error(message, &err, &debug);
+    GST_WARNING_OBJECT(self, "child error, restarting: %s (%s)", err->message, GST_STR_NULL(debug));
+    gst_element_post_message(GST_ELEMENT(self), gst_message_new_warning(src, err, debug));
+    reconnect_bin_report_failure(self, generation, FailureKind::Error, err, debug);
+    g_clear_error(&err);
+    g_free(debug);
+    gst_message_unref(message);
+    return;
+  }
+  case GST_MESSAGE_ASYNC_DONE:
+    if (from_child && src == GST_OBJECT(child)) {
+      /* a bin inside a bin does not go on to PLAYING by itself after prerolling: its parent
+       * does, and the parent is us */
+      reconnect_bin_post(self, [self, generation] { reconnect_bin_resync_child(self, generation); });
+    }
+    gst_message_unref(message);
+    return;
+  case GST_MESSAGE_ASYNC_START:
+  case GST_MESSAGE_CLOCK_PROVIDE:
+  case GST_MESSAGE_CLOCK_LOST:
+    if (!is_ours) {
+      gst_message_unref(message);
+      return;
+    }
+    break;
+  case GST_MESSAGE_EOS:
+    if (!is_ours && !from_child) {
+      gst_message_unref(message);
+      return;
+    }
+    break;
+  case GST_MESSAGE_STATE_CHANGED:
+    if (from_child && src == GST_OBJECT(child)) {
+      GstState old_state, new_state;
+      gst_message_parse_state_changed(message, &old_state, &new_state, nullptr);
+      if (new_state == GST_STATE_PLAYING && priv->sink.ghost) {
+        /* a sink child is connected once it plays */
+        reconnect_bin_post(self, [self, generation] {
+          ReconnectBinPrivate *p = self->priv;
+          bool current;
+          {
+            std::lock_guard<std::mutex> guard(p->lock);
+            current = generation == p->generation && p->child_running;
+          }
+          if (!current)
+            return;
+          reconnect_bin_on_connected(self, generation);
+        });
+      }
+    }
+    break;
+  default:
+    break;
+  }
+  GST_BIN_CLASS(gst_reconnect_bin_parent_class)->handle_message(bin, message);
+}
+
+/* ---- the element's own logic ---------------------------------------------------------------- */
+
+/* -- building the child -- */
 
 /* Turns children added directly (gst-launch bin syntax) into a description, then removes them.
  * Called from the application thread on NULL->READY. */
@@ -787,245 +1031,7 @@ static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error)
   return true;
 }
 
-/* called from the application thread */
-static GstStateChangeReturn gst_reconnect_bin_change_state(GstElement *element, GstStateChange transition) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(element);
-  ReconnectBinPrivate *priv = self->priv;
-
-  switch (transition) {
-  case GST_STATE_CHANGE_NULL_TO_READY: {
-    bool have_child, have_description;
-    std::string build_error;
-    {
-      std::lock_guard<std::mutex> guard(priv->lock);
-      have_child = priv->child != nullptr;
-      have_description = !priv->settings.child_description.empty();
-      build_error = priv->build_error;
-    }
-    if (!have_child && !have_description) {
-      std::string description, error;
-      std::vector<GstPad *> peers;
-      if (!reconnect_bin_adopt_children(self, &description, &error, &peers)) {
-        GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("%s", error.c_str()), (nullptr));
-        return GST_STATE_CHANGE_FAILURE;
-      }
-      {
-        std::lock_guard<std::mutex> guard(priv->lock);
-        priv->settings.child_description = description;
-      }
-      std::string build_error_now;
-      const bool built = reconnect_bin_build_child(self, &build_error_now);
-      for (GstPad *peer : peers) {
-        GstPad *own = GST_PAD_IS_SINK(peer) ? priv->src.ghost : priv->sink.ghost;
-        if (built && own && !gst_pad_is_linked(own)) {
-          if (GST_PAD_IS_SINK(peer))
-            gst_pad_link(own, peer);
-          else
-            gst_pad_link(peer, own);
-        }
-        gst_object_unref(peer);
-      }
-      if (!built) {
-        GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("%s", build_error_now.c_str()), (nullptr));
-        return GST_STATE_CHANGE_FAILURE;
-      }
-      have_child = true;
-    }
-    if (!have_child) {
-      std::string error = build_error;
-      if (!have_description || !reconnect_bin_build_child(self, &error)) {
-        GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("%s", error.c_str()), (nullptr));
-        return GST_STATE_CHANGE_FAILURE;
-      }
-    }
-    break;
-  }
-  case GST_STATE_CHANGE_READY_TO_PAUSED: {
-    std::lock_guard<std::mutex> guard(priv->lock);
-    priv->worker_stop = false;
-    priv->failed = false;
-    priv->retry_at.reset();
-    priv->backoff.set_policy(reconnect_bin_policy(priv->settings));
-    priv->backoff.reset();
-    priv->desired = GST_STATE_PAUSED;
-    priv->worker = std::thread(reconnect_bin_worker_loop, self);
-    priv->sink.upstream_eos = false;
-    break;
-  }
-  case GST_STATE_CHANGE_PLAYING_TO_PAUSED:
-    reconnect_bin_post(self, [self] { reconnect_bin_sync_child_state(self, GST_STATE_PAUSED); });
-    break;
-  case GST_STATE_CHANGE_PAUSED_TO_READY: {
-    /* stop the control thread first: no restart may race with the shutdown */
-    std::thread worker;
-    {
-      std::lock_guard<std::mutex> guard(priv->lock);
-      priv->worker_stop = true;
-      priv->desired = GST_STATE_READY;
-      worker = std::move(priv->worker);
-    }
-    priv->cond.notify_all();
-    if (worker.joinable())
-      worker.join();
-    reconnect_bin_stop_fallback(self);
-    reconnect_bin_teardown_child(self);
-    break;
-  }
-  default:
-    break;
-  }
-
-  GstStateChangeReturn ret = GST_ELEMENT_CLASS(gst_reconnect_bin_parent_class)->change_state(element, transition);
-  if (ret == GST_STATE_CHANGE_FAILURE)
-    return ret;
-  /* GstBin reports the last return of our locked child (e.g. NO_PREROLL of a live source set to
-   * PAUSED earlier): meaningless here, and a NO_PREROLL on PAUSED->PLAYING would make the
-   * pipeline commit PLAYING while its sinks still preroll, leaving them paused for good. The
-   * child's state is ours to drive: the bin's own transitions succeed at once. */
-  ret = GST_STATE_CHANGE_SUCCESS;
-
-  switch (transition) {
-  case GST_STATE_CHANGE_READY_TO_PAUSED:
-    reconnect_bin_post(self, [self] { reconnect_bin_sync_child_state(self, GST_STATE_PAUSED); });
-    /* a source bin behaves as a live source: it never blocks the pipeline's preroll on a child
-     * that may be down */
-    if (priv->src.ghost && !priv->sink.ghost)
-      ret = GST_STATE_CHANGE_NO_PREROLL;
-    break;
-  case GST_STATE_CHANGE_PAUSED_TO_PLAYING:
-    reconnect_bin_post(self, [self] { reconnect_bin_sync_child_state(self, GST_STATE_PLAYING); });
-    break;
-  case GST_STATE_CHANGE_PLAYING_TO_PAUSED:
-    if (priv->src.ghost && !priv->sink.ghost)
-      ret = GST_STATE_CHANGE_NO_PREROLL;
-    break;
-  case GST_STATE_CHANGE_PAUSED_TO_READY: {
-    GstPad *internal = priv->src.internal;
-    if (internal) {
-      GST_PAD_STREAM_LOCK(internal);
-      SourceSide &src = priv->src;
-      for (GstEvent *event : src.pending)
-        gst_event_unref(event);
-      src.pending.clear();
-      src.flowing = false;
-      src.started = false;
-      src.have_child_segment = false;
-      src.shift = 0;
-      src.last_rt_end = GST_CLOCK_TIME_NONE;
-      src.have_lag = src.have_first_lag = false;
-      gst_clear_buffer(&src.last_frame);
-      GST_PAD_STREAM_UNLOCK(internal);
-    }
-    std::lock_guard<std::mutex> guard(priv->lock);
-    priv->state = ConnectionState::Stopped;
-    break;
-  }
-  default:
-    break;
-  }
-  return ret;
-}
-
-/* A child that provides a clock is restarted at will: never let the pipeline pick its clock. */
-static GstClock *gst_reconnect_bin_provide_clock(GstElement *) { return nullptr; }
-
-/* Called from whichever thread posts `message` (the child's streaming or internal threads, the
- * control thread during a state change). Child errors become warnings and a restart; the
- * child's asynchronous state changes are ours, not the pipeline's. */
-static void gst_reconnect_bin_handle_message(GstBin *bin, GstMessage *message) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(bin);
-  ReconnectBinPrivate *priv = self->priv;
-  GstObject *src = GST_MESSAGE_SRC(message);
-
-  bool from_child = false, running = false;
-  guint generation = 0;
-  GstElement *child = nullptr;
-  {
-    std::lock_guard<std::mutex> guard(priv->lock);
-    if (priv->child && src && (src == GST_OBJECT(priv->child) || gst_object_has_as_ancestor(src, GST_OBJECT(priv->child)))) {
-      from_child = true;
-      child = priv->child;
-    }
-    running = priv->child_running;
-    generation = priv->generation;
-    if (from_child && running && GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR) {
-      if (priv->error_generation == generation)
-        running = false; /* a follow-up error of a child already failing */
-      priv->error_generation = generation;
-    }
-  }
-  const bool is_ours = src == GST_OBJECT(self);
-
-  switch (GST_MESSAGE_TYPE(message)) {
-  case GST_MESSAGE_ERROR: {
-    if (is_ours)
-      break;
-    if (!from_child || !running) {
-      GST_DEBUG_OBJECT(self, "dropping an error from a child being stopped: %" GST_PTR_FORMAT,
-                       static_cast<gpointer>(message));
-      gst_message_unref(message);
-      return;
-    }
-    GError *err = nullptr;
-    gchar *debug = nullptr;
-    gst_message_parse_error(message, &err, &debug);
-    GST_WARNING_OBJECT(self, "child error, restarting: %s (%s)", err->message, GST_STR_NULL(debug));
-    gst_element_post_message(GST_ELEMENT(self), gst_message_new_warning(src, err, debug));
-    reconnect_bin_report_failure(self, generation, FailureKind::Error, err, debug);
-    g_clear_error(&err);
-    g_free(debug);
-    gst_message_unref(message);
-    return;
-  }
-  case GST_MESSAGE_ASYNC_DONE:
-    if (from_child && src == GST_OBJECT(child)) {
-      /* a bin inside a bin does not go on to PLAYING by itself after prerolling: its parent
-       * does, and the parent is us */
-      reconnect_bin_post(self, [self, generation] { reconnect_bin_resync_child(self, generation); });
-    }
-    gst_message_unref(message);
-    return;
-  case GST_MESSAGE_ASYNC_START:
-  case GST_MESSAGE_CLOCK_PROVIDE:
-  case GST_MESSAGE_CLOCK_LOST:
-    if (!is_ours) {
-      gst_message_unref(message);
-      return;
-    }
-    break;
-  case GST_MESSAGE_EOS:
-    if (!is_ours && !from_child) {
-      gst_message_unref(message);
-      return;
-    }
-    break;
-  case GST_MESSAGE_STATE_CHANGED:
-    if (from_child && src == GST_OBJECT(child)) {
-      GstState old_state, new_state;
-      gst_message_parse_state_changed(message, &old_state, &new_state, nullptr);
-      if (new_state == GST_STATE_PLAYING && priv->sink.ghost) {
-        /* a sink child is connected once it plays */
-        reconnect_bin_post(self, [self, generation] {
-          ReconnectBinPrivate *p = self->priv;
-          bool current;
-          {
-            std::lock_guard<std::mutex> guard(p->lock);
-            current = generation == p->generation && p->child_running;
-          }
-          if (!current)
-            return;
-          reconnect_bin_on_connected(self, generation);
-        });
-      }
-    }
-    break;
-  default:
-    break;
-  }
-  GST_BIN_CLASS(gst_reconnect_bin_parent_class)->handle_message(bin, message);
-}
-
-/* ---- the element's own logic ---------------------------------------------------------------- */
+/* -- control thread -- */
 
 /* Any thread: queues `command` for the control thread (dropped when it is not running). */
 static void reconnect_bin_post(GstReconnectBin *self, std::function<void()> command) {
