@@ -172,6 +172,7 @@ struct ReconnectBinPrivate {
 
   SourceSide src;
   SinkSide sink;
+  std::atomic<bool> freeze{false}; /* fallback=freeze: the src probe keeps the last frame */
 
   /* control thread */
   std::thread worker;
@@ -424,7 +425,10 @@ static void gst_reconnect_bin_set_property(GObject *object, guint prop_id, const
   case PROP_MAX_RETRIES: s.max_retries = g_value_get_int(value); break;
   case PROP_RETRY_JITTER: s.retry_jitter = g_value_get_double(value); break;
   case PROP_STABLE_PERIOD: s.stable_period = g_value_get_uint(value); break;
-  case PROP_FALLBACK: s.fallback = static_cast<GstReconnectBinFallback>(g_value_get_enum(value)); break;
+  case PROP_FALLBACK:
+    s.fallback = static_cast<GstReconnectBinFallback>(g_value_get_enum(value));
+    priv->freeze = s.fallback == GST_RECONNECT_BIN_FALLBACK_FREEZE;
+    break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); return;
   }
   /* the policy is read by the control thread under the same lock */
@@ -1466,7 +1470,9 @@ static void reconnect_bin_src_track_buffer(GstReconnectBin *self, SourceSide &sr
       }
     }
   }
-  if (src.caps && gst_structure_has_name(gst_caps_get_structure(src.caps, 0), "video/x-raw"))
+  /* only for freeze: a buffer held from a pool (v4l2src, a decoder) can keep the old child's
+   * device or pool from being released */
+  if (self->priv->freeze && src.caps && gst_structure_has_name(gst_caps_get_structure(src.caps, 0), "video/x-raw"))
     gst_buffer_replace(&src.last_frame, buffer);
 }
 
@@ -1652,9 +1658,10 @@ static void reconnect_bin_fallback_loop(GstReconnectBin *self, guint failed_gene
   if (mode != GST_RECONNECT_BIN_FALLBACK_NONE && gst_structure_has_name(s, "video/x-raw")) {
     GstVideoInfo info;
     if (gst_video_info_from_caps(&info, src.caps)) {
-      if (mode == GST_RECONNECT_BIN_FALLBACK_FREEZE && src.last_frame)
-        frame = gst_buffer_copy(src.last_frame);
-      else
+      if (mode == GST_RECONNECT_BIN_FALLBACK_FREEZE && src.last_frame) {
+        frame = gst_buffer_copy_deep(src.last_frame); /* and give the old child's pool its buffer back */
+        gst_clear_buffer(&src.last_frame);
+      } else
         frame = reconnect_bin_black_frame(&info);
       if (GST_VIDEO_INFO_FPS_N(&info) > 0)
         duration = gst_util_uint64_scale_int(GST_SECOND, GST_VIDEO_INFO_FPS_D(&info), GST_VIDEO_INFO_FPS_N(&info));
