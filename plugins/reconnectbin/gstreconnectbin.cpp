@@ -813,7 +813,8 @@ static bool reconnect_bin_adopt_children(GstReconnectBin *self, std::string *des
       GValue v = G_VALUE_INIT;
       g_value_init(&v, pspec->value_type);
       g_object_get_property(G_OBJECT(element), pspec->name, &v);
-      if (!g_param_value_defaults(pspec, &v)) {
+      const bool null_string = G_VALUE_HOLDS_STRING(&v) && g_value_get_string(&v) == nullptr;
+      if (!null_string && !g_param_value_defaults(pspec, &v)) {
         g_autofree char *text = gst_value_serialize(&v);
         if (!text) {
           GST_WARNING_OBJECT(self, "property %s of %s cannot be serialized and is not kept across restarts",

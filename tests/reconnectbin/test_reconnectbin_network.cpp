@@ -227,6 +227,40 @@ GST_START_TEST(test_fallback_black_while_server_down) {
 }
 GST_END_TEST;
 
+/* gst-launch bin syntax around rtspsrc (a delayed link to the depayloader): rebuilt after a
+ * server restart from the description the bin made of its children. */
+GST_START_TEST(test_bin_syntax_reader_survives_server_restart) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  Publisher publisher(server);
+  publisher.start();
+  fail_unless(server.wait_path_ready("cam", 15000));
+
+  GstElement *reader = parse_pipeline(
+      "reconnectbin.( name=r retry-delay=200 max-retry-delay=1000 rtspsrc latency=0 protocols=tcp "
+      "user-agent=reconnectbin-test location=" + server.rtsp_url("cam") +
+      " ! rtph264depay ! avdec_h264 ) ! fakesink name=sink sync=false");
+  fail_unless(reader != nullptr);
+  BusWatcher bus(reader);
+  BufferCounter frames;
+  frames.attach(reader, "sink");
+  fail_unless(set_state_and_wait(reader, GST_STATE_PLAYING));
+  fail_unless(wait_until([&] { return frames.count() >= 10; }, 20000), "only %d frames", frames.count());
+
+  server.kill_hard();
+  publisher.stop();
+  fail_unless(wait_until([&] { return stat_u64(reader, "errors") >= 1; }, 15000));
+  fail_unless(server.start());
+  publisher.start();
+  const int before = frames.count();
+  fail_unless(wait_until([&] { return frames.count() >= before + 10; }, 30000), "frames did not resume");
+  fail_unless(bus.errors().empty(), "errors on the bus: %s", bus.errors().empty() ? "" : bus.errors()[0].c_str());
+  gst_element_set_state(reader, GST_STATE_NULL);
+  gst_object_unref(reader);
+}
+GST_END_TEST;
+
 static Suite *reconnectbin_network_suite(void) {
   Suite *s = suite_create("reconnectbin-network");
   TCase *tc = tcase_create("mediamtx");
@@ -235,6 +269,7 @@ static Suite *reconnectbin_network_suite(void) {
   tcase_add_test(tc, test_reader_survives_five_server_restarts);
   tcase_add_test(tc, test_publisher_publishes_again_after_server_restart);
   tcase_add_test(tc, test_fallback_black_while_server_down);
+  tcase_add_test(tc, test_bin_syntax_reader_survives_server_restart);
   suite_add_tcase(s, tc);
   return s;
 }
