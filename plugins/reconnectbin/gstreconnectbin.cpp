@@ -1155,6 +1155,14 @@ static void reconnect_bin_teardown_child(GstReconnectBin *self) {
     gst_ghost_pad_set_target(GST_GHOST_PAD(priv->sink.ghost), nullptr);
   gst_element_set_state(old, GST_STATE_NULL);
   gst_bin_remove(GST_BIN(self), old);
+  /* GstBin drops the SINK/SOURCE flag with the last such child; the bin stays what its pads
+   * say it is (a sink bin must still count for the pipeline's EOS) */
+  GST_OBJECT_LOCK(self);
+  if (priv->sink.ghost && !priv->src.ghost)
+    GST_OBJECT_FLAG_SET(self, GST_ELEMENT_FLAG_SINK);
+  if (priv->src.ghost && !priv->sink.ghost)
+    GST_OBJECT_FLAG_SET(self, GST_ELEMENT_FLAG_SOURCE);
+  GST_OBJECT_UNLOCK(self);
 }
 
 /* Control thread: sends a force-key-unit event upstream so the encoder feeding a restarted sink
@@ -1857,7 +1865,17 @@ static gboolean reconnect_bin_sink_event(GstPad *pad, GstObject *parent, GstEven
   const bool sticky = GST_EVENT_IS_STICKY(event);
   if (!priv->sink.up) {
     if (type == GST_EVENT_EOS && !priv->src.ghost) {
-      /* nobody will post it for the child: the stream is over */
+      /* the stream is over: no child will post its EOS, and none needs restarting */
+      reconnect_bin_post(self, [self] {
+        ReconnectBinPrivate *p = self->priv;
+        {
+          std::lock_guard<std::mutex> guard(p->lock);
+          p->retry_at.reset();
+          p->failed = true; /* nothing more to restart until READY */
+        }
+        reconnect_bin_stop_fallback(self);
+        reconnect_bin_post_status(self, ConnectionState::Stopped, 0, "end of stream from upstream");
+      });
       gst_element_post_message(GST_ELEMENT(self), gst_message_new_eos(GST_OBJECT(self)));
     }
     if (sticky) {

@@ -153,6 +153,23 @@ GST_START_TEST(test_sink_side_drops_while_down) {
 }
 GST_END_TEST;
 
+/* Upstream ends while the sink child is down: the bin ends too (EOS on the bus) and stops
+ * restarting. */
+GST_START_TEST(test_sink_side_upstream_eos_while_down) {
+  GstElement *pipeline = parse_pipeline(
+      "videotestsrc is-live=true num-buffers=20 ! video/x-raw,width=32,height=24,framerate=30/1 ! "
+      "reconnectbin name=r retry-delay=3000 max-retry-delay=3000 child=\"identity error-after=3 ! fakesink\"");
+  BusWatcher bus(pipeline);
+  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
+  fail_unless(wait_until([&] { return bus.eos_count() >= 1; }, 10000), "no EOS");
+  g_usleep(3500 * 1000); /* past the retry delay: no restart may follow */
+  fail_unless_equals_int(stat_u64(pipeline, "restarts"), 0);
+  fail_unless(bus.count_element_messages(gstmtx::kStatusMessageName, "state", "stopped") >= 1);
+  fail_unless(bus.errors().empty());
+  stop_pipeline(pipeline);
+}
+GST_END_TEST;
+
 /* fallback=black: downstream keeps receiving black frames at the stream's rate on the clock. */
 GST_START_TEST(test_fallback_black_frames_while_down) {
   GstElement *pipeline = parse_pipeline(
@@ -291,6 +308,7 @@ static Suite *reconnectbin_suite(void) {
   tcase_add_test(tc, test_failing_child_posts_one_error);
   tcase_add_test(tc, test_stall_restarts_child);
   tcase_add_test(tc, test_sink_side_drops_while_down);
+  tcase_add_test(tc, test_sink_side_upstream_eos_while_down);
   tcase_add_test(tc, test_fallback_black_frames_while_down);
   tcase_add_test(tc, test_fallback_freeze_and_silence);
   tcase_add_test(tc, test_eos_passes_without_restart_on_eos);
