@@ -29,7 +29,7 @@ USAGE
 
 program="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export GST_CHECKS="${GST_CHECKS:-test_fifty_eos_restarts,test_failing_child_posts_one_error,test_stall_restarts_child,test_sink_side_drops_while_down,test_fallback_freeze_and_silence,test_eos_passes_without_restart_on_eos,test_bin_syntax_children_are_rebuilt,test_bad_description}"
+export GST_CHECKS="${GST_CHECKS:-test_fifty_eos_restarts,test_failing_child_posts_one_error,test_stall_restarts_child,test_sink_side_drops_while_down,test_sink_side_upstream_eos_while_down,test_fallback_freeze_and_silence,test_eos_passes_without_restart_on_eos,test_bin_syntax_children_are_rebuilt,test_bad_description}"
 VALGRIND="${VALGRIND:-valgrind}"
 log="${VALGRIND_LOG:-$(mktemp)}"
 echo "valgrind.sh: program=$program GST_CHECKS=$GST_CHECKS VALGRIND=$VALGRIND VALGRIND_LOG=$log" >&2
