@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace gstmtx {
 
@@ -42,7 +43,11 @@ bool RegistryEncoderProber::exists(const std::string &factory) const {
 }
 
 bool RegistryEncoderProber::usable(const std::string &factory) const {
-  if (!exists(factory))
+  g_autoptr(GstElementFactory) f = gst_element_factory_find(factory.c_str());
+  if (!f)
+    return false;
+  const char *klass = gst_element_factory_get_metadata(f, GST_ELEMENT_METADATA_KLASS);
+  if (!klass || !strstr(klass, "Encoder") || !strstr(klass, "Video"))
     return false;
   ProbeElement probe;
   probe.element = gst_element_factory_make(factory.c_str(), nullptr);

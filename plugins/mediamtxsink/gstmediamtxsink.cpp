@@ -191,6 +191,7 @@ struct MediamtxSinkPrivate {
   /* read by the tail probes on streaming threads */
   std::atomic<int> mode{static_cast<int>(LinkMode::Disconnected)};
   std::atomic<bool> want_keyframe{false};
+  std::atomic<unsigned> current_generation{0}; /* the attempt whose network half is in the bin */
   std::atomic<guint64> bytes_sent{0}, frames_sent{0}, frames_dropped{0};
 
   /* stats (under lock) */
@@ -375,7 +376,6 @@ static void set_encoder_bitrate(GstElement *encoder, int kbps) {
   GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(encoder), "bitrate");
   if (!pspec)
     return;
-  g_autofree char *factory = nullptr;
   GstElementFactory *f = gst_element_get_factory(encoder);
   std::string name = f ? GST_OBJECT_NAME(f) : "";
   /* x264enc takes kbit/s, openh264enc bit/s; see gstmtx::encoder_settings. */
@@ -649,8 +649,14 @@ static void gst_mediamtx_sink_handle_message(GstBin *bin, GstMessage *message) {
     Command command{Command::ChildError, generation};
     command.reason = err ? err->message : "unknown error";
     command.debug = debug ? debug : "";
-    command.fatal = err && err->domain == GST_RESOURCE_ERROR && err->code == GST_RESOURCE_ERROR_NOT_AUTHORIZED;
+    /* 401: rtspclientsink posts "No supported authentication protocol was found" once the server
+     * refused every credential it could offer, then NOT_AUTHORIZED. Retrying cannot help. */
+    command.fatal = err && ((err->domain == GST_RESOURCE_ERROR && err->code == GST_RESOURCE_ERROR_NOT_AUTHORIZED) ||
+                            command.debug.find("authentication protocol") != std::string::npos);
     GST_INFO_OBJECT(self, "connection attempt %u failed: %s", generation, command.reason.c_str());
+    /* Stop feeding the broken session now rather than when the control thread gets to it. */
+    if (generation == self->priv->current_generation.load())
+      self->priv->mode = static_cast<int>(LinkMode::Disconnected);
     g_clear_error(&err);
     g_free(debug);
     gst_message_unref(message);
@@ -706,6 +712,12 @@ static GstPadProbeReturn tail_probe(GstPad *, GstPadProbeInfo *info, gpointer us
   auto *priv = ctx->self->priv;
   const auto mode = static_cast<LinkMode>(priv->mode.load());
 
+  if (info->type & GST_PAD_PROBE_TYPE_QUERY_DOWNSTREAM) {
+    /* A serialized query (allocation, drain) waits until the network half has sent everything
+     * queued: with a stalled connection that would block the camera. Nothing downstream has
+     * anything to offer for them. */
+    return GST_QUERY_IS_SERIALIZED(GST_PAD_PROBE_INFO_QUERY(info)) ? GST_PAD_PROBE_DROP : GST_PAD_PROBE_OK;
+  }
   if (info->type & GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM) {
     GstEvent *event = GST_PAD_PROBE_INFO_EVENT(info);
     if (GST_EVENT_TYPE(event) == GST_EVENT_EOS) {
@@ -898,7 +910,7 @@ static bool ensure_chain(GstMediamtxSink *self, Stream &stream, GstCaps *caps) {
   auto *ctx = new TailProbeContext{self, stream.is_video};
   gulong probe_id = gst_pad_add_probe(tail,
       static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST |
-                                   GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+                                   GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM | GST_PAD_PROBE_TYPE_QUERY_DOWNSTREAM),
       tail_probe, ctx, [](gpointer data) { delete static_cast<TailProbeContext *>(data); });
   g_autoptr(GstPad) head = gst_element_get_static_pad(elements.front(), "sink");
   gst_ghost_pad_set_target(GST_GHOST_PAD(stream.ghost), head);
@@ -1110,6 +1122,7 @@ static void try_connect(GstMediamtxSink *self, ControlState &cs) {
     config = priv->publisher_config;
   }
   const unsigned generation = ++priv->generation;
+  priv->current_generation = generation;
   GST_INFO_OBJECT(self, "connecting to %s (attempt %d)", gstmtx::redact_url(config.url).c_str(),
                   cs.backoff.attempts());
   post_status(self, cs.backoff.attempts() ? gstmtx::ConnectionState::Reconnecting : gstmtx::ConnectionState::Connecting,
@@ -1248,8 +1261,14 @@ static void control_loop(GstMediamtxSink *self) {
       break;
     }
     case Command::ChildError:
-      if (!priv->publisher || command->generation != priv->generation)
+      if (command->generation != priv->generation || cs.failed)
         break;
+      /* A later error of an attempt already being retried only matters when it is fatal (the
+       * 401 after a generic failure). */
+      if (!priv->publisher && !command->fatal)
+        break;
+      if (!priv->publisher)
+        cs.retry_at.reset();
       on_failure(self, cs, *command);
       break;
     case Command::AllEos:

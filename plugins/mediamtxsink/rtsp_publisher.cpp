@@ -122,14 +122,17 @@ void RtspPublisher::stop(GstBin *bin) {
     g_signal_handler_disconnect(sink_, deep_added_id_);
     deep_added_id_ = 0;
   }
+  if (sink_) {
+    /* First the sink: READY sends TEARDOWN on a live session, and deactivating its pads wakes
+     * a queue thread blocked inside it (a session that never reached RECORD). */
+    gst_element_set_locked_state(sink_, TRUE);
+    gst_element_set_state(sink_, GST_STATE_NULL);
+  }
   for (GstElement *queue : queues_) {
     gst_element_set_locked_state(queue, TRUE);
     gst_element_set_state(queue, GST_STATE_NULL);
   }
   if (sink_) {
-    /* READY sends TEARDOWN on a live session; NULL closes the connection. */
-    gst_element_set_locked_state(sink_, TRUE);
-    gst_element_set_state(sink_, GST_STATE_NULL);
     for (GstPad *pad : sink_request_pads_)
       gst_element_release_request_pad(sink_, pad);
   }
