@@ -165,7 +165,7 @@ struct Stream {
 };
 
 struct Command {
-  enum Type { StreamsChanged, Connected, ChildError, AllEos, Stop } type = StreamsChanged;
+  enum Type { StreamsChanged, Connected, ChildError, AllEos, NetworkEos, Stop } type = StreamsChanged;
   unsigned generation = 0;
   std::string reason, debug;
   bool fatal = false;
@@ -202,7 +202,7 @@ struct MediamtxSinkPrivate {
   int bitrate_kbps = 0;
 
   /* control thread only */
-  std::unique_ptr<Publisher> publisher;
+  std::shared_ptr<Publisher> publisher; /* written under lock by the control thread */
   unsigned generation = 0;
   bool published_audio = false;
 };
@@ -530,6 +530,10 @@ static gboolean prepare(GstMediamtxSink *self) {
   config.password = s.user_id.empty() && s.user_pw.empty() ? endpoint->password : s.user_pw;
   config.auth_token = s.auth_token;
   config.tcp = s.rtsp_transport == GST_MEDIAMTX_SINK_RTSP_TRANSPORT_TCP;
+  /* MediaMTX (gortsplib) sleeps 1 s in SETUP for any User-Agent starting with "GStreamer" (a
+   * workaround for an old rtspclientsink race): that second is paid on every reconnection.
+   * rtspclientsink 1.22 publishes reliably without it (DESIGN.md, latency budget). */
+  config.user_agent = "gst-mediamtx/" PACKAGE_VERSION " mediamtxsink";
   GST_INFO_OBJECT(self, "publishing to %s over RTSP/%s", gstmtx::redact_url(config.url).c_str(),
                   config.tcp ? "TCP" : "UDP");
   std::lock_guard<std::mutex> lk(priv->lock);
@@ -640,6 +644,16 @@ static void gst_mediamtx_sink_handle_message(GstBin *bin, GstMessage *message) {
   auto *self = GST_MEDIAMTX_SINK(bin);
   unsigned generation = 0;
   const bool from_network = mediamtxsink::network_element_generation(GST_MESSAGE_SRC(message), &generation);
+  if (from_network) {
+    std::shared_ptr<Publisher> publisher;
+    {
+      std::lock_guard<std::mutex> lk(self->priv->lock);
+      if (generation == self->priv->generation)
+        publisher = self->priv->publisher;
+    }
+    if (publisher)
+      publisher->on_message(message);
+  }
   if (from_network && GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR) {
     /* The network half failed: the control thread retries; the application sees status
      * messages, and an error only if retrying cannot help. */
@@ -671,7 +685,12 @@ static void gst_mediamtx_sink_handle_message(GstBin *bin, GstMessage *message) {
     gst_message_unref(message);
     return;
   }
+  const bool network_eos = from_network && GST_MESSAGE_TYPE(message) == GST_MESSAGE_EOS;
   GST_BIN_CLASS(gst_mediamtx_sink_parent_class)->handle_message(bin, message);
+  if (network_eos) {
+    /* Everything was sent: end the session now (RTSP TEARDOWN) rather than at shutdown. */
+    push_command(self, Command{Command::NetworkEos, generation});
+  }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1078,7 +1097,7 @@ struct ControlState {
 };
 
 /* Control thread: drops media at the tails, unlinks them and removes the network half. */
-static void teardown(GstMediamtxSink *self) {
+static void teardown(GstMediamtxSink *self, bool graceful = false) {
   auto *priv = self->priv;
   priv->mode = static_cast<int>(LinkMode::Disconnected);
   if (!priv->publisher)
@@ -1097,8 +1116,11 @@ static void teardown(GstMediamtxSink *self) {
       gst_object_unref(tail);
     }
   }
-  priv->publisher->stop(GST_BIN(self));
-  priv->publisher.reset();
+  priv->publisher->stop(GST_BIN(self), graceful);
+  {
+    std::lock_guard<std::mutex> lk(priv->lock);
+    priv->publisher.reset();
+  }
   priv->published_audio = false;
 }
 
@@ -1121,7 +1143,11 @@ static void try_connect(GstMediamtxSink *self, ControlState &cs) {
     }
     config = priv->publisher_config;
   }
-  const unsigned generation = ++priv->generation;
+  unsigned generation;
+  {
+    std::lock_guard<std::mutex> lk(priv->lock);
+    generation = ++priv->generation;
+  }
   priv->current_generation = generation;
   GST_INFO_OBJECT(self, "connecting to %s (attempt %d)", gstmtx::redact_url(config.url).c_str(),
                   cs.backoff.attempts());
@@ -1133,7 +1159,10 @@ static void try_connect(GstMediamtxSink *self, ControlState &cs) {
   });
   priv->want_keyframe = true;
   std::string error;
-  priv->publisher = std::move(publisher);
+  {
+    std::lock_guard<std::mutex> lk(priv->lock);
+    priv->publisher = std::move(publisher);
+  }
   priv->published_audio = with_audio;
   if (!priv->publisher->start(GST_BIN(self), streams, &error)) {
     teardown(self);
@@ -1220,7 +1249,7 @@ static void control_loop(GstMediamtxSink *self) {
 
     switch (command->type) {
     case Command::Stop:
-      teardown(self);
+      teardown(self, true);
       post_status(self, gstmtx::ConnectionState::Stopped, cs.backoff.attempts(), "");
       GST_DEBUG_OBJECT(self, "control thread stopped");
       return;
@@ -1274,6 +1303,15 @@ static void control_loop(GstMediamtxSink *self) {
     case Command::AllEos:
       cs.finished = true;
       cs.retry_at.reset();
+      break;
+    case Command::NetworkEos:
+      if (!priv->publisher || command->generation != priv->generation)
+        break;
+      cs.finished = true;
+      cs.retry_at.reset();
+      GST_INFO_OBJECT(self, "end of stream sent: closing the session");
+      teardown(self, true);
+      post_status(self, gstmtx::ConnectionState::Stopped, cs.backoff.attempts(), "end of stream");
       break;
     }
   }

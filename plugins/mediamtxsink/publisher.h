@@ -46,9 +46,13 @@ public:
    * brings it to the bin's state. False with a user-facing *error when it cannot even start
    * (missing plugin, bad URL): that is not retried. */
   virtual bool start(GstBin *bin, const std::vector<PublisherStream> &streams, std::string *error) = 0;
-  /* Control thread (or the application thread at shutdown, once the control thread is gone).
-   * The stream pads are already unlinked: sets everything start() added to NULL and removes it. */
-  virtual void stop(GstBin *bin) = 0;
+  /* Control thread. The stream pads are already unlinked: sets everything start() added to NULL
+   * and removes it. `graceful`: the session ended normally (EOS, pipeline stopped), so end it
+   * properly with the server (RTSP TEARDOWN, WHIP DELETE) within a short bound; otherwise the
+   * connection is already broken and is simply dropped. */
+  virtual void stop(GstBin *bin, bool graceful) = 0;
+  /* Any thread: a message posted by this publisher's elements (before the bin handles it). */
+  virtual void on_message(GstMessage *message) { (void)message; }
 };
 
 /* "mtx-net-<generation>-<what>" */

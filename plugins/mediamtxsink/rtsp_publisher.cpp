@@ -14,6 +14,8 @@ namespace {
 constexpr const char *kNetworkPrefix = "mtx-net-";
 /* Media older than this is dropped while a connection is being set up or is slow. */
 constexpr guint64 kQueueMaxTime = 200 * GST_MSECOND;
+/* How long a graceful stop waits for the server to answer TEARDOWN. */
+constexpr std::chrono::milliseconds kTeardownTimeout{1000};
 }  // namespace
 
 std::string network_element_name(unsigned generation, const char *what) {
@@ -117,15 +119,44 @@ bool RtspPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
   return true;
 }
 
-void RtspPublisher::stop(GstBin *bin) {
+/* Any thread (rtspclientsink's task posts its progress and errors). */
+void RtspPublisher::on_message(GstMessage *message) {
+  bool closed = GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR;
+  if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_PROGRESS) {
+    GstProgressType type;
+    g_autofree char *code = nullptr;
+    g_autofree char *text = nullptr;
+    gst_message_parse_progress(message, &type, &code, &text);
+    closed = g_strcmp0(code, "close") == 0 &&
+             (type == GST_PROGRESS_TYPE_COMPLETE || type == GST_PROGRESS_TYPE_ERROR || type == GST_PROGRESS_TYPE_CANCELED);
+  }
+  if (!closed)
+    return;
+  {
+    std::lock_guard<std::mutex> lk(close_lock_);
+    closed_ = true;
+  }
+  close_cond_.notify_all();
+}
+
+void RtspPublisher::stop(GstBin *bin, bool graceful) {
   if (sink_ && deep_added_id_) {
     g_signal_handler_disconnect(sink_, deep_added_id_);
     deep_added_id_ = 0;
   }
   if (sink_) {
-    /* First the sink: READY sends TEARDOWN on a live session, and deactivating its pads wakes
-     * a queue thread blocked inside it (a session that never reached RECORD). */
     gst_element_set_locked_state(sink_, TRUE);
+    if (graceful && connected_) {
+      /* READY queues the TEARDOWN on rtspclientsink's task; NULL right away could stop the task
+       * before it is sent. */
+      gst_element_set_state(sink_, GST_STATE_READY);
+      std::unique_lock<std::mutex> lk(close_lock_);
+      if (!close_cond_.wait_for(lk, kTeardownTimeout, [this] { return closed_; }))
+        GST_WARNING_OBJECT(sink_, "no answer to TEARDOWN within %lld ms",
+                           static_cast<long long>(kTeardownTimeout.count()));
+    }
+    /* The sink before the queues: deactivating its pads wakes a queue thread blocked inside it
+     * (a session that never reached RECORD). */
     gst_element_set_state(sink_, GST_STATE_NULL);
   }
   for (GstElement *queue : queues_) {

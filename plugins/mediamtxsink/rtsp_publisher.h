@@ -3,6 +3,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 
 #include "publisher.h"
 
@@ -14,7 +16,8 @@ public:
   ~RtspPublisher() override;
   const char *transport_name() const override { return "rtsp"; }
   bool start(GstBin *bin, const std::vector<PublisherStream> &streams, std::string *error) override;
-  void stop(GstBin *bin) override;
+  void stop(GstBin *bin, bool graceful) override;
+  void on_message(GstMessage *message) override;
 
 private:
   static void on_deep_element_added(GstBin *bin, GstBin *sub_bin, GstElement *element, gpointer user_data);
@@ -28,6 +31,9 @@ private:
   std::vector<GstPad *> sink_request_pads_;
   gulong deep_added_id_ = 0;
   std::atomic<bool> connected_{false};
+  std::mutex close_lock_;
+  std::condition_variable close_cond_;
+  bool closed_ = false; /* rtspclientsink finished closing (TEARDOWN answered) or failed */
 };
 
 }  // namespace mediamtxsink

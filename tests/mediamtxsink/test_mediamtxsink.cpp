@@ -280,6 +280,30 @@ GST_START_TEST(test_whip_not_available_yet) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_eos_ends_session) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  GstElement *pub = parse_pipeline("videotestsrc is-live=true num-buffers=60 ! "
+                                   "video/x-raw,width=320,height=240,framerate=30/1 ! mediamtxsink name=pub location=" +
+                                   server.rtsp_url("cam"));
+  BusWatcher bus(pub);
+  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
+  fail_unless(wait_until([&] { return bus.eos_count() >= 1; }, 10000), "no EOS from the pipeline");
+  /* the session ends with the stream, not when the application stops the pipeline */
+  fail_unless(wait_until([&] { return !server.path_ready("cam"); }, 5000), "path still published after EOS");
+  if (!wait_until([&] { return server.read_log().find("torn down") != std::string::npos; }, 5000)) {
+    g_printerr("%s\n", server.read_log().c_str());
+    fail("no RTSP TEARDOWN in the MediaMTX log");
+  }
+  g_usleep(200 * 1000);
+  fail_unless_equals_int(bus.eos_count(), 1);
+  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  stop_pipeline(pub);
+}
+GST_END_TEST;
+
 static MediamtxOptions auth_options() {
   MediamtxOptions options;
   options.auth_users =
@@ -339,6 +363,7 @@ static Suite *mediamtxsink_suite(void) {
   tcase_add_test(tc, test_h264_passthrough);
   tcase_add_test(tc, test_audio_arrives_as_opus);
   tcase_add_test(tc, test_server_restart_keeps_publishing);
+  tcase_add_test(tc, test_eos_ends_session);
   tcase_add_test(tc, test_server_down_at_start);
   tcase_add_test(tc, test_encoder_falls_back_to_openh264);
   tcase_add_test(tc, test_missing_encoder_is_an_error);
