@@ -1092,6 +1092,8 @@ static void unlink_when_idle(GstPad *pad) {
 struct ControlState {
   gstmtx::Backoff backoff;
   std::optional<gstmtx::Clock::time_point> retry_at;
+  /* all inputs ended: the network half gets this long to send the rest and post EOS */
+  std::optional<gstmtx::Clock::time_point> eos_deadline;
   bool failed = false;
   bool finished = false;
 };
@@ -1227,8 +1229,11 @@ static void control_loop(GstMediamtxSink *self) {
     {
       std::unique_lock<std::mutex> lk(priv->lock);
       if (priv->commands.empty()) {
-        if (cs.retry_at)
-          priv->wake.wait_until(lk, *cs.retry_at);
+        std::optional<gstmtx::Clock::time_point> until = cs.retry_at;
+        if (cs.eos_deadline && (!until || *cs.eos_deadline < *until))
+          until = cs.eos_deadline;
+        if (until)
+          priv->wake.wait_until(lk, *until);
         else
           priv->wake.wait(lk);
       }
@@ -1239,6 +1244,15 @@ static void control_loop(GstMediamtxSink *self) {
     }
 
     if (!command) {
+      if (cs.eos_deadline && gstmtx::Clock::now() >= *cs.eos_deadline) {
+        cs.eos_deadline.reset();
+        if (priv->publisher) {
+          /* Removing the network half lets the bin post EOS with what it has. */
+          GST_WARNING_OBJECT(self, "the session did not finish after end of stream: closing it");
+          teardown(self, true);
+          post_status(self, gstmtx::ConnectionState::Stopped, cs.backoff.attempts(), "end of stream");
+        }
+      }
       if (cs.retry_at && gstmtx::Clock::now() >= *cs.retry_at) {
         cs.retry_at.reset();
         if (!cs.failed && !cs.finished)
@@ -1303,12 +1317,15 @@ static void control_loop(GstMediamtxSink *self) {
     case Command::AllEos:
       cs.finished = true;
       cs.retry_at.reset();
+      if (priv->publisher)
+        cs.eos_deadline = gstmtx::Clock::now() + std::chrono::seconds(3);
       break;
     case Command::NetworkEos:
       if (!priv->publisher || command->generation != priv->generation)
         break;
       cs.finished = true;
       cs.retry_at.reset();
+      cs.eos_deadline.reset();
       GST_INFO_OBJECT(self, "end of stream sent: closing the session");
       teardown(self, true);
       post_status(self, gstmtx::ConnectionState::Stopped, cs.backoff.attempts(), "end of stream");
