@@ -1,6 +1,8 @@
 /* mediamtxsink against a real MediaMTX (one per test, private network namespace). */
 #include <gst/check/gstcheck.h>
 
+#include <gst/base/gstbasesink.h>
+
 #include <string>
 
 #include "mediamtx_server.h"
@@ -122,6 +124,37 @@ GST_START_TEST(test_publish_raw_video) {
   fail_unless(stats_uint64(pub, "bytes-sent") > 1000);
   fail_unless(bus.count_element_messages("gst-mediamtx-status", "state", "connected") >= 1);
   fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  stop_pipeline(pub);
+}
+GST_END_TEST;
+
+/* rtspclientsink's sinks wait on the clock with a live source (~29 ms, DESIGN.md): inside
+ * mediamtxsink they must not. */
+GST_START_TEST(test_no_clock_wait_before_the_network) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" +
+                                   server.rtsp_url("cam"));
+  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  fail_unless(server.wait_path_ready("cam", 10000));
+
+  int sinks = 0;
+  GstElement *sink = gst_bin_get_by_name(GST_BIN(pub), "pub");
+  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(sink));
+  GValue item = G_VALUE_INIT;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    GstElement *element = GST_ELEMENT(g_value_get_object(&item));
+    if (GST_IS_BASE_SINK(element) && g_str_has_prefix(GST_OBJECT_NAME(element), "appsink")) {
+      fail_if(gst_base_sink_get_sync(GST_BASE_SINK(element)), "%s syncs on the clock", GST_OBJECT_NAME(element));
+      ++sinks;
+    }
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  fail_unless(sinks >= 1, "no rtspclientsink sinks found");
+  gst_object_unref(sink);
   stop_pipeline(pub);
 }
 GST_END_TEST;
@@ -364,6 +397,7 @@ static Suite *mediamtxsink_suite(void) {
   TCase *tc = tcase_create("element");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_publish_raw_video);
+  tcase_add_test(tc, test_no_clock_wait_before_the_network);
   tcase_add_test(tc, test_h264_passthrough);
   tcase_add_test(tc, test_audio_arrives_as_opus);
   tcase_add_test(tc, test_server_restart_keeps_publishing);
