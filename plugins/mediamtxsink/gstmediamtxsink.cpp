@@ -324,11 +324,11 @@ static void gst_mediamtx_sink_class_init(GstMediamtxSinkClass *klass) {
   GST_DEBUG_CATEGORY_INIT(gst_mediamtx_sink_debug, "mediamtxsink", 0, "MediaMTX publisher");
 }
 
-static GstPad *make_input_pad(GstMediamtxSink *self, GstPadTemplate *templ, const char *name) {
+/* An input ghost pad: no target until its first caps say raw or encoded. */
+static GstPad *make_input_pad(GstPadTemplate *templ, const char *name) {
   GstPad *pad = gst_ghost_pad_new_no_target_from_template(name, templ);
   gst_pad_set_event_function(pad, GST_DEBUG_FUNCPTR(gst_mediamtx_sink_pad_event));
   gst_pad_set_query_function(pad, GST_DEBUG_FUNCPTR(gst_mediamtx_sink_pad_query));
-  (void)self;
   return pad;
 }
 
@@ -337,7 +337,7 @@ static void gst_mediamtx_sink_init(GstMediamtxSink *self) {
   auto *priv = self->priv;
 
   GstPadTemplate *templ = gst_static_pad_template_get(&video_template);
-  priv->video.ghost = make_input_pad(self, templ, "video");
+  priv->video.ghost = make_input_pad(templ, "video");
   gst_object_unref(templ);
   gst_element_add_pad(GST_ELEMENT(self), priv->video.ghost);
 
@@ -378,9 +378,10 @@ static void set_encoder_bitrate(GstElement *encoder, int kbps) {
     return;
   GstElementFactory *f = gst_element_get_factory(encoder);
   std::string name = f ? GST_OBJECT_NAME(f) : "";
-  /* x264enc takes kbit/s, openh264enc bit/s; see gstmtx::encoder_settings. */
+  /* x264enc takes kbit/s, openh264enc bit/s; see gstmtx::encoder_settings. Only the rate
+   * properties change while running (v4l2h264enc's extra-controls are applied at start only). */
   for (const auto &prop : gstmtx::encoder_settings(name, gstmtx::EncoderTuning{kbps, 30, ""})) {
-    if (prop.name == "bitrate" || prop.name == "max-bitrate" || prop.name == "extra-controls")
+    if (prop.name == "bitrate" || prop.name == "max-bitrate")
       gst_util_set_object_arg(G_OBJECT(encoder), prop.name.c_str(), prop.value.c_str());
   }
 }
@@ -613,7 +614,7 @@ static GstPad *gst_mediamtx_sink_request_new_pad(GstElement *element, GstPadTemp
       GST_WARNING_OBJECT(self, "mediamtxsink takes one audio stream; the audio pad is already requested");
       return nullptr;
     }
-    pad = make_input_pad(self, templ, "audio");
+    pad = make_input_pad(templ, "audio");
     priv->audio.ghost = pad;
   }
   if (GST_STATE(element) > GST_STATE_READY)
@@ -1048,7 +1049,7 @@ static void post_status(GstMediamtxSink *self, gstmtx::ConnectionState state, in
   update.state = state;
   update.attempt = attempt;
   update.reason = reason;
-  update.transport = "rtsp";
+  update.transport = self->priv->publisher ? self->priv->publisher->transport_name() : "rtsp";
   update.retry_in_ms = retry_in_ms;
   gst_element_post_message(GST_ELEMENT(self), gstmtx::status_message_new(GST_OBJECT(self), update));
 }
@@ -1126,6 +1127,15 @@ static void teardown(GstMediamtxSink *self, bool graceful = false) {
   priv->published_audio = false;
 }
 
+/* Control thread: the network half for the configured transport. WHIP (the shared WebRTC-HTTP
+ * session + webrtcbin) is another Publisher created here; prepare() refuses it until then. */
+static std::shared_ptr<Publisher> make_publisher(const PublisherConfig &config, unsigned generation,
+                                                 GstMediamtxSink *self) {
+  return std::make_shared<mediamtxsink::RtspPublisher>(config, generation, [self](unsigned gen) {
+    push_command(self, Command{Command::Connected, gen});
+  });
+}
+
 /* Control thread. */
 static void try_connect(GstMediamtxSink *self, ControlState &cs) {
   auto *priv = self->priv;
@@ -1155,10 +1165,7 @@ static void try_connect(GstMediamtxSink *self, ControlState &cs) {
                   cs.backoff.attempts());
   post_status(self, cs.backoff.attempts() ? gstmtx::ConnectionState::Reconnecting : gstmtx::ConnectionState::Connecting,
               cs.backoff.attempts(), "");
-  auto publisher = std::make_unique<mediamtxsink::RtspPublisher>(config, generation, [self](unsigned gen) {
-    Command command{Command::Connected, gen};
-    push_command(self, command);
-  });
+  auto publisher = make_publisher(config, generation, self);
   priv->want_keyframe = true;
   std::string error;
   {
