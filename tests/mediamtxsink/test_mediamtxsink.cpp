@@ -3,7 +3,10 @@
 
 #include <gst/base/gstbasesink.h>
 
+#include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "mediamtx_server.h"
 #include "pipeline_helpers.h"
@@ -239,6 +242,107 @@ GST_START_TEST(test_server_restart_keeps_publishing) {
 }
 GST_END_TEST;
 
+/* How each connection attempt's video began: was there an SPS before the first slice, and was
+ * that slice an IDR? (The parser may send whole access units or single NAL units.) */
+struct FirstFrames {
+  std::mutex lock;
+  std::vector<std::pair<bool, bool>> frames; /* (first slice is IDR, SPS before it) */
+};
+
+struct ConnectionStart {
+  FirstFrames *first;
+  bool sps = false;
+};
+
+/* NAL unit types in a buffer, byte-stream (start codes) or avc (4-byte lengths). */
+static std::vector<int> nal_types(GstPad *pad, GstBuffer *buffer) {
+  GstCaps *caps = gst_pad_get_current_caps(pad);
+  const char *format = caps ? gst_structure_get_string(gst_caps_get_structure(caps, 0), "stream-format") : nullptr;
+  const bool avc = format && g_str_has_prefix(format, "avc");
+  if (caps)
+    gst_caps_unref(caps);
+  std::vector<int> types;
+  GstMapInfo map;
+  if (!gst_buffer_map(buffer, &map, GST_MAP_READ))
+    return types;
+  if (avc) {
+    for (gsize i = 0; i + 4 < map.size;) {
+      gsize len = (gsize(map.data[i]) << 24) | (gsize(map.data[i + 1]) << 16) | (gsize(map.data[i + 2]) << 8) |
+                  map.data[i + 3];
+      types.push_back(map.data[i + 4] & 0x1f);
+      i += 4 + len;
+    }
+  } else {
+    for (gsize i = 0; i + 3 < map.size; ++i) {
+      if (map.data[i] == 0 && map.data[i + 1] == 0 && map.data[i + 2] == 1)
+        types.push_back(map.data[i + 3] & 0x1f);
+    }
+  }
+  gst_buffer_unmap(buffer, &map);
+  return types;
+}
+
+static GstPadProbeReturn on_network_buffer(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
+  auto *start = static_cast<ConnectionStart *>(data);
+  int slice = 0;
+  for (int type : nal_types(pad, GST_PAD_PROBE_INFO_BUFFER(info))) {
+    if (type == 7)
+      start->sps = true;
+    else if ((type == 1 || type == 5) && !slice)
+      slice = type;
+    if (slice)
+      break;
+  }
+  if (!slice)
+    return GST_PAD_PROBE_OK;
+  std::lock_guard<std::mutex> lk(start->first->lock);
+  start->first->frames.emplace_back(slice == 5, start->sps);
+  return GST_PAD_PROBE_REMOVE;
+}
+
+static void on_network_element(GstBin *, GstBin *, GstElement *element, gpointer data) {
+  const char *name = GST_OBJECT_NAME(element);
+  if (!g_str_has_prefix(name, "mtx-net-") || !g_str_has_suffix(name, "-video-queue"))
+    return;
+  GstPad *pad = gst_element_get_static_pad(element, "sink");
+  auto *start = new ConnectionStart{static_cast<FirstFrames *>(data)};
+  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_network_buffer, start,
+                    [](gpointer p) { delete static_cast<ConnectionStart *>(p); });
+  gst_object_unref(pad);
+}
+
+GST_START_TEST(test_every_connection_starts_with_a_keyframe) {
+  fail_unless(in_test_namespace());
+  tolerate_rtspclientsink_send_after_close();
+  MediamtxServer server;
+  fail_unless(server.start());
+  /* a long GOP: without a forced keyframe the reconnection would start mid-GOP */
+  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub keyframe-interval=300 "
+                                   "retry-delay=300 max-retry-delay=600 location=" + server.rtsp_url("cam"));
+  FirstFrames first;
+  g_signal_connect(pub, "deep-element-added", G_CALLBACK(on_network_element), &first);
+  BusWatcher bus(pub);
+  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  g_usleep(1500 * 1000); /* well into the GOP */
+  server.kill_hard();
+  fail_unless(wait_until([&] { return stats_string(pub, "state") == "reconnecting"; }, 10000));
+  fail_unless(server.start());
+  fail_unless(server.wait_path_ready("cam", 10000));
+  fail_unless(reader_gets_frames(server, "cam", 320, 240));
+  {
+    std::lock_guard<std::mutex> lk(first.lock);
+    fail_unless(first.frames.size() >= 2, "%zu connections seen", first.frames.size());
+    for (std::size_t i = 0; i < first.frames.size(); ++i) {
+      fail_unless(first.frames[i].first, "connection %zu started with a non-IDR slice", i);
+      fail_unless(first.frames[i].second, "connection %zu: no SPS before the first slice", i);
+    }
+  }
+  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  stop_pipeline(pub);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_server_down_at_start) {
   fail_unless(in_test_namespace());
   tolerate_rtspclientsink_send_after_close();
@@ -402,6 +506,7 @@ static Suite *mediamtxsink_suite(void) {
   tcase_add_test(tc, test_audio_arrives_as_opus);
   tcase_add_test(tc, test_server_restart_keeps_publishing);
   tcase_add_test(tc, test_eos_ends_session);
+  tcase_add_test(tc, test_every_connection_starts_with_a_keyframe);
   tcase_add_test(tc, test_server_down_at_start);
   tcase_add_test(tc, test_encoder_falls_back_to_openh264);
   tcase_add_test(tc, test_missing_encoder_is_an_error);
