@@ -393,6 +393,29 @@ GST_START_TEST(test_encoder_falls_back_to_openh264) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_server_and_path) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub path=raspberry-01 server=" +
+                                   server.host() + ":" + std::to_string(server.rtsp_port()));
+  BusWatcher bus(pub);
+  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  fail_unless(server.wait_path_ready("raspberry-01", 10000), "path never ready: %s", server.read_log().c_str());
+  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  stop_pipeline(pub);
+
+  /* neither location nor server and path */
+  pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub");
+  BusWatcher bus2(pub);
+  fail_unless_equals_int(gst_element_set_state(pub, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  fail_unless(wait_until([&] { return !bus2.errors().empty(); }, 5000));
+  std::string error = bus2.errors().front();
+  fail_unless(error.find("nowhere to publish") != std::string::npos, "%s", error.c_str());
+  stop_pipeline(pub);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_missing_encoder_is_an_error) {
   fail_unless(in_test_namespace());
   GstElement *pub = parse_pipeline(std::string(kRawVideo) +
@@ -509,6 +532,7 @@ static Suite *mediamtxsink_suite(void) {
   tcase_add_test(tc, test_every_connection_starts_with_a_keyframe);
   tcase_add_test(tc, test_server_down_at_start);
   tcase_add_test(tc, test_encoder_falls_back_to_openh264);
+  tcase_add_test(tc, test_server_and_path);
   tcase_add_test(tc, test_missing_encoder_is_an_error);
   tcase_add_test(tc, test_whip_not_available_yet);
   tcase_add_test(tc, test_wrong_credentials_are_an_error);
