@@ -162,6 +162,21 @@ GST_START_TEST(test_no_clock_wait_before_the_network) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_publish_over_udp) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub rtsp-transport=udp location=" +
+                                   server.rtsp_url("cam"));
+  BusWatcher bus(pub);
+  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
+  fail_unless(reader_gets_frames(server, "cam", 320, 240));
+  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  stop_pipeline(pub);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_h264_passthrough) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
@@ -525,6 +540,7 @@ static Suite *mediamtxsink_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_publish_raw_video);
   tcase_add_test(tc, test_no_clock_wait_before_the_network);
+  tcase_add_test(tc, test_publish_over_udp);
   tcase_add_test(tc, test_h264_passthrough);
   tcase_add_test(tc, test_audio_arrives_as_opus);
   tcase_add_test(tc, test_server_restart_keeps_publishing);
