@@ -217,13 +217,14 @@ GST_START_TEST(test_audio_arrives_as_opus) {
 }
 GST_END_TEST;
 
-GST_START_TEST(test_server_restart_keeps_publishing) {
+static void check_server_restart(const char *rtsp_transport) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
   tolerate_rtspclientsink_send_after_close();
   const int retry_ms = 500, max_retry_ms = 1000;
   GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! identity name=camera ! mediamtxsink name=pub "
+                                   "rtsp-transport=" + rtsp_transport + " "
                                    "retry-delay=" + std::to_string(retry_ms) + " max-retry-delay=" +
                                    std::to_string(max_retry_ms) + " location=" + server.rtsp_url("cam"));
   BusWatcher bus(pub);
@@ -255,6 +256,11 @@ GST_START_TEST(test_server_restart_keeps_publishing) {
   fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
   stop_pipeline(pub);
 }
+
+GST_START_TEST(test_server_restart_keeps_publishing) { check_server_restart("tcp"); }
+GST_END_TEST;
+
+GST_START_TEST(test_server_restart_keeps_publishing_udp) { check_server_restart("udp"); }
 GST_END_TEST;
 
 /* How each connection attempt's video began: was there an SPS before the first slice, and was
@@ -544,6 +550,7 @@ static Suite *mediamtxsink_suite(void) {
   tcase_add_test(tc, test_h264_passthrough);
   tcase_add_test(tc, test_audio_arrives_as_opus);
   tcase_add_test(tc, test_server_restart_keeps_publishing);
+  tcase_add_test(tc, test_server_restart_keeps_publishing_udp);
   tcase_add_test(tc, test_eos_ends_session);
   tcase_add_test(tc, test_every_connection_starts_with_a_keyframe);
   tcase_add_test(tc, test_server_down_at_start);
