@@ -20,7 +20,6 @@
  */
 #include "gstmediamtxsink.h"
 
-#include <gst/base/gstbasesink.h>
 #include <gst/video/video.h>
 
 #include <atomic>
@@ -428,6 +427,7 @@ static void gst_mediamtx_sink_set_property(GObject *object, guint prop_id, const
   }
 }
 
+/* Application thread (any thread reading `stats`). */
 static GstStructure *make_stats(GstMediamtxSink *self) {
   auto *priv = self->priv;
   std::lock_guard<std::mutex> lk(priv->lock);
@@ -1036,6 +1036,7 @@ static void push_command(GstMediamtxSink *self, Command command) {
   priv->wake.notify_all();
 }
 
+/* Control thread: records the state for `stats` and posts gst-mediamtx-status. */
 static void post_status(GstMediamtxSink *self, gstmtx::ConnectionState state, int attempt, const std::string &reason,
                         std::int64_t retry_in_ms = -1) {
   {
@@ -1054,6 +1055,8 @@ static void post_status(GstMediamtxSink *self, gstmtx::ConnectionState state, in
   gst_element_post_message(GST_ELEMENT(self), gstmtx::status_message_new(GST_OBJECT(self), update));
 }
 
+/* Control thread: asks upstream (encoder or camera) for a keyframe; the parser puts SPS/PPS in
+ * front of it (config-interval=-1). */
 static void request_keyframe(GstPad *video_tail) {
   if (video_tail)
     gst_pad_send_event(video_tail, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, TRUE, 0));
@@ -1219,6 +1222,8 @@ static void on_failure(GstMediamtxSink *self, ControlState &cs, const Command &c
   cs.retry_at = gstmtx::Clock::now() + *delay;
 }
 
+/* The control thread: started at READY->PAUSED, stopped at PAUSED->READY. Owns the publisher
+ * and the backoff; everything else reaches it through push_command(). */
 static void control_loop(GstMediamtxSink *self) {
   auto *priv = self->priv;
   gstmtx::RetryPolicy policy;
