@@ -1166,8 +1166,9 @@ static void try_connect(GstMediamtxSink *self, ControlState &cs) {
   priv->current_generation = generation;
   GST_INFO_OBJECT(self, "connecting to %s (attempt %d)", gstmtx::redact_url(config.url).c_str(),
                   cs.backoff.attempts());
-  post_status(self, cs.backoff.attempts() ? gstmtx::ConnectionState::Reconnecting : gstmtx::ConnectionState::Connecting,
-              cs.backoff.attempts(), "");
+  /* "connecting" for every attempt (attempt = retries so far); "reconnecting" carries the delay
+   * after a failure. */
+  post_status(self, gstmtx::ConnectionState::Connecting, cs.backoff.attempts(), "");
   auto publisher = make_publisher(config, generation, self);
   priv->want_keyframe = true;
   std::string error;

@@ -389,6 +389,26 @@ GST_START_TEST(test_server_down_at_start) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_gives_up_after_max_retries) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start()); /* chooses the ports */
+  server.kill_hard();
+  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub max-retries=2 retry-delay=100 "
+                                   "location=" + server.rtsp_url("cam"));
+  BusWatcher bus(pub);
+  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  fail_unless(wait_until([&] { return !bus.errors().empty(); }, 10000), "never gave up");
+  std::string error = bus.errors().front();
+  fail_unless(error.find("gave up publishing") != std::string::npos, "%s", error.c_str());
+  fail_unless_equals_int(bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting"), 2);
+  fail_unless(bus.count_element_messages("gst-mediamtx-status", "state", "failed") == 1);
+  std::string state = stats_string(pub, "state");
+  fail_unless_equals_string(state.c_str(), "failed");
+  stop_pipeline(pub);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_encoder_falls_back_to_openh264) {
   fail_unless(in_test_namespace());
   /* x264enc gone from this process's registry (each check test runs in its own process) */
@@ -554,6 +574,7 @@ static Suite *mediamtxsink_suite(void) {
   tcase_add_test(tc, test_eos_ends_session);
   tcase_add_test(tc, test_every_connection_starts_with_a_keyframe);
   tcase_add_test(tc, test_server_down_at_start);
+  tcase_add_test(tc, test_gives_up_after_max_retries);
   tcase_add_test(tc, test_encoder_falls_back_to_openh264);
   tcase_add_test(tc, test_server_and_path);
   tcase_add_test(tc, test_missing_encoder_is_an_error);
