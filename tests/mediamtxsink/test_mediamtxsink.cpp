@@ -199,6 +199,26 @@ GST_START_TEST(test_h264_passthrough) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_h265_passthrough) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! x265enc tune=zerolatency speed-preset=ultrafast "
+                                   "key-int-max=30 bitrate=500 ! mediamtxsink name=pub location=" +
+                                   server.rtsp_url("cam"));
+  BusWatcher bus(pub);
+  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
+  std::string info = server.api_get("paths/get/cam");
+  fail_unless(info.find("\"H265\"") != std::string::npos, "no H265 track: %s", info.c_str());
+  GstElement *sink = gst_bin_get_by_name(GST_BIN(pub), "pub");
+  fail_if(bin_has_encoder(GST_BIN(sink)), "H.265 input must not be re-encoded");
+  gst_object_unref(sink);
+  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  stop_pipeline(pub);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_audio_arrives_as_opus) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
@@ -568,6 +588,7 @@ static Suite *mediamtxsink_suite(void) {
   tcase_add_test(tc, test_no_clock_wait_before_the_network);
   tcase_add_test(tc, test_publish_over_udp);
   tcase_add_test(tc, test_h264_passthrough);
+  tcase_add_test(tc, test_h265_passthrough);
   tcase_add_test(tc, test_audio_arrives_as_opus);
   tcase_add_test(tc, test_server_restart_keeps_publishing);
   tcase_add_test(tc, test_server_restart_keeps_publishing_udp);
