@@ -277,6 +277,41 @@ static void check_server_restart(const char *rtsp_transport) {
   stop_pipeline(pub);
 }
 
+/* Audio added to a running publisher: RTSP announces every stream up front, so the element
+ * opens a new session with both tracks. */
+GST_START_TEST(test_audio_added_while_publishing) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" +
+                                   server.rtsp_url("cam"));
+  BusWatcher bus(pub);
+  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  fail_unless(server.api_get("paths/get/cam").find("\"Opus\"") == std::string::npos);
+
+  GstElement *audio = gst_element_factory_make("audiotestsrc", nullptr);
+  g_object_set(audio, "is-live", TRUE, nullptr);
+  gst_bin_add(GST_BIN(pub), audio);
+  GstElement *sink = gst_bin_get_by_name(GST_BIN(pub), "pub");
+  GstPad *audio_pad = gst_element_request_pad_simple(sink, "audio");
+  fail_unless(audio_pad != nullptr);
+  GstPad *src = gst_element_get_static_pad(audio, "src");
+  fail_unless_equals_int(gst_pad_link(src, audio_pad), GST_PAD_LINK_OK);
+  gst_element_sync_state_with_parent(audio);
+  fail_unless(wait_until([&] {
+    std::string info = server.api_get("paths/get/cam");
+    return info.find("\"Opus\"") != std::string::npos && info.find("\"ready\":true") != std::string::npos;
+  }, 10000), "no Opus track: %s", server.api_get("paths/get/cam").c_str());
+  fail_unless(reader_gets_frames(server, "cam", 320, 240));
+  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  gst_object_unref(src);
+  gst_object_unref(audio_pad);
+  gst_object_unref(sink);
+  stop_pipeline(pub);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_server_restart_keeps_publishing) { check_server_restart("tcp"); }
 GST_END_TEST;
 
@@ -590,6 +625,7 @@ static Suite *mediamtxsink_suite(void) {
   tcase_add_test(tc, test_h264_passthrough);
   tcase_add_test(tc, test_h265_passthrough);
   tcase_add_test(tc, test_audio_arrives_as_opus);
+  tcase_add_test(tc, test_audio_added_while_publishing);
   tcase_add_test(tc, test_server_restart_keeps_publishing);
   tcase_add_test(tc, test_server_restart_keeps_publishing_udp);
   tcase_add_test(tc, test_eos_ends_session);
