@@ -1150,10 +1150,11 @@ static void try_connect(GstMediamtxSink *self, ControlState &cs) {
     std::lock_guard<std::mutex> lk(priv->lock);
     if (!priv->video.tail || (priv->audio.ghost && !priv->audio.tail))
       return; /* not every input has caps yet: StreamsChanged will come */
+    /* refs: a released audio pad may drop its chain meanwhile (application thread) */
     video_tail = GST_PAD(gst_object_ref(priv->video.tail));
-    streams.push_back(PublisherStream{priv->video.tail, true});
+    streams.push_back(PublisherStream{GST_PAD(gst_object_ref(priv->video.tail)), true});
     if (priv->audio.tail) {
-      streams.push_back(PublisherStream{priv->audio.tail, false});
+      streams.push_back(PublisherStream{GST_PAD(gst_object_ref(priv->audio.tail)), false});
       with_audio = true;
     }
     config = priv->publisher_config;
@@ -1177,7 +1178,10 @@ static void try_connect(GstMediamtxSink *self, ControlState &cs) {
     priv->publisher = std::move(publisher);
   }
   priv->published_audio = with_audio;
-  if (!priv->publisher->start(GST_BIN(self), streams, &error)) {
+  const bool started = priv->publisher->start(GST_BIN(self), streams, &error);
+  for (auto &stream : streams)
+    gst_object_unref(stream.pad);
+  if (!started) {
     teardown(self);
     cs.failed = true;
     post_status(self, gstmtx::ConnectionState::Failed, cs.backoff.attempts(), error);

@@ -30,7 +30,7 @@ struct PublisherConfig {
 
 /* One input of the publisher: the stable half's output pad and what it carries. */
 struct PublisherStream {
-  GstPad *pad = nullptr; /* src pad of the stable half (borrowed) */
+  GstPad *pad = nullptr; /* src pad of the stable half (the caller holds a ref during start) */
   bool is_video = false;
 };
 
