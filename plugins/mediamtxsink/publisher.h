@@ -1,0 +1,63 @@
+/* gst-mediamtx: the network half of mediamtxsink.
+ *
+ * mediamtxsink keeps a stable half (ghost pads, encoder, parser) and rebuilds the network half
+ * after every failure. A Publisher is that network half: it adds its elements to the bin and
+ * links each stream's output pad, and removes them again. RTSP (rtspclientsink) is the first
+ * implementation; WHIP (the shared WebRTC-HTTP session + webrtcbin) plugs in the same way.
+ *
+ * Errors: every element a Publisher adds to the bin is named with network_element_name(), so
+ * GstBin::handle_message can tell a network-half error (retried) from any other child's error
+ * (forwarded), and which connection attempt it belongs to, without a lock.
+ */
+#pragma once
+
+#include <gst/gst.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mediamtxsink {
+
+struct PublisherConfig {
+  std::string url;        /* without userinfo */
+  std::string user;       /* empty: no credentials */
+  std::string password;
+  std::string auth_token; /* bearer token (WHIP) */
+  bool tcp = true;        /* RTSP lower transport */
+  std::string user_agent;
+};
+
+/* One input of the publisher: the stable half's output pad and what it carries. */
+struct PublisherStream {
+  GstPad *pad = nullptr; /* src pad of the stable half (the caller holds a ref during start) */
+  bool is_video = false;
+};
+
+class Publisher {
+public:
+  /* Called once the first media leaves for the server (any thread; must not block). */
+  using ConnectedCallback = std::function<void(unsigned generation)>;
+
+  virtual ~Publisher() = default;
+  virtual const char *transport_name() const = 0;
+
+  /* Control thread. Adds the network half to `bin` and links every stream's pad to it, then
+   * brings it to the bin's state. False with a user-facing *error when it cannot even start
+   * (missing plugin, bad URL): that is not retried. */
+  virtual bool start(GstBin *bin, const std::vector<PublisherStream> &streams, std::string *error) = 0;
+  /* Control thread. The stream pads are already unlinked: sets everything start() added to NULL
+   * and removes it. `graceful`: the session ended normally (EOS, pipeline stopped), so end it
+   * properly with the server (RTSP TEARDOWN, WHIP DELETE) within a short bound; otherwise the
+   * connection is already broken and is simply dropped. */
+  virtual void stop(GstBin *bin, bool graceful) = 0;
+  /* Any thread: a message posted by this publisher's elements (before the bin handles it). */
+  virtual void on_message(GstMessage *message) { (void)message; }
+};
+
+/* "mtx-net-<generation>-<what>" */
+std::string network_element_name(unsigned generation, const char *what);
+/* True when `object` or one of its parents has a network element name; *generation set. */
+bool network_element_generation(GstObject *object, unsigned *generation);
+
+}  // namespace mediamtxsink

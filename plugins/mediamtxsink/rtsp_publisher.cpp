@@ -1,0 +1,181 @@
+#include "rtsp_publisher.h"
+
+#include <gst/base/gstbasesink.h>
+
+#include <cstdlib>
+#include <cstring>
+
+GST_DEBUG_CATEGORY_EXTERN(gst_mediamtx_sink_debug);
+#define GST_CAT_DEFAULT gst_mediamtx_sink_debug
+
+namespace mediamtxsink {
+
+namespace {
+constexpr const char *kNetworkPrefix = "mtx-net-";
+/* Media older than this is dropped while a connection is being set up or is slow. */
+constexpr guint64 kQueueMaxTime = 200 * GST_MSECOND;
+/* How long a graceful stop waits for rtspclientsink to finish its TEARDOWN. rtspclientsink 1.22
+ * sometimes leaves the CLOSE command queued behind its receive loop (when the PAUSE it sends on
+ * PLAYING->PAUSED was answered first); then NULL closes the TCP connection instead, which ends
+ * the session on the server just as well. */
+constexpr std::chrono::milliseconds kTeardownTimeout{500};
+}  // namespace
+
+std::string network_element_name(unsigned generation, const char *what) {
+  return std::string(kNetworkPrefix) + std::to_string(generation) + "-" + what;
+}
+
+bool network_element_generation(GstObject *object, unsigned *generation) {
+  for (GstObject *o = object ? GST_OBJECT(gst_object_ref(object)) : nullptr; o;) {
+    const char *name = GST_OBJECT_NAME(o);
+    if (name && g_str_has_prefix(name, kNetworkPrefix)) {
+      *generation = static_cast<unsigned>(std::strtoul(name + std::strlen(kNetworkPrefix), nullptr, 10));
+      gst_object_unref(o);
+      return true;
+    }
+    GstObject *parent = gst_object_get_parent(o);
+    gst_object_unref(o);
+    o = parent;
+  }
+  return false;
+}
+
+RtspPublisher::RtspPublisher(PublisherConfig config, unsigned generation, ConnectedCallback on_connected)
+    : config_(std::move(config)), generation_(generation), on_connected_(std::move(on_connected)) {}
+
+RtspPublisher::~RtspPublisher() {
+  for (GstPad *pad : sink_request_pads_)
+    gst_object_unref(pad);
+  for (GstElement *queue : queues_)
+    gst_object_unref(queue);
+  if (sink_)
+    gst_object_unref(sink_);
+}
+
+/* Called from rtspclientsink's threads as it builds its internals (rtpbin, payloaders, sinks).
+ * Its sinks wait on the clock for every packet with a live source (~29 ms); media here is
+ * already live, so they send at once. The first buffer reaching one of them means RECORD is
+ * done and media flows to the server. */
+void RtspPublisher::on_deep_element_added(GstBin *, GstBin *, GstElement *element, gpointer user_data) {
+  auto *self = static_cast<RtspPublisher *>(user_data);
+  if (!GST_IS_BASE_SINK(element))
+    return;
+  GST_DEBUG_OBJECT(element, "rtspclientsink sink %s: no clock wait", G_OBJECT_TYPE_NAME(element));
+  g_object_set(element, "sync", FALSE, "async", FALSE, nullptr);
+  g_autoptr(GstPad) pad = gst_element_get_static_pad(element, "sink");
+  if (pad)
+    gst_pad_add_probe(pad, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+                      on_first_data, self, nullptr);
+}
+
+/* Called from rtspclientsink's streaming threads. */
+GstPadProbeReturn RtspPublisher::on_first_data(GstPad *pad, GstPadProbeInfo *, gpointer user_data) {
+  auto *self = static_cast<RtspPublisher *>(user_data);
+  GST_DEBUG_OBJECT(pad, "first media into rtspclientsink's sink (attempt %u)", self->generation_);
+  if (!self->connected_.exchange(true) && self->on_connected_)
+    self->on_connected_(self->generation_);
+  return GST_PAD_PROBE_REMOVE;
+}
+
+bool RtspPublisher::start(GstBin *bin, const std::vector<PublisherStream> &streams, std::string *error) {
+  sink_ = gst_element_factory_make("rtspclientsink", network_element_name(generation_, "rtspclientsink").c_str());
+  if (!sink_) {
+    *error = "the rtspclientsink element is missing: install gstreamer1.0-rtsp";
+    return false;
+  }
+  gst_object_ref_sink(sink_);
+  g_object_set(sink_, "location", config_.url.c_str(), "latency", 0u, nullptr);
+  if (!config_.user.empty())
+    g_object_set(sink_, "user-id", config_.user.c_str(), "user-pw", config_.password.c_str(), nullptr);
+  if (!config_.user_agent.empty())
+    g_object_set(sink_, "user-agent", config_.user_agent.c_str(), nullptr);
+  gst_util_set_object_arg(G_OBJECT(sink_), "protocols", config_.tcp ? "tcp" : "udp");
+  deep_added_id_ = g_signal_connect(sink_, "deep-element-added", G_CALLBACK(on_deep_element_added), this);
+  gst_bin_add(bin, sink_);
+
+  for (std::size_t i = 0; i < streams.size(); ++i) {
+    std::string name = network_element_name(generation_, streams[i].is_video ? "video-queue" : "audio-queue");
+    GstElement *queue = gst_element_factory_make("queue", name.c_str());
+    gst_object_ref_sink(queue);
+    queues_.push_back(queue);
+    g_object_set(queue, "max-size-buffers", 0u, "max-size-bytes", 0u, "max-size-time", kQueueMaxTime, nullptr);
+    gst_util_set_object_arg(G_OBJECT(queue), "leaky", "downstream");
+    gst_bin_add(bin, queue);
+    GstPad *request = gst_element_request_pad_simple(sink_, "sink_%u");
+    if (!request) {
+      *error = "rtspclientsink refused a stream";
+      return false;
+    }
+    sink_request_pads_.push_back(request);
+    g_autoptr(GstPad) queue_src = gst_element_get_static_pad(queue, "src");
+    g_autoptr(GstPad) queue_sink = gst_element_get_static_pad(queue, "sink");
+    if (GST_PAD_LINK_FAILED(gst_pad_link(queue_src, request)) ||
+        GST_PAD_LINK_FAILED(gst_pad_link(streams[i].pad, queue_sink))) {
+      *error = "cannot link a stream into rtspclientsink";
+      return false;
+    }
+  }
+  /* Downstream first, so a queue never pushes into a sink that is not running yet. */
+  gst_element_sync_state_with_parent(sink_);
+  for (GstElement *queue : queues_)
+    gst_element_sync_state_with_parent(queue);
+  return true;
+}
+
+/* Any thread (rtspclientsink's task posts its progress and errors). */
+void RtspPublisher::on_message(GstMessage *message) {
+  bool closed = GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR;
+  if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_PROGRESS) {
+    GstProgressType type;
+    g_autofree char *code = nullptr;
+    g_autofree char *text = nullptr;
+    gst_message_parse_progress(message, &type, &code, &text);
+    closed = g_strcmp0(code, "close") == 0 &&
+             (type == GST_PROGRESS_TYPE_COMPLETE || type == GST_PROGRESS_TYPE_ERROR || type == GST_PROGRESS_TYPE_CANCELED);
+  }
+  if (!closed)
+    return;
+  {
+    std::lock_guard<std::mutex> lk(close_lock_);
+    closed_ = true;
+  }
+  close_cond_.notify_all();
+}
+
+void RtspPublisher::stop(GstBin *bin, bool graceful) {
+  if (sink_ && deep_added_id_) {
+    g_signal_handler_disconnect(sink_, deep_added_id_);
+    deep_added_id_ = 0;
+  }
+  if (sink_) {
+    gst_element_set_locked_state(sink_, TRUE);
+    if (graceful && connected_) {
+      /* READY queues the TEARDOWN on rtspclientsink's task; NULL right away could stop the task
+       * before it is sent. */
+      gst_element_set_state(sink_, GST_STATE_READY);
+      std::unique_lock<std::mutex> lk(close_lock_);
+      if (!close_cond_.wait_for(lk, kTeardownTimeout, [this] { return closed_; }))
+        GST_INFO_OBJECT(sink_, "no TEARDOWN within %lld ms: closing the connection",
+                           static_cast<long long>(kTeardownTimeout.count()));
+    }
+    /* The sink before the queues: deactivating its pads wakes a queue thread blocked inside it
+     * (a session that never reached RECORD). */
+    gst_element_set_state(sink_, GST_STATE_NULL);
+  }
+  for (GstElement *queue : queues_) {
+    gst_element_set_locked_state(queue, TRUE);
+    gst_element_set_state(queue, GST_STATE_NULL);
+  }
+  if (sink_) {
+    for (GstPad *pad : sink_request_pads_)
+      gst_element_release_request_pad(sink_, pad);
+  }
+  for (GstElement *queue : queues_) {
+    if (GST_OBJECT_PARENT(queue) == GST_OBJECT(bin))
+      gst_bin_remove(bin, queue);
+  }
+  if (sink_ && GST_OBJECT_PARENT(sink_) == GST_OBJECT(bin))
+    gst_bin_remove(bin, sink_);
+}
+
+}  // namespace mediamtxsink
