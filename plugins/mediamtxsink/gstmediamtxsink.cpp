@@ -38,6 +38,7 @@
 #include "mediamtx_url.h"
 #include "publisher.h"
 #include "rtsp_publisher.h"
+#include "whip_publisher.h"
 #include "status.h"
 
 GST_DEBUG_CATEGORY(gst_mediamtx_sink_debug);
@@ -257,7 +258,7 @@ static void gst_mediamtx_sink_class_init(GstMediamtxSinkClass *klass) {
       g_param_spec_string("path", "Path", "MediaMTX path to publish on, e.g. raspberry-01 (with server)", nullptr,
           rw));
   g_object_class_install_property(gobject_class, PROP_TRANSPORT,
-      g_param_spec_enum("transport", "Transport", "How to publish to MediaMTX (whip: not available yet)",
+      g_param_spec_enum("transport", "Transport", "How to publish to MediaMTX: rtsp (rtspclientsink, the default) or whip (WebRTC through webrtcbin: H.264 and Opus)",
           GST_TYPE_MEDIAMTX_SINK_TRANSPORT, DEFAULT_TRANSPORT, rw));
   g_object_class_install_property(gobject_class, PROP_RTSP_TRANSPORT,
       g_param_spec_enum("rtsp-transport", "RTSP transport",
@@ -487,31 +488,31 @@ static gboolean prepare(GstMediamtxSink *self) {
     std::lock_guard<std::mutex> lk(priv->lock);
     s = priv->settings;
   }
-  if (s.transport == GST_MEDIAMTX_SINK_TRANSPORT_WHIP) {
-    GST_ELEMENT_ERROR(self, CORE, NOT_IMPLEMENTED,
-        ("transport=whip is not available yet in this mediamtxsink: use transport=rtsp with "
-         "location=rtsp://host:8554/path"),
-        (nullptr));
-    return FALSE;
-  }
+  const bool whip = s.transport == GST_MEDIAMTX_SINK_TRANSPORT_WHIP;
   std::string location = s.location;
   if (location.empty()) {
     if (s.server.empty() || s.path.empty()) {
       GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-          ("nowhere to publish: set location=rtsp://host:8554/path, or server and path"), (nullptr));
+          ("nowhere to publish: set location=rtsp://host:8554/path (or http://host:8889/path/whip with "
+           "transport=whip), or server and path"), (nullptr));
       return FALSE;
     }
-    location = gstmtx::rtsp_url_for(s.server, s.path);
+    location = whip ? gstmtx::webrtc_http_url_for(s.server, s.path, gstmtx::HttpEndpointKind::Whip)
+                    : gstmtx::rtsp_url_for(s.server, s.path);
   }
-  if (g_str_has_prefix(location.c_str(), "http://") || g_str_has_prefix(location.c_str(), "https://")) {
+  const bool http_location =
+      g_str_has_prefix(location.c_str(), "http://") || g_str_has_prefix(location.c_str(), "https://");
+  if (http_location && !whip) {
     GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-        ("location %s is a WHIP URL, which needs transport=whip (not available yet): use "
-         "rtsp://host:8554/path", gstmtx::redact_url(location).c_str()),
+        ("location %s is a WHIP URL: set transport=whip, or publish to rtsp://host:8554/path",
+         gstmtx::redact_url(location).c_str()),
         (nullptr));
     return FALSE;
   }
   std::string error;
-  auto endpoint = gstmtx::parse_rtsp_location(location, &error);
+  /* over WHIP, an rtsp:// location names the same MediaMTX path on its WebRTC port */
+  auto endpoint = whip ? gstmtx::parse_webrtc_http_location(location, gstmtx::HttpEndpointKind::Whip, &error)
+                       : gstmtx::parse_rtsp_location(location, &error);
   if (!endpoint) {
     GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
         ("invalid location %s: %s", gstmtx::redact_url(location).c_str(), error.c_str()), (nullptr));
@@ -531,12 +532,13 @@ static gboolean prepare(GstMediamtxSink *self) {
   config.password = s.user_id.empty() && s.user_pw.empty() ? endpoint->password : s.user_pw;
   config.auth_token = s.auth_token;
   config.tcp = s.rtsp_transport == GST_MEDIAMTX_SINK_RTSP_TRANSPORT_TCP;
+  config.whip = whip;
   /* MediaMTX (gortsplib) sleeps 1 s in SETUP for any User-Agent starting with "GStreamer" (a
    * workaround for an old rtspclientsink race): that second is paid on every reconnection.
    * rtspclientsink 1.22 publishes reliably without it (DESIGN.md, latency budget). */
   config.user_agent = "gst-mediamtx/" PACKAGE_VERSION " mediamtxsink";
-  GST_INFO_OBJECT(self, "publishing to %s over RTSP/%s", gstmtx::redact_url(config.url).c_str(),
-                  config.tcp ? "TCP" : "UDP");
+  GST_INFO_OBJECT(self, "publishing to %s over %s", gstmtx::redact_url(config.url).c_str(),
+                  whip ? "WHIP" : config.tcp ? "RTSP/TCP" : "RTSP/UDP");
   std::lock_guard<std::mutex> lk(priv->lock);
   priv->publisher_config = config;
   priv->state = gstmtx::ConnectionState::Idle;
@@ -1134,9 +1136,18 @@ static void teardown(GstMediamtxSink *self, bool graceful = false) {
  * session + webrtcbin) is another Publisher created here; prepare() refuses it until then. */
 static std::shared_ptr<Publisher> make_publisher(const PublisherConfig &config, unsigned generation,
                                                  GstMediamtxSink *self) {
-  return std::make_shared<mediamtxsink::RtspPublisher>(config, generation, [self](unsigned gen) {
-    push_command(self, Command{Command::Connected, gen});
-  });
+  auto connected = [self](unsigned gen) { push_command(self, Command{Command::Connected, gen}); };
+  if (config.whip) {
+    return std::make_shared<mediamtxsink::WhipPublisher>(
+        config, generation, connected, [self](unsigned gen, std::string reason, std::string debug, bool fatal) {
+          Command command{Command::ChildError, gen};
+          command.reason = std::move(reason);
+          command.debug = std::move(debug);
+          command.fatal = fatal;
+          push_command(self, std::move(command));
+        });
+  }
+  return std::make_shared<mediamtxsink::RtspPublisher>(config, generation, connected);
 }
 
 /* Control thread. */

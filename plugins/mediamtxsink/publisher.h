@@ -25,6 +25,7 @@ struct PublisherConfig {
   std::string password;
   std::string auth_token; /* bearer token (WHIP) */
   bool tcp = true;        /* RTSP lower transport */
+  bool whip = false;      /* publish over WHIP (webrtcbin) instead of RTSP */
   std::string user_agent;
 };
 

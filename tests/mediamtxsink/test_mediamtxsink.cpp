@@ -237,16 +237,19 @@ GST_START_TEST(test_audio_arrives_as_opus) {
 }
 GST_END_TEST;
 
+/* rtsp_transport: tcp or udp over RTSP; nullptr: over WHIP */
 static void check_server_restart(const char *rtsp_transport) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
   tolerate_rtspclientsink_send_after_close();
   const int retry_ms = 500, max_retry_ms = 1000;
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! identity name=camera ! mediamtxsink name=pub "
-                                   "rtsp-transport=" + rtsp_transport + " "
-                                   "retry-delay=" + std::to_string(retry_ms) + " max-retry-delay=" +
-                                   std::to_string(max_retry_ms) + " location=" + server.rtsp_url("cam"));
+  const std::string transport = rtsp_transport ? std::string("rtsp-transport=") + rtsp_transport +
+                                                     " location=" + server.rtsp_url("cam")
+                                               : "transport=whip location=" + server.whip_url("cam");
+  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! identity name=camera ! mediamtxsink name=pub " +
+                                   transport + " retry-delay=" + std::to_string(retry_ms) + " max-retry-delay=" +
+                                   std::to_string(max_retry_ms));
   BusWatcher bus(pub);
   BufferCounter camera;
   camera.attach(pub, "camera", "src");
@@ -526,15 +529,53 @@ GST_START_TEST(test_missing_encoder_is_an_error) {
 }
 GST_END_TEST;
 
-GST_START_TEST(test_whip_not_available_yet) {
+/* WHIP: the same WebRTC-HTTP session code as whepsrc, publishing side. */
+GST_START_TEST(test_publish_whip) {
   fail_unless(in_test_namespace());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub transport=whip "
-                                   "location=http://" + server_address() + ":8889/cam/whip");
+  MediamtxServer server;
+  fail_unless(server.start());
+  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub transport=whip location=" +
+                                   server.whip_url("cam") + " audiotestsrc is-live=true ! pub.audio");
   BusWatcher bus(pub);
-  fail_unless_equals_int(gst_element_set_state(pub, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
-  fail_unless(wait_until([&] { return !bus.errors().empty(); }, 5000));
+  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
+  std::string info = server.api_get("paths/get/cam");
+  fail_unless(info.find("webRTCSession") != std::string::npos, "not published over WebRTC: %s", info.c_str());
+  fail_unless(info.find("\"Opus\"") != std::string::npos, "no Opus track: %s", info.c_str());
+  fail_unless(info.find("\"H264\"") != std::string::npos, "no H264 track: %s", info.c_str());
+  /* an RTSP reader and a WHEP reader both get decoded frames of the right size */
+  fail_unless(reader_gets_frames(server, "cam", 320, 240));
+  GstElement *viewer = parse_pipeline("whepsrc name=src audio=false location=" + server.whep_url("cam") +
+                                      " ! fakesink name=sink sync=false async=false");
+  BufferCounter frames;
+  frames.attach(viewer, "sink");
+  fail_unless(set_state_and_wait(viewer, GST_STATE_PLAYING));
+  fail_unless(wait_until([&] { return frames.count() >= 10; }, 15000), "whepsrc got %d frames", frames.count());
+  fail_unless_equals_int(frames.width(), 320);
+  gst_element_set_state(viewer, GST_STATE_NULL);
+  gst_object_unref(viewer);
+  fail_unless_equals_string(stats_string(pub, "state").c_str(), "connected");
+  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  stop_pipeline(pub);
+  /* the WHIP session was DELETEd: the path is free at once */
+  fail_unless(wait_until([&] { return !server.path_ready("cam"); }, 3000), "WHIP session left on the server");
+}
+GST_END_TEST;
+
+GST_START_TEST(test_whip_server_restart_keeps_publishing) { check_server_restart(nullptr); }
+GST_END_TEST;
+
+GST_START_TEST(test_whip_rejects_h265) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! x265enc speed-preset=ultrafast tune=zerolatency ! "
+                                   "mediamtxsink name=pub transport=whip location=" + server.whip_url("cam"));
+  BusWatcher bus(pub);
+  gst_element_set_state(pub, GST_STATE_PLAYING);
+  fail_unless(wait_until([&] { return !bus.errors().empty(); }, 10000));
   std::string error = bus.errors().front();
-  fail_unless(error.find("not available yet") != std::string::npos, "%s", error.c_str());
+  fail_unless(error.find("transport=rtsp") != std::string::npos, "%s", error.c_str());
   stop_pipeline(pub);
 }
 GST_END_TEST;
@@ -635,7 +676,9 @@ static Suite *mediamtxsink_suite(void) {
   tcase_add_test(tc, test_encoder_falls_back_to_openh264);
   tcase_add_test(tc, test_server_and_path);
   tcase_add_test(tc, test_missing_encoder_is_an_error);
-  tcase_add_test(tc, test_whip_not_available_yet);
+  tcase_add_test(tc, test_publish_whip);
+  tcase_add_test(tc, test_whip_server_restart_keeps_publishing);
+  tcase_add_test(tc, test_whip_rejects_h265);
   tcase_add_test(tc, test_wrong_credentials_are_an_error);
   tcase_add_test(tc, test_credentials_from_location);
   suite_add_tcase(s, tc);

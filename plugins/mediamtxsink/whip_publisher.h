@@ -1,0 +1,48 @@
+/* gst-mediamtx: the WHIP network half of mediamtxsink: per stream a small leaky queue and an RTP
+ * payloader into one webrtcbin, negotiated with the WHIP endpoint by the same WebRTC-HTTP code
+ * (gst/webrtc_peer.h) that whepsrc uses for WHEP. */
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "event_loop.h"
+#include "http_client.h"
+#include "publisher.h"
+#include "webrtc_peer.h"
+
+namespace mediamtxsink {
+
+class WhipPublisher : public Publisher {
+public:
+  /* From the publisher's own loop thread: the WHIP exchange or the connection failed. */
+  using FailedCallback = std::function<void(unsigned generation, std::string reason, std::string debug, bool fatal)>;
+
+  WhipPublisher(PublisherConfig config, unsigned generation, ConnectedCallback on_connected,
+                FailedCallback on_failed);
+  ~WhipPublisher() override;
+  const char *transport_name() const override { return "whip"; }
+  bool start(GstBin *bin, const std::vector<PublisherStream> &streams, std::string *error) override;
+  void stop(GstBin *bin, bool graceful) override;
+
+private:
+  PublisherConfig config_;
+  unsigned generation_;
+  ConnectedCallback on_connected_;
+  FailedCallback on_failed_;
+  std::unique_ptr<gstmtx::EventLoop> loop_;
+  std::unique_ptr<gstmtx::HttpClient> http_;
+  std::unique_ptr<gstmtx::WebrtcPeer> peer_; /* loop thread */
+  GstElement *webrtc_ = nullptr;             /* ref held */
+  std::vector<GstElement *> elements_;       /* queues and payloaders, ref held */
+  std::vector<GstPad *> request_pads_;
+  /* liveness: MediaMTX sends RTCP receiver reports every second; a silent server is gone (libnice
+   * 0.1.21 would take far longer to call the ICE connection failed) */
+  std::shared_ptr<std::atomic<gint64>> last_rtcp_us_ = std::make_shared<std::atomic<gint64>>(0);
+  gulong ssrc_active_id_ = 0;
+  GstElement *rtpbin_ = nullptr; /* ref held */
+  guint liveness_timer_ = 0;     /* loop thread */
+  void watch_liveness();
+};
+
+}  // namespace mediamtxsink
