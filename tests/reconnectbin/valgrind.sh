@@ -35,7 +35,7 @@ log="${VALGRIND_LOG:-$(mktemp)}"
 echo "valgrind.sh: program=$program GST_CHECKS=$GST_CHECKS VALGRIND=$VALGRIND VALGRIND_LOG=$log" >&2
 
 # no fork (valgrind follows one process), plain malloc, no debug output, no gst-check timeout
-export CK_FORK=no G_SLICE=always-malloc G_DEBUG=gc-friendly GST_DEBUG= CK_DEFAULT_TIMEOUT=600
+export CK_FORK=no G_SLICE=always-malloc G_DEBUG=gc-friendly GST_DEBUG='' CK_DEFAULT_TIMEOUT=600
 
 status=0
 "$VALGRIND" --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect \
