@@ -1,0 +1,59 @@
+// Publishers that feed MediaMTX a known test pattern. Each returns { stop(), describe } and is the
+// one place to swap in the project's own publisher: `mediamtxsink location=rtsp://…` for
+// rtspPublisher and `mediamtxsink transport=whip …` for whipPublisher once it is merged.
+'use strict';
+
+const { spawn } = require('node:child_process');
+const path = require('node:path');
+
+// RTP payloads MediaMTX relays to WebRTC, as stock encoder chains for rtspclientsink.
+const VIDEO_ENCODERS = {
+  h264: 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=1000 ! video/x-h264,profile=constrained-baseline',
+  vp8: 'vp8enc deadline=1 keyframe-max-dist=30 target-bitrate=1000000 ! video/x-vp8,profile=(string)0',
+  vp9: 'vp9enc deadline=1 cpu-used=8 keyframe-max-dist=30 target-bitrate=1000000 ! vp9parse',
+  av1: 'av1enc usage-profile=realtime cpu-used=10 keyframe-max-dist=30 target-bitrate=1000 ! av1parse',
+};
+
+const AUDIO_ENCODERS = {
+  opus: 'audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! opusenc',
+};
+
+// Runs a gst-launch-1.0 pipeline as a child process; stop() sends SIGINT (-e: EOS first).
+function launch(description, env = {}) {
+  const args = ['-e', '-q', ...description.split(/\s+/).filter(Boolean)];
+  const proc = spawn('gst-launch-1.0', args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  let log = '';
+  proc.stdout.on('data', (c) => { log += c; });
+  proc.stderr.on('data', (c) => { log += c; });
+  return {
+    proc,
+    describe: description,
+    log: () => log,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise((resolve) => proc.once('exit', resolve));
+      proc.kill('SIGINT');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+function rawVideo({ pattern = 'smpte', width = 640, height = 360 }) {
+  return `videotestsrc is-live=true pattern=${pattern} ! ` +
+    `video/x-raw,width=${width},height=${height},framerate=30/1,format=I420`;
+}
+
+// Stock RTSP publisher (later: mediamtxsink location=rtsp://…).
+function rtspPublisher(server, streamPath, { codec = 'h264', audio = null, ...video } = {}) {
+  let d = `${rawVideo(video)} ! ${VIDEO_ENCODERS[codec]} ! ` +
+    `rtspclientsink name=s protocols=tcp location=${server.rtspUrl(streamPath)}`;
+  if (audio) d += ` ${AUDIO_ENCODERS[audio]} ! s.`;
+  return launch(d);
+}
+
+module.exports = { rtspPublisher, launch, rawVideo, VIDEO_ENCODERS, helperDir: path.join(__dirname, '..') };
