@@ -18,7 +18,7 @@ const http = require('node:http');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const USAGE = `Usage: test_interop.js --whep-probe PATH [--only SUBSTRING]
+const USAGE = `Usage: test_interop.js --whep-probe PATH --whip-publisher PATH [--only SUBSTRING]
 
 Run by 'meson test --suite interop' inside tests/testbed/netns-run.sh (needs the namespace, Debian's
 chromium and tests/interop/node_modules: tests/interop/setup.sh installs both).
@@ -32,15 +32,17 @@ Environment (defaults):
 `;
 
 function parseArgs(argv) {
-  const opts = { probe: null, only: process.env.INTEROP_ONLY || '' };
+  const opts = { probe: null, whipPublisher: null, only: process.env.INTEROP_ONLY || '' };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--help' || argv[i] === '-h') { process.stdout.write(USAGE); process.exit(0); }
     else if (argv[i] === '--whep-probe') opts.probe = argv[++i];
+    else if (argv[i] === '--whip-publisher') opts.whipPublisher = argv[++i];
     else if (argv[i] === '--only') opts.only = argv[++i];
     else { process.stderr.write(`unknown argument ${argv[i]}\n${USAGE}`); process.exit(2); }
   }
-  if (!opts.probe) { process.stderr.write(USAGE); process.exit(2); }
+  if (!opts.probe || !opts.whipPublisher) { process.stderr.write(USAGE); process.exit(2); }
   opts.probe = path.resolve(opts.probe);
+  opts.whipPublisher = path.resolve(opts.whipPublisher);
   return opts;
 }
 
@@ -55,7 +57,7 @@ try {
 }
 
 const { MediamtxServer } = require('./lib/mediamtx');
-const { rtspPublisher } = require('./lib/publishers');
+const { rtspPublisher, whipPublisher } = require('./lib/publishers');
 const { launchChromium, rtpStats } = require('./lib/browser');
 const { sampleVideo } = require('./lib/video_probe');
 const { sleep, waitFor, assert } = require('./lib/util');
@@ -144,17 +146,25 @@ function record(direction, codec, result, detail) {
   matrix.push({ direction, codec, result, detail });
 }
 
-// Browser as viewer: a publisher (stock RTSP now; mediamtxsink later) sends SMPTE bars.
-function viewerTest(name, { codec, audio = null, page: pageKind }) {
+// The publishers a viewer test can use (lib/publishers.js: where mediamtxsink will slot in).
+const PUBLISHERS = {
+  rtsp: (server, streamPath, o) => rtspPublisher(server, streamPath, o),
+  whip: (server, streamPath, o) => whipPublisher(server, streamPath, { ...o, helper: opts.whipPublisher }),
+};
+
+// Browser as viewer: a publisher (stock RTSP or the WHIP helper now; mediamtxsink later) sends
+// SMPTE bars.
+function viewerTest(name, { publisher = 'rtsp', codec, audio = null, page: pageKind }) {
   return {
     name,
     async run(ctx) {
       const streamPath = name.replace(/[^a-z0-9]+/gi, '-');
-      const pub = rtspPublisher(ctx.server, streamPath, { codec, audio, pattern: 'smpte', width: 640, height: 360 });
+      const pub = PUBLISHERS[publisher](ctx.server, streamPath, { codec, audio, pattern: 'smpte', width: 640, height: 360 });
       ctx.cleanup.push(() => pub.stop());
       await ctx.server.waitPathReady(streamPath, 15000).catch((e) => {
         throw new Error(`${e.message}; publisher log: ${pub.log().slice(-1500)}`);
       });
+      const sessionsBefore = await ctx.server.webrtcSessionCount(); // a WHIP publisher has one
       const page = await ctx.viewer.newPage();
       ctx.cleanup.push(() => page.close({ runBeforeUnload: true }).catch(() => {}));
       const whepUrl = ctx.server.whepUrl(streamPath);
@@ -178,11 +188,13 @@ function viewerTest(name, { codec, audio = null, page: pageKind }) {
         assert(state.httpStatus === 201, `WHEP POST returned ${state.httpStatus}`);
         assert(/\/whep\/[0-9a-f-]+$/.test(state.location || ''), `Location ${state.location}`);
         // WHEP teardown deletes the session on the server.
-        assert(await ctx.server.webrtcSessionCount() === 1, 'expected one WebRTC session');
+        const sessions = await ctx.server.webrtcSessionCount();
+        assert(sessions === sessionsBefore + 1, `${sessions} WebRTC sessions, expected ${sessionsBefore + 1}`);
         await page.evaluate(() => window.whepStop());
-        await waitFor('the session to be deleted', async () => (await ctx.server.webrtcSessionCount()) === 0, 5000);
+        await waitFor('the session to be deleted',
+          async () => (await ctx.server.webrtcSessionCount()) === sessionsBefore, 5000);
       }
-      record('RTSP publisher -> MediaMTX -> browser', `${codec}${audio ? `+${audio}` : ''} (${pageKind} page)`,
+      record(`${publisher.toUpperCase()} publisher -> MediaMTX -> browser`, `${codec}${audio ? `+${audio}` : ''} (${pageKind} page)`,
         'works', detail);
     },
   };
@@ -304,6 +316,8 @@ const TESTS = [
   viewerTest('viewer-whep-page-h264-opus', { codec: 'h264', audio: 'opus', page: 'whep' }),
   viewerTest('viewer-reader-page-vp8-opus', { codec: 'vp8', audio: 'opus', page: 'reader' }),
   viewerTest('viewer-reader-page-vp9', { codec: 'vp9', page: 'reader' }),
+  viewerTest('viewer-reader-page-whip-h264', { publisher: 'whip', codec: 'h264', page: 'reader' }),
+  viewerTest('viewer-whep-page-whip-h264', { publisher: 'whip', codec: 'h264', page: 'whep' }),
   publisherTest('publisher-page-h264-opus', { videoCodec: 'h264', expectTracks: ['H264', 'Opus'] }),
   publisherTest('publisher-page-vp8-opus', { videoCodec: 'vp8', expectTracks: ['VP8', 'Opus'] }),
   publisherTest('publisher-page-vp9-opus', { videoCodec: 'vp9', expectTracks: ['VP9', 'Opus'] }),

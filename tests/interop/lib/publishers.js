@@ -1,10 +1,10 @@
-// Publishers that feed MediaMTX a known test pattern. Each returns { stop(), describe } and is the
-// one place to swap in the project's own publisher: `mediamtxsink location=rtsp://…` for
-// rtspPublisher and `mediamtxsink transport=whip …` for whipPublisher once it is merged.
+// Publishers that feed MediaMTX a known test pattern. Each returns { stop(), log(), describe } and
+// is the one place to swap in the project's own publisher once it is merged:
+// `mediamtxsink location=rtsp://…` for rtspPublisher, `mediamtxsink transport=whip …` for
+// whipPublisher.
 'use strict';
 
 const { spawn } = require('node:child_process');
-const path = require('node:path');
 
 // RTP payloads MediaMTX relays to WebRTC, as stock encoder chains for rtspclientsink.
 const VIDEO_ENCODERS = {
@@ -18,19 +18,17 @@ const AUDIO_ENCODERS = {
   opus: 'audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! opusenc',
 };
 
-// Runs a gst-launch-1.0 pipeline as a child process; stop() sends SIGINT (-e: EOS first).
-function launch(description, env = {}) {
-  const args = ['-e', '-q', ...description.split(/\s+/).filter(Boolean)];
-  const proc = spawn('gst-launch-1.0', args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
+// Runs a publisher as a child process; stop() sends SIGINT (gst-launch-1.0 -e: EOS first;
+// whip_publisher: DELETE its session), then SIGKILL after 3 s.
+function runProcess(program, args, describe) {
+  const proc = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
+  proc.on('error', (err) => { log += `cannot run ${program}: ${err.message}\n`; });
   proc.stdout.on('data', (c) => { log += c; });
   proc.stderr.on('data', (c) => { log += c; });
   return {
     proc,
-    describe: description,
+    describe,
     log: () => log,
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
@@ -41,6 +39,10 @@ function launch(description, env = {}) {
       clearTimeout(timer);
     },
   };
+}
+
+function launch(description) {
+  return runProcess('gst-launch-1.0', ['-e', '-q', ...description.split(/\s+/).filter(Boolean)], description);
 }
 
 function rawVideo({ pattern = 'smpte', width = 640, height = 360 }) {
@@ -56,4 +58,12 @@ function rtspPublisher(server, streamPath, { codec = 'h264', audio = null, ...vi
   return launch(d);
 }
 
-module.exports = { rtspPublisher, launch, rawVideo, VIDEO_ENCODERS, helperDir: path.join(__dirname, '..') };
+// WHIP publisher of H.264 (tests/interop/whip_publisher.cpp on gst/'s WebrtcPeer; later:
+// mediamtxsink transport=whip …).
+function whipPublisher(server, streamPath, { helper, codec = 'h264', pattern = 'smpte', width = 640, height = 360 } = {}) {
+  if (codec !== 'h264') throw new Error(`whip_publisher sends H.264 only, not ${codec}`);
+  const args = [server.whipUrl(streamPath), pattern, String(width), String(height)];
+  return runProcess(helper, args, `whip_publisher ${args.join(' ')}`);
+}
+
+module.exports = { rtspPublisher, whipPublisher };
