@@ -67,7 +67,14 @@ const SMPTE_BARS = [
   ['white', [1, 1, 1]], ['yellow', [1, 1, 0]], ['cyan', [0, 1, 1]], ['green', [0, 1, 0]],
   ['magenta', [1, 0, 1]], ['red', [1, 0, 0]], ['blue', [0, 0, 1]],
 ];
-const CODEC_MIME = { h264: 'H264', vp8: 'VP8', vp9: 'VP9', av1: 'AV1' };
+const CODEC_MIME = { h264: 'H264', h265: 'H265', vp8: 'VP8', vp9: 'VP9', av1: 'AV1' };
+// Audio codecs of the publish page: its select value, the browser's MIME type, the decoded rate.
+const AUDIO_CODECS = {
+  opus: { sdp: 'opus/48000', mime: 'audio/opus', rate: 48000 },
+  g722: { sdp: 'g722/8000', mime: 'audio/G722', rate: 16000 },
+  pcmu: { sdp: 'pcmu/8000', mime: 'audio/PCMU', rate: 8000 },
+  pcma: { sdp: 'pcma/8000', mime: 'audio/PCMA', rate: 8000 },
+};
 const BAR_POINTS = SMPTE_BARS.map((_, i) => [(2 * i + 1) / 14, 0.3]);
 
 // Each channel must be clearly on (>= 160) or off (<= 90) after encode, decode and colour
@@ -200,6 +207,30 @@ function viewerTest(name, { publisher = 'rtsp', codec, audio = null, page: pageK
   };
 }
 
+// A codec MediaMTX relays but this Chromium cannot receive over WebRTC (H.265 in Debian's 156):
+// the reader page must say so ("codecs not supported by client", MediaMTX's 400) and show nothing.
+function viewerUnsupportedTest(name, { codec }) {
+  return {
+    name,
+    async run(ctx) {
+      const streamPath = name.replace(/[^a-z0-9]+/gi, '-');
+      const pub = PUBLISHERS.rtsp(ctx.server, streamPath, { codec, pattern: 'smpte', width: 640, height: 360 });
+      ctx.cleanup.push(() => pub.stop());
+      await ctx.server.waitPathReady(streamPath, 15000);
+      const page = await ctx.viewer.newPage();
+      ctx.cleanup.push(() => page.close({ runBeforeUnload: true }).catch(() => {}));
+      await page.goto(ctx.server.readerPage(streamPath));
+      const message = await waitFor('the reader page to report an error',
+        () => page.locator('#message').innerText().catch(() => ''), 15000);
+      assert(/codecs not supported by client/.test(message), `reader page says "${message}"`);
+      const shown = await sampleVideo(page, []);
+      assert(shown.width === 0, `the video shows ${shown.width}x${shown.height}`);
+      record('RTSP publisher -> MediaMTX -> browser', `${codec} (reader page)`, 'not supported',
+        `Chromium offers no ${CODEC_MIME[codec]}: reader page says "${message}"`);
+    },
+  };
+}
+
 // Whether GStreamer has this element (gst-inspect-1.0 --exists).
 function hasElement(name) {
   return spawnSync('gst-inspect-1.0', ['--exists', name]).status === 0;
@@ -208,12 +239,12 @@ function hasElement(name) {
 // Opens MediaMTX's publish page for streamPath in the fake-device Chromium, picks the codecs and
 // presses "publish"; returns the page, the path info once MediaMTX has the stream, and the
 // camera's capture settings.
-async function publishFromPage(ctx, streamPath, videoCodec) {
+async function publishFromPage(ctx, streamPath, videoCodec, audioCodec = 'opus') {
   const page = await ctx.publisher.newPage();
   ctx.cleanup.push(() => page.close({ runBeforeUnload: true }).catch(() => {}));
   const query = new URLSearchParams({
     'video-width': '640', 'video-height': '480', 'video-framerate': '30', 'video-bitrate': '1500',
-    'audio-codec': 'opus/48000',
+    'audio-codec': AUDIO_CODECS[audioCodec].sdp,
   });
   if (videoCodec) query.set('video-codec', `${videoCodec}/90000`);
   await page.goto(`${ctx.server.publishPage(streamPath)}?${query}`);
@@ -235,7 +266,8 @@ async function publishFromPage(ctx, streamPath, videoCodec) {
   const sent = await rtpStats(page);
   const sentVideo = (sent.outbound.video || {}).mimeType;
   const sentAudio = (sent.outbound.audio || {}).mimeType;
-  assert(sentVideo === `video/${videoCodec ? CODEC_MIME[videoCodec] : 'AV1'}` && sentAudio === 'audio/opus',
+  assert(sentVideo === `video/${videoCodec ? CODEC_MIME[videoCodec] : 'AV1'}` &&
+    sentAudio === AUDIO_CODECS[audioCodec].mime,
     `the browser sends ${sentVideo} and ${sentAudio}`);
   return { page, tracks: info.tracks || [], capture };
 }
@@ -250,12 +282,12 @@ function assertScaledCapture(width, height, capture) {
 }
 
 // Browser as publisher through MediaMTX's publish page; whepsrc reads it.
-function publisherTest(name, { videoCodec, expectTracks }) {
+function publisherTest(name, { videoCodec, audioCodec = 'opus', expectTracks }) {
   return {
     name,
     async run(ctx) {
       const streamPath = name.replace(/[^a-z0-9]+/gi, '-');
-      const { tracks, capture } = await publishFromPage(ctx, streamPath, videoCodec);
+      const { tracks, capture } = await publishFromPage(ctx, streamPath, videoCodec, audioCodec);
       assert(JSON.stringify([...tracks].sort()) === JSON.stringify([...expectTracks].sort()),
         `MediaMTX received tracks ${JSON.stringify(tracks)}, expected ${JSON.stringify(expectTracks)}`);
       const report = await runWhepProbe(ctx.server.whepUrl(streamPath),
@@ -265,9 +297,9 @@ function publisherTest(name, { videoCodec, expectTracks }) {
       assert(report.video_caps === 'video/x-raw', `video caps ${report.video_caps}`);
       assertScaledCapture(report.width, report.height, capture);
       assert(report.audio_buffers >= 50, `whepsrc decoded ${report.audio_buffers} audio buffers`);
-      assert(report.audio_caps === 'audio/x-raw' && report.audio_rate === 48000,
+      assert(report.audio_caps === 'audio/x-raw' && report.audio_rate === AUDIO_CODECS[audioCodec].rate,
         `audio caps ${report.audio_caps} rate ${report.audio_rate}`);
-      record('browser -> MediaMTX -> whepsrc', `${tracks.join('+')} (publish page)`, 'works',
+      record('browser -> MediaMTX -> whepsrc', `${tracks.join('+')} (publish page, ${videoCodec}+${audioCodec})`, 'works',
         `capture ${capture.width}x${capture.height}, whepsrc ${report.width}x${report.height}, ` +
         `${report.video_frames} frames, ${report.audio_buffers} audio buffers, first frame after ${report.first_frame_ms} ms`);
     },
@@ -316,12 +348,16 @@ const TESTS = [
   viewerTest('viewer-whep-page-h264-opus', { codec: 'h264', audio: 'opus', page: 'whep' }),
   viewerTest('viewer-reader-page-vp8-opus', { codec: 'vp8', audio: 'opus', page: 'reader' }),
   viewerTest('viewer-reader-page-vp9', { codec: 'vp9', page: 'reader' }),
+  viewerUnsupportedTest('viewer-reader-page-h265-unsupported', { codec: 'h265' }),
   viewerTest('viewer-reader-page-whip-h264', { publisher: 'whip', codec: 'h264', page: 'reader' }),
   viewerTest('viewer-whep-page-whip-h264', { publisher: 'whip', codec: 'h264', page: 'whep' }),
   publisherTest('publisher-page-h264-opus', { videoCodec: 'h264', expectTracks: ['H264', 'Opus'] }),
   publisherTest('publisher-page-vp8-opus', { videoCodec: 'vp8', expectTracks: ['VP8', 'Opus'] }),
   publisherTest('publisher-page-vp9-opus', { videoCodec: 'vp9', expectTracks: ['VP9', 'Opus'] }),
   publisherAv1Test('publisher-page-default-av1-opus'),
+  publisherTest('publisher-page-vp8-g722', { videoCodec: 'vp8', audioCodec: 'g722', expectTracks: ['VP8', 'G722'] }),
+  publisherTest('publisher-page-vp8-pcmu', { videoCodec: 'vp8', audioCodec: 'pcmu', expectTracks: ['VP8', 'G711'] }),
+  publisherTest('publisher-page-vp8-pcma', { videoCodec: 'vp8', audioCodec: 'pcma', expectTracks: ['VP8', 'G711'] }),
 ];
 
 async function withTimeout(promise, ms, what) {

@@ -11,6 +11,7 @@ const VIDEO_ENCODERS = {
   h264: 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=1000 ! video/x-h264,profile=constrained-baseline',
   vp8: 'vp8enc deadline=1 keyframe-max-dist=30 target-bitrate=1000000 ! video/x-vp8,profile=(string)0',
   vp9: 'vp9enc deadline=1 cpu-used=8 keyframe-max-dist=30 target-bitrate=1000000 ! vp9parse',
+  h265: 'x265enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=1000 ! video/x-h265,profile=main',
   av1: 'av1enc usage-profile=realtime cpu-used=10 keyframe-max-dist=30 target-bitrate=1000 ! av1parse',
 };
 
