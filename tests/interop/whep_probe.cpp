@@ -1,7 +1,7 @@
 /* whep_probe: reads a WHEP endpoint with whepsrc (decoded video and audio) and prints what arrived
  * as one JSON line, for the interop tests driven from Node (tests/interop/test_interop.js).
  *
- *   whep_probe URL [MIN_VIDEO_FRAMES [MIN_AUDIO_BUFFERS [TIMEOUT_MS [VIDEO_CODECS]]]]
+ *   whep_probe URL [MIN_VIDEO_FRAMES [MIN_AUDIO_BUFFERS [TIMEOUT_MS]]]
  *
  * Stops as soon as both minimums are reached or at the timeout; exits 0 whenever it printed its
  * report (the caller asserts), 2 on bad usage or a pipeline that cannot be built. */
@@ -18,7 +18,7 @@ using namespace testbed;
 int main(int argc, char **argv) {
   gst_init(&argc, &argv);
   if (argc < 2 || std::string(argv[1]) == "--help") {
-    g_printerr("Usage: %s URL [MIN_VIDEO_FRAMES [MIN_AUDIO_BUFFERS [TIMEOUT_MS [VIDEO_CODECS]]]]\n"
+    g_printerr("Usage: %s URL [MIN_VIDEO_FRAMES [MIN_AUDIO_BUFFERS [TIMEOUT_MS]]]\n"
                "Reads URL with whepsrc and prints {video_frames, width, height, video_caps, audio_buffers,\n"
                "audio_caps, audio_rate, errors, first_frame_ms} as JSON.\n", argv[0]);
     return argc < 2 ? 2 : 0;
@@ -27,11 +27,10 @@ int main(int argc, char **argv) {
   const int min_frames = argc > 2 ? atoi(argv[2]) : 30;
   const int min_audio = argc > 3 ? atoi(argv[3]) : 0;
   const int timeout_ms = argc > 4 ? atoi(argv[4]) : 20000;
-  const std::string codecs = argc > 5 ? std::string(" video-codecs=") + argv[5] : "";
 
   /* audio=true: the audio_0 pad links to asink when (if) it appears */
   GstElement *pipeline = parse_pipeline(
-      "whepsrc name=src audio=" + std::string(min_audio > 0 ? "true" : "false") + codecs + " location=" + url +
+      "whepsrc name=src audio=" + std::string(min_audio > 0 ? "true" : "false") + " location=" + url +
       " src.video_0 ! queue ! fakesink name=vsink sync=false async=false" +
       (min_audio > 0 ? " src.audio_0 ! queue ! fakesink name=asink sync=false async=false" : ""));
   if (!pipeline)
