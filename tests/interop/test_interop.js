@@ -199,6 +199,11 @@ function viewerTest(name, { publisher = 'rtsp', codec, audio = null, page: pageK
         await page.evaluate(() => window.whepStop());
         await waitFor('the session to be deleted',
           async () => (await ctx.server.webrtcSessionCount()) === sessionsBefore, 5000);
+      } else {
+        // closing the reader page ends its session (its "beforeunload" handler DELETEs it)
+        await page.close({ runBeforeUnload: true });
+        await waitFor('the reader page to delete its session on close',
+          async () => (await ctx.server.webrtcSessionCount()) === sessionsBefore, 5000);
       }
       record(`${publisher.toUpperCase()} publisher -> MediaMTX -> browser`, `${codec}${audio ? `+${audio}` : ''} (${pageKind} page)`,
         'works', detail);
@@ -286,7 +291,7 @@ function publisherTest(name, { videoCodec, audioCodec = 'opus', expectTracks }) 
     name,
     async run(ctx) {
       const streamPath = name.replace(/[^a-z0-9]+/gi, '-');
-      const { tracks, capture } = await publishFromPage(ctx, streamPath, videoCodec, audioCodec);
+      const { page, tracks, capture } = await publishFromPage(ctx, streamPath, videoCodec, audioCodec);
       assert(JSON.stringify([...tracks].sort()) === JSON.stringify([...expectTracks].sort()),
         `MediaMTX received tracks ${JSON.stringify(tracks)}, expected ${JSON.stringify(expectTracks)}`);
       const report = await runWhepProbe(ctx.server.whepUrl(streamPath),
@@ -298,6 +303,10 @@ function publisherTest(name, { videoCodec, audioCodec = 'opus', expectTracks }) 
       assert(report.audio_buffers >= 50, `whepsrc decoded ${report.audio_buffers} audio buffers`);
       assert(report.audio_caps === 'audio/x-raw' && report.audio_rate === AUDIO_CODECS[audioCodec].rate,
         `audio caps ${report.audio_caps} rate ${report.audio_rate}`);
+      // closing the publish page ends the publication
+      await page.close({ runBeforeUnload: true });
+      await waitFor('the path to go away when the publish page closes',
+        async () => !((await ctx.server.pathInfo(streamPath)) || {}).ready, 5000);
       record('browser -> MediaMTX -> whepsrc', `${tracks.join('+')} (publish page, ${videoCodec}+${audioCodec})`, 'works',
         `capture ${capture.width}x${capture.height}, whepsrc ${report.width}x${report.height}, ` +
         `${report.video_frames} frames, ${report.audio_buffers} audio buffers, first frame after ${report.first_frame_ms} ms`);
