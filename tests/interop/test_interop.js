@@ -143,8 +143,8 @@ function runWhepProbe(url, { minFrames = 60, minAudio = 0, timeoutMs = 20000 } =
 }
 
 // ---------------------------------------------------------------------------------------------
-// The tests. ctx: { server, viewer (Chromium), publisher (Chromium with fake devices), pages,
-// cleanup: [] (async functions run after the test) }.
+// The tests. ctx: { server, pageBase (URL of pages/), viewer (Chromium), publisher (Chromium with
+// fake devices), cleanup: [] (async functions run after the test) }.
 
 const matrix = [];
 
@@ -158,6 +158,23 @@ const PUBLISHERS = {
   whip: (server, streamPath, o) => whipPublisher(server, streamPath, { ...o, helper: opts.whipPublisher }),
 };
 
+// Starts a publisher of SMPTE bars (640x360) on streamPath and waits until MediaMTX has the stream.
+async function publishBars(ctx, publisher, streamPath, { codec, audio = null }) {
+  const pub = PUBLISHERS[publisher](ctx.server, streamPath, { codec, audio, pattern: 'smpte', width: 640, height: 360 });
+  ctx.cleanup.push(() => pub.stop());
+  await ctx.server.waitPathReady(streamPath, 15000).catch((e) => {
+    throw new Error(`${e.message}; publisher log: ${pub.log().slice(-1500)}`);
+  });
+  return pub;
+}
+
+// A new tab in `browser`, closed (with its "beforeunload" handlers) after the test.
+async function newPage(ctx, browser) {
+  const page = await browser.newPage();
+  ctx.cleanup.push(() => page.close({ runBeforeUnload: true }).catch(() => {}));
+  return page;
+}
+
 // Browser as viewer: a publisher (stock RTSP or the WHIP helper now; mediamtxsink later) sends
 // SMPTE bars.
 function viewerTest(name, { publisher = 'rtsp', codec, audio = null, page: pageKind }) {
@@ -165,14 +182,9 @@ function viewerTest(name, { publisher = 'rtsp', codec, audio = null, page: pageK
     name,
     async run(ctx) {
       const streamPath = name.replace(/[^a-z0-9]+/gi, '-');
-      const pub = PUBLISHERS[publisher](ctx.server, streamPath, { codec, audio, pattern: 'smpte', width: 640, height: 360 });
-      ctx.cleanup.push(() => pub.stop());
-      await ctx.server.waitPathReady(streamPath, 15000).catch((e) => {
-        throw new Error(`${e.message}; publisher log: ${pub.log().slice(-1500)}`);
-      });
+      await publishBars(ctx, publisher, streamPath, { codec, audio });
       const sessionsBefore = await ctx.server.webrtcSessionCount(); // a WHIP publisher has one
-      const page = await ctx.viewer.newPage();
-      ctx.cleanup.push(() => page.close({ runBeforeUnload: true }).catch(() => {}));
+      const page = await newPage(ctx, ctx.viewer);
       const whepUrl = ctx.server.whepUrl(streamPath);
       if (pageKind === 'reader') {
         await page.goto(ctx.server.readerPage(streamPath));
@@ -218,11 +230,8 @@ function viewerUnsupportedTest(name, { codec }) {
     name,
     async run(ctx) {
       const streamPath = name.replace(/[^a-z0-9]+/gi, '-');
-      const pub = PUBLISHERS.rtsp(ctx.server, streamPath, { codec, pattern: 'smpte', width: 640, height: 360 });
-      ctx.cleanup.push(() => pub.stop());
-      await ctx.server.waitPathReady(streamPath, 15000);
-      const page = await ctx.viewer.newPage();
-      ctx.cleanup.push(() => page.close({ runBeforeUnload: true }).catch(() => {}));
+      await publishBars(ctx, 'rtsp', streamPath, { codec });
+      const page = await newPage(ctx, ctx.viewer);
       await page.goto(ctx.server.readerPage(streamPath));
       const message = await waitFor('the reader page to report an error',
         () => page.locator('#message').innerText().catch(() => ''), 15000);
@@ -244,8 +253,7 @@ function hasElement(name) {
 // presses "publish"; returns the page, the path info once MediaMTX has the stream, and the
 // camera's capture settings.
 async function publishFromPage(ctx, streamPath, videoCodec, audioCodec = 'opus') {
-  const page = await ctx.publisher.newPage();
-  ctx.cleanup.push(() => page.close({ runBeforeUnload: true }).catch(() => {}));
+  const page = await newPage(ctx, ctx.publisher);
   const query = new URLSearchParams({
     'video-width': '640', 'video-height': '480', 'video-framerate': '30', 'video-bitrate': '1500',
     'audio-codec': AUDIO_CODECS[audioCodec].sdp,
@@ -324,8 +332,7 @@ function publisherAv1Test(name) {
       const streamPath = name.replace(/[^a-z0-9]+/gi, '-');
       const { tracks, capture } = await publishFromPage(ctx, streamPath, null);
       assert(tracks.includes('AV1') && tracks.includes('Opus'), `MediaMTX received ${JSON.stringify(tracks)}`);
-      const viewer = await ctx.viewer.newPage();
-      ctx.cleanup.push(() => viewer.close({ runBeforeUnload: true }).catch(() => {}));
+      const viewer = await newPage(ctx, ctx.viewer);
       await viewer.goto(ctx.server.readerPage(streamPath));
       const shown = await waitFor('the reader page to play the AV1 stream', async () => {
         const s = await sampleVideo(viewer, []);
