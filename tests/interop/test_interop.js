@@ -16,6 +16,7 @@
 const { spawn, spawnSync } = require('node:child_process');
 const http = require('node:http');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 
 const USAGE = `Usage: test_interop.js --whep-probe PATH --whip-publisher PATH [--only SUBSTRING]
@@ -109,6 +110,17 @@ async function assertPlaysBars(page, { width, height, selector = 'video' }) {
   return { fps: Math.round(frames / 1.5) };
 }
 
+// SMPTE bars at 640x480 as a .y4m file for the publisher's fake camera (its own pattern is a
+// moving drawing, hard to check pixel by pixel). A few frames: Chromium plays the file in a loop.
+function makeBarsVideo() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interop-camera-'));
+  const file = path.join(dir, 'bars.y4m');
+  const r = spawnSync('gst-launch-1.0', ['-q', 'videotestsrc', 'pattern=smpte', 'num-buffers=10', '!',
+    'video/x-raw,format=I420,width=640,height=480,framerate=30/1', '!', 'y4menc', '!', 'filesink', `location=${file}`]);
+  if (r.status !== 0) throw new Error(`cannot write ${file}: ${r.stderr}`);
+  return file;
+}
+
 // Serves tests/interop/pages/ (the minimal WHEP page) on the client address.
 function startPageServer(host) {
   const root = path.join(__dirname, 'pages');
@@ -123,9 +135,9 @@ function startPageServer(host) {
 }
 
 // Runs whep_probe on a WHEP URL and returns its JSON report.
-function runWhepProbe(url, { minFrames = 60, minAudio = 0, timeoutMs = 20000 } = {}) {
+function runWhepProbe(url, { minFrames = 60, minAudio = 0, timeoutMs = 20000, points = [] } = {}) {
   return new Promise((resolve, reject) => {
-    const args = [url, String(minFrames), String(minAudio), String(timeoutMs)];
+    const args = [url, String(minFrames), String(minAudio), String(timeoutMs), points.map((p) => p.join(',')).join(';')];
     const proc = spawn(opts.probe, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '', err = '';
     proc.on('error', reject);
@@ -303,11 +315,13 @@ function publisherTest(name, { videoCodec, audioCodec = 'opus', expectTracks }) 
       assert(JSON.stringify([...tracks].sort()) === JSON.stringify([...expectTracks].sort()),
         `MediaMTX received tracks ${JSON.stringify(tracks)}, expected ${JSON.stringify(expectTracks)}`);
       const report = await runWhepProbe(ctx.server.whepUrl(streamPath),
-        { minFrames: 60, minAudio: 50, timeoutMs: 25000 });
+        { minFrames: 60, minAudio: 50, timeoutMs: 25000, points: BAR_POINTS });
       assert(report.errors.length === 0, `whepsrc errors: ${report.errors.join('; ')}`);
       assert(report.video_frames >= 60, `whepsrc decoded ${report.video_frames} frames`);
       assert(report.video_caps === 'video/x-raw', `video caps ${report.video_caps}`);
       assertScaledCapture(report.width, report.height, capture);
+      const wrong = checkBars(report.pixels);
+      assert(wrong.length === 0, `whepsrc's pixels do not match the camera's SMPTE bars: ${wrong.join(', ')}`);
       assert(report.audio_buffers >= 50, `whepsrc decoded ${report.audio_buffers} audio buffers`);
       assert(report.audio_caps === 'audio/x-raw' && report.audio_rate === AUDIO_CODECS[audioCodec].rate,
         `audio caps ${report.audio_caps} rate ${report.audio_rate}`);
@@ -316,7 +330,7 @@ function publisherTest(name, { videoCodec, audioCodec = 'opus', expectTracks }) 
       await waitFor('the path to go away when the publish page closes',
         async () => !((await ctx.server.pathInfo(streamPath)) || {}).ready, 5000);
       record('browser -> MediaMTX -> whepsrc', `${tracks.join('+')} (publish page, ${videoCodec}+${audioCodec})`, 'works',
-        `capture ${capture.width}x${capture.height}, whepsrc ${report.width}x${report.height}, ` +
+        `capture ${capture.width}x${capture.height}, whepsrc ${report.width}x${report.height} bars match, ` +
         `${report.video_frames} frames, ${report.audio_buffers} audio buffers, first frame after ${report.first_frame_ms} ms`);
     },
   };
@@ -335,12 +349,14 @@ function publisherAv1Test(name) {
       const viewer = await newPage(ctx, ctx.viewer);
       await viewer.goto(ctx.server.readerPage(streamPath));
       const shown = await waitFor('the reader page to play the AV1 stream', async () => {
-        const s = await sampleVideo(viewer, []);
+        const s = await sampleVideo(viewer, BAR_POINTS);
         return s.width > 0 && s.currentTime > 0.5 ? s : null;
       }, 20000);
       assertScaledCapture(shown.width, shown.height, capture);
+      const wrong = checkBars(shown.pixels);
+      assert(wrong.length === 0, `the reader page's pixels do not match the camera's SMPTE bars: ${wrong.join(', ')}`);
       record('browser -> MediaMTX -> browser', 'AV1+Opus (publish page -> reader page)', 'works',
-        `reader page ${shown.width}x${shown.height}`);
+        `reader page ${shown.width}x${shown.height}, bars match`);
       const report = await runWhepProbe(ctx.server.whepUrl(streamPath),
         { minFrames: 30, minAudio: 20, timeoutMs: 15000 });
       if (hasElement('rtpav1depay')) {
@@ -392,7 +408,8 @@ async function main() {
     pageBase: `http://${pageServer.address().address}:${pageServer.address().port}`,
   };
   const viewer = await launchChromium();
-  const publisher = await launchChromium({ fakeMedia: true, secureOrigin: server.webrtcBase() });
+  const barsFile = makeBarsVideo();
+  const publisher = await launchChromium({ fakeMedia: true, fakeVideoFile: barsFile, secureOrigin: server.webrtcBase() });
   ctxBase.viewer = viewer.context;
   ctxBase.publisher = publisher.context;
   try {
@@ -413,6 +430,7 @@ async function main() {
   } finally {
     await viewer.close();
     await publisher.close();
+    fs.rmSync(path.dirname(barsFile), { recursive: true, force: true });
     pageServer.close();
     if (failed) console.log(`MediaMTX log (tail):\n${server.log.slice(-4000)}`);
     await server.stop();

@@ -48,8 +48,9 @@ async function rtpStats(page) {
 
 // Launches a persistent context on a fresh profile (--user-data-dir). `secureOrigin`: an http
 // origin to treat as secure (the publish page needs getUserMedia); `fakeMedia`: fake camera and
-// microphone, no permission prompt.
-async function launchChromium({ secureOrigin = null, fakeMedia = false } = {}) {
+// microphone, no permission prompt; `fakeVideoFile`: a .y4m file the fake camera plays in a loop
+// instead of its own pattern.
+async function launchChromium({ secureOrigin = null, fakeMedia = false, fakeVideoFile = null } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} not found: run tests/interop/setup.sh (installs Debian's chromium)`);
   }
@@ -60,6 +61,7 @@ async function launchChromium({ secureOrigin = null, fakeMedia = false } = {}) {
     '--autoplay-policy=no-user-gesture-required',
   ];
   if (fakeMedia) args.push('--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream');
+  if (fakeVideoFile) args.push(`--use-file-for-fake-video-capture=${fakeVideoFile}`);
   if (secureOrigin) args.push(`--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`);
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
