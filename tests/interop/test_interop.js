@@ -16,7 +16,6 @@
 const { spawn, spawnSync } = require('node:child_process');
 const http = require('node:http');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 
 const USAGE = `Usage: test_interop.js --whep-probe PATH --whip-publisher PATH [--only SUBSTRING]
@@ -61,7 +60,7 @@ const { MediamtxServer } = require('./lib/mediamtx');
 const { rtspPublisher, whipPublisher } = require('./lib/publishers');
 const { launchChromium, rtpStats } = require('./lib/browser');
 const { sampleVideo } = require('./lib/video_probe');
-const { sleep, waitFor, assert } = require('./lib/util');
+const { sleep, waitFor, assert, track, makeTempDir, removeTempDir, cleanUpOnExit } = require('./lib/util');
 
 // SMPTE bars (videotestsrc pattern=smpte), top two thirds: seven bars, left to right.
 const SMPTE_BARS = [
@@ -113,7 +112,7 @@ async function assertPlaysBars(page, { width, height, selector = 'video' }) {
 // SMPTE bars at 640x480 as a .y4m file for the publisher's fake camera (its own pattern is a
 // moving drawing, hard to check pixel by pixel). A few frames: Chromium plays the file in a loop.
 function makeBarsVideo() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interop-camera-'));
+  const dir = makeTempDir('interop-camera-');
   const file = path.join(dir, 'bars.y4m');
   const r = spawnSync('gst-launch-1.0', ['-q', 'videotestsrc', 'pattern=smpte', 'num-buffers=10', '!',
     'video/x-raw,format=I420,width=640,height=480,framerate=30/1', '!', 'y4menc', '!', 'filesink', `location=${file}`]);
@@ -138,7 +137,7 @@ function startPageServer(host) {
 function runWhepProbe(url, { minFrames = 60, minAudio = 0, timeoutMs = 20000, points = [] } = {}) {
   return new Promise((resolve, reject) => {
     const args = [url, String(minFrames), String(minAudio), String(timeoutMs), points.map((p) => p.join(',')).join(';')];
-    const proc = spawn(opts.probe, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = track(spawn(opts.probe, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     let out = '', err = '';
     proc.on('error', reject);
     proc.stdout.on('data', (c) => { out += c; });
@@ -398,21 +397,28 @@ async function withTimeout(promise, ms, what) {
 }
 
 async function main() {
+  cleanUpOnExit();
   const tests = TESTS.filter((t) => t.name.includes(opts.only));
   let passed = 0, failed = 0;
   const server = new MediamtxServer();
-  await server.start();
-  const pageServer = await startPageServer(process.env.TESTBED_CLIENT_ADDR || '127.0.0.1');
-  const ctxBase = {
-    server,
-    pageBase: `http://${pageServer.address().address}:${pageServer.address().port}`,
-  };
-  const viewer = await launchChromium();
-  const barsFile = makeBarsVideo();
-  const publisher = await launchChromium({ fakeMedia: true, fakeVideoFile: barsFile, secureOrigin: server.webrtcBase() });
-  ctxBase.viewer = viewer.context;
-  ctxBase.publisher = publisher.context;
+  const resources = []; // closed in reverse order at the end
   try {
+    resources.push(() => server.stop());
+    await server.start();
+    const pageServer = await startPageServer(process.env.TESTBED_CLIENT_ADDR || '127.0.0.1');
+    resources.push(() => pageServer.close());
+    const barsFile = makeBarsVideo();
+    resources.push(() => removeTempDir(path.dirname(barsFile)));
+    const viewer = await launchChromium();
+    resources.push(() => viewer.close());
+    const publisher = await launchChromium({ fakeMedia: true, fakeVideoFile: barsFile, secureOrigin: server.webrtcBase() });
+    resources.push(() => publisher.close());
+    const ctxBase = {
+      server,
+      pageBase: `http://${pageServer.address().address}:${pageServer.address().port}`,
+      viewer: viewer.context,
+      publisher: publisher.context,
+    };
     for (const test of tests) {
       const ctx = { ...ctxBase, cleanup: [] };
       const start = Date.now();
@@ -428,12 +434,8 @@ async function main() {
       }
     }
   } finally {
-    await viewer.close();
-    await publisher.close();
-    fs.rmSync(path.dirname(barsFile), { recursive: true, force: true });
-    pageServer.close();
     if (failed) console.log(`MediaMTX log (tail):\n${server.log.slice(-4000)}`);
-    await server.stop();
+    for (const fn of resources.reverse()) await fn();
   }
   console.log('codec matrix (measured):');
   for (const m of matrix) console.log(`  ${m.direction}: ${m.codec}: ${m.result}: ${m.detail}`);

@@ -2,9 +2,9 @@
 'use strict';
 
 const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
 const { chromium } = require('playwright-core');
+
+const { makeTempDir, removeTempDir } = require('./util');
 
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
@@ -54,7 +54,7 @@ async function launchChromium({ secureOrigin = null, fakeMedia = false, fakeVide
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} not found: run tests/interop/setup.sh (installs Debian's chromium)`);
   }
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'interop-chromium-'));
+  const profile = makeTempDir('interop-chromium-');
   const args = [
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
     '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync',
@@ -72,7 +72,7 @@ async function launchChromium({ secureOrigin = null, fakeMedia = false, fakeVide
   await context.addInitScript(recordPeerConnections);
   const close = async () => {
     await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
+    removeTempDir(profile);
   };
   return { context, close };
 }

@@ -7,10 +7,9 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const dgram = require('node:dgram');
-const os = require('node:os');
 const path = require('node:path');
 
-const { sleep } = require('./util');
+const { sleep, track, makeTempDir, removeTempDir } = require('./util');
 
 function canBindTcp(port) {
   return new Promise((resolve) => {
@@ -59,7 +58,7 @@ class MediamtxServer {
     }
     this.bin = bin;
     this.host = host;
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mediamtx-interop-'));
+    this.dir = makeTempDir('mediamtx-interop-');
     this.proc = null;
     this.log = '';
   }
@@ -98,13 +97,13 @@ class MediamtxServer {
 
   async start() {
     await this.writeConfig();
-    this.proc = spawn(this.bin, [this.configPath], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = track(spawn(this.bin, [this.configPath], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] }));
     const append = (chunk) => { this.log += chunk.toString(); };
     this.proc.stdout.on('data', append);
     this.proc.stderr.on('data', append);
     const deadline = Date.now() + 15000;
     while (Date.now() < deadline) {
-      if (this.proc.exitCode !== null) break;
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null) break;
       try {
         const res = await fetch(`http://127.0.0.1:${this.apiPort}/v3/paths/list`);
         if (res.ok) return;
@@ -114,14 +113,16 @@ class MediamtxServer {
     throw new Error(`MediaMTX did not become ready; log:\n${this.log}`);
   }
 
+  // SIGTERM (SIGKILL after 3 s), then removes the config folder.
   async stop() {
-    if (!this.proc || this.proc.exitCode !== null) return;
-    const exited = new Promise((resolve) => this.proc.once('exit', resolve));
-    this.proc.kill('SIGTERM');
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 3000);
-    await exited;
-    clearTimeout(timer);
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
+      const exited = new Promise((resolve) => this.proc.once('exit', resolve));
+      this.proc.kill('SIGTERM');
+      const timer = setTimeout(() => this.proc.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    }
+    removeTempDir(this.dir);
   }
 
   rtspUrl(p) { return `rtsp://${this.host}:${this.rtspPort}/${p}`; }

@@ -6,6 +6,8 @@
 
 const { spawn } = require('node:child_process');
 
+const { track } = require('./util');
+
 // RTP payloads MediaMTX relays to WebRTC, as stock encoder chains for rtspclientsink.
 const VIDEO_ENCODERS = {
   h264: 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=1000 ! video/x-h264,profile=constrained-baseline',
@@ -22,7 +24,7 @@ const AUDIO_ENCODERS = {
 // Runs a publisher as a child process; stop() sends SIGINT (gst-launch-1.0 -e: EOS first;
 // whip_publisher: DELETE its session), then SIGKILL after 3 s.
 function runProcess(program, args, describe) {
-  const proc = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = track(spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let log = '';
   proc.on('error', (err) => { log += `cannot run ${program}: ${err.message}\n`; });
   proc.stdout.on('data', (c) => { log += c; });

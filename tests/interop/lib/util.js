@@ -1,6 +1,10 @@
 // Small helpers shared by the interop tests.
 'use strict';
 
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Polls cond() (sync or async) every intervalMs until it returns a truthy value, which is
@@ -20,4 +24,35 @@ function assert(cond, message) {
   if (!cond) throw new Error(message);
 }
 
-module.exports = { sleep, waitFor, assert };
+// Child processes (MediaMTX, publishers, probes) still running and temporary folders: killed and
+// removed when this process exits, even on a signal (meson's timeout), so none outlives the test.
+const children = new Set();
+const tempDirs = new Set();
+
+// A fresh folder under the system's temporary folder; removeTempDir() or exit removes it.
+function makeTempDir(prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+function removeTempDir(dir) {
+  fs.rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+function track(proc) {
+  children.add(proc);
+  proc.once('exit', () => children.delete(proc));
+  return proc;
+}
+
+function cleanUpOnExit() {
+  process.once('exit', () => {
+    for (const proc of children) proc.kill('SIGKILL');
+    for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(1));
+}
+
+module.exports = { sleep, waitFor, assert, track, makeTempDir, removeTempDir, cleanUpOnExit };
