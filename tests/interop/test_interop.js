@@ -289,7 +289,7 @@ async function publishFromPage(ctx, streamPath, videoCodec, audioCodec = 'opus')
   const sent = await rtpStats(page);
   const sentVideo = (sent.outbound.video || {}).mimeType;
   const sentAudio = (sent.outbound.audio || {}).mimeType;
-  assert(sentVideo === `video/${videoCodec ? CODEC_MIME[videoCodec] : 'AV1'}` &&
+  assert(sentVideo === `video/${CODEC_MIME[videoCodec || 'av1']}` &&
     sentAudio === AUDIO_CODECS[audioCodec].mime,
     `the browser sends ${sentVideo} and ${sentAudio}`);
   return { page, tracks: info.tracks || [], capture };

@@ -9,7 +9,7 @@ const net = require('node:net');
 const dgram = require('node:dgram');
 const path = require('node:path');
 
-const { sleep, track, makeTempDir, removeTempDir } = require('./util');
+const { sleep, track, stopProcess, makeTempDir, removeTempDir } = require('./util');
 
 function canBindTcp(port) {
   return new Promise((resolve) => {
@@ -115,13 +115,7 @@ class MediamtxServer {
 
   // SIGTERM (SIGKILL after 3 s), then removes the config folder.
   async stop() {
-    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
-      const exited = new Promise((resolve) => this.proc.once('exit', resolve));
-      this.proc.kill('SIGTERM');
-      const timer = setTimeout(() => this.proc.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(timer);
-    }
+    if (this.proc) await stopProcess(this.proc, 'SIGTERM');
     removeTempDir(this.dir);
   }
 
@@ -159,4 +153,4 @@ class MediamtxServer {
   }
 }
 
-module.exports = { MediamtxServer, freePort };
+module.exports = { MediamtxServer };

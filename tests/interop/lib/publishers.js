@@ -1,4 +1,4 @@
-// Publishers that feed MediaMTX a known test pattern. Each returns { stop(), log(), describe } and
+// Publishers that feed MediaMTX a known test pattern. Each returns { stop(), log() } and
 // is the one place to swap in the project's own publisher once it is merged:
 // `mediamtxsink location=rtsp://…` for rtspPublisher, `mediamtxsink transport=whip …` for
 // whipPublisher.
@@ -6,15 +6,15 @@
 
 const { spawn } = require('node:child_process');
 
-const { track } = require('./util');
+const { track, stopProcess } = require('./util');
 
-// RTP payloads MediaMTX relays to WebRTC, as stock encoder chains for rtspclientsink.
+// RTP payloads MediaMTX relays to WebRTC, as stock encoder chains for rtspclientsink (no AV1:
+// GStreamer 1.22 has no rtpav1pay).
 const VIDEO_ENCODERS = {
   h264: 'x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=1000 ! video/x-h264,profile=constrained-baseline',
   vp8: 'vp8enc deadline=1 keyframe-max-dist=30 target-bitrate=1000000 ! video/x-vp8,profile=(string)0',
   vp9: 'vp9enc deadline=1 cpu-used=8 keyframe-max-dist=30 target-bitrate=1000000 ! vp9parse',
   h265: 'x265enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=1000 ! video/x-h265,profile=main',
-  av1: 'av1enc usage-profile=realtime cpu-used=10 keyframe-max-dist=30 target-bitrate=1000 ! av1parse',
 };
 
 const AUDIO_ENCODERS = {
@@ -23,29 +23,17 @@ const AUDIO_ENCODERS = {
 
 // Runs a publisher as a child process; stop() sends SIGINT (gst-launch-1.0 -e: EOS first;
 // whip_publisher: DELETE its session), then SIGKILL after 3 s.
-function runProcess(program, args, describe) {
+function runProcess(program, args) {
   const proc = track(spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let log = '';
   proc.on('error', (err) => { log += `cannot run ${program}: ${err.message}\n`; });
   proc.stdout.on('data', (c) => { log += c; });
   proc.stderr.on('data', (c) => { log += c; });
-  return {
-    proc,
-    describe,
-    log: () => log,
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = new Promise((resolve) => proc.once('exit', resolve));
-      proc.kill('SIGINT');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
+  return { log: () => log, stop: () => stopProcess(proc, 'SIGINT') };
 }
 
 function launch(description) {
-  return runProcess('gst-launch-1.0', ['-e', '-q', ...description.split(/\s+/).filter(Boolean)], description);
+  return runProcess('gst-launch-1.0', ['-e', '-q', ...description.split(/\s+/).filter(Boolean)]);
 }
 
 function rawVideo({ pattern = 'smpte', width = 640, height = 360 }) {
@@ -66,7 +54,7 @@ function rtspPublisher(server, streamPath, { codec = 'h264', audio = null, ...vi
 function whipPublisher(server, streamPath, { helper, codec = 'h264', pattern = 'smpte', width = 640, height = 360 } = {}) {
   if (codec !== 'h264') throw new Error(`whip_publisher sends H.264 only, not ${codec}`);
   const args = [server.whipUrl(streamPath), pattern, String(width), String(height)];
-  return runProcess(helper, args, `whip_publisher ${args.join(' ')}`);
+  return runProcess(helper, args);
 }
 
 module.exports = { rtspPublisher, whipPublisher };

@@ -47,6 +47,16 @@ function track(proc) {
   return proc;
 }
 
+// Sends `signal` to a child process and waits for it to exit, with SIGKILL after 3 s.
+async function stopProcess(proc, signal) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  proc.kill(signal);
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(timer);
+}
+
 function cleanUpOnExit() {
   process.once('exit', () => {
     for (const proc of children) proc.kill('SIGKILL');
@@ -55,4 +65,4 @@ function cleanUpOnExit() {
   for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(1));
 }
 
-module.exports = { sleep, waitFor, assert, track, makeTempDir, removeTempDir, cleanUpOnExit };
+module.exports = { sleep, waitFor, assert, track, stopProcess, makeTempDir, removeTempDir, cleanUpOnExit };
