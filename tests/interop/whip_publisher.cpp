@@ -10,6 +10,7 @@
 #include <gst/gst.h>
 #include <gst/webrtc/webrtc.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -24,7 +25,7 @@ namespace {
 
 struct Publisher {
   GMainLoop *main_loop = g_main_loop_new(nullptr, FALSE);
-  int exit_code = 0;
+  std::atomic<int> exit_code{0}; /* set from the bus watch (main thread) or the peer's loop */
 };
 
 gboolean on_signal(gpointer data) {
@@ -137,5 +138,5 @@ int main(int argc, char **argv) {
   gst_element_set_state(pipeline, GST_STATE_NULL);
   gst_object_unref(pipeline);
   g_main_loop_unref(pub.main_loop);
-  return pub.exit_code;
+  return pub.exit_code.load();
 }
