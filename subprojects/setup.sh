@@ -8,8 +8,9 @@ usage() {
   cat <<EOF
 Usage: $0 [--help] [--no-mediamtx]
 
-Installs the Debian packages to build, test and run gst-mediamtx (needs root for apt-get), then
-builds MediaMTX (subprojects/build-mediamtx.sh) unless --no-mediamtx.
+Installs the Debian packages to build, test and run gst-mediamtx (needs root for apt-get) and the
+browser interop tests' npm packages (tests/interop/setup.sh), then builds MediaMTX
+(subprojects/build-mediamtx.sh) unless --no-mediamtx.
 
 Environment (defaults):
   SETUP_EXTRA_PACKAGES  more Debian packages to install   (none)
@@ -38,6 +39,8 @@ packages=(
   # tests: namespaces and fault injection, memory checks, script and YAML checks, Python embedding
   iproute2 iptables nftables curl ca-certificates openssl procps psmisc valgrind shellcheck
   python3-yaml python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-bad-1.0
+  # browser interop tests (tests/interop/): Debian's Chromium, driven by playwright-core from npm
+  chromium
 )
 # shellcheck disable=SC2206
 packages+=(${SETUP_EXTRA_PACKAGES:-})
@@ -60,6 +63,9 @@ if ((${#missing[@]})); then
 else
   echo "setup: Debian packages present" >&2
 fi
+
+# playwright-core for the browser interop tests (npm ci, pinned; never downloads a browser)
+"$here/../tests/interop/setup.sh"
 
 if ((build_mediamtx)); then
   PATH="$PATH:/usr/local/go/bin" "$here/build-mediamtx.sh"
