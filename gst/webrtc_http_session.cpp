@@ -295,8 +295,8 @@ std::string make_trickle_sdpfrag(const std::string &ufrag, const std::string &pw
     std::string c = candidate;
     if (c.rfind("a=", 0) == 0)
       c.erase(0, 2);
-    if (c.rfind("candidate:", 0) != 0)
-      continue;
+    if (c.rfind("candidate:", 0) != 0 || c.find_first_of("\r\n") != std::string::npos)
+      continue; /* one attribute per candidate, never a line break into the fragment */
     frag += "a=" + c + "\r\n";
   }
   if (end_of_candidates)

@@ -24,6 +24,7 @@
 #include <gst/webrtc/webrtc.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -1525,47 +1526,66 @@ static GstStructure *build_stats(GstWhepSrc *self) {
     g_usleep(1000);
   const GstStructure *reply = gst_promise_get_reply(promise);
   if (reply) {
-    guint64 packets_lost_total = 0;
-    double jitter = 0, rtt = -1;
-    std::string local_cand, remote_cand;
-    std::tuple<guint64 *, double *, double *, std::string *, std::string *> accumulator(
-        &packets_lost_total, &jitter, &rtt, &local_cand, &remote_cand);
+    /* Candidates are resolved through the selected pair's ids: webrtcbin 1.22 labels local
+     * candidates "remote-candidate" and the other way round, but the ids are right. */
+    struct Accumulator {
+      guint64 packets_lost = 0;
+      double jitter = 0, rtt = -1;
+      std::string selected_pair, first_pair, pair_local, pair_remote;
+      std::map<std::string, std::string> candidates; /* id -> "address:port (type)" */
+      std::map<std::string, std::pair<std::string, std::string>> pairs;
+    } acc;
     gst_structure_foreach(
         reply,
         [](GQuark, const GValue *value, gpointer data) -> gboolean {
-          auto *acc = static_cast<std::tuple<guint64 *, double *, double *, std::string *, std::string *> *>(data);
+          auto *a = static_cast<Accumulator *>(data);
           if (!GST_VALUE_HOLDS_STRUCTURE(value))
             return TRUE;
           const GstStructure *st = gst_value_get_structure(value);
           GstWebRTCStatsType type;
           if (!gst_structure_get(st, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, nullptr))
             return TRUE;
+          const char *id = gst_structure_get_string(st, "id");
           if (type == GST_WEBRTC_STATS_INBOUND_RTP) {
             gint64 lost = 0;
             double j = 0;
             if (gst_structure_get_int64(st, "packets-lost", &lost) && lost > 0)
-              *std::get<0>(*acc) += static_cast<guint64>(lost);
+              a->packets_lost += static_cast<guint64>(lost);
             if (gst_structure_get_double(st, "jitter", &j))
-              *std::get<1>(*acc) = std::max(*std::get<1>(*acc), j);
-          } else if (type == GST_WEBRTC_STATS_REMOTE_INBOUND_RTP) {
+              a->jitter = std::max(a->jitter, j);
+          } else if (type == GST_WEBRTC_STATS_REMOTE_INBOUND_RTP || type == GST_WEBRTC_STATS_REMOTE_OUTBOUND_RTP) {
             double r;
             if (gst_structure_get_double(st, "round-trip-time", &r))
-              *std::get<2>(*acc) = r;
-          } else if (type == GST_WEBRTC_STATS_LOCAL_CANDIDATE || type == GST_WEBRTC_STATS_REMOTE_CANDIDATE) {
+              a->rtt = r;
+          } else if ((type == GST_WEBRTC_STATS_LOCAL_CANDIDATE || type == GST_WEBRTC_STATS_REMOTE_CANDIDATE) && id) {
             const char *addr = gst_structure_get_string(st, "address");
             guint port = 0;
             gst_structure_get_uint(st, "port", &port);
             const char *ctype = gst_structure_get_string(st, "candidate-type");
-            std::string text = std::string(addr ? addr : "?") + ":" + std::to_string(port) + " (" +
-                               (ctype ? ctype : "?") + ")";
-            (type == GST_WEBRTC_STATS_LOCAL_CANDIDATE ? *std::get<3>(*acc) : *std::get<4>(*acc)) = text;
+            const char *proto = gst_structure_get_string(st, "protocol");
+            a->candidates[id] = std::string(addr ? addr : "?") + ":" + std::to_string(port) + " " +
+                                (proto ? proto : "") + " " + (ctype ? ctype : "?");
+          } else if (type == GST_WEBRTC_STATS_CANDIDATE_PAIR && id) {
+            const char *l = gst_structure_get_string(st, "local-candidate-id");
+            const char *r = gst_structure_get_string(st, "remote-candidate-id");
+            a->pairs[id] = {l ? l : "", r ? r : ""};
+            if (a->first_pair.empty())
+              a->first_pair = id;
+          } else if (type == GST_WEBRTC_STATS_TRANSPORT) {
+            if (const char *sel = gst_structure_get_string(st, "selected-candidate-pair-id"))
+              a->selected_pair = sel;
           }
           return TRUE;
         },
-        &accumulator);
-    gst_structure_set(s, "packets-lost", G_TYPE_UINT64, packets_lost_total, "jitter", G_TYPE_DOUBLE, jitter,
-                      "round-trip-time", G_TYPE_DOUBLE, rtt, "local-candidate", G_TYPE_STRING, local_cand.c_str(),
-                      "remote-candidate", G_TYPE_STRING, remote_cand.c_str(), nullptr);
+        &acc);
+    auto pair = acc.pairs.find(acc.selected_pair.empty() ? acc.first_pair : acc.selected_pair);
+    if (pair != acc.pairs.end()) {
+      acc.pair_local = acc.candidates[pair->second.first];
+      acc.pair_remote = acc.candidates[pair->second.second];
+    }
+    gst_structure_set(s, "packets-lost", G_TYPE_UINT64, acc.packets_lost, "jitter", G_TYPE_DOUBLE, acc.jitter,
+                      "round-trip-time", G_TYPE_DOUBLE, acc.rtt, "local-candidate", G_TYPE_STRING,
+                      acc.pair_local.c_str(), "remote-candidate", G_TYPE_STRING, acc.pair_remote.c_str(), nullptr);
   }
   gst_promise_unref(promise);
   gst_object_unref(webrtc);

@@ -5,6 +5,7 @@
 #include "link_header.h"
 #include "mediamtx_url.h"
 #include "status.h"
+#include "webrtc_http_session.h"
 
 using namespace gstmtx;
 
@@ -216,6 +217,90 @@ GST_START_TEST(test_status_message) {
 }
 GST_END_TEST;
 
+
+static HttpResponse response(unsigned status, const std::string &body = "", const std::string &ctype = "") {
+  HttpResponse r;
+  r.status = status;
+  r.body = body;
+  r.content_type = ctype;
+  r.url = "http://h:8889/cam/whep";
+  return r;
+}
+
+GST_START_TEST(test_session_classify) {
+  SessionConfig c;
+  c.endpoint = "http://user:pw@h:8889/cam/whep";
+  c.stream_path = "cam";
+  const std::string sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n";
+  fail_if(WebrtcHttpSession::classify(response(201, sdp, "application/sdp"), c));
+  fail_if(WebrtcHttpSession::classify(response(201, sdp, ""), c)); /* no content type: lenient */
+  auto e = WebrtcHttpSession::classify(response(201, "<html>", "text/html"), c);
+  fail_unless(e.kind == SessionErrorKind::Retry);
+  e = WebrtcHttpSession::classify(response(201, sdp, "text/html"), c);
+  fail_unless(e.kind == SessionErrorKind::Retry);
+  fail_unless(WebrtcHttpSession::classify(response(401), c).kind == SessionErrorKind::Unauthorized);
+  fail_unless(WebrtcHttpSession::classify(response(403), c).kind == SessionErrorKind::Unauthorized);
+  e = WebrtcHttpSession::classify(response(404), c);
+  fail_unless(e.kind == SessionErrorKind::Retry);
+  fail_unless(e.message.find("no stream is being published on path 'cam'") != std::string::npos, "%s",
+              e.message.c_str());
+  fail_unless(WebrtcHttpSession::classify(response(400), c).kind == SessionErrorKind::Rejected);
+  fail_unless(WebrtcHttpSession::classify(response(415), c).kind == SessionErrorKind::Rejected);
+  fail_unless(WebrtcHttpSession::classify(response(302), c).kind == SessionErrorKind::Config);
+  fail_unless(WebrtcHttpSession::classify(response(500), c).kind == SessionErrorKind::Retry);
+  HttpResponse busy = response(503);
+  busy.headers.emplace_back("retry-after", "7");
+  e = WebrtcHttpSession::classify(busy, c);
+  fail_unless(e.kind == SessionErrorKind::Retry);
+  fail_unless_equals_int(e.retry_after.count(), 7000);
+  HttpResponse loop;
+  loop.failure = HttpFailure::RedirectLoop;
+  loop.error = "more than 5 redirects";
+  fail_unless(WebrtcHttpSession::classify(loop, c).kind == SessionErrorKind::Config);
+  HttpResponse down;
+  down.failure = HttpFailure::Network;
+  down.error = "Connection refused";
+  e = WebrtcHttpSession::classify(down, c);
+  fail_unless(e.kind == SessionErrorKind::Retry);
+  /* no secret in a message: the endpoint is redacted */
+  fail_unless(e.message.find("pw") == std::string::npos, "%s", e.message.c_str());
+  /* the server's body is kept for debug, bounded and made printable */
+  e = WebrtcHttpSession::classify(response(500, std::string(5000, 'x') + "\x01"), c);
+  fail_unless(e.debug.size() < 700);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_session_retry_after) {
+  fail_unless_equals_int(WebrtcHttpSession::parse_retry_after("").count(), 0);
+  fail_unless_equals_int(WebrtcHttpSession::parse_retry_after(" 12 ").count(), 12000);
+  fail_unless_equals_int(WebrtcHttpSession::parse_retry_after("99999999999").count(), 3600000);
+  fail_unless_equals_int(WebrtcHttpSession::parse_retry_after("soon").count(), 0);
+  fail_unless_equals_int(WebrtcHttpSession::parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").count(), 0);
+  g_autoptr(GDateTime) later = g_date_time_new_now_utc();
+  g_autoptr(GDateTime) in_a_minute = g_date_time_add_seconds(later, 60);
+  g_autofree char *http_date = g_date_time_format(in_a_minute, "%a, %d %b %Y %H:%M:%S GMT");
+  long ms = WebrtcHttpSession::parse_retry_after(http_date).count();
+  fail_unless(ms > 55000 && ms <= 60000, "%ld", ms);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_trickle_sdpfrag) {
+  std::string frag = make_trickle_sdpfrag("uf", "pw", "video", 0, "video0",
+                                          {"candidate:1 1 UDP 2015363327 10.0.0.2 5000 typ host",
+                                           "a=candidate:2 1 TCP 1015021823 10.0.0.2 9 typ host tcptype active",
+                                           "garbage\r\ninjected: yes",
+                                           "candidate:3 1 UDP 1 10.0.0.2 1 typ host\r\na=ice-pwd:evil"},
+                                          true);
+  assert_str(frag, "a=ice-ufrag:uf\r\na=ice-pwd:pw\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
+                   "a=candidate:1 1 UDP 2015363327 10.0.0.2 5000 typ host\r\n"
+                   "a=candidate:2 1 TCP 1015021823 10.0.0.2 9 typ host tcptype active\r\n"
+                   "a=end-of-candidates\r\n");
+  /* a numeric mid is kept */
+  frag = make_trickle_sdpfrag("uf", "pw", "audio", 1, "3", {}, false);
+  fail_unless(frag.find("a=mid:3\r\n") != std::string::npos);
+}
+GST_END_TEST;
+
 static Suite *gstmtx_suite(void) {
   Suite *s = suite_create("gstmtx");
   TCase *tc = tcase_create("backoff");
@@ -234,6 +319,11 @@ static Suite *gstmtx_suite(void) {
   tcase_add_test(tc, test_link_header_ice_servers);
   tcase_add_test(tc, test_link_header_hostile);
   tcase_add_test(tc, test_status_message);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("session");
+  tcase_add_test(tc, test_session_classify);
+  tcase_add_test(tc, test_session_retry_after);
+  tcase_add_test(tc, test_trickle_sdpfrag);
   suite_add_tcase(s, tc);
   return s;
 }

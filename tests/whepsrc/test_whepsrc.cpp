@@ -96,6 +96,12 @@ GST_START_TEST(test_h264_decoded) {
   guint64 frames = 0;
   gst_structure_get_uint64(stats, "frames", &frames);
   fail_unless(frames >= 20);
+  /* the selected ICE pair: our veth address and MediaMTX's ICE port */
+  std::string local = gst_structure_get_string(stats, "local-candidate");
+  std::string remote = gst_structure_get_string(stats, "remote-candidate");
+  fail_unless(remote.find(":" + std::to_string(server.ice_udp_port()) + " udp") != std::string::npos, "remote %s",
+              remote.c_str());
+  fail_unless(local.find(" udp ") != std::string::npos, "local %s", local.c_str());
   gst_structure_free(stats);
   fail_unless_equals_int(server.webrtc_session_count(), 1);
 }
