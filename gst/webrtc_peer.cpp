@@ -58,6 +58,21 @@ void WebrtcPeer::start() {
         g_signal_connect_data(webrtc_, prop, G_CALLBACK(on_notify), handoff, free_handoff, GConnectFlags(0)));
   }
 
+  /* No UPnP-IGD: mapping ports on the local router is not ours to do, and its SSDP discovery
+   * multicasts on every interface and can hold up candidate gathering. */
+  GObject *ice = nullptr;
+  g_object_get(webrtc_, "ice-agent", &ice, nullptr);
+  if (ice) {
+    GObject *agent = nullptr;
+    if (g_object_class_find_property(G_OBJECT_GET_CLASS(ice), "agent"))
+      g_object_get(ice, "agent", &agent, nullptr);
+    if (agent) {
+      if (g_object_class_find_property(G_OBJECT_GET_CLASS(agent), "upnp"))
+        g_object_set(agent, "upnp", FALSE, nullptr);
+      g_object_unref(agent);
+    }
+    g_object_unref(ice);
+  }
   if (!config_.stun_server.empty())
     g_object_set(webrtc_, "stun-server", config_.stun_server.c_str(), nullptr);
   if (!config_.turn_server.empty())
