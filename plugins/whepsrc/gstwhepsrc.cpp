@@ -310,7 +310,8 @@ static void gst_whep_src_class_init(GstWhepSrcClass *klass) {
       g_param_spec_boolean("hls-fallback", "HLS fallback",
                            "When WebRTC cannot be established after hls-fallback-attempts tries (UDP blocked, no "
                            "TURN...), play the same path over MediaMTX's HLS through the same pads, keep retrying "
-                           "WebRTC in the background and switch back when it connects",
+                           "WebRTC in the background and switch back when it connects. Needs MediaMTX hlsVariant "
+                           "fmp4 or mpegts: GStreamer 1.22's hlsdemux cannot follow low-latency playlists",
                            FALSE, rw));
   g_object_class_install_property(gobject_class, PROP_HLS_LOCATION,
       g_param_spec_string("hls-location", "HLS location",
