@@ -49,8 +49,12 @@ command -v npm >/dev/null || packages+=(npm)
 command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]] || packages+=(golang-go)
 
 missing=()
+# Installed for this machine's architecture (or arch-independent): an arm64 copy of a -dev package,
+# as a multiarch cross setup may leave, does not count and is replaced.
+native=$(dpkg --print-architecture)
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status} ${Architecture}\n' "$p" 2>/dev/null |
+    grep -Eq "^install ok installed ($native|all)$" || missing+=("$p:$native")
 done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2

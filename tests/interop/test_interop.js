@@ -18,7 +18,7 @@ const http = require('node:http');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const USAGE = `Usage: test_interop.js --whep-probe PATH --whip-publisher PATH [--only SUBSTRING]
+const USAGE = `Usage: test_interop.js --whep-probe PATH [--only SUBSTRING]
 
 Run by 'meson test --suite interop' inside tests/testbed/netns-run.sh (needs the namespace, Debian's
 chromium and tests/interop/node_modules: tests/interop/setup.sh installs both).
@@ -32,17 +32,15 @@ Environment (defaults):
 `;
 
 function parseArgs(argv) {
-  const opts = { probe: null, whipPublisher: null, only: process.env.INTEROP_ONLY || '' };
+  const opts = { probe: null, only: process.env.INTEROP_ONLY || '' };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--help' || argv[i] === '-h') { process.stdout.write(USAGE); process.exit(0); }
     else if (argv[i] === '--whep-probe') opts.probe = argv[++i];
-    else if (argv[i] === '--whip-publisher') opts.whipPublisher = argv[++i];
     else if (argv[i] === '--only') opts.only = argv[++i];
     else { process.stderr.write(`unknown argument ${argv[i]}\n${USAGE}`); process.exit(2); }
   }
-  if (!opts.probe || !opts.whipPublisher) { process.stderr.write(USAGE); process.exit(2); }
+  if (!opts.probe) { process.stderr.write(USAGE); process.exit(2); }
   opts.probe = path.resolve(opts.probe);
-  opts.whipPublisher = path.resolve(opts.whipPublisher);
   return opts;
 }
 
@@ -166,7 +164,7 @@ function record(direction, codec, result, detail) {
 // The publishers a viewer test can use (lib/publishers.js: where mediamtxsink will slot in).
 const PUBLISHERS = {
   rtsp: (server, streamPath, o) => rtspPublisher(server, streamPath, o),
-  whip: (server, streamPath, o) => whipPublisher(server, streamPath, { ...o, helper: opts.whipPublisher }),
+  whip: (server, streamPath, o) => whipPublisher(server, streamPath, o),
 };
 
 // Starts a publisher of SMPTE bars (640x360) on streamPath and waits until MediaMTX has the stream.

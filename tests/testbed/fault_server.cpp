@@ -55,6 +55,15 @@ void handle(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *
   std::string rest = p.substr(fault.size() + 1);
   const std::string method = soup_server_message_get_method(msg);
   self->count(fault, method);
+  {
+    std::string lines;
+    SoupMessageHeadersIter iter;
+    const char *name, *value;
+    soup_message_headers_iter_init(&iter, soup_server_message_get_request_headers(msg));
+    while (soup_message_headers_iter_next(&iter, &name, &value))
+      lines += std::string(name) + ": " + value + "\n";
+    self->record_headers(fault, lines);
+  }
   const std::string error_body = "{\"status\":\"error\",\"error\":\"injected fault " + fault + "\"}";
 
   if (fault.rfind("status-", 0) == 0) {
@@ -156,6 +165,17 @@ void FaultServer::count(const std::string &fault, const std::string &method) {
   std::lock_guard<std::mutex> guard(lock_);
   counts_[fault]++;
   counts_[fault + " " + method]++;
+}
+
+void FaultServer::record_headers(const std::string &fault, const std::string &headers) {
+  std::lock_guard<std::mutex> guard(lock_);
+  headers_[fault] = headers;
+}
+
+std::string FaultServer::last_headers(const std::string &fault) const {
+  std::lock_guard<std::mutex> guard(lock_);
+  auto it = headers_.find(fault);
+  return it == headers_.end() ? std::string() : it->second;
 }
 
 int FaultServer::requests(const std::string &fault) const {

@@ -38,10 +38,13 @@ public:
   std::string url(const std::string &fault, const std::string &path = "cam", const char *kind = "whep") const;
   int requests(const std::string &fault) const;
   int requests(const std::string &fault, const std::string &method) const;
+  /* the request headers of the last request to `fault`, "name: value" lines */
+  std::string last_headers(const std::string &fault) const;
   int port() const { return port_; }
 
   /* internal */
   void count(const std::string &fault, const std::string &method);
+  void record_headers(const std::string &fault, const std::string &headers);
   const std::string &relay_base() const { return relay_base_; }
 
 private:
@@ -54,6 +57,7 @@ private:
   std::thread thread_;
   mutable std::mutex lock_;
   std::map<std::string, int> counts_;
+  std::map<std::string, std::string> headers_;
 };
 
 }  // namespace testbed

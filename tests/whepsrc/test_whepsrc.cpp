@@ -431,6 +431,71 @@ GST_START_TEST(test_hls_fallback_and_back) {
 }
 GST_END_TEST;
 
+/* Non-trickle: the offer carries every candidate once gathering is done. */
+GST_START_TEST(test_no_trickle) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  Publisher pub(rtsp_publisher(server, "cam"));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  Viewer viewer(whep_viewer(server, "cam", "trickle=false audio=false"));
+  fail_unless(viewer.play());
+  fail_unless(viewer.wait_frames(10, 15000), "only %d frames", viewer.frames.count());
+  fail_unless(viewer.bus->errors().empty());
+}
+GST_END_TEST;
+
+static GstElement *inner_webrtcbin(GstElement *pipeline) {
+  GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
+  GstElement *found = nullptr;
+  GstIterator *it = gst_bin_iterate_elements(GST_BIN(src));
+  GValue item = G_VALUE_INIT;
+  while (!found && gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    GstElement *e = GST_ELEMENT(g_value_get_object(&item));
+    GstElementFactory *factory = gst_element_get_factory(e);
+    if (factory && g_str_equal(GST_OBJECT_NAME(factory), "webrtcbin"))
+      found = GST_ELEMENT(gst_object_ref(e));
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  gst_object_unref(src);
+  return found;
+}
+
+/* MediaMTX announces its ICE servers in Link headers (webrtcICEServers2): whepsrc applies them. */
+GST_START_TEST(test_link_header_ice_servers) {
+  fail_unless(in_test_namespace());
+  MediamtxOptions options;
+  const std::string stun_host = server_address();
+  options.extra_config = "webrtcICEServers2:\n  - url: stun:" + stun_host + ":3478\n" +
+                         "  - url: turn:" + stun_host + ":3478\n    username: u1\n    password: p1\n";
+  MediamtxServer server(options);
+  fail_unless(server.start());
+  Publisher pub(rtsp_publisher(server, "cam"));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  Viewer viewer(whep_viewer(server, "cam", "audio=false"));
+  fail_unless(viewer.play());
+  fail_unless(viewer.wait_frames(10, 15000));
+  GstElement *webrtc = inner_webrtcbin(viewer.pipeline);
+  fail_unless(webrtc != nullptr);
+  g_autofree char *stun = nullptr;
+  g_object_get(webrtc, "stun-server", &stun, nullptr);
+  std::string expected = "stun://" + stun_host + ":3478";
+  fail_unless(stun && expected == stun, "stun-server %s", stun ? stun : "(none)");
+  gst_object_unref(webrtc);
+  /* use-link-headers=false leaves them alone */
+  Viewer plain(whep_viewer(server, "cam", "audio=false use-link-headers=false"));
+  fail_unless(plain.play());
+  fail_unless(plain.wait_frames(10, 15000));
+  webrtc = inner_webrtcbin(plain.pipeline);
+  g_autofree char *none = nullptr;
+  g_object_get(webrtc, "stun-server", &none, nullptr);
+  fail_unless(none == nullptr, "stun-server %s", none);
+  gst_object_unref(webrtc);
+}
+GST_END_TEST;
+
 static Suite *whepsrc_suite(void) {
   Suite *s = suite_create("whepsrc");
   TCase *tc = tcase_create("mediamtx");
@@ -447,6 +512,8 @@ static Suite *whepsrc_suite(void) {
   tcase_add_test(tc, test_vp9);
   tcase_add_test(tc, test_opus_audio);
   tcase_add_test(tc, test_hls_fallback_and_back);
+  tcase_add_test(tc, test_no_trickle);
+  tcase_add_test(tc, test_link_header_ice_servers);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -177,6 +177,22 @@ GST_START_TEST(test_redirect_and_missing_location_still_play) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_extra_headers_and_auth_sent) {
+  fail_unless(in_test_namespace());
+  FaultServer faults;
+  Outcome o = run_viewer(faults.url("status-400"),
+                         "auth-token=tok-123 extra-headers=\"headers,X-Site=(string)north,X-Tag=(string)a1\"", 5000);
+  fail_unless(o.error);
+  std::string headers = faults.last_headers("status-400");
+  fail_unless(headers.find("X-Site: north") != std::string::npos, "%s", headers.c_str());
+  fail_unless(headers.find("X-Tag: a1") != std::string::npos, "%s", headers.c_str());
+  fail_unless(headers.find("Authorization: Bearer tok-123") != std::string::npos, "%s", headers.c_str());
+  fail_unless(headers.find("Content-Type: application/sdp") != std::string::npos, "%s", headers.c_str());
+  /* the token never reaches an error message */
+  fail_unless(o.message.find("tok-123") == std::string::npos, "%s", o.message.c_str());
+}
+GST_END_TEST;
+
 static Suite *whepsrc_faults_suite(void) {
   Suite *s = suite_create("whepsrc-faults");
   TCase *tc = tcase_create("faults");
@@ -190,6 +206,7 @@ static Suite *whepsrc_faults_suite(void) {
   tcase_add_test(tc, test_redirect_loop_is_fatal);
   tcase_add_test(tc, test_server_never_answers);
   tcase_add_test(tc, test_redirect_and_missing_location_still_play);
+  tcase_add_test(tc, test_extra_headers_and_auth_sent);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -1,7 +1,6 @@
-// Publishers that feed MediaMTX a known test pattern. Each returns { stop(), log() } and
-// is the one place to swap in the project's own publisher once it is merged:
-// `mediamtxsink location=rtsp://…` for rtspPublisher, `mediamtxsink transport=whip …` for
-// whipPublisher.
+// Publishers that feed MediaMTX a known test pattern. Each returns { stop(), log() }. H.264 (the
+// camera case) and H.265 go through the project's own mediamtxsink, over RTSP or WHIP; VP8/VP9 are
+// not mediamtxsink inputs and use stock encoder chains into rtspclientsink.
 'use strict';
 
 const { spawn } = require('node:child_process');
@@ -21,8 +20,8 @@ const AUDIO_ENCODERS = {
   opus: 'audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! opusenc',
 };
 
-// Runs a publisher as a child process; stop() sends SIGINT (gst-launch-1.0 -e: EOS first;
-// whip_publisher: DELETE its session), then SIGKILL after 3 s.
+// Runs a publisher as a child process; stop() sends SIGINT (gst-launch-1.0 -e: EOS first, so
+// mediamtxsink ends its RTSP or WHIP session), then SIGKILL after 3 s.
 function runProcess(program, args) {
   const proc = track(spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let log = '';
@@ -41,20 +40,31 @@ function rawVideo({ pattern = 'smpte', width = 640, height = 360 }) {
     `video/x-raw,width=${width},height=${height},framerate=30/1,format=I420`;
 }
 
-// Stock RTSP publisher (later: mediamtxsink location=rtsp://…).
+// Raw audio for mediamtxsink's audio pad (it encodes to Opus).
+const RAW_AUDIO = 'audiotestsrc is-live=true wave=sine freq=440';
+
+// RTSP publisher: mediamtxsink (raw video encoded by it; H.265 passed through), or stock chains
+// for VP8/VP9.
 function rtspPublisher(server, streamPath, { codec = 'h264', audio = null, ...video } = {}) {
-  let d = `${rawVideo(video)} ! ${VIDEO_ENCODERS[codec]} ! ` +
-    `rtspclientsink name=s protocols=tcp location=${server.rtspUrl(streamPath)}`;
-  if (audio) d += ` ${AUDIO_ENCODERS[audio]} ! s.`;
+  let d;
+  if (codec === 'h264' || codec === 'h265') {
+    const encode = codec === 'h265' ? `${VIDEO_ENCODERS.h265} ! ` : '';
+    d = `${rawVideo(video)} ! ${encode}mediamtxsink name=s location=${server.rtspUrl(streamPath)}`;
+    if (audio) d += ` ${RAW_AUDIO} ! s.audio`;
+  } else {
+    d = `${rawVideo(video)} ! ${VIDEO_ENCODERS[codec]} ! ` +
+      `rtspclientsink name=s protocols=tcp location=${server.rtspUrl(streamPath)}`;
+    if (audio) d += ` ${AUDIO_ENCODERS[audio]} ! s.`;
+  }
   return launch(d);
 }
 
-// WHIP publisher of H.264 (tests/interop/whip_publisher.cpp on gst/'s WebrtcPeer; later:
-// mediamtxsink transport=whip …).
-function whipPublisher(server, streamPath, { helper, codec = 'h264', pattern = 'smpte', width = 640, height = 360 } = {}) {
-  if (codec !== 'h264') throw new Error(`whip_publisher sends H.264 only, not ${codec}`);
-  const args = [server.whipUrl(streamPath), pattern, String(width), String(height)];
-  return runProcess(helper, args);
+// WHIP publisher: mediamtxsink transport=whip (H.264 video, Opus audio).
+function whipPublisher(server, streamPath, { codec = 'h264', audio = null, ...video } = {}) {
+  if (codec !== 'h264') throw new Error(`mediamtxsink sends H.264 over WHIP, not ${codec}`);
+  let d = `${rawVideo(video)} ! mediamtxsink name=s transport=whip location=${server.whipUrl(streamPath)}`;
+  if (audio) d += ` ${RAW_AUDIO} ! s.audio`;
+  return launch(d);
 }
 
 module.exports = { rtspPublisher, whipPublisher };
