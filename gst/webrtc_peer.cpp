@@ -245,7 +245,8 @@ void WebrtcPeer::on_answer(OfferAnswer answer, SessionError error) {
     fail(e);
     return;
   }
-  apply_ice_servers(answer.ice_servers); /* TURN servers still help later candidates */
+  if (config_.use_link_headers)
+    apply_ice_servers(answer.ice_servers); /* TURN servers still help later candidates */
   GstWebRTCSessionDescription *desc = gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER, sdp);
   auto *handoff = new Handoff{this, alive_, &loop_};
   GstPromise *promise = gst_promise_new_with_change_func(
