@@ -529,6 +529,41 @@ GST_START_TEST(test_missing_encoder_is_an_error) {
 }
 GST_END_TEST;
 
+/* Another publisher holds the path (MediaMTX with overridePublisher: false): keep retrying with
+ * the camera flowing and no error, publish once the path is free. */
+GST_START_TEST(test_path_taken_by_another_publisher) {
+  fail_unless(in_test_namespace());
+  MediamtxOptions options;
+  options.paths = "  all_others:\n    overridePublisher: false\n";
+  MediamtxServer server(options);
+  fail_unless(server.start());
+  GstElement *other = parse_pipeline(std::string(kRawVideo) + " ! x264enc tune=zerolatency speed-preset=ultrafast ! "
+                                     "rtspclientsink protocols=tcp location=" + server.rtsp_url("cam"));
+  fail_unless(set_state_and_wait(other, GST_STATE_PLAYING));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! identity name=camera ! mediamtxsink name=pub "
+                                   "retry-delay=300 max-retry-delay=600 location=" + server.rtsp_url("cam"));
+  BusWatcher bus(pub);
+  BufferCounter camera;
+  camera.attach(pub, "camera", "src");
+  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  fail_unless(wait_until([&] { return bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting") >= 2; },
+                         15000), "no retries while the path is taken");
+  int before = camera.count();
+  fail_unless(wait_until([&] { return camera.count() >= before + 30; }, 5000), "camera blocked");
+  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  /* the other publisher leaves: ours takes the path */
+  gst_element_set_state(other, GST_STATE_NULL);
+  gst_object_unref(other);
+  fail_unless(wait_until([&] { return stats_string(pub, "state") == "connected"; }, 15000), "state %s",
+              stats_string(pub, "state").c_str());
+  fail_unless(server.wait_path_ready("cam", 10000));
+  fail_unless(reader_gets_frames(server, "cam", 320, 240));
+  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  stop_pipeline(pub);
+}
+GST_END_TEST;
+
 /* WHIP: the same WebRTC-HTTP session code as whepsrc, publishing side. */
 GST_START_TEST(test_publish_whip) {
   fail_unless(in_test_namespace());
@@ -677,6 +712,7 @@ static Suite *mediamtxsink_suite(void) {
   tcase_add_test(tc, test_server_and_path);
   tcase_add_test(tc, test_missing_encoder_is_an_error);
   tcase_add_test(tc, test_publish_whip);
+  tcase_add_test(tc, test_path_taken_by_another_publisher);
   tcase_add_test(tc, test_whip_server_restart_keeps_publishing);
   tcase_add_test(tc, test_whip_rejects_h265);
   tcase_add_test(tc, test_wrong_credentials_are_an_error);
