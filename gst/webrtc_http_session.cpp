@@ -202,7 +202,8 @@ void WebrtcHttpSession::post_offer(const std::string &offer_sdp, std::function<v
       etag_ = answer.etag;
     }
     done(std::move(answer), std::move(err));
-    pump_patches();
+    if (!alive.expired()) /* done() may have destroyed the session (a failed POST tears it down) */
+      pump_patches();
   });
 }
 
@@ -242,7 +243,8 @@ void WebrtcHttpSession::pump_patches() {
     }
     if (done)
       done(err);
-    pump_patches();
+    if (!alive.expired()) /* done() may have destroyed the session */
+      pump_patches();
   });
 }
 

@@ -1,0 +1,59 @@
+/* whepsrc fault cases that need no media, with outcomes but no timing asserted, so they hold under
+ * Valgrind and sanitizers (tests/faults/valgrind.sh, tests/faults/asan.sh): fatal 400, 500 retried
+ * then given up, redirect loop, oversized and garbage answers, connection reset. Also a plain test. */
+#include <gst/check/gstcheck.h>
+
+#include <string>
+
+#include "fault_server.h"
+#include "mediamtx_server.h"
+#include "pipeline_helpers.h"
+
+using namespace testbed;
+
+static std::string first_error(const std::string &url, const std::string &props) {
+  GstElement *pipeline = parse_pipeline("whepsrc name=src location=" + url +
+                                        " retry-delay=50 max-retry-delay=100 timeout=3000 " + props +
+                                        " ! fakesink name=sink sync=false async=false");
+  std::string error;
+  {
+    BusWatcher bus(pipeline);
+    fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING, 30000));
+    wait_until([&] { return !bus.errors().empty(); }, 60000);
+    if (!bus.errors().empty())
+      error = bus.errors().front();
+    gst_element_set_state(pipeline, GST_STATE_NULL);
+  }
+  gst_object_unref(pipeline);
+  return error;
+}
+
+#define assert_error(url, props, needle)                                                                              \
+  do {                                                                                                                \
+    const std::string e = first_error(url, props);                                                                    \
+    fail_unless(e.find(needle) != std::string::npos, "expected '%s', got '%s'", needle, e.c_str());                   \
+  } while (0)
+
+GST_START_TEST(test_memcheck_fault_cases) {
+  fail_unless(in_test_namespace());
+  FaultServer faults;
+  assert_error(faults.url("status-400"), "", "HTTP 400");
+  assert_error(faults.url("status-500"), "max-retries=2", "Gave up after 2 attempts");
+  assert_error(faults.url("loop"), "", "redirects in a loop");
+  assert_error(faults.url("huge"), "max-retries=1", "oversized answer");
+  assert_error(faults.url("garbage"), "max-retries=1", "without a valid SDP answer");
+  assert_error(faults.url("reset"), "max-retries=1", "cannot reach");
+  assert_error(faults.url("status-401"), "user-id=u user-pw=p", "refused our credentials");
+}
+GST_END_TEST;
+
+static Suite *memcheck_cases_suite(void) {
+  Suite *s = suite_create("memcheck-cases");
+  TCase *tc = tcase_create("cases");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_memcheck_fault_cases);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+GST_CHECK_MAIN(memcheck_cases);
