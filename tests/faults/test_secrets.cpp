@@ -68,7 +68,9 @@ struct LogScan {
   std::vector<std::string> hits;
   guint64 lines = 0;
 };
-static LogScan *g_scan = nullptr;
+/* Never freed: a streaming thread may still be inside scan_log_line() after the function is
+ * removed (GStreamer does not wait for calls in flight), so the state must outlive the scan. */
+static LogScan *g_scan = new LogScan();
 
 static void scan_log_line(GstDebugCategory *category, GstDebugLevel level, const gchar *file, const gchar *function,
                           gint line, GObject *object, GstDebugMessage *message, gpointer) {
@@ -84,8 +86,12 @@ static void scan_log_line(GstDebugCategory *category, GstDebugLevel level, const
 }
 
 static void start_log_scan(const Secrets &secrets) {
-  g_scan = new LogScan();
-  g_scan->needles = secrets.needles();
+  {
+    std::lock_guard<std::mutex> guard(g_scan->lock);
+    g_scan->needles = secrets.needles();
+    g_scan->hits.clear();
+    g_scan->lines = 0;
+  }
   gst_debug_set_active(TRUE);
   gst_debug_remove_log_function(gst_debug_log_default);
   gst_debug_add_log_function(scan_log_line, nullptr, nullptr);
@@ -103,8 +109,6 @@ static void stop_log_scan() {
     fail_unless(g_scan->lines > 1000, "only %" G_GUINT64_FORMAT " debug lines: was logging on?", g_scan->lines);
     g_print("debug log: %" G_GUINT64_FORMAT " lines, no secret\n", g_scan->lines);
   }
-  delete g_scan;
-  g_scan = nullptr;
 }
 
 /* Every bus message, as text. */
