@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -37,6 +38,15 @@ std::string trim_slashes(std::string path) {
 
 bool ends_with(const std::string &s, const std::string &suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+/* GUri percent-decodes the host: "a%40b" comes back as "a@b", which written into a new URL would
+ * turn into userinfo and send requests to "b". Only hosts that read back the same are accepted. */
+bool host_is_valid(const std::string &host) {
+  const bool ipv6 = host.find(':') != std::string::npos; /* may carry a zone: fe80::1%eth0 */
+  return !host.empty() && std::none_of(host.begin(), host.end(), [ipv6](unsigned char c) {
+    return c <= 0x20 || c == 0x7f || std::strchr("@/?#\\[]", c) != nullptr || (c == '%' && !ipv6);
+  });
 }
 
 /* Host as it goes back into a URL: IPv6 literals get their brackets back. */
@@ -93,6 +103,11 @@ std::optional<Endpoint> parse_webrtc_http_location(const std::string &location, 
       *error = "URL has no host";
     return std::nullopt;
   }
+  if (!host_is_valid(g_uri_get_host(uri.get()))) {
+    if (error)
+      *error = "URL has an invalid host";
+    return std::nullopt;
+  }
   bool secure;
   int default_port;
   if (scheme == "http" || scheme == "https") {
@@ -144,6 +159,11 @@ std::optional<Endpoint> parse_rtsp_location(const std::string &location, std::st
   if (!g_uri_get_host(uri.get()) || !*g_uri_get_host(uri.get())) {
     if (error)
       *error = "URL has no host";
+    return std::nullopt;
+  }
+  if (!host_is_valid(g_uri_get_host(uri.get()))) {
+    if (error)
+      *error = "URL has an invalid host";
     return std::nullopt;
   }
   Endpoint ep = endpoint_from(uri.get(), scheme, scheme == "rtsps" ? 8322 : kDefaultRtspPort, "");
@@ -248,8 +268,11 @@ std::string redact_url(const std::string &url) {
     }
   }
   const bool has_userinfo = g_uri_get_user(uri.get()) != nullptr;
+  /* the host comes back percent-decoded: encode it again so "a%40b" cannot print as userinfo */
+  const char *raw_host = g_uri_get_host(uri.get());
+  g_autofree char *host = raw_host ? g_uri_escape_string(raw_host, "!$&'()*+,;=:", FALSE) : nullptr;
   g_autofree char *out = g_uri_join(G_URI_FLAGS_ENCODED, g_uri_get_scheme(uri.get()), has_userinfo ? "***" : nullptr,
-                                    g_uri_get_host(uri.get()), g_uri_get_port(uri.get()), g_uri_get_path(uri.get()),
+                                    host, g_uri_get_port(uri.get()), g_uri_get_path(uri.get()),
                                     query ? new_query.c_str() : nullptr, g_uri_get_fragment(uri.get()));
   return out ? out : "<unprintable URL>";
 }

@@ -202,7 +202,8 @@ void WebrtcHttpSession::post_offer(const std::string &offer_sdp, std::function<v
       etag_ = answer.etag;
     }
     done(std::move(answer), std::move(err));
-    pump_patches();
+    if (!alive.expired()) /* done() may have destroyed the session (a failed POST tears it down) */
+      pump_patches();
   });
 }
 
@@ -242,7 +243,8 @@ void WebrtcHttpSession::pump_patches() {
     }
     if (done)
       done(err);
-    pump_patches();
+    if (!alive.expired()) /* done() may have destroyed the session */
+      pump_patches();
   });
 }
 
@@ -280,9 +282,16 @@ void WebrtcHttpSession::delete_resource_sync() {
   http_.send_sync(std::move(req));
 }
 
-std::string make_trickle_sdpfrag(const std::string &ufrag, const std::string &pwd, const std::string &media,
+namespace {
+/* SDP is line based: a CR or LF inside a value would start a line of its own choosing. */
+bool has_line_break(const std::string &s) { return s.find_first_of("\r\n") != std::string::npos; }
+std::string first_line(const std::string &s) { return s.substr(0, s.find_first_of("\r\n")); }
+}  // namespace
+
+std::string make_trickle_sdpfrag(const std::string &ufrag_in, const std::string &pwd_in, const std::string &media_in,
                                  unsigned mline_index, const std::string &mid,
                                  const std::vector<std::string> &candidates, bool end_of_candidates) {
+  const std::string ufrag = first_line(ufrag_in), pwd = first_line(pwd_in), media = first_line(media_in);
   const bool numeric_mid = !mid.empty() && std::all_of(mid.begin(), mid.end(), [](unsigned char ch) {
     return std::isdigit(ch);
   });
@@ -295,8 +304,8 @@ std::string make_trickle_sdpfrag(const std::string &ufrag, const std::string &pw
     std::string c = candidate;
     if (c.rfind("a=", 0) == 0)
       c.erase(0, 2);
-    if (c.rfind("candidate:", 0) != 0 || c.find_first_of("\r\n") != std::string::npos)
-      continue; /* one attribute per candidate, never a line break into the fragment */
+    if (c.rfind("candidate:", 0) != 0 || has_line_break(c))
+      continue; /* not a candidate, or one that would inject lines */
     frag += "a=" + c + "\r\n";
   }
   if (end_of_candidates)

@@ -1312,8 +1312,9 @@ static void start_session(GstWhepSrc *self) {
             !gst_sdp_media_get_attribute_val(m, "recvonly"))
           ++streams;
       }
-      gst_sdp_message_free(sdp);
     }
+    if (sdp) /* allocated even when parsing fails (e.g. an empty text) */
+      gst_sdp_message_free(sdp);
     std::lock_guard<std::mutex> guard(self->priv->lock);
     self->priv->expected_streams = streams;
     GST_DEBUG_OBJECT(self, "answer applied: %d streams, resource %s", streams,
