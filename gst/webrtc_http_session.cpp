@@ -268,20 +268,6 @@ void WebrtcHttpSession::delete_resource(std::function<void()> done) {
   });
 }
 
-void WebrtcHttpSession::delete_resource_sync() {
-  patches_.clear();
-  if (resource_url_.empty())
-    return;
-  HttpRequest req;
-  req.method = "DELETE";
-  req.url = resource_url_;
-  req.headers = auth_headers();
-  req.timeout = config_.delete_timeout;
-  req.max_body = 16 * 1024;
-  resource_url_.clear();
-  http_.send_sync(std::move(req));
-}
-
 namespace {
 /* SDP is line based: a CR or LF inside a value would start a line of its own choosing. */
 bool has_line_break(const std::string &s) { return s.find_first_of("\r\n") != std::string::npos; }

@@ -75,8 +75,6 @@ public:
   void patch_sdpfrag(const std::string &sdpfrag, std::function<void(SessionError)> done = {});
   /* DELETE the resource if there is one; done() runs when it is answered or the bound expires. */
   void delete_resource(std::function<void()> done = {});
-  /* Blocking DELETE for teardown paths that cannot wait on the loop (never on the loop thread). */
-  void delete_resource_sync();
 
   const std::string &resource_url() const { return resource_url_; }
   const SessionConfig &config() const { return config_; }

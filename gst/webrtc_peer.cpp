@@ -2,6 +2,9 @@
 
 #include <gst/sdp/sdp.h>
 
+#include <condition_variable>
+#include <mutex>
+
 GST_DEBUG_CATEGORY_STATIC(mtx_peer_debug);
 #define GST_CAT_DEFAULT mtx_peer_debug
 
@@ -376,8 +379,25 @@ void WebrtcPeer::release(std::function<void()> done) {
 }
 
 void WebrtcPeer::release_sync() {
-  finished_ = true;
-  session_.delete_resource_sync();
+  /* The session is only ever touched on the loop thread (PATCH completions run there too): send
+   * the DELETE from there and wait here, bounded by the DELETE's own deadline. */
+  struct Done {
+    std::mutex lock;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto done = std::make_shared<Done>();
+  loop_.run_sync([this, done] {
+    finished_ = true;
+    session_.delete_resource([done] {
+      std::lock_guard<std::mutex> guard(done->lock);
+      done->done = true;
+      done->cv.notify_all();
+    });
+  });
+  std::unique_lock<std::mutex> guard(done->lock);
+  done->cv.wait_for(guard, session_.config().delete_timeout + std::chrono::milliseconds(500),
+                    [&] { return done->done; });
 }
 
 void WebrtcPeer::on_ice_candidate_signal(GstElement *, guint mline, gchar *candidate, gpointer data) {

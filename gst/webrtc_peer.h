@@ -56,7 +56,7 @@ public:
   void start();
   /* Forgets the webrtcbin and DELETEs the server resource (async, bounded). */
   void release(std::function<void()> done = {});
-  /* Same, blocking (not on the loop thread): for state changes. */
+  /* Same, waiting for the DELETE (bounded); from any thread but the loop's: for state changes. */
   void release_sync();
 
   const PeerTimings &timings() const { return timings_; }
