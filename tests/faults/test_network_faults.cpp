@@ -216,7 +216,6 @@ GST_END_TEST;
 static Suite *network_faults_suite(void) {
   Suite *s = suite_create("network-faults");
   TCase *tc = tcase_create("faults");
-  tcase_add_checked_fixture(tc, nullptr, testbed::join_gstreamer_threads);
   tcase_set_timeout(tc, 240);
   tcase_add_test(tc, test_packet_loss_5_percent);
   tcase_add_test(tc, test_viewer_partition_10s);

@@ -163,7 +163,6 @@ GST_END_TEST;
 static Suite *testbed_suite(void) {
   Suite *s = suite_create("testbed");
   TCase *tc = tcase_create("mediamtx");
-  tcase_add_checked_fixture(tc, nullptr, testbed::join_gstreamer_threads);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_mediamtx_restart_keeps_ports);
   tcase_add_test(tc, test_rtsp_publish_and_read);

@@ -694,7 +694,6 @@ GST_END_TEST;
 static Suite *mediamtxsink_suite(void) {
   Suite *s = suite_create("mediamtxsink");
   TCase *tc = tcase_create("element");
-  tcase_add_checked_fixture(tc, nullptr, testbed::join_gstreamer_threads);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_publish_raw_video);
   tcase_add_test(tc, test_no_clock_wait_before_the_network);

@@ -166,8 +166,6 @@ bool set_state_and_wait(GstElement *element, GstState state, int timeout_ms) {
   return ret == GST_STATE_CHANGE_SUCCESS || ret == GST_STATE_CHANGE_NO_PREROLL;
 }
 
-void join_gstreamer_threads(void) { gst_task_cleanup_all(); }
-
 GstElement *parse_pipeline(const std::string &description) {
   GError *err = nullptr;
   GstElement *pipeline = gst_parse_launch(description.c_str(), &err);

@@ -64,10 +64,6 @@ bool wait_until(const std::function<bool()> &cond, int timeout_ms);
 /* Sets the state and waits for it (live pipelines return NO_PREROLL). */
 bool set_state_and_wait(GstElement *element, GstState state, int timeout_ms = 10000);
 
-/* Checked-fixture teardown for network tests: joins GStreamer's task-pool threads before the
- * forked test process exits, so OpenSSL's atexit cleanup never races a thread that used DTLS. */
-void join_gstreamer_threads(void);
-
 /* gst_parse_launch or fail the test with the parse error. */
 GstElement *parse_pipeline(const std::string &description);
 

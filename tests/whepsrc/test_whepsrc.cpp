@@ -499,7 +499,6 @@ GST_END_TEST;
 static Suite *whepsrc_suite(void) {
   Suite *s = suite_create("whepsrc");
   TCase *tc = tcase_create("mediamtx");
-  tcase_add_checked_fixture(tc, nullptr, testbed::join_gstreamer_threads);
   tcase_set_timeout(tc, 90);
   tcase_add_test(tc, test_h264_decoded);
   tcase_add_test(tc, test_stop_deletes_session);

@@ -196,7 +196,6 @@ GST_END_TEST;
 static Suite *whepsrc_faults_suite(void) {
   Suite *s = suite_create("whepsrc-faults");
   TCase *tc = tcase_create("faults");
-  tcase_add_checked_fixture(tc, nullptr, testbed::join_gstreamer_threads);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_400_is_fatal);
   tcase_add_test(tc, test_415_is_fatal);
