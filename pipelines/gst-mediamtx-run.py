@@ -197,8 +197,10 @@ class Runner:
         return Gst.PadProbeReturn.OK
 
     def done(self):
+        # The probe runs before the sink writes: give it a moment to finish (and a sink that waited
+        # for the pipeline to preroll, to be told to play) before stopping.
         self.say(f"done: {self.args.done_at} got its data")
-        self.loop.quit()
+        GLib.timeout_add(1000, self.loop.quit)
         return False
 
     def stop(self, why):
