@@ -34,6 +34,7 @@ Environment (defaults):
   DEMO_NETNS     1: run in a private network namespace (needs root)  (1 as root, else 0)
   BUILD_DIR      build directory                                            (build)
   SKIP_SETUP     1: skip subprojects/setup.sh (Debian packages)             (0)
+  SKIP_BUILD     1: use BUILD_DIR as it is (no meson/ninja)                 (0)
   MEDIAMTX_BIN   MediaMTX binary (default: the one setup builds and caches) (cached)
 USAGE
 }
@@ -58,12 +59,13 @@ else
   DEMO_NETNS="${DEMO_NETNS:-0}"
 fi
 SKIP_SETUP="${SKIP_SETUP:-0}"
+SKIP_BUILD="${SKIP_BUILD:-0}"
 MEDIAMTX_BIN="${MEDIAMTX_BIN:-}"
 
 if [[ "${_DEMO_IN_NETNS:-}" != "1" ]]; then
   echo "demo: MEDIAMTX_URL=${MEDIAMTX_URL:-<local>} STREAM_PATH=$STREAM_PATH DURATION=$DURATION SNAPSHOT=$SNAPSHOT" \
     "SINK=$SINK VIDEO=${VIDEO_WIDTH}x${VIDEO_HEIGHT}@$VIDEO_FRAMERATE ${VIDEO_BITRATE_KBPS}kbit/s" \
-    "LATENCY_MS=$LATENCY_MS DEMO_NETNS=$DEMO_NETNS BUILD_DIR=$BUILD_DIR SKIP_SETUP=$SKIP_SETUP"
+    "LATENCY_MS=$LATENCY_MS DEMO_NETNS=$DEMO_NETNS BUILD_DIR=$BUILD_DIR SKIP_SETUP=$SKIP_SETUP SKIP_BUILD=$SKIP_BUILD"
 
   # 1. Set up and build (network access for Debian packages and the MediaMTX build happens here,
   #    before entering the namespace).
@@ -74,12 +76,14 @@ if [[ "${_DEMO_IN_NETNS:-}" != "1" ]]; then
     mediamtx_built=$("$root/subprojects/build-mediamtx.sh" | tail -n 1)
   fi
   MEDIAMTX_BIN="${MEDIAMTX_BIN:-${mediamtx_built:-}}"
-  if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
-    echo "demo: configuring $BUILD_DIR"
-    meson setup "$BUILD_DIR" "$root" >/dev/null
+  if [[ "$SKIP_BUILD" != "1" ]]; then
+    if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
+      echo "demo: configuring $BUILD_DIR"
+      meson setup "$BUILD_DIR" "$root" >/dev/null
+    fi
+    echo "demo: building"
+    ninja -C "$BUILD_DIR" >/dev/null
   fi
-  echo "demo: building"
-  ninja -C "$BUILD_DIR" >/dev/null
   export MEDIAMTX_BIN
 
   # 2. Into a private network namespace, if asked.
@@ -90,7 +94,7 @@ if [[ "${_DEMO_IN_NETNS:-}" != "1" ]]; then
     fi
     echo "demo: entering a private network namespace (veth 10.77.0.1 <-> 10.77.0.2)"
     export _DEMO_IN_NETNS=1 MEDIAMTX_URL STREAM_PATH DURATION BUILD_DIR SNAPSHOT SINK VIDEO_WIDTH VIDEO_HEIGHT \
-      VIDEO_FRAMERATE VIDEO_BITRATE_KBPS LATENCY_MS DEMO_NETNS SKIP_SETUP
+      VIDEO_FRAMERATE VIDEO_BITRATE_KBPS LATENCY_MS DEMO_NETNS SKIP_SETUP SKIP_BUILD
     exec unshare --net -- "$0" "$@"
   fi
 else
