@@ -62,6 +62,7 @@ def main():
         demo = Script("demo.sh", dict(env, DURATION="0", SNAPSHOT=os.path.join(work, "ctrl-c.png")))
         try:
             demo.wait_for(r"^demo: +\d+s viewer connected .*frames=[1-9]", 90)
+            demo.wait_for(r"^demo: snapshot written", 60)
             started = time.monotonic()
             status = demo.interrupt(40)
             took = time.monotonic() - started
