@@ -107,8 +107,6 @@ else
 fi
 
 export GST_PLUGIN_PATH="$BUILD_DIR/plugins${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
-# A registry of our own: the shared one may be rewritten by other GStreamer programs meanwhile.
-export GST_REGISTRY="${GST_REGISTRY:-$BUILD_DIR/demo-registry.bin}"
 
 tmp=$(mktemp -d /tmp/gst-mediamtx-demo-XXXXXX)
 pids=()

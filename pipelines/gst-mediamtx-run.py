@@ -97,7 +97,10 @@ class Runner:
         self.apply_credentials()
 
     def say(self, text):
-        print(f"{self.label}: {text}", flush=True)
+        try:
+            print(f"{self.label}: {text}", flush=True)
+        except OSError:  # stdout closed (a reader such as `head` went away): keep running, and stopping
+            pass
 
     def apply_credentials(self):
         user = os.environ.get("MEDIAMTX_USER", "")

@@ -60,8 +60,9 @@ if [[ -z "${GST_PLUGIN_PATH:-}" && -d "$here/../build/plugins" ]]; then
 fi
 
 has_element() { gst-inspect-1.0 --exists "$1"; }
-# A source works when it delivers one frame within a few seconds.
-source_works() { timeout 15 gst-launch-1.0 -q "$@" num-buffers=1 ! fakesink >/dev/null 2>&1; }
+# A source works when it delivers one frame within a few seconds (fakesink's num-buffers: libcamerasrc
+# has no num-buffers of its own).
+source_works() { timeout 15 gst-launch-1.0 -q "$@" '!' fakesink num-buffers=1 >/dev/null 2>&1; }
 
 case "$CAMERA" in
   auto)
