@@ -17,6 +17,7 @@ Environment (defaults):
   STREAM_PATH         MediaMTX path to publish on                   (raspberry-01)
   MEDIAMTX_USER       user name, if the server asks for one         (none)
   MEDIAMTX_PASS       its password (never printed)                  (none)
+  MEDIAMTX_TOKEN      bearer token instead (never printed)          (none)
   CAMERA              auto, libcamera, v4l2 or test                 (auto)
   VIDEO_DEVICE        V4L2 device for CAMERA=v4l2/auto              (/dev/video0)
   VIDEO_WIDTH         width in pixels                               (1280)
@@ -37,6 +38,7 @@ MEDIAMTX_URL="${MEDIAMTX_URL:-rtsp://localhost:8554}"
 STREAM_PATH="${STREAM_PATH:-raspberry-01}"
 MEDIAMTX_USER="${MEDIAMTX_USER:-}"
 MEDIAMTX_PASS="${MEDIAMTX_PASS:-}"
+MEDIAMTX_TOKEN="${MEDIAMTX_TOKEN:-}"
 CAMERA="${CAMERA:-auto}"
 VIDEO_DEVICE="${VIDEO_DEVICE:-/dev/video0}"
 VIDEO_WIDTH="${VIDEO_WIDTH:-1280}"
@@ -49,7 +51,8 @@ TEST_PATTERN="${TEST_PATTERN:-smpte}"
 STATUS_INTERVAL="${STATUS_INTERVAL:-10}"
 DURATION="${DURATION:-0}"
 echo "publish-camera: MEDIAMTX_URL=$MEDIAMTX_URL STREAM_PATH=$STREAM_PATH MEDIAMTX_USER=${MEDIAMTX_USER:-<none>}" \
-  "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>') CAMERA=$CAMERA" \
+  "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>')" \
+  "MEDIAMTX_TOKEN=$([[ -n "$MEDIAMTX_TOKEN" ]] && echo '<set>' || echo '<none>') CAMERA=$CAMERA" \
   "VIDEO_DEVICE=$VIDEO_DEVICE VIDEO_WIDTH=$VIDEO_WIDTH VIDEO_HEIGHT=$VIDEO_HEIGHT" \
   "VIDEO_FRAMERATE=$VIDEO_FRAMERATE VIDEO_BITRATE_KBPS=$VIDEO_BITRATE_KBPS KEYFRAME_INTERVAL=$KEYFRAME_INTERVAL" \
   "ENCODER=$ENCODER TEST_PATTERN=$TEST_PATTERN STATUS_INTERVAL=$STATUS_INTERVAL DURATION=$DURATION"
@@ -94,6 +97,6 @@ esac
 sink+=(encoder="$ENCODER" bitrate="$VIDEO_BITRATE_KBPS" keyframe-interval="$KEYFRAME_INTERVAL")
 
 echo "publish-camera: camera $CAMERA -> ${sink[2]} ${sink[3]}"
-export MEDIAMTX_USER MEDIAMTX_PASS
+export MEDIAMTX_USER MEDIAMTX_PASS MEDIAMTX_TOKEN
 exec /usr/bin/python3 "$here/gst-mediamtx-run.py" --label publish-camera --stats-interval "$STATUS_INTERVAL" \
   --duration "$DURATION" -- "${source[@]}" '!' queue max-size-buffers=2 leaky=downstream '!' "${sink[@]}"

@@ -17,6 +17,7 @@ Environment (defaults):
   WHEP_URL          http(s)://host:8889/PATH/whep or whep://host/PATH  (whep://localhost/raspberry-01)
   MEDIAMTX_USER     user name, if the server asks for one              (none)
   MEDIAMTX_PASS     its password (never printed)                       (none)
+  MEDIAMTX_TOKEN    bearer token instead (never printed)               (none)
   RECORD_DIR        folder for the files (created)                     (./recordings)
   RECORD_PREFIX     file name prefix                                   (last part of the path)
   RECORD_FORMAT     mkv (matroskamux: readable up to the last cluster even after a power cut)
@@ -32,6 +33,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 WHEP_URL="${WHEP_URL:-whep://localhost/raspberry-01}"
 MEDIAMTX_USER="${MEDIAMTX_USER:-}"
 MEDIAMTX_PASS="${MEDIAMTX_PASS:-}"
+MEDIAMTX_TOKEN="${MEDIAMTX_TOKEN:-}"
 RECORD_DIR="${RECORD_DIR:-./recordings}"
 stream_name="${WHEP_URL%/whep}"
 RECORD_PREFIX="${RECORD_PREFIX:-${stream_name##*/}}"
@@ -40,7 +42,8 @@ SEGMENT_SECONDS="${SEGMENT_SECONDS:-600}"
 STATUS_INTERVAL="${STATUS_INTERVAL:-10}"
 DURATION="${DURATION:-0}"
 echo "record: WHEP_URL=$WHEP_URL MEDIAMTX_USER=${MEDIAMTX_USER:-<none>}" \
-  "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>') RECORD_DIR=$RECORD_DIR" \
+  "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>')" \
+  "MEDIAMTX_TOKEN=$([[ -n "$MEDIAMTX_TOKEN" ]] && echo '<set>' || echo '<none>') RECORD_DIR=$RECORD_DIR" \
   "RECORD_PREFIX=$RECORD_PREFIX RECORD_FORMAT=$RECORD_FORMAT SEGMENT_SECONDS=$SEGMENT_SECONDS" \
   "STATUS_INTERVAL=$STATUS_INTERVAL DURATION=$DURATION"
 
@@ -59,7 +62,7 @@ mkdir -p "$RECORD_DIR"
 location="$RECORD_DIR/$RECORD_PREFIX-$(date +%Y%m%d-%H%M%S)-%05d.$RECORD_FORMAT"
 echo "record: writing $location"
 
-export MEDIAMTX_USER MEDIAMTX_PASS
+export MEDIAMTX_USER MEDIAMTX_PASS MEDIAMTX_TOKEN
 exec /usr/bin/python3 "$here/gst-mediamtx-run.py" --label record --stats-interval "$STATUS_INTERVAL" \
   --duration "$DURATION" --eos-timeout 20 -- \
   whepsrc name=src location="$WHEP_URL" decode=false audio=false video-codecs=H264 \

@@ -13,6 +13,7 @@ Environment (defaults):
   WHEP_URL        http(s)://host:8889/PATH/whep or whep://host/PATH  (whep://localhost/raspberry-01)
   MEDIAMTX_USER   user name, if the server asks for one              (none)
   MEDIAMTX_PASS   its password (never printed)                       (none)
+  MEDIAMTX_TOKEN  bearer token instead (never printed)               (none)
   OUTPUT          file to write (or the first argument)              (snapshot.png)
   TIMEOUT         seconds to wait for a frame                        (20)
 USAGE
@@ -23,10 +24,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 WHEP_URL="${WHEP_URL:-whep://localhost/raspberry-01}"
 MEDIAMTX_USER="${MEDIAMTX_USER:-}"
 MEDIAMTX_PASS="${MEDIAMTX_PASS:-}"
+MEDIAMTX_TOKEN="${MEDIAMTX_TOKEN:-}"
 OUTPUT="${1:-${OUTPUT:-snapshot.png}}"
 TIMEOUT="${TIMEOUT:-20}"
 echo "snapshot: WHEP_URL=$WHEP_URL MEDIAMTX_USER=${MEDIAMTX_USER:-<none>}" \
-  "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>') OUTPUT=$OUTPUT TIMEOUT=$TIMEOUT"
+  "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>')" \
+  "MEDIAMTX_TOKEN=$([[ -n "$MEDIAMTX_TOKEN" ]] && echo '<set>' || echo '<none>') OUTPUT=$OUTPUT TIMEOUT=$TIMEOUT"
 
 if [[ -z "${GST_PLUGIN_PATH:-}" && -d "$here/../build/plugins" ]]; then
   export GST_PLUGIN_PATH="$here/../build/plugins"
@@ -37,7 +40,7 @@ case "${OUTPUT,,}" in
 esac
 partial="$OUTPUT.partial"
 rm -f "$partial"
-export MEDIAMTX_USER MEDIAMTX_PASS
+export MEDIAMTX_USER MEDIAMTX_PASS MEDIAMTX_TOKEN
 status=0
 /usr/bin/python3 "$here/gst-mediamtx-run.py" --label snapshot --timeout "$TIMEOUT" --done-at out -- \
   whepsrc location="$WHEP_URL" audio=false '!' videoconvert '!' "${encoder[@]}" '!' \

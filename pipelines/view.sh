@@ -15,6 +15,7 @@ Environment (defaults):
   WHEP_URL          http(s)://host:8889/PATH/whep or whep://host/PATH  (whep://localhost/raspberry-01)
   MEDIAMTX_USER     user name, if the server asks for one              (none)
   MEDIAMTX_PASS     its password (never printed)                       (none)
+  MEDIAMTX_TOKEN    bearer token instead (never printed)               (none)
   SINK              video sink element (with properties)                (autovideosink)
   AUDIO             1: play the audio too (autoaudiosink)               (0)
   LATENCY_MS        whepsrc jitter buffer in milliseconds               (50)
@@ -28,13 +29,15 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 WHEP_URL="${WHEP_URL:-whep://localhost/raspberry-01}"
 MEDIAMTX_USER="${MEDIAMTX_USER:-}"
 MEDIAMTX_PASS="${MEDIAMTX_PASS:-}"
+MEDIAMTX_TOKEN="${MEDIAMTX_TOKEN:-}"
 SINK="${SINK:-autovideosink}"
 AUDIO="${AUDIO:-0}"
 LATENCY_MS="${LATENCY_MS:-50}"
 if [[ "$SINK" == fakesink* ]]; then STATUS_INTERVAL="${STATUS_INTERVAL:-1}"; else STATUS_INTERVAL="${STATUS_INTERVAL:-10}"; fi
 DURATION="${DURATION:-0}"
 echo "view: WHEP_URL=$WHEP_URL MEDIAMTX_USER=${MEDIAMTX_USER:-<none>}" \
-  "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>') SINK=$SINK AUDIO=$AUDIO" \
+  "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>')" \
+  "MEDIAMTX_TOKEN=$([[ -n "$MEDIAMTX_TOKEN" ]] && echo '<set>' || echo '<none>') SINK=$SINK AUDIO=$AUDIO" \
   "LATENCY_MS=$LATENCY_MS STATUS_INTERVAL=$STATUS_INTERVAL DURATION=$DURATION"
 
 if [[ -z "${GST_PLUGIN_PATH:-}" && -d "$here/../build/plugins" ]]; then
@@ -50,6 +53,6 @@ else
 fi
 pipeline+=(src. '!' queue max-size-buffers=2 leaky=downstream '!' videoconvert '!' "${sink[@]}")
 
-export MEDIAMTX_USER MEDIAMTX_PASS
+export MEDIAMTX_USER MEDIAMTX_PASS MEDIAMTX_TOKEN
 exec /usr/bin/python3 "$here/gst-mediamtx-run.py" --label view --stats-interval "$STATUS_INTERVAL" \
   --duration "$DURATION" -- "${pipeline[@]}"
