@@ -18,7 +18,8 @@ the machine. Otherwise (or with DEMO_NETNS=0) the local MediaMTX listens on this
 first non-loopback IPv4 address only, and the traffic stays on this machine.
 
 Status line fields: viewer state, fps and kbit/s received (whepsrc stats), frames, reconnects,
-publisher state and encoder; "first-frame" is whepsrc's time from connecting to the first decoded
+publisher state and encoder (the moving-ball test pattern compresses far below VIDEO_BITRATE_KBPS, a
+ceiling for the encoder, so a few hundred kbit/s is normal); "first-frame" is whepsrc's time from connecting to the first decoded
 frame and "jitter-buffer" the receive buffer configured (LATENCY_MS): the parts of the delay the
 viewer controls. End-to-end (capture to display) latency is not measured by the demo.
 
