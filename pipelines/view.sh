@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# gst-mediamtx: show a MediaMTX stream received over WebRTC (whepsrc), and keep showing it across
+# server and publisher restarts.
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+Usage: $0 [--help]
+
+Plays WHEP_URL with whepsrc into SINK; prints whepsrc's status changes and, every STATUS_INTERVAL
+seconds, a stats line (state, fps, kbit/s, frames, reconnects, time to first frame, RTT).
+SINK=fakesink is a headless viewer that only reports (one line a second by default).
+
+Environment (defaults):
+  WHEP_URL          http(s)://host:8889/PATH/whep or whep://host/PATH  (whep://localhost/raspberry-01)
+  MEDIAMTX_USER     user name, if the server asks for one              (none)
+  MEDIAMTX_PASS     its password (never printed)                       (none)
+  MEDIAMTX_TOKEN    bearer token instead (never printed)               (none)
+  SINK              video sink element (with properties)                (autovideosink)
+  AUDIO             1: play the audio too (autoaudiosink)               (0)
+  LATENCY_MS        whepsrc jitter buffer in milliseconds               (50)
+  STATUS_INTERVAL   seconds between stats lines, 0 = none    (1 with fakesink, else 10)
+  DURATION          stop after this many seconds, 0 = never             (0)
+USAGE
+}
+[[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+WHEP_URL="${WHEP_URL:-whep://localhost/raspberry-01}"
+MEDIAMTX_USER="${MEDIAMTX_USER:-}"
+MEDIAMTX_PASS="${MEDIAMTX_PASS:-}"
+MEDIAMTX_TOKEN="${MEDIAMTX_TOKEN:-}"
+SINK="${SINK:-autovideosink}"
+AUDIO="${AUDIO:-0}"
+LATENCY_MS="${LATENCY_MS:-50}"
+if [[ "$SINK" == fakesink* ]]; then STATUS_INTERVAL="${STATUS_INTERVAL:-1}"; else STATUS_INTERVAL="${STATUS_INTERVAL:-10}"; fi
+DURATION="${DURATION:-0}"
+echo "view: WHEP_URL=$WHEP_URL MEDIAMTX_USER=${MEDIAMTX_USER:-<none>}" \
+  "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>')" \
+  "MEDIAMTX_TOKEN=$([[ -n "$MEDIAMTX_TOKEN" ]] && echo '<set>' || echo '<none>') SINK=$SINK AUDIO=$AUDIO" \
+  "LATENCY_MS=$LATENCY_MS STATUS_INTERVAL=$STATUS_INTERVAL DURATION=$DURATION"
+
+if [[ -z "${GST_PLUGIN_PATH:-}" && -d "$here/../build/plugins" ]]; then
+  export GST_PLUGIN_PATH="$here/../build/plugins"
+fi
+
+read -r -a sink <<<"$SINK"
+pipeline=(whepsrc name=src location="$WHEP_URL" latency="$LATENCY_MS")
+if [[ "$AUDIO" == "1" ]]; then
+  pipeline+=(audio=true src. '!' queue '!' audioconvert '!' audioresample '!' autoaudiosink)
+else
+  pipeline+=(audio=false)
+fi
+pipeline+=(src. '!' queue max-size-buffers=2 leaky=downstream '!' videoconvert '!' "${sink[@]}")
+
+export MEDIAMTX_USER MEDIAMTX_PASS MEDIAMTX_TOKEN
+exec /usr/bin/python3 "$here/gst-mediamtx-run.py" --label view --stats-interval "$STATUS_INTERVAL" \
+  --duration "$DURATION" -- "${pipeline[@]}"
