@@ -56,7 +56,7 @@ DESTDIR="$pkg" meson install -C "$BUILD_DIR" --no-rebuild --quiet >&2
 multiarch="$(dpkg-architecture -a"$arch" -qDEB_HOST_MULTIARCH 2>/dev/null)"
 plugin="$pkg/usr/lib/$multiarch/gstreamer-1.0/libgstmediamtx.so"
 [[ -f "$plugin" ]] || { echo "build-deb: $plugin was not installed (prefix /usr?)" >&2; exit 1; }
-strip_tool=strip
+strip_tool="strip"
 [[ "$CROSS" == "1" ]] && strip_tool=aarch64-linux-gnu-strip
 "$strip_tool" --strip-unneeded --remove-section=.comment --remove-section=.note "$plugin"
 
@@ -71,9 +71,19 @@ Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: gst-mediamtx
 
 Files: *
+Copyright: gst-mediamtx contributors
 License: LGPL-2.1-or-later
  On Debian systems the full text is in /usr/share/common-licenses/LGPL-2.1.
 EOF
+# Debian policy: a changelog in every package (a native package: changelog.gz).
+cat > "$stage/changelog" <<EOF
+gst-mediamtx ($version) unstable; urgency=medium
+
+  * Built from the gst-mediamtx source tree by packaging/build-deb.sh.
+
+ -- $MAINTAINER  $(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")
+EOF
+gzip -9n < "$stage/changelog" > "$pkg/usr/share/doc/gst-mediamtx/changelog.gz"
 [[ -f docs/raspberry-pi.md ]] && install -m 0644 docs/raspberry-pi.md "$pkg/usr/share/doc/gst-mediamtx/"
 
 # Library dependencies of the plugin, from the shlibs/symbols files of the installed packages.
@@ -101,10 +111,10 @@ Section: video
 Priority: optional
 Homepage: https://github.com/bluenviron/mediamtx
 Description: GStreamer elements and services for low-latency streaming through MediaMTX
- Plugin "mediamtx" with whepsrc (WHEP viewer), mediamtxsink (RTSP/WHIP publisher that
- picks and tunes the H.264 encoder: v4l2h264enc on a Raspberry Pi 4, x264enc elsewhere)
- and reconnectbin, plus the pipeline scripts and the systemd units that run a camera
- publisher, a viewer or a recorder (gst-mediamtx-{publisher,viewer,recorder}.service).
+ Plugin "mediamtx": whepsrc (WHEP viewer), mediamtxsink (RTSP/WHIP publisher
+ that picks and tunes the H.264 encoder: v4l2h264enc on a Raspberry Pi 4,
+ x264enc elsewhere) and reconnectbin; plus the pipeline scripts and the
+ systemd units that run a camera publisher, a viewer or a recorder.
 EOF
 (cd "$pkg" && find etc -type f | sed 's|^|/|') > "$pkg/DEBIAN/conffiles"
 

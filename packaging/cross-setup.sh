@@ -47,6 +47,12 @@ if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || { echo "cross-setup: needs root to install ${missing[*]}" >&2; exit 1; }
   echo "cross-setup: installing ${missing[*]}" >&2
   apt-get update -qq
+  # Never let apt trade an amd64 package for an arm64 one: refuse when the plan removes anything.
+  if apt-get install -s --no-install-recommends "${missing[@]}" 2>&1 | grep -q '^Remv '; then
+    echo "cross-setup: installing ${missing[*]} would remove packages; not installing:" >&2
+    apt-get install -s --no-install-recommends "${missing[@]}" 2>&1 | grep '^Remv ' >&2
+    exit 1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
@@ -58,7 +64,7 @@ stamp="$CROSS_EXTRA_DIR/unpacked.list"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "${unpacked[*]}" ]]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
-  rm -rf "$pcdir" "$CROSS_EXTRA_DIR/lib"
+  rm -rf "$pcdir" "${CROSS_EXTRA_DIR:?}/lib"
   mkdir -p "$pcdir" "$CROSS_EXTRA_DIR/lib"
   for p in "${unpacked[@]}"; do
     (cd "$tmp" && apt-get download -qq "$p:arm64" >&2)
