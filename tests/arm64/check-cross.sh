@@ -12,7 +12,7 @@ Usage: $0 [--help]
 
 Environment (defaults):
   ARM64_BUILD_DIR  cross build directory                       (build-arm64)
-  ARM64_TESTS      meson tests run under qemu     (unit/gstmtx mediamtxsink/encoder_selection)
+  ARM64_TESTS      meson tests run under qemu     (unit/gstmtx mediamtxsink/encoder_selection reconnectbin/element)
   CROSS_EXTRA_DIR  pkg-config files of the unpacked arm64 -dev packages
                    (\$HOME/.cache/gst-mediamtx/arm64-extra, made by packaging/cross-setup.sh)
 EOF
@@ -22,7 +22,7 @@ EOF
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 ARM64_BUILD_DIR="${ARM64_BUILD_DIR:-build-arm64}"
-ARM64_TESTS="${ARM64_TESTS:-unit/gstmtx mediamtxsink/encoder_selection}"
+ARM64_TESTS="${ARM64_TESTS:-unit/gstmtx mediamtxsink/encoder_selection reconnectbin/element}"
 CROSS_EXTRA_DIR="${CROSS_EXTRA_DIR:-$HOME/.cache/gst-mediamtx/arm64-extra}"
 echo "arm64/cross: ARM64_BUILD_DIR=$ARM64_BUILD_DIR ARM64_TESTS=$ARM64_TESTS CROSS_EXTRA_DIR=$CROSS_EXTRA_DIR"
 

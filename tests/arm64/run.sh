@@ -13,7 +13,7 @@ Usage: $0 [--help]
 Needs root the first time (apt-get). Environment (defaults):
   ARM64_BUILD_DIR      cross build directory with tests                  (build-arm64)
   ARM64_DEB_BUILD_DIR  cross build directory of the package (prefix /usr) (build-arm64-deb)
-  ARM64_TESTS          meson tests run under qemu   (unit/gstmtx mediamtxsink/encoder_selection)
+  ARM64_TESTS          meson tests run under qemu   (unit/gstmtx mediamtxsink/encoder_selection reconnectbin/element)
 EOF
 }
 [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
