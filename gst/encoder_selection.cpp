@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 
 namespace gstmtx {
 
@@ -134,9 +135,7 @@ std::vector<EncoderProperty> encoder_settings(const std::string &factory, const 
     return {{"rate-control", "bitrate"}, {"bitrate", bps}, {"max-bitrate", bps}, {"gop-size", gop},
             {"usage-type", "camera"}, {"complexity", "low"}};
   if (factory == "v4l2h264enc")
-    /* Pi 4 (bcm2835-codec): no B-frames by design; SPS/PPS repeated before every IDR. */
-    return {{"extra-controls", "controls,video_bitrate=" + bps + ",video_bitrate_mode=1,h264_i_frame_period=" + gop +
-                                   ",repeat_sequence_header=1,video_b_frames=0"}};
+    return {{"extra-controls", v4l2h264enc_extra_controls(tuning)}};
   return {};
 }
 
@@ -146,7 +145,77 @@ std::string encoder_output_caps(const std::string &factory, const EncoderTuning 
     caps += ",profile=" + tuning.profile;
   /* v4l2h264enc on a Pi negotiates a level from downstream and fails without one at 1080p. */
   if (factory == "v4l2h264enc")
-    caps += ",level=(string)4";
+    caps += ",level=(string)" + v4l2h264enc_level(tuning);
+  return caps;
+}
+
+namespace {
+
+struct H264Level {
+  const char *name;
+  long max_macroblocks_per_second;
+  long max_frame_macroblocks;
+  long max_kbps; /* Baseline/Main/Extended */
+  int v4l2_control; /* V4L2_MPEG_VIDEO_H264_LEVEL_* */
+};
+
+/* ITU-T H.264 Table A-1 (level 1b left out: nothing here asks for it). */
+constexpr H264Level kH264Levels[] = {
+    {"1", 1485, 99, 64, 0},          {"1.1", 3000, 396, 192, 2},      {"1.2", 6000, 396, 384, 3},
+    {"1.3", 11880, 396, 768, 4},     {"2", 11880, 396, 2000, 5},      {"2.1", 19800, 792, 4000, 6},
+    {"2.2", 20250, 1620, 4000, 7},   {"3", 40500, 1620, 10000, 8},    {"3.1", 108000, 3600, 14000, 9},
+    {"3.2", 216000, 5120, 20000, 10}, {"4", 245760, 8192, 20000, 11}, {"4.1", 245760, 8192, 50000, 12},
+    {"4.2", 522240, 8704, 50000, 13}, {"5", 589824, 22080, 135000, 14}, {"5.1", 983040, 36864, 240000, 15},
+};
+
+int level_index(const std::string &name) {
+  for (size_t i = 0; i < std::size(kH264Levels); i++)
+    if (name == kH264Levels[i].name)
+      return static_cast<int>(i);
+  return -1;
+}
+
+}  // namespace
+
+std::string h264_level(const EncoderTuning &tuning) {
+  if (tuning.width <= 0 || tuning.height <= 0)
+    return "4";
+  const long frame_mbs = static_cast<long>((tuning.width + 15) / 16) * ((tuning.height + 15) / 16);
+  const double fps = (tuning.fps_n > 0 && tuning.fps_d > 0) ? static_cast<double>(tuning.fps_n) / tuning.fps_d : 30.0;
+  const double mbs_per_second = frame_mbs * fps;
+  for (const auto &level : kH264Levels) {
+    if (frame_mbs <= level.max_frame_macroblocks && mbs_per_second <= level.max_macroblocks_per_second &&
+        tuning.bitrate_kbps <= level.max_kbps)
+      return level.name;
+  }
+  return kH264Levels[std::size(kH264Levels) - 1].name;
+}
+
+std::string v4l2h264enc_level(const EncoderTuning &tuning) {
+  std::string level = h264_level(tuning);
+  return level_index(level) > level_index("4.2") ? "4.2" : level;
+}
+
+int v4l2_h264_level_control(const std::string &level) {
+  int i = level_index(level);
+  return i < 0 ? -1 : kH264Levels[i].v4l2_control;
+}
+
+std::string v4l2h264enc_extra_controls(const EncoderTuning &tuning) {
+  /* bcm2835-codec: no B-frames by design; SPS/PPS repeated before every IDR so that a viewer
+   * joining mid-stream can decode from the next keyframe. */
+  const long long bps = static_cast<long long>(tuning.bitrate_kbps) * 1000;
+  return "controls,video_bitrate=" + std::to_string(bps) + ",video_bitrate_mode=1,h264_i_frame_period=" +
+         std::to_string(tuning.keyframe_interval) + ",repeat_sequence_header=1,video_b_frames=0,h264_level=" +
+         std::to_string(v4l2_h264_level_control(v4l2h264enc_level(tuning)));
+}
+
+std::string camera_source_caps(const std::string &encoder_factory, int width, int height, int fps_n, int fps_d) {
+  std::string caps = std::string("video/x-raw,format=") + (encoder_factory == "v4l2h264enc" ? "NV12" : "I420");
+  if (width > 0 && height > 0)
+    caps += ",width=" + std::to_string(width) + ",height=" + std::to_string(height);
+  if (fps_n > 0 && fps_d > 0)
+    caps += ",framerate=" + std::to_string(fps_n) + "/" + std::to_string(fps_d);
   return caps;
 }
 

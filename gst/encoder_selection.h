@@ -21,6 +21,11 @@ struct EncoderTuning {
   int bitrate_kbps = 2000;
   int keyframe_interval = 30;        /* frames between keyframes */
   std::string profile = "constrained-baseline"; /* H.264 profile name as in caps; empty: encoder's choice */
+  /* The picture, for the H.264 level; 0: unknown (level 4 is assumed where one is needed). */
+  int width = 0;
+  int height = 0;
+  int fps_n = 0;
+  int fps_d = 1;
 };
 
 struct EncoderProperty {
@@ -68,7 +73,27 @@ int keyframe_interval_frames(int requested, int fps_n, int fps_d);
 /* Low-latency settings for a known encoder (no B-frames, zero-latency tuning, keyframe interval,
  * bitrate); an unknown encoder gets none (it is used as it comes). */
 std::vector<EncoderProperty> encoder_settings(const std::string &factory, const EncoderTuning &tuning);
-/* Caps to put after the encoder: byte-stream H.264 with the profile when one is set. */
+/* Caps to put after the encoder: byte-stream H.264 with the profile when one is set; for
+ * v4l2h264enc also the level (it fails to negotiate without one at 1080p). */
 std::string encoder_output_caps(const std::string &factory, const EncoderTuning &tuning);
+
+/* The lowest H.264 level (as in caps: "3.1", "4", "4.2" ...) whose limits (macroblocks per frame
+ * and per second, bitrate for Baseline/Main) hold the picture and bitrate; "4" when the size is
+ * unknown; "5.1" at most. */
+std::string h264_level(const EncoderTuning &tuning);
+/* The level the Pi 4's encoder (bcm2835-codec) is given: h264_level capped at 4.2, its maximum. */
+std::string v4l2h264enc_level(const EncoderTuning &tuning);
+/* V4L2_MPEG_VIDEO_H264_LEVEL_* value of a level string ("4" -> 11); -1 for an unknown one. */
+int v4l2_h264_level_control(const std::string &level);
+/* v4l2h264enc's extra-controls, as a GstStructure string:
+ *   controls,video_bitrate=<bit/s>,video_bitrate_mode=1,h264_i_frame_period=<frames>,
+ *   repeat_sequence_header=1,video_b_frames=0,h264_level=<V4L2 enum>
+ * (bitrate mode 1: constant bitrate, what a live stream over a fixed uplink wants). */
+std::string v4l2h264enc_extra_controls(const EncoderTuning &tuning);
+
+/* Raw caps to ask a camera source (libcamerasrc) for, so that it negotiates the size and rate
+ * asked for in the layout the encoder takes without a conversion: NV12 for v4l2h264enc (the Pi
+ * ISP's native output, taken by bcm2835-codec as is), I420 (YUV420) for the software encoders. */
+std::string camera_source_caps(const std::string &encoder_factory, int width, int height, int fps_n, int fps_d);
 
 }  // namespace gstmtx

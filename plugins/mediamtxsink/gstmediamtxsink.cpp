@@ -823,6 +823,10 @@ static bool build_raw_video(GstMediamtxSink *self, Stream &stream, const GstStru
   tuning.bitrate_kbps = s.bitrate ? static_cast<int>(s.bitrate) : gstmtx::default_bitrate_kbps(width, height, fps_n, fps_d);
   tuning.keyframe_interval = gstmtx::keyframe_interval_frames(static_cast<int>(s.keyframe_interval), fps_n, fps_d);
   tuning.profile = s.profile;
+  tuning.width = width;
+  tuning.height = height;
+  tuning.fps_n = fps_n;
+  tuning.fps_d = fps_d;
   for (const auto &prop : gstmtx::encoder_settings(choice.factory, tuning)) {
     if (g_object_class_find_property(G_OBJECT_GET_CLASS(encoder), prop.name.c_str()))
       gst_util_set_object_arg(G_OBJECT(encoder), prop.name.c_str(), prop.value.c_str());

@@ -130,6 +130,145 @@ GST_START_TEST(test_low_latency_settings) {
 }
 GST_END_TEST;
 
+static void expect_level(const std::string &got, const char *want) {
+  fail_unless(got == want, "level %s, want %s", got.c_str(), want);
+}
+
+/* H.264 level from the picture and bitrate (Table A-1), and the Pi 4 encoder's cap at 4.2. */
+GST_START_TEST(test_h264_level) {
+  auto tuning = [](int w, int h, int fps, int kbps) {
+    EncoderTuning t;
+    t.width = w;
+    t.height = h;
+    t.fps_n = fps;
+    t.fps_d = 1;
+    t.bitrate_kbps = kbps;
+    return t;
+  };
+  expect_level(h264_level(tuning(640, 480, 30, 1000)), "3");
+  expect_level(h264_level(tuning(1280, 720, 30, 2000)), "3.1");
+  expect_level(h264_level(tuning(1280, 720, 60, 3000)), "3.2");
+  expect_level(h264_level(tuning(1920, 1080, 30, 4000)), "4");
+  expect_level(h264_level(tuning(1920, 1080, 30, 25000)), "4.1"); /* bitrate decides */
+  expect_level(h264_level(tuning(1920, 1080, 60, 8000)), "4.2");
+  expect_level(h264_level(tuning(3840, 2160, 30, 15000)), "5.1");
+  expect_level(h264_level(EncoderTuning{}), "4"); /* size unknown */
+  expect_level(v4l2h264enc_level(tuning(3840, 2160, 30, 15000)), "4.2");
+  expect_level(v4l2h264enc_level(tuning(1280, 720, 30, 2000)), "3.1");
+  /* V4L2_MPEG_VIDEO_H264_LEVEL_* (videodev2.h) */
+  fail_unless_equals_int(v4l2_h264_level_control("1"), 0);
+  fail_unless_equals_int(v4l2_h264_level_control("3.1"), 9);
+  fail_unless_equals_int(v4l2_h264_level_control("4"), 11);
+  fail_unless_equals_int(v4l2_h264_level_control("4.2"), 13);
+  fail_unless_equals_int(v4l2_h264_level_control("9"), -1);
+}
+GST_END_TEST;
+
+static int structure_int(const GstStructure *st, const char *field) {
+  int value = -12345;
+  fail_unless(gst_structure_get_int(st, field, &value), "no int field %s in %" GST_PTR_FORMAT, field, st);
+  return value;
+}
+
+/* Pi 4: what v4l2h264enc gets at 1080p30 4 Mbit/s and at 720p30 2 Mbit/s, read back the way the
+ * element reads them (extra-controls is a GstStructure property, the caps a capsfilter's). */
+GST_START_TEST(test_v4l2h264enc_configuration) {
+  EncoderTuning tuning;
+  tuning.bitrate_kbps = 4000;
+  tuning.keyframe_interval = 30;
+  tuning.width = 1920;
+  tuning.height = 1080;
+  tuning.fps_n = 30;
+  auto props = encoder_settings("v4l2h264enc", tuning);
+  fail_unless_equals_int(props.size(), 1);
+  fail_unless_equals_string(props[0].name.c_str(), "extra-controls");
+  const std::string expected_controls = v4l2h264enc_extra_controls(tuning);
+  fail_unless_equals_string(props[0].value.c_str(), expected_controls.c_str());
+
+  GValue value = G_VALUE_INIT;
+  g_value_init(&value, GST_TYPE_STRUCTURE);
+  fail_unless(gst_value_deserialize(&value, props[0].value.c_str()), "not a GstStructure: %s", props[0].value.c_str());
+  const GstStructure *controls = gst_value_get_structure(&value);
+  fail_unless(gst_structure_has_name(controls, "controls"));
+  fail_unless_equals_int(structure_int(controls, "video_bitrate"), 4000000);
+  fail_unless_equals_int(structure_int(controls, "video_bitrate_mode"), 1); /* CBR */
+  fail_unless_equals_int(structure_int(controls, "h264_i_frame_period"), 30);
+  fail_unless_equals_int(structure_int(controls, "repeat_sequence_header"), 1);
+  fail_unless_equals_int(structure_int(controls, "video_b_frames"), 0);
+  fail_unless_equals_int(structure_int(controls, "h264_level"), 11); /* level 4 */
+  fail_unless_equals_int(gst_structure_n_fields(controls), 6);
+  g_value_unset(&value);
+
+  g_autoptr(GstCaps) caps = gst_caps_from_string(encoder_output_caps("v4l2h264enc", tuning).c_str());
+  fail_unless(caps && gst_caps_is_fixed(caps), "caps: %" GST_PTR_FORMAT, caps);
+  const GstStructure *st = gst_caps_get_structure(caps, 0);
+  fail_unless(gst_structure_has_name(st, "video/x-h264"));
+  fail_unless_equals_string(gst_structure_get_string(st, "level"), "4");
+  fail_unless_equals_string(gst_structure_get_string(st, "profile"), "constrained-baseline");
+  fail_unless_equals_string(gst_structure_get_string(st, "stream-format"), "byte-stream");
+  fail_unless_equals_string(gst_structure_get_string(st, "alignment"), "au");
+
+  tuning.width = 1280;
+  tuning.height = 720;
+  tuning.bitrate_kbps = 2000;
+  g_autoptr(GstCaps) caps720 = gst_caps_from_string(encoder_output_caps("v4l2h264enc", tuning).c_str());
+  fail_unless_equals_string(gst_structure_get_string(gst_caps_get_structure(caps720, 0), "level"), "3.1");
+  fail_unless(v4l2h264enc_extra_controls(tuning).find(",h264_level=9") != std::string::npos);
+  /* the software encoders' caps carry no level: x264enc picks one itself */
+  fail_unless(encoder_output_caps("x264enc", tuning).find("level") == std::string::npos);
+}
+GST_END_TEST;
+
+/* libcamerasrc caps: NV12 for the Pi 4 encoder, I420 (YUV420) for the software ones (Pi 5), fixed at
+ * the size and rate asked for, and accepted by mediamtxsink's video pad as they are. */
+GST_START_TEST(test_camera_source_caps) {
+  /* fail_unless_equals_string keeps a pointer: no temporaries */
+  const std::string pi4 = camera_source_caps("v4l2h264enc", 1280, 720, 30, 1);
+  const std::string pi5 = camera_source_caps("x264enc", 1920, 1080, 30, 1);
+  const std::string any = camera_source_caps("openh264enc", 0, 0, 0, 1);
+  fail_unless_equals_string(pi4.c_str(), "video/x-raw,format=NV12,width=1280,height=720,framerate=30/1");
+  fail_unless_equals_string(pi5.c_str(), "video/x-raw,format=I420,width=1920,height=1080,framerate=30/1");
+  fail_unless_equals_string(any.c_str(), "video/x-raw,format=I420");
+
+  g_autoptr(GstElement) sink = gst_element_factory_make("mediamtxsink", nullptr);
+  fail_unless(sink != nullptr, "mediamtxsink not found (GST_PLUGIN_PATH)");
+  gst_object_ref_sink(sink);
+  g_autoptr(GstPad) pad = gst_element_get_static_pad(sink, "video");
+  for (const char *encoder : {"v4l2h264enc", "x264enc"}) {
+    g_autoptr(GstCaps) caps = gst_caps_from_string(camera_source_caps(encoder, 1280, 720, 30, 1).c_str());
+    fail_unless(caps && gst_caps_is_fixed(caps));
+    fail_unless(gst_pad_query_accept_caps(pad, caps), "mediamtxsink refuses %" GST_PTR_FORMAT, caps);
+  }
+}
+GST_END_TEST;
+
+/* The Pi 5 chain with the camera replaced by videotestsrc: camera caps, x264enc with our settings,
+ * our output caps, h264parse; it negotiates and encodes. */
+GST_START_TEST(test_software_chain_negotiates) {
+  EncoderTuning tuning;
+  tuning.width = 640;
+  tuning.height = 360;
+  tuning.fps_n = 30;
+  tuning.bitrate_kbps = default_bitrate_kbps(640, 360, 30, 1);
+  tuning.keyframe_interval = 30;
+  std::string description = "videotestsrc num-buffers=10 ! " + camera_source_caps("x264enc", 640, 360, 30, 1) +
+                            " ! x264enc";
+  for (const auto &prop : encoder_settings("x264enc", tuning))
+    description += " " + prop.name + "=" + prop.value;
+  description += " ! " + encoder_output_caps("x264enc", tuning) + " ! h264parse ! fakesink";
+  GError *error = nullptr;
+  g_autoptr(GstElement) pipeline = gst_parse_launch(description.c_str(), &error);
+  fail_unless(pipeline && !error, "%s: %s", description.c_str(), error ? error->message : "");
+  fail_unless(gst_element_set_state(pipeline, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+  g_autoptr(GstBus) bus = gst_element_get_bus(pipeline);
+  g_autoptr(GstMessage) msg = gst_bus_timed_pop_filtered(bus, 20 * GST_SECOND,
+      static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  fail_unless(msg != nullptr, "no EOS within 20 s: %s", description.c_str());
+  fail_unless_equals_int(GST_MESSAGE_TYPE(msg), GST_MESSAGE_EOS);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+}
+GST_END_TEST;
+
 /* The real registry: x264enc is installed and opens on this machine; nothing named so. */
 GST_START_TEST(test_registry_prober) {
   RegistryEncoderProber prober;
@@ -155,6 +294,10 @@ static Suite *encoder_selection_suite(void) {
   tcase_add_test(tc, test_keyframe_interval);
   tcase_add_test(tc, test_low_latency_settings);
   tcase_add_test(tc, test_registry_prober);
+  tcase_add_test(tc, test_h264_level);
+  tcase_add_test(tc, test_v4l2h264enc_configuration);
+  tcase_add_test(tc, test_camera_source_caps);
+  tcase_add_test(tc, test_software_chain_negotiates);
   suite_add_tcase(s, tc);
   return s;
 }
