@@ -43,6 +43,16 @@ Headers WebrtcHttpSession::auth_headers() const {
   return h;
 }
 
+HttpRequest WebrtcHttpSession::make_request(const char *method, const std::string &url) const {
+  HttpRequest req;
+  req.method = method;
+  req.url = url;
+  req.headers = auth_headers();
+  req.timeout = config_.request_timeout;
+  req.max_redirects = config_.max_redirects;
+  return req;
+}
+
 std::chrono::milliseconds WebrtcHttpSession::parse_retry_after(const std::string &value) {
   using std::chrono::milliseconds;
   constexpr long long kCap = 3600LL * 1000;
@@ -152,12 +162,7 @@ SessionError WebrtcHttpSession::classify(const HttpResponse &r, const SessionCon
 }
 
 void WebrtcHttpSession::query_ice_servers(std::function<void(std::vector<IceServer>, SessionError)> done) {
-  HttpRequest req;
-  req.method = "OPTIONS";
-  req.url = config_.endpoint;
-  req.headers = auth_headers();
-  req.timeout = config_.request_timeout;
-  req.max_redirects = config_.max_redirects;
+  HttpRequest req = make_request("OPTIONS", config_.endpoint);
   req.max_body = 16 * 1024;
   http_.send(std::move(req), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](HttpResponse r) {
     if (alive.expired())
@@ -175,15 +180,10 @@ void WebrtcHttpSession::query_ice_servers(std::function<void(std::vector<IceServ
 }
 
 void WebrtcHttpSession::post_offer(const std::string &offer_sdp, std::function<void(OfferAnswer, SessionError)> done) {
-  HttpRequest req;
-  req.method = "POST";
-  req.url = config_.endpoint;
-  req.headers = auth_headers();
+  HttpRequest req = make_request("POST", config_.endpoint);
   req.headers.emplace_back("Accept", "application/sdp");
   req.content_type = "application/sdp";
   req.body = offer_sdp;
-  req.timeout = config_.request_timeout;
-  req.max_redirects = config_.max_redirects;
   resource_url_.clear();
   etag_.clear();
   std::weak_ptr<bool> alive = alive_;
@@ -218,15 +218,11 @@ void WebrtcHttpSession::pump_patches() {
     return;
   PendingPatch next = std::move(patches_.front());
   patches_.erase(patches_.begin());
-  HttpRequest req;
-  req.method = "PATCH";
-  req.url = resource_url_;
-  req.headers = auth_headers();
+  HttpRequest req = make_request("PATCH", resource_url_);
   if (!etag_.empty())
     req.headers.emplace_back("If-Match", etag_);
   req.content_type = "application/trickle-ice-sdpfrag";
   req.body = next.body;
-  req.timeout = config_.request_timeout;
   req.max_body = 64 * 1024;
   patch_in_flight_ = true;
   std::weak_ptr<bool> alive = alive_;
@@ -255,10 +251,7 @@ void WebrtcHttpSession::delete_resource(std::function<void()> done) {
       done();
     return;
   }
-  HttpRequest req;
-  req.method = "DELETE";
-  req.url = resource_url_;
-  req.headers = auth_headers();
+  HttpRequest req = make_request("DELETE", resource_url_);
   req.timeout = config_.delete_timeout;
   req.max_body = 16 * 1024;
   resource_url_.clear();

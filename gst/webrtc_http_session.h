@@ -86,6 +86,8 @@ public:
 
 private:
   Headers auth_headers() const;
+  /* method, URL, auth and extra headers, the request deadline and the redirect bound */
+  HttpRequest make_request(const char *method, const std::string &url) const;
   void pump_patches();
 
   HttpClient &http_;
