@@ -184,6 +184,8 @@ public:
       g_printerr("cannot build pipeline '%s': %s\n", desc.c_str(), err ? err->message : "?");
       exit(2);
     }
+    if (err)
+      g_printerr("warning building pipeline '%s': %s\n", desc.c_str(), err->message);
     g_clear_error(&err);
     g_autoptr(GstBus) bus = gst_element_get_bus(pipeline_);
     gst_bus_set_sync_handler(bus, on_message, this, nullptr);
@@ -265,7 +267,7 @@ std::string publisher_desc(const testbed::MediamtxServer &server, const std::str
   std::string sink = transport == "whip" ? "mediamtxsink name=pub transport=whip location=" + server.whip_url("cam")
                                          : "mediamtxsink name=pub location=" + server.rtsp_url("cam");
   return raw_source(v) + " ! identity name=stamp ! " + sink + " bitrate=" + std::to_string(v.kbps) +
-         " keyframe-interval=" + std::to_string(keyint_frames) + " audio=false " + extra;
+         " keyframe-interval=" + std::to_string(keyint_frames) + " " + extra;
 }
 
 /* viewer ending in identity name=decoded ! fakesink name=display */
@@ -516,13 +518,13 @@ std::vector<TtffSample> run_ttff(const Options &o) {
 /* ---- 3. recovery after a server restart ------------------------------------------------- */
 
 struct RecoverySample {
-  double first_frame = -1, path_ready = -1, api_up = -1;
+  double first_frame = -1, path_ready = -1, api_up = -1, viewer_noticed = -1;
 };
 
 std::vector<RecoverySample> run_recovery(const Options &o) {
   std::vector<RecoverySample> out;
   int runs = opt_int(o, "runs", 5), outage = opt_int(o, "outage-ms", 1000);
-  int retry = opt_int(o, "retry-delay", 500);
+  int retry = opt_int(o, "retry-delay", 500), viewer_timeout = opt_int(o, "viewer-timeout", 1000);
   Video v = video_from(o);
   int keyint_frames = opt_int(o, "keyint", 30);
   testbed::MediamtxServer server;
@@ -532,7 +534,8 @@ std::vector<RecoverySample> run_recovery(const Options &o) {
   auto pub = start_publisher(server, "rtsp", v, keyint_frames, retry_props + " max-retries=-1");
   if (!pub)
     return out;
-  Pipeline view(viewer_desc(server, "whepsrc", 50, false, retry_props + " max-retries=-1"));
+  Pipeline view(viewer_desc(server, "whepsrc", 50, false,
+                            retry_props + " max-retries=-1 timeout=" + std::to_string(viewer_timeout)));
   view.quiet_errors = pub->quiet_errors = true;
   /* first frame after `since` (ms): reset `first` to 0 and move `since` to re-arm */
   struct Arrivals {
@@ -554,9 +557,11 @@ std::vector<RecoverySample> run_recovery(const Options &o) {
   double t0 = now_ms();
   while (arrivals.first.load() == 0 && now_ms() - t0 < 10000)
     sleep_ms(10);
-  CsvOut csv(o, "recovery", "run,outage_ms,retry_delay_ms,keyint_frames,api_up_ms,path_ready_ms,first_frame_ms");
+  CsvOut csv(o, "recovery", "run,outage_ms,retry_delay_ms,viewer_timeout_ms,keyint_frames,viewer_noticed_ms,"
+                            "api_up_ms,path_ready_ms,first_frame_ms");
   for (int i = 0; i < runs && arrivals.first.load() > 0; i++) {
     sleep_ms(2000);
+    double killed = now_ms();
     server.kill_hard();
     sleep_ms(outage);
     RecoverySample s;
@@ -578,17 +583,24 @@ std::vector<RecoverySample> run_recovery(const Options &o) {
       s.path_ready = ready_at - back;
     if (arrivals.first.load() > 0)
       s.first_frame = arrivals.first.load() - back;
+    for (auto &[state, at] : view.status_log())  /* the viewer's first "reconnecting" after the kill */
+      if (at >= killed && state.find(":reconnecting") != std::string::npos) {
+        s.viewer_noticed = at - killed;
+        break;
+      }
     out.push_back(s);
-    csv.row(i, outage, retry, keyint_frames, s.api_up, s.path_ready, s.first_frame);
+    csv.row(i, outage, retry, viewer_timeout, keyint_frames, s.viewer_noticed, s.api_up, s.path_ready, s.first_frame);
   }
-  std::vector<double> ff, pr, api;
+  std::vector<double> ff, pr, api, noticed;
   for (auto &s : out) {
+    if (s.viewer_noticed >= 0) noticed.push_back(s.viewer_noticed);
     if (s.first_frame >= 0) ff.push_back(s.first_frame);
     if (s.path_ready >= 0) pr.push_back(s.path_ready);
     api.push_back(s.api_up);
   }
-  printf("RESULT recovery runs=%d outage_ms=%d retry_delay=%d keyint_frames=%d %s %s %s\n", runs, outage, retry,
-         keyint_frames, summary("api_up", api).c_str(), summary("path_ready", pr).c_str(),
+  printf("RESULT recovery runs=%d outage_ms=%d retry_delay=%d viewer_timeout=%d keyint_frames=%d %s %s %s %s\n",
+         runs, outage, retry, viewer_timeout, keyint_frames, summary("viewer_noticed", noticed).c_str(),
+         summary("api_up", api).c_str(), summary("path_ready", pr).c_str(),
          summary("first_frame", ff).c_str());
   fflush(stdout);
   return out;
@@ -777,7 +789,7 @@ int run_cost(const Options &o) {
 
   /* publisher cost: each configuration as its own process */
   std::string src = raw_source(v);
-  std::string rate = " bitrate=" + std::to_string(v.kbps) + " keyframe-interval=30 audio=false";
+  std::string rate = " bitrate=" + std::to_string(v.kbps) + " keyframe-interval=30";
   std::string x264 = " x264enc tune=zerolatency speed-preset=ultrafast bframes=0 key-int-max=30 bitrate=" +
                      std::to_string(v.kbps) + " ! video/x-h264,profile=constrained-baseline ! h264parse ";
   std::vector<std::pair<std::string, std::string>> pubs = {
@@ -867,6 +879,7 @@ int run_smoke(const Options &base) {
     check(sane(r.decoded, 0, 3000) && sane(r.display, 0, 3000), what + ": latencies positive and < 3 s");
     check(r.unreadable < 30, what + ": time code readable (" + std::to_string(r.unreadable) + " unreadable)");
   }
+  o["viewer"] = "whepsrc";
   o["starts"] = "3";
   auto t = run_ttff(o);
   check(t.size() == 3, "ttff: 3 starts got a frame");
