@@ -114,7 +114,8 @@ private:
  * white: 1) at (32,32): big enough to survive 2 Mbit/s H.264 at 720p. */
 constexpr int kBlock = 32, kCols = 32, kRows = 2, kX0 = 32, kY0 = 32;
 
-guint64 stamp_check(guint64 v) { return ((v * 0x9E3779B97F4A7C15ull) >> 48) & 0xffff; }
+/* never 0 for v = 0 and never 0xffff for all ones: a black or white (or grey) patch must not pass */
+guint64 stamp_check(guint64 v) { return (((v * 0x9E3779B97F4A7C15ull) >> 48) ^ 0x5A3C) & 0xffff; }
 
 void stamp_write(GstVideoFrame *frame, guint64 us) {
   guint64 word = ((us & 0xffffffffffffull) << 16) | stamp_check(us & 0xffffffffffffull);
@@ -153,7 +154,7 @@ bool stamp_read(const GstVideoFrame *frame, guint64 *us) {
     word = (word << 1) | (sum / (kBlock * kBlock / 4) > 125 ? 1 : 0);
   }
   guint64 v = word >> 16;
-  if ((word & 0xffff) != stamp_check(v))
+  if (v == 0 || v == 0xffffffffffffull || (word & 0xffff) != stamp_check(v))
     return false;
   *us = v;
   return true;
