@@ -411,14 +411,25 @@ LatencyResult run_latency(const Options &o) {
   }
   r.unreadable = col.unreadable;
   r.ok = col.done();
-  std::string name = "latency_" + publisher + "_" + viewer + "_" + std::to_string(latency) + "_" +
-                     std::to_string(v.height) + "p";
+  /* what the viewer pipeline says it adds (jitter buffer + decoder + sink): explains display - decoded */
+  double pipeline_latency_ms = -1;
+  {
+    g_autoptr(GstQuery) q = gst_query_new_latency();
+    g_autoptr(GstElement) display = view.get("display");
+    g_autoptr(GstPad) sinkpad = gst_element_get_static_pad(display, "sink");
+    if (gst_pad_peer_query(sinkpad, q)) {
+      GstClockTime min_latency;
+      gst_query_parse_latency(q, nullptr, &min_latency, nullptr);
+      pipeline_latency_ms = min_latency / 1e6;
+    }
+  }
   CsvOut csv(o, "latency", "publisher,viewer,latency_ms,height,frame,decoded_ms,display_ms");
   for (size_t i = 0; i < std::min(r.decoded.size(), r.display.size()); i++)
     csv.row(publisher, viewer, latency, v.height, i, r.decoded[i], r.display[i]);
-  printf("RESULT latency publisher=%s viewer=%s latency=%d height=%d %s %s unreadable=%d ok=%d\n", publisher.c_str(),
-         viewer.c_str(), latency, v.height, summary("decoded", r.decoded).c_str(),
-         summary("display", r.display).c_str(), r.unreadable, r.ok);
+  printf("RESULT latency publisher=%s viewer=%s latency=%d height=%d %s %s unreadable=%d "
+         "upstream_reported_latency_ms=%.1f ok=%d\n",
+         publisher.c_str(), viewer.c_str(), latency, v.height, summary("decoded", r.decoded).c_str(),
+         summary("display", r.display).c_str(), r.unreadable, pipeline_latency_ms, r.ok);
   fflush(stdout);
   return r;
 }
