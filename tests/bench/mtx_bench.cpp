@@ -277,7 +277,10 @@ std::string viewer_desc(const testbed::MediamtxServer &server, const std::string
   std::string head;
   if (viewer == "rtspsrc")
     head = "rtspsrc name=src location=" + server.rtsp_url("cam") + " latency=" + std::to_string(latency) +
-           " user-agent=mtx-bench " + extra + " ! rtph264depay ! h264parse ! avdec_h264";
+           " user-agent=mtx-bench " + extra +
+           /* like whepsrc's decoder: no corrupt pictures before the first keyframe (a grey frame
+            * 30 ms after PLAYING is not a first frame) */
+           " ! rtph264depay ! h264parse ! avdec_h264 output-corrupt=false";
   else
     head = "whepsrc name=src location=" + server.whep_url("cam") + " latency=" + std::to_string(latency) +
            " audio=false decode=true " + extra;

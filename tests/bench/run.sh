@@ -22,8 +22,8 @@ Environment (defaults):
   STARTS           starts per time-to-first-frame configuration     (30)
   KEYINTS          publisher keyframe intervals (s)                 (0.5 1 2)
   RUNS             server restarts for recovery                     (10)
-  VIEWERS          concurrent decode=false viewer counts            (1,2,4,8,16,24)
-  DECODED_VIEWERS  concurrent decoded viewer counts                 (1,2,4,8)
+  VIEWERS          concurrent decode=false viewer counts            (1,4,8,16,32,48)
+  DECODED_VIEWERS  concurrent decoded viewer counts                 (1,4,8,16)
 EOF
 }
 [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
@@ -40,8 +40,8 @@ HEIGHTS_EXTRA="${HEIGHTS_EXTRA:-1080}"
 STARTS="${STARTS:-30}"
 KEYINTS="${KEYINTS:-0.5 1 2}"
 RUNS="${RUNS:-10}"
-VIEWERS="${VIEWERS:-1,2,4,8,16,24}"
-DECODED_VIEWERS="${DECODED_VIEWERS:-1,2,4,8}"
+VIEWERS="${VIEWERS:-1,4,8,16,32,48}"
+DECODED_VIEWERS="${DECODED_VIEWERS:-1,4,8,16}"
 echo "bench/run.sh: BUILD_DIR=$BUILD_DIR OUT=$OUT PLOTS=$PLOTS FRAMES=$FRAMES LATENCIES='$LATENCIES'" \
   "HEIGHTS_EXTRA='$HEIGHTS_EXTRA' STARTS=$STARTS KEYINTS='$KEYINTS' RUNS=$RUNS VIEWERS=$VIEWERS" \
   "DECODED_VIEWERS=$DECODED_VIEWERS MEDIAMTX_BIN=$MEDIAMTX_BIN" >&2
