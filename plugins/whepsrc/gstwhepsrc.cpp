@@ -326,7 +326,8 @@ static void gst_whep_src_class_init(GstWhepSrcClass *klass) {
       g_param_spec_boxed("stats", "Statistics",
                          "Connection statistics: state, attempts, reconnects, last-error, frames, "
                          "bytes-received, packets-lost, jitter, round-trip-time, selected candidate pair, "
-                         "time to first frame",
+                         "time to first frame, handshake milestones (peer-started-us, offer-created-us, "
+                         "answer-received-us, connected-us: monotonic microseconds)",
                          GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   gst_element_class_add_static_pad_template(element_class, &video_template);
@@ -1515,6 +1516,14 @@ static GstStructure *build_stats(GstWhepSrc *self) {
                           "time-to-first-frame-ms", G_TYPE_DOUBLE,
                           priv->first_frame_latency_us < 0 ? -1.0 : priv->first_frame_latency_us / 1000.0,
                           nullptr);
+    if (priv->peer) {
+      /* the current attempt's handshake milestones, g_get_monotonic_time() microseconds (0: not
+       * reached yet), so a caller can split time to first frame into its parts */
+      const gstmtx::PeerTimings &t = priv->peer->timings();
+      gst_structure_set(s, "peer-started-us", G_TYPE_INT64, t.started, "offer-created-us", G_TYPE_INT64,
+                        t.offer_created, "answer-received-us", G_TYPE_INT64, t.answer_received,
+                        "connected-us", G_TYPE_INT64, t.connected, nullptr);
+    }
     if (priv->webrtc)
       webrtc = GST_ELEMENT(gst_object_ref(priv->webrtc));
   }

@@ -1,0 +1,958 @@
+/* gst-mediamtx benchmarks: glass-to-glass latency, time to first frame, recovery after a server
+ * restart, and per-stream cost, against a real MediaMTX started on free ports (tests/testbed).
+ *
+ * Run inside the test network namespace (tests/testbed/netns-run.sh); see tests/bench/run.sh and
+ * docs/benchmarks.md. Every measurement prints one "RESULT name key=value ..." line on stdout and,
+ * with --out=DIR, writes its raw samples to DIR/<name>.csv.
+ *
+ * Latency: the publisher's raw frames get the capture time (g_get_monotonic_time, microseconds)
+ * drawn as a row of black/white blocks before the encoder; the viewer, in the same process, reads
+ * the blocks back after the decoder and when the display sink (fakesink sync=true) renders.
+ */
+#include "mediamtx_server.h"
+
+#include <gst/gst.h>
+#include <gst/video/video.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+/* ---- options ---------------------------------------------------------------------------- */
+
+using Options = std::map<std::string, std::string>;
+
+Options parse_options(int argc, char **argv, int first) {
+  Options o;
+  for (int i = first; i < argc; i++) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0)
+      continue;
+    auto eq = a.find('=');
+    if (eq == std::string::npos)
+      o[a.substr(2)] = "1";
+    else
+      o[a.substr(2, eq - 2)] = a.substr(eq + 1);
+  }
+  return o;
+}
+
+std::string opt(const Options &o, const std::string &k, const std::string &def) {
+  auto it = o.find(k);
+  return it == o.end() ? def : it->second;
+}
+int opt_int(const Options &o, const std::string &k, int def) { return std::stoi(opt(o, k, std::to_string(def))); }
+
+double now_ms() { return g_get_monotonic_time() / 1000.0; }
+void sleep_ms(int ms) { g_usleep(static_cast<gulong>(ms) * 1000); }
+
+/* ---- statistics --------------------------------------------------------------------------- */
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty())
+    return NAN;
+  std::sort(v.begin(), v.end());
+  double idx = p / 100.0 * (v.size() - 1);
+  size_t lo = static_cast<size_t>(std::floor(idx)), hi = static_cast<size_t>(std::ceil(idx));
+  return v[lo] + (v[hi] - v[lo]) * (idx - lo);
+}
+
+std::string summary(const std::string &prefix, const std::vector<double> &v) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s_n=%zu %s_p50=%.1f %s_p95=%.1f %s_p99=%.1f %s_max=%.1f", prefix.c_str(), v.size(),
+           prefix.c_str(), percentile(v, 50), prefix.c_str(), percentile(v, 95), prefix.c_str(), percentile(v, 99),
+           prefix.c_str(), v.empty() ? NAN : *std::max_element(v.begin(), v.end()));
+  return buf;
+}
+
+/* Appends rows to DIR/<name>.csv (header written when the file is new). */
+class CsvOut {
+public:
+  CsvOut(const Options &o, const std::string &name, const std::string &header) {
+    std::string dir = opt(o, "out", "");
+    if (dir.empty())
+      return;
+    g_mkdir_with_parents(dir.c_str(), 0755);
+    std::string path = dir + "/" + name + ".csv";
+    bool fresh = !g_file_test(path.c_str(), G_FILE_TEST_EXISTS);
+    f_.open(path, std::ios::app);
+    if (fresh)
+      f_ << header << "\n";
+  }
+  template <typename... T> void row(const T &...v) {
+    if (!f_.is_open())
+      return;
+    std::ostringstream s;
+    ((s << v << ","), ...);
+    std::string line = s.str();
+    line.pop_back();
+    f_ << line << "\n";
+  }
+
+private:
+  std::ofstream f_;
+};
+
+/* ---- the time code drawn into frames ------------------------------------------------------ */
+
+/* 48 bits of microseconds + a 16-bit check, as 2 rows of 32 blocks of 32x32 pixels (black: 0,
+ * white: 1) at (32,32): big enough to survive 2 Mbit/s H.264 at 720p. */
+constexpr int kBlock = 32, kCols = 32, kRows = 2, kX0 = 32, kY0 = 32;
+
+/* never 0 for v = 0 and never 0xffff for all ones: a black or white (or grey) patch must not pass */
+guint64 stamp_check(guint64 v) { return (((v * 0x9E3779B97F4A7C15ull) >> 48) ^ 0x5A3C) & 0xffff; }
+
+void stamp_write(GstVideoFrame *frame, guint64 us) {
+  guint64 word = ((us & 0xffffffffffffull) << 16) | stamp_check(us & 0xffffffffffffull);
+  guint8 *y = static_cast<guint8 *>(GST_VIDEO_FRAME_PLANE_DATA(frame, 0));
+  int ystride = GST_VIDEO_FRAME_PLANE_STRIDE(frame, 0);
+  bool planar420 = GST_VIDEO_FRAME_FORMAT(frame) == GST_VIDEO_FORMAT_I420;
+  for (int bit = 0; bit < 64; bit++) {
+    int bx = kX0 + (bit % kCols) * kBlock, by = kY0 + (bit / kCols) * kBlock;
+    guint8 value = ((word >> (63 - bit)) & 1) ? 235 : 16;
+    for (int r = 0; r < kBlock; r++)
+      memset(y + (by + r) * ystride + bx, value, kBlock);
+    if (planar420) {
+      for (int plane = 1; plane <= 2; plane++) {
+        guint8 *c = static_cast<guint8 *>(GST_VIDEO_FRAME_PLANE_DATA(frame, plane));
+        int cs = GST_VIDEO_FRAME_PLANE_STRIDE(frame, plane);
+        for (int r = 0; r < kBlock / 2; r++)
+          memset(c + (by / 2 + r) * cs + bx / 2, 128, kBlock / 2);
+      }
+    }
+  }
+}
+
+/* Reads the code from the luma plane; false when the check does not match. */
+bool stamp_read(const GstVideoFrame *frame, guint64 *us) {
+  const guint8 *y = static_cast<const guint8 *>(GST_VIDEO_FRAME_PLANE_DATA(frame, 0));
+  int ystride = GST_VIDEO_FRAME_PLANE_STRIDE(frame, 0);
+  if (GST_VIDEO_FRAME_WIDTH(frame) < kX0 + kCols * kBlock || GST_VIDEO_FRAME_HEIGHT(frame) < kY0 + kRows * kBlock)
+    return false;
+  guint64 word = 0;
+  for (int bit = 0; bit < 64; bit++) {
+    int bx = kX0 + (bit % kCols) * kBlock + kBlock / 4, by = kY0 + (bit / kCols) * kBlock + kBlock / 4;
+    unsigned sum = 0;
+    for (int r = 0; r < kBlock / 2; r++)
+      for (int c = 0; c < kBlock / 2; c++)
+        sum += y[(by + r) * ystride + bx + c];
+    word = (word << 1) | (sum / (kBlock * kBlock / 4) > 125 ? 1 : 0);
+  }
+  guint64 v = word >> 16;
+  if (v == 0 || v == 0xffffffffffffull || (word & 0xffff) != stamp_check(v))
+    return false;
+  *us = v;
+  return true;
+}
+
+bool read_buffer_stamp(GstPad *pad, GstBuffer *buf, guint64 *us) {
+  g_autoptr(GstCaps) caps = gst_pad_get_current_caps(pad);
+  GstVideoInfo info;
+  if (!caps || !gst_video_info_from_caps(&info, caps) || !GST_VIDEO_INFO_IS_YUV(&info))
+    return false;
+  GstVideoFrame frame;
+  if (!gst_video_frame_map(&frame, &info, buf, GST_MAP_READ))
+    return false;
+  bool ok = stamp_read(&frame, us);
+  gst_video_frame_unmap(&frame);
+  return ok;
+}
+
+/* ---- pipelines ----------------------------------------------------------------------------- */
+
+/* A parsed pipeline whose errors are printed and remembered (bus sync handler, no main loop). */
+class Pipeline {
+public:
+  explicit Pipeline(const std::string &desc) {
+    GError *err = nullptr;
+    pipeline_ = gst_parse_launch(desc.c_str(), &err);
+    if (!pipeline_) {
+      g_printerr("cannot build pipeline '%s': %s\n", desc.c_str(), err ? err->message : "?");
+      exit(2);
+    }
+    if (err)
+      g_printerr("warning building pipeline '%s': %s\n", desc.c_str(), err->message);
+    g_clear_error(&err);
+    g_autoptr(GstBus) bus = gst_element_get_bus(pipeline_);
+    gst_bus_set_sync_handler(bus, on_message, this, nullptr);
+  }
+  ~Pipeline() {
+    gst_element_set_state(pipeline_, GST_STATE_NULL);
+    g_autoptr(GstBus) bus = gst_element_get_bus(pipeline_);
+    gst_bus_set_sync_handler(bus, nullptr, nullptr, nullptr);
+    gst_object_unref(pipeline_);
+  }
+  void play() { gst_element_set_state(pipeline_, GST_STATE_PLAYING); }
+  GstElement *get(const char *name) { return gst_bin_get_by_name(GST_BIN(pipeline_), name); /* ref */ }
+  int errors() const { return errors_.load(); }
+  std::vector<std::string> states() {
+    std::lock_guard<std::mutex> g(lock_);
+    return states_;
+  }
+  /* monotonic ms of each status message, by state name */
+  std::vector<std::pair<std::string, double>> status_log() {
+    std::lock_guard<std::mutex> g(lock_);
+    return status_log_;
+  }
+
+private:
+  static GstBusSyncReply on_message(GstBus *, GstMessage *msg, gpointer data) {
+    auto *self = static_cast<Pipeline *>(data);
+    if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
+      g_autoptr(GError) err = nullptr;
+      g_autofree char *dbg = nullptr;
+      gst_message_parse_error(msg, &err, &dbg);
+      if (!self->quiet_errors)
+        g_printerr("pipeline error from %s: %s\n", GST_OBJECT_NAME(msg->src), err->message);
+      self->errors_++;
+    } else if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ELEMENT) {
+      const GstStructure *s = gst_message_get_structure(msg);
+      if (s && gst_structure_has_name(s, "gst-mediamtx-status")) {
+        const char *state = gst_structure_get_string(s, "state");
+        std::lock_guard<std::mutex> g(self->lock_);
+        self->status_log_.emplace_back(std::string(GST_OBJECT_NAME(msg->src)) + ":" + (state ? state : "?"), now_ms());
+      }
+    }
+    gst_message_unref(msg);
+    return GST_BUS_DROP;
+  }
+
+public:
+  bool quiet_errors = false;
+
+private:
+  GstElement *pipeline_;
+  std::atomic<int> errors_{0};
+  std::mutex lock_;
+  std::vector<std::string> states_;
+  std::vector<std::pair<std::string, double>> status_log_;
+};
+
+struct Video {
+  int width = 1280, height = 720, fps = 30, kbps = 2000;
+};
+
+Video video_from(const Options &o) {
+  Video v;
+  v.height = opt_int(o, "height", 720);
+  v.width = v.height * 16 / 9;
+  v.kbps = opt_int(o, "bitrate", 2000);
+  return v;
+}
+
+std::string raw_source(const Video &v) {
+  /* moving colour bars: a picture x264 has to spend bits on every frame */
+  return "videotestsrc is-live=true pattern=smpte horizontal-speed=3 ! video/x-raw,format=I420,width=" +
+         std::to_string(v.width) + ",height=" + std::to_string(v.height) + ",framerate=" + std::to_string(v.fps) +
+         "/1";
+}
+
+/* publisher: "rtsp" or "whip" through mediamtxsink */
+std::string publisher_desc(const testbed::MediamtxServer &server, const std::string &transport, const Video &v,
+                           int keyint_frames, const std::string &extra = "") {
+  std::string sink = transport == "whip" ? "mediamtxsink name=pub transport=whip location=" + server.whip_url("cam")
+                                         : "mediamtxsink name=pub location=" + server.rtsp_url("cam");
+  return raw_source(v) + " ! identity name=stamp ! " + sink + " bitrate=" + std::to_string(v.kbps) +
+         " keyframe-interval=" + std::to_string(keyint_frames) + " " + extra;
+}
+
+/* viewer ending in identity name=decoded ! fakesink name=display */
+std::string viewer_desc(const testbed::MediamtxServer &server, const std::string &viewer, int latency,
+                        bool display_sync = true, const std::string &extra = "") {
+  std::string head;
+  if (viewer == "rtspsrc")
+    head = "rtspsrc name=src location=" + server.rtsp_url("cam") + " latency=" + std::to_string(latency) +
+           " user-agent=mtx-bench " + extra +
+           /* like whepsrc's decoder: no corrupt pictures before the first keyframe (a grey frame
+            * 30 ms after PLAYING is not a first frame) */
+           " ! rtph264depay ! h264parse ! avdec_h264 output-corrupt=false";
+  else
+    head = "whepsrc name=src location=" + server.whep_url("cam") + " latency=" + std::to_string(latency) +
+           " audio=false decode=true " + extra;
+  return head + " ! identity name=decoded ! fakesink name=display sync=" + (display_sync ? "true" : "false") +
+         " signal-handoffs=true";
+}
+
+GstPadProbeReturn stamp_probe(GstPad *pad, GstPadProbeInfo *info, gpointer) {
+  GstBuffer *buf = gst_buffer_make_writable(GST_PAD_PROBE_INFO_BUFFER(info));
+  GST_PAD_PROBE_INFO_DATA(info) = buf;
+  g_autoptr(GstCaps) caps = gst_pad_get_current_caps(pad);
+  GstVideoInfo vinfo;
+  if (!caps || !gst_video_info_from_caps(&vinfo, caps))
+    return GST_PAD_PROBE_OK;
+  GstVideoFrame frame;
+  if (gst_video_frame_map(&frame, &vinfo, buf, GST_MAP_WRITE)) {
+    stamp_write(&frame, static_cast<guint64>(g_get_monotonic_time()));
+    gst_video_frame_unmap(&frame);
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+void attach_stamper(Pipeline &pub) {
+  g_autoptr(GstElement) stamp = pub.get("stamp");
+  g_autoptr(GstPad) pad = gst_element_get_static_pad(stamp, "src");
+  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, stamp_probe, nullptr, nullptr);
+}
+
+/* Latencies read at the decoder output and at the display sink's render time. */
+struct LatencyCollector {
+  std::mutex lock;
+  std::vector<double> decoded, display;
+  std::atomic<int> frames{0}, unreadable{0};
+  std::atomic<double> first_frame_ms{0};
+  int skip = 30;  /* first second after the first frame: start-up */
+  size_t want = 0;
+
+  static GstPadProbeReturn on_decoded(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
+    auto *self = static_cast<LatencyCollector *>(data);
+    double t = now_ms();
+    if (self->first_frame_ms.load() == 0)
+      self->first_frame_ms = t;
+    guint64 us;
+    if (!read_buffer_stamp(pad, GST_PAD_PROBE_INFO_BUFFER(info), &us)) {
+      self->unreadable++;
+      return GST_PAD_PROBE_OK;
+    }
+    if (++self->frames <= self->skip)
+      return GST_PAD_PROBE_OK;
+    std::lock_guard<std::mutex> g(self->lock);
+    if (self->decoded.size() < self->want)
+      self->decoded.push_back(t - us / 1000.0);
+    return GST_PAD_PROBE_OK;
+  }
+  static void on_render(GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer data) {
+    auto *self = static_cast<LatencyCollector *>(data);
+    (void)sink;
+    double t = now_ms();
+    guint64 us;
+    if (!read_buffer_stamp(pad, buf, &us))
+      return;
+    std::lock_guard<std::mutex> g(self->lock);
+    if (self->decoded.empty())
+      return;  /* still in the start-up skip */
+    if (self->display.size() < self->want)
+      self->display.push_back(t - us / 1000.0);
+  }
+  void attach(Pipeline &p) {
+    g_autoptr(GstElement) dec = p.get("decoded");
+    g_autoptr(GstPad) pad = gst_element_get_static_pad(dec, "src");
+    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_decoded, this, nullptr);
+    g_autoptr(GstElement) display = p.get("display");
+    g_signal_connect(display, "handoff", G_CALLBACK(on_render), this);
+  }
+  bool done() {
+    std::lock_guard<std::mutex> g(lock);
+    return decoded.size() >= want && display.size() >= want;
+  }
+};
+
+bool start_server(testbed::MediamtxServer &server) {
+  if (!testbed::in_test_namespace())
+    return false;
+  return server.start();
+}
+
+/* Starts the publisher and waits for the path; nullptr on failure. */
+std::unique_ptr<Pipeline> start_publisher(testbed::MediamtxServer &server, const std::string &transport,
+                                          const Video &v, int keyint_frames, const std::string &extra = "") {
+  auto pub = std::make_unique<Pipeline>(publisher_desc(server, transport, v, keyint_frames, extra));
+  attach_stamper(*pub);
+  pub->play();
+  if (!server.wait_path_ready("cam", 15000)) {
+    g_printerr("publisher (%s) did not make path 'cam' ready\n", transport.c_str());
+    return nullptr;
+  }
+  return pub;
+}
+
+/* ---- 1. glass-to-glass latency ----------------------------------------------------------- */
+
+struct LatencyResult {
+  bool ok = false;
+  std::vector<double> decoded, display;
+  int unreadable = 0;
+};
+
+LatencyResult run_latency(const Options &o) {
+  LatencyResult r;
+  std::string publisher = opt(o, "publisher", "rtsp"), viewer = opt(o, "viewer", "whepsrc");
+  int latency = opt_int(o, "latency", 50), frames = opt_int(o, "frames", 1000);
+  Video v = video_from(o);
+  testbed::MediamtxServer server;
+  if (!start_server(server))
+    return r;
+  auto pub = start_publisher(server, publisher, v, opt_int(o, "keyint", 30));
+  if (!pub)
+    return r;
+  LatencyCollector col;
+  col.want = static_cast<size_t>(frames);
+  Pipeline view(viewer_desc(server, viewer, latency));
+  col.attach(view);
+  view.play();
+  double deadline = now_ms() + 20000 + frames * 1000.0 / v.fps * 1.5;
+  while (!col.done() && now_ms() < deadline && view.errors() == 0 && pub->errors() == 0)
+    sleep_ms(50);
+  {
+    std::lock_guard<std::mutex> g(col.lock);
+    r.decoded = col.decoded;
+    r.display = col.display;
+  }
+  r.unreadable = col.unreadable;
+  r.ok = col.done();
+  /* what the viewer pipeline says it adds (jitter buffer + decoder + sink): explains display - decoded */
+  double pipeline_latency_ms = -1;
+  {
+    g_autoptr(GstQuery) q = gst_query_new_latency();
+    g_autoptr(GstElement) display = view.get("display");
+    g_autoptr(GstPad) sinkpad = gst_element_get_static_pad(display, "sink");
+    if (gst_pad_peer_query(sinkpad, q)) {
+      GstClockTime min_latency;
+      gst_query_parse_latency(q, nullptr, &min_latency, nullptr);
+      pipeline_latency_ms = min_latency / 1e6;
+    }
+  }
+  CsvOut csv(o, "latency", "publisher,viewer,latency_ms,height,frame,decoded_ms,display_ms");
+  for (size_t i = 0; i < std::min(r.decoded.size(), r.display.size()); i++)
+    csv.row(publisher, viewer, latency, v.height, i, r.decoded[i], r.display[i]);
+  printf("RESULT latency publisher=%s viewer=%s latency=%d height=%d %s %s unreadable=%d "
+         "upstream_reported_latency_ms=%.1f ok=%d\n",
+         publisher.c_str(), viewer.c_str(), latency, v.height, summary("decoded", r.decoded).c_str(),
+         summary("display", r.display).c_str(), r.unreadable, pipeline_latency_ms, r.ok);
+  fflush(stdout);
+  return r;
+}
+
+/* ---- 2. time to first frame ---------------------------------------------------------------- */
+
+struct FirstFrame {
+  std::atomic<double> at{0};
+  static GstPadProbeReturn probe(GstPad *, GstPadProbeInfo *, gpointer data) {
+    auto *self = static_cast<FirstFrame *>(data);
+    if (self->at.load() == 0)
+      self->at = now_ms();
+    return GST_PAD_PROBE_OK;
+  }
+  void attach(Pipeline &p, const char *element) {
+    g_autoptr(GstElement) e = p.get(element);
+    g_autoptr(GstPad) pad = gst_element_get_static_pad(e, "src");
+    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, probe, this, nullptr);
+  }
+};
+
+gint64 stats_int64(GstElement *src, const char *field) {
+  GstStructure *s = nullptr;
+  g_object_get(src, "stats", &s, nullptr);
+  gint64 v = 0;
+  if (s) {
+    gst_structure_get_int64(s, field, &v);
+    gst_structure_free(s);
+  }
+  return v;
+}
+
+struct TtffSample {
+  double total = -1, offer = -1, answer = -1, connected = -1, keyframe_wait = -1;
+};
+
+std::vector<TtffSample> run_ttff(const Options &o) {
+  std::vector<TtffSample> out;
+  std::string viewer = opt(o, "viewer", "whepsrc");
+  int starts = opt_int(o, "starts", 30);
+  double keyint_s = std::stod(opt(o, "keyint-s", "1"));
+  Video v = video_from(o);
+  int keyint_frames = std::max(1, static_cast<int>(std::lround(keyint_s * v.fps)));
+  testbed::MediamtxServer server;
+  if (!start_server(server))
+    return out;
+  auto pub = start_publisher(server, "rtsp", v, keyint_frames);
+  if (!pub)
+    return out;
+  sleep_ms(1000);
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<int> pause(200, 200 + static_cast<int>(keyint_s * 1000));
+  CsvOut csv(o, "ttff", "viewer,keyint_s,start,total_ms,offer_ms,answer_ms,connected_ms,keyframe_wait_ms");
+  for (int i = 0; i < starts; i++) {
+    Pipeline view(viewer_desc(server, viewer, 50, false));
+    FirstFrame ff;
+    ff.attach(view, "decoded");
+    double t0 = now_ms();
+    view.play();
+    while (ff.at.load() == 0 && now_ms() - t0 < 10000 && view.errors() == 0)
+      sleep_ms(2);
+    TtffSample s;
+    if (ff.at.load() > 0) {
+      s.total = ff.at - t0;
+      if (viewer == "whepsrc") {
+        g_autoptr(GstElement) src = view.get("src");
+        auto rel = [&](const char *f) {
+          gint64 us = stats_int64(src, f);
+          return us > 0 ? us / 1000.0 - t0 : -1.0;
+        };
+        s.offer = rel("offer-created-us");
+        s.answer = rel("answer-received-us");
+        s.connected = rel("connected-us");
+        if (s.connected >= 0)
+          s.keyframe_wait = s.total - s.connected;
+      }
+      out.push_back(s);
+    } else {
+      g_printerr("ttff: no frame within 10 s (start %d)\n", i);
+    }
+    csv.row(viewer, keyint_s, i, s.total, s.offer, s.answer, s.connected, s.keyframe_wait);
+    sleep_ms(pause(rng));  /* start at a random phase of the keyframe interval */
+  }
+  std::vector<double> total, answer, connected, kw;
+  for (auto &s : out) {
+    total.push_back(s.total);
+    if (s.answer >= 0) answer.push_back(s.answer);
+    if (s.connected >= 0) connected.push_back(s.connected);
+    if (s.keyframe_wait >= 0) kw.push_back(s.keyframe_wait);
+  }
+  printf("RESULT ttff viewer=%s keyint_s=%.2f starts=%d %s %s %s %s\n", viewer.c_str(), keyint_s, starts,
+         summary("total", total).c_str(), summary("answer", answer).c_str(), summary("connected", connected).c_str(),
+         summary("keyframe_wait", kw).c_str());
+  fflush(stdout);
+  return out;
+}
+
+/* ---- 3. recovery after a server restart ------------------------------------------------- */
+
+struct RecoverySample {
+  double first_frame = -1, path_ready = -1, api_up = -1, viewer_noticed = -1;
+};
+
+std::vector<RecoverySample> run_recovery(const Options &o) {
+  std::vector<RecoverySample> out;
+  int runs = opt_int(o, "runs", 5), outage = opt_int(o, "outage-ms", 1000);
+  int retry = opt_int(o, "retry-delay", 500), viewer_timeout = opt_int(o, "viewer-timeout", 1000);
+  Video v = video_from(o);
+  int keyint_frames = opt_int(o, "keyint", 30);
+  testbed::MediamtxServer server;
+  if (!start_server(server))
+    return out;
+  std::string retry_props = "retry-delay=" + std::to_string(retry) + " max-retry-delay=" + std::to_string(retry);
+  auto pub = start_publisher(server, "rtsp", v, keyint_frames, retry_props + " max-retries=-1");
+  if (!pub)
+    return out;
+  Pipeline view(viewer_desc(server, "whepsrc", 50, false,
+                            retry_props + " max-retries=-1 timeout=" + std::to_string(viewer_timeout)));
+  view.quiet_errors = pub->quiet_errors = true;
+  /* first frame after `since` (ms): reset `first` to 0 and move `since` to re-arm */
+  struct Arrivals {
+    std::atomic<double> since{0}, first{0};
+  } arrivals;
+  g_autoptr(GstElement) dec = view.get("decoded");
+  g_autoptr(GstPad) pad = gst_element_get_static_pad(dec, "src");
+  gst_pad_add_probe(
+      pad, GST_PAD_PROBE_TYPE_BUFFER,
+      [](GstPad *, GstPadProbeInfo *, gpointer data) -> GstPadProbeReturn {
+        auto *a = static_cast<Arrivals *>(data);
+        double t = now_ms();
+        if (a->first.load() == 0 && t >= a->since.load())
+          a->first = t;
+        return GST_PAD_PROBE_OK;
+      },
+      &arrivals, nullptr);
+  view.play();
+  double t0 = now_ms();
+  while (arrivals.first.load() == 0 && now_ms() - t0 < 10000)
+    sleep_ms(10);
+  CsvOut csv(o, "recovery", "run,outage_ms,retry_delay_ms,viewer_timeout_ms,keyint_frames,viewer_noticed_ms,"
+                            "api_up_ms,path_ready_ms,first_frame_ms");
+  for (int i = 0; i < runs && arrivals.first.load() > 0; i++) {
+    sleep_ms(2000);
+    double killed = now_ms();
+    server.kill_hard();
+    sleep_ms(outage);
+    RecoverySample s;
+    double back = now_ms();  /* the server process is started again */
+    arrivals.since = back;
+    arrivals.first = 0;
+    if (!server.start())
+      break;
+    s.api_up = now_ms() - back;
+    double ready_at = -1;
+    while (now_ms() - back < 20000) {
+      if (ready_at < 0 && server.path_ready("cam"))
+        ready_at = now_ms();
+      if (ready_at > 0 && arrivals.first.load() > 0)
+        break;
+      sleep_ms(5);
+    }
+    if (ready_at > 0)
+      s.path_ready = ready_at - back;
+    if (arrivals.first.load() > 0)
+      s.first_frame = arrivals.first.load() - back;
+    for (auto &[state, at] : view.status_log())  /* the viewer's first "reconnecting" after the kill */
+      if (at >= killed && state.find(":reconnecting") != std::string::npos) {
+        s.viewer_noticed = at - killed;
+        break;
+      }
+    out.push_back(s);
+    csv.row(i, outage, retry, viewer_timeout, keyint_frames, s.viewer_noticed, s.api_up, s.path_ready, s.first_frame);
+  }
+  std::vector<double> ff, pr, api, noticed;
+  for (auto &s : out) {
+    if (s.viewer_noticed >= 0) noticed.push_back(s.viewer_noticed);
+    if (s.first_frame >= 0) ff.push_back(s.first_frame);
+    if (s.path_ready >= 0) pr.push_back(s.path_ready);
+    api.push_back(s.api_up);
+  }
+  printf("RESULT recovery runs=%d outage_ms=%d retry_delay=%d viewer_timeout=%d keyint_frames=%d %s %s %s %s\n",
+         runs, outage, retry, viewer_timeout, keyint_frames, summary("viewer_noticed", noticed).c_str(),
+         summary("api_up", api).c_str(), summary("path_ready", pr).c_str(),
+         summary("first_frame", ff).c_str());
+  fflush(stdout);
+  return out;
+}
+
+/* ---- 4. cost ----------------------------------------------------------------------------- */
+
+double cpu_seconds_self() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+long peak_rss_kib(pid_t pid) {
+  std::ifstream f("/proc/" + (pid ? std::to_string(pid) : std::string("self")) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0)
+      return std::stol(line.substr(6));
+  return -1;
+}
+
+/* utime+stime of a process in seconds, from /proc/<pid>/stat */
+double cpu_seconds_of(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s;
+  std::getline(f, s);
+  auto close = s.rfind(')');
+  if (close == std::string::npos)
+    return -1;
+  std::istringstream rest(s.substr(close + 2));
+  std::string field;
+  std::vector<std::string> fields;
+  while (rest >> field)
+    fields.push_back(field);
+  if (fields.size() < 13)
+    return -1;
+  return (std::stod(fields[11]) + std::stod(fields[12])) / sysconf(_SC_CLK_TCK);  /* fields 14, 15 */
+}
+
+/* pid of our MediaMTX child */
+pid_t find_mediamtx_child() {
+  g_autoptr(GDir) dir = g_dir_open("/proc", 0, nullptr);
+  const char *name;
+  while (dir && (name = g_dir_read_name(dir))) {
+    if (!g_ascii_isdigit(name[0]))
+      continue;
+    std::ifstream f(std::string("/proc/") + name + "/stat");
+    std::string s;
+    std::getline(f, s);
+    auto open = s.find('('), close = s.rfind(')');
+    if (open == std::string::npos || close == std::string::npos)
+      continue;
+    std::string comm = s.substr(open + 1, close - open - 1);
+    std::istringstream rest(s.substr(close + 2));
+    std::string state;
+    long ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == getpid() && comm.rfind("mediamtx", 0) == 0)
+      return static_cast<pid_t>(std::stol(name));
+  }
+  return -1;
+}
+
+/* Child mode: one viewer or publisher; measures its own CPU over a window after a warm-up and
+ * prints "CHILD cpu_pct=.. peak_rss_kib=.. frames=.. expected=.. mbps=..". */
+int child_main(const Options &o) {
+  std::string role = opt(o, "role", "view");
+  int warm = opt_int(o, "warm-s", 4), window = opt_int(o, "window-s", 10);
+  std::string desc;
+  if (role == "view") {
+    std::string decode = opt(o, "decode", "0") == "1" ? "true" : "false";
+    desc = "whepsrc name=src location=" + opt(o, "url", "") + " audio=false latency=50 decode=" + decode +
+           " ! identity name=decoded ! fakesink sync=false";
+  } else {
+    desc = opt(o, "pipeline", "");
+  }
+  Pipeline p(desc);
+  std::atomic<int> frames{0};
+  g_autoptr(GstElement) counted = p.get(role == "view" ? "decoded" : "counted");
+  if (counted) {
+    g_autoptr(GstPad) pad = gst_element_get_static_pad(counted, "src");
+    gst_pad_add_probe(
+        pad, GST_PAD_PROBE_TYPE_BUFFER,
+        [](GstPad *, GstPadProbeInfo *, gpointer data) -> GstPadProbeReturn {
+          (*static_cast<std::atomic<int> *>(data))++;
+          return GST_PAD_PROBE_OK;
+        },
+        &frames, nullptr);
+  }
+  p.play();
+  double t0 = now_ms();
+  while (frames.load() == 0 && now_ms() - t0 < 15000)
+    sleep_ms(10);
+  sleep_ms(warm * 1000);
+  g_autoptr(GstElement) src = p.get("src");
+  gint64 bytes0 = 0, bytes1 = 0;
+  if (src) {
+    GstStructure *s = nullptr;
+    g_object_get(src, "stats", &s, nullptr);
+    if (s) { gst_structure_get(s, "bytes-received", G_TYPE_UINT64, &bytes0, nullptr); gst_structure_free(s); }
+  }
+  int f0 = frames.load();
+  double c0 = cpu_seconds_self(), w0 = now_ms();
+  sleep_ms(window * 1000);
+  int f1 = frames.load();
+  double c1 = cpu_seconds_self(), w1 = now_ms();
+  if (src) {
+    GstStructure *s = nullptr;
+    g_object_get(src, "stats", &s, nullptr);
+    if (s) { gst_structure_get(s, "bytes-received", G_TYPE_UINT64, &bytes1, nullptr); gst_structure_free(s); }
+  }
+  double wall = (w1 - w0) / 1000.0;
+  printf("CHILD cpu_pct=%.2f peak_rss_kib=%ld frames=%d expected=%.0f mbps=%.3f errors=%d\n",
+         100.0 * (c1 - c0) / wall, peak_rss_kib(0), f1 - f0, wall * 30, (bytes1 - bytes0) * 8 / wall / 1e6,
+         p.errors());
+  fflush(stdout);
+  return 0;
+}
+
+struct ChildResult {
+  double cpu_pct = -1, mbps = 0;
+  long rss = -1;
+  int frames = 0;
+  double expected = 0;
+  int errors = 0;
+};
+
+/* Runs `count` copies of this program in child mode with `args`, staggered, and parses their
+ * reports. */
+std::vector<ChildResult> run_children(int count, const std::vector<std::string> &args) {
+  std::vector<std::pair<GPid, int>> kids;
+  for (int i = 0; i < count; i++) {
+    std::vector<char *> argv;
+    static std::string self = g_file_read_link("/proc/self/exe", nullptr);
+    argv.push_back(const_cast<char *>(self.c_str()));
+    std::string child = "child";
+    argv.push_back(const_cast<char *>(child.c_str()));
+    for (auto &a : args)
+      argv.push_back(const_cast<char *>(a.c_str()));
+    argv.push_back(nullptr);
+    GPid pid;
+    int out_fd;
+    GError *err = nullptr;
+    if (!g_spawn_async_with_pipes(nullptr, argv.data(), nullptr, G_SPAWN_DO_NOT_REAP_CHILD, nullptr, nullptr, &pid,
+                                  nullptr, &out_fd, nullptr, &err)) {
+      g_printerr("spawn failed: %s\n", err->message);
+      g_clear_error(&err);
+      continue;
+    }
+    kids.emplace_back(pid, out_fd);
+    sleep_ms(150);
+  }
+  std::vector<ChildResult> results;
+  for (auto &[pid, fd] : kids) {
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+      text.append(buf, static_cast<size_t>(n));
+    close(fd);
+    int status;
+    waitpid(pid, &status, 0);
+    g_spawn_close_pid(pid);
+    ChildResult r;
+    auto pos = text.find("CHILD ");
+    if (pos != std::string::npos)
+      sscanf(text.c_str() + pos, "CHILD cpu_pct=%lf peak_rss_kib=%ld frames=%d expected=%lf mbps=%lf errors=%d",
+             &r.cpu_pct, &r.rss, &r.frames, &r.expected, &r.mbps, &r.errors);
+    results.push_back(r);
+  }
+  return results;
+}
+
+/* Viewers: 1..N concurrent whepsrc processes; publishers: mediamtxsink encoding vs passthrough. */
+int run_cost(const Options &o) {
+  Video v = video_from(o);
+  std::string counts = opt(o, "viewers", "1,2,4,8,16"), dcounts = opt(o, "decoded-viewers", "1,2,4");
+  std::string warm = "--warm-s=" + opt(o, "warm-s", "4"), window = "--window-s=" + opt(o, "window-s", "10");
+  testbed::MediamtxServer server;
+  if (!start_server(server))
+    return 1;
+  CsvOut csv(o, "cost", "what,count,per_process_cpu_pct_mean,total_cpu_pct,server_cpu_pct,peak_rss_kib_max,"
+                        "frames_min,expected,lossless,mbps");
+  pid_t mtx = find_mediamtx_child();
+
+  /* publisher cost: each configuration as its own process */
+  std::string src = raw_source(v);
+  std::string rate = " bitrate=" + std::to_string(v.kbps) + " keyframe-interval=30";
+  std::string x264 = " x264enc tune=zerolatency speed-preset=ultrafast bframes=0 key-int-max=30 bitrate=" +
+                     std::to_string(v.kbps) + " ! video/x-h264,profile=constrained-baseline ! h264parse ";
+  std::vector<std::pair<std::string, std::string>> pubs = {
+      {"publisher_encoding", src + " ! identity name=counted ! mediamtxsink location=" + server.rtsp_url("enc") + rate},
+      {"publisher_passthrough", src + " ! " + x264 + " ! identity name=counted ! mediamtxsink location=" +
+                                    server.rtsp_url("pass") + rate},
+      {"x264enc_to_fakesink", src + " ! " + x264 + " ! identity name=counted ! fakesink sync=false"},
+  };
+  for (auto &[what, pipe] : pubs) {
+    auto r = run_children(1, {"--role=publish", "--pipeline=" + pipe, warm, window});
+    if (r.empty())
+      continue;
+    printf("RESULT cost what=%s cpu_pct=%.2f peak_rss_kib=%ld frames=%d expected=%.0f\n", what.c_str(), r[0].cpu_pct,
+           r[0].rss, r[0].frames, r[0].expected);
+    csv.row(what, 1, r[0].cpu_pct, r[0].cpu_pct, -1, r[0].rss, r[0].frames, r[0].expected,
+            r[0].frames >= r[0].expected - 2, 0);
+    fflush(stdout);
+  }
+
+  /* viewers of one published stream */
+  auto pub = start_publisher(server, "rtsp", v, 30);
+  if (!pub)
+    return 1;
+  sleep_ms(1000);
+  auto sweep = [&](const std::string &list, bool decode) {
+    gchar **items = g_strsplit(list.c_str(), ",", -1);
+    for (gchar **it = items; *it; it++) {
+      int n = atoi(*it);
+      if (n <= 0)
+        continue;
+      double s0 = mtx > 0 ? cpu_seconds_of(mtx) : -1, w0 = now_ms();
+      auto rs = run_children(n, {"--role=view", "--url=" + server.whep_url("cam"),
+                                 std::string("--decode=") + (decode ? "1" : "0"), warm, window});
+      double s1 = mtx > 0 ? cpu_seconds_of(mtx) : -1, w1 = now_ms();
+      double total = 0, mbps = 0;
+      long rss = 0;
+      int fmin = 1 << 30, errors = 0;
+      double expected = 0;
+      for (auto &r : rs) {
+        total += r.cpu_pct;
+        rss = std::max(rss, r.rss);
+        fmin = std::min(fmin, r.frames);
+        expected = r.expected;
+        mbps += r.mbps;
+        errors += r.errors;
+      }
+      bool lossless = static_cast<int>(rs.size()) == n && fmin >= expected - 2 && errors == 0;
+      /* server CPU averaged over the whole step (start-up included): an upper bound */
+      double server_pct = s0 >= 0 ? 100.0 * (s1 - s0) / ((w1 - w0) / 1000.0) : -1;
+      const char *what = decode ? "viewer_decoded" : "viewer_encoded";
+      printf("RESULT cost what=%s count=%d per_process_cpu_pct=%.2f total_cpu_pct=%.1f server_cpu_pct=%.1f "
+             "peak_rss_kib=%ld frames_min=%d expected=%.0f lossless=%d mbps_per_viewer=%.2f\n",
+             what, n, rs.empty() ? -1 : total / rs.size(), total, server_pct, rss, fmin, expected, lossless,
+             rs.empty() ? 0 : mbps / rs.size());
+      fflush(stdout);
+      csv.row(what, n, rs.empty() ? -1 : total / rs.size(), total, server_pct, rss, fmin, expected, lossless,
+              rs.empty() ? 0 : mbps / rs.size());
+    }
+    g_strfreev(items);
+  };
+  sweep(counts, false);
+  sweep(dcounts, true);
+  return 0;
+}
+
+/* ---- smoke ---------------------------------------------------------------------------------- */
+
+int run_smoke(const Options &base) {
+  int passed = 0, failed = 0;
+  auto check = [&](bool ok, const std::string &what) {
+    printf("%s: %s\n", ok ? "PASS" : "FAIL", what.c_str());
+    fflush(stdout);
+    (ok ? passed : failed)++;
+  };
+  auto sane = [](const std::vector<double> &v, double lo, double hi) {
+    return !v.empty() && percentile(v, 50) > lo && percentile(v, 99) < hi;
+  };
+  Options o = base;
+  o["frames"] = "60";
+  for (auto [pub, viewer] : {std::pair<const char *, const char *>{"rtsp", "whepsrc"}, {"whip", "whepsrc"},
+                             {"rtsp", "rtspsrc"}}) {
+    o["publisher"] = pub;
+    o["viewer"] = viewer;
+    auto r = run_latency(o);
+    std::string what = std::string("latency ") + pub + " -> " + viewer;
+    check(r.ok, what + ": 60 frames read back");
+    check(sane(r.decoded, 0, 3000) && sane(r.display, 0, 3000), what + ": latencies positive and < 3 s");
+    check(r.unreadable < 30, what + ": time code readable (" + std::to_string(r.unreadable) + " unreadable)");
+  }
+  o["viewer"] = "whepsrc";
+  o["starts"] = "3";
+  auto t = run_ttff(o);
+  check(t.size() == 3, "ttff: 3 starts got a frame");
+  bool parts = !t.empty();
+  for (auto &s : t)
+    parts = parts && s.answer > 0 && s.connected >= s.answer && s.total >= s.connected && s.total < 10000;
+  check(parts, "ttff: handshake milestones ordered (answer <= connected <= first frame)");
+  o["runs"] = "1";
+  auto rec = run_recovery(o);
+  check(rec.size() == 1 && rec[0].first_frame > 0 && rec[0].path_ready > 0,
+        "recovery: viewer and publisher back after a server restart");
+  auto kids = run_children(1, {"--role=publish", "--pipeline=videotestsrc num-buffers=300 is-live=true ! "
+                                                 "identity name=counted ! fakesink",
+                               "--warm-s=1", "--window-s=2"});
+  check(kids.size() == 1 && kids[0].cpu_pct >= 0 && kids[0].rss > 0 && kids[0].frames > 30,
+        "cost: child process reports CPU, peak RSS and frames");
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
+
+void usage() {
+  printf(
+      "Usage: mtx-bench COMMAND [--key=value ...]   (inside tests/testbed/netns-run.sh)\n"
+      "  latency   --publisher=rtsp|whip --viewer=whepsrc|rtspsrc --latency=MS --frames=N [--height=720]\n"
+      "  ttff      --viewer=whepsrc|rtspsrc --keyint-s=S --starts=N\n"
+      "  recovery  --runs=N --outage-ms=MS --retry-delay=MS [--keyint=FRAMES]\n"
+      "  cost      --viewers=1,2,4 --decoded-viewers=1,2 [--warm-s=4 --window-s=10]\n"
+      "  smoke     quick run of all of the above with sanity checks; ends with 'N passed, N failed'\n"
+      "Common: --out=DIR (append raw samples to DIR/*.csv), --height=720|1080, --bitrate=KBPS\n"
+      "Needs MEDIAMTX_BIN and GST_PLUGIN_PATH (tests/run.sh and tests/bench/run.sh set them).\n");
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  gst_init(&argc, &argv);
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    usage();
+    return argc < 2 ? 1 : 0;
+  }
+  std::string cmd = argv[1];
+  Options o = parse_options(argc, argv, 2);
+  if (cmd == "child")
+    return child_main(o);
+  if (cmd != "smoke" && !testbed::in_test_namespace()) {
+    g_printerr("run inside tests/testbed/netns-run.sh\n");
+    return 1;
+  }
+  if (cmd == "latency")
+    return run_latency(o).ok ? 0 : 1;
+  if (cmd == "ttff")
+    return run_ttff(o).empty() ? 1 : 0;
+  if (cmd == "recovery")
+    return run_recovery(o).empty() ? 1 : 0;
+  if (cmd == "cost")
+    return run_cost(o);
+  if (cmd == "smoke")
+    return run_smoke(o);
+  usage();
+  return 1;
+}

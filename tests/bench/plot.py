@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""gst-mediamtx benchmarks: Markdown tables (stdout) and PNG plots from mtx-bench CSV output.
+
+Usage: plot.py RESULTS_DIR PLOTS_DIR   (RESULTS_DIR holds latency.csv, ttff.csv, recovery.csv,
+cost.csv as written by `mtx-bench --out=DIR`; see tests/bench/run.sh)
+"""
+import csv
+import os
+import statistics
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def pct(values, p):
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    i = p / 100 * (len(v) - 1)
+    lo, hi = int(i), min(int(i) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (i - lo)
+
+
+def fmt(x):
+    return "n/a" if x != x else f"{x:.0f}"
+
+
+def latency(rows, plots):
+    groups = {}
+    for r in rows:
+        key = (r["publisher"], r["viewer"], int(r["latency_ms"]), int(r["height"]))
+        g = groups.setdefault(key, {"decoded": [], "display": []})
+        g["decoded"].append(float(r["decoded_ms"]))
+        g["display"].append(float(r["display_ms"]))
+    if not groups:
+        return
+    print("## Glass-to-glass latency (ms)\n")
+    print("| publisher | viewer | latency | picture | frames | after decoder p50 / p95 / p99 "
+          "| at display p50 / p95 / p99 | display p50 - latency |")
+    print("|---|---|---:|---|---:|---|---|---:|")
+    for (pub, view, lat, h), g in sorted(groups.items(), key=lambda kv: (kv[0][3], kv[0][2], kv[0][1], kv[0][0])):
+        d, s = g["decoded"], g["display"]
+        print(f"| mediamtxsink {pub} | {view} | {lat} | {h}p30 | {len(s)} | "
+              f"{fmt(pct(d, 50))} / {fmt(pct(d, 95))} / {fmt(pct(d, 99))} | "
+              f"{fmt(pct(s, 50))} / {fmt(pct(s, 95))} / {fmt(pct(s, 99))} | {fmt(pct(s, 50) - lat)} |")
+    print()
+
+    # p50 and p99 at the display against configured latency, one line per publisher/viewer
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for pub, view in sorted({(k[0], k[1]) for k in groups if k[3] == 720}):
+        lats = sorted(k[2] for k in groups if k[:2] == (pub, view) and k[3] == 720)
+        p50 = [pct(groups[(pub, view, lat, 720)]["display"], 50) for lat in lats]
+        p99 = [pct(groups[(pub, view, lat, 720)]["display"], 99) for lat in lats]
+        line, = ax.plot(lats, p50, marker="o", label=f"{pub} -> {view} p50")
+        ax.plot(lats, p99, marker="x", linestyle="--", color=line.get_color(), label=f"{pub} -> {view} p99")
+    lat_axis = sorted({k[2] for k in groups})
+    ax.plot(lat_axis, lat_axis, color="grey", linewidth=0.8, label="configured latency")
+    ax.set_ylim(0, 320)
+    ax.text(0.01, 0.97, "clipped at 320 ms: see the table for larger values", transform=ax.transAxes,
+            fontsize=7, va="top")
+    ax.set_xlabel("configured jitter-buffer latency (ms)")
+    ax.set_ylabel("glass-to-glass at a sync=true sink (ms)")
+    ax.set_title("720p30 2 Mbit/s through MediaMTX (veth, same machine)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(plots, "latency-sweep.png"), dpi=110)
+    plt.close(fig)
+
+    # CDF at latency 50
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (pub, view, lat, h), g in sorted(groups.items()):
+        if lat != 50:
+            continue
+        for where, style in (("display", "-"), ("decoded", ":")):
+            v = sorted(g[where])
+            ax.plot(v, [i / len(v) for i in range(len(v))], style, label=f"{pub} -> {view} {h}p {where}")
+    ax.set_xlim(0, 200)
+    ax.set_xlabel("glass-to-glass latency (ms), latency=50 (x clipped at 200)")
+    ax.set_ylabel("fraction of frames")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(plots, "latency-cdf-50.png"), dpi=110)
+    plt.close(fig)
+
+
+def ttff(rows, plots):
+    groups = {}
+    for r in rows:
+        if float(r["total_ms"]) < 0:
+            continue
+        groups.setdefault((r["viewer"], float(r["keyint_s"])), []).append(r)
+    if not groups:
+        return
+    print("## Time to first frame (ms, from PLAYING)\n")
+    print("| viewer | keyframe interval | starts | total p50 / p95 / max | HTTP answer p50 "
+          "| ICE+DTLS connected p50 / p95 | keyframe wait p50 / p95 / max |")
+    print("|---|---:|---:|---|---:|---|---|")
+    labels, answer, connect, wait = [], [], [], []
+    for (view, k), rs in sorted(groups.items()):
+        t = [float(r["total_ms"]) for r in rs]
+        a = [float(r["answer_ms"]) for r in rs if float(r["answer_ms"]) >= 0]
+        c = [float(r["connected_ms"]) for r in rs if float(r["connected_ms"]) >= 0]
+        w = [float(r["keyframe_wait_ms"]) for r in rs if float(r["keyframe_wait_ms"]) >= 0]
+        print(f"| {view} | {k:g} s | {len(rs)} | {fmt(pct(t, 50))} / {fmt(pct(t, 95))} / {fmt(max(t))} | "
+              f"{fmt(pct(a, 50))} | {fmt(pct(c, 50))} / {fmt(pct(c, 95))} | "
+              f"{fmt(pct(w, 50))} / {fmt(pct(w, 95))} / {fmt(max(w) if w else float('nan'))} |")
+        if view == "whepsrc":
+            labels.append(f"{k:g} s")
+            answer.append(statistics.median(a) if a else 0)
+            connect.append(statistics.median(c) - statistics.median(a) if c and a else 0)
+            wait.append(statistics.median(w) if w else 0)
+    print()
+    if labels:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.bar(labels, answer, label="offer + HTTP answer")
+        ax.bar(labels, connect, bottom=answer, label="ICE + DTLS connected")
+        ax.bar(labels, wait, bottom=[a + c for a, c in zip(answer, connect)], label="wait for keyframe + decode")
+        ax.set_xlabel("publisher keyframe interval")
+        ax.set_ylabel("median time (ms) from PLAYING")
+        ax.set_title("whepsrc time to first decoded frame (medians)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(plots, "ttff.png"), dpi=110)
+        plt.close(fig)
+
+
+def recovery(rows):
+    if not rows:
+        return
+    print("## Recovery after a MediaMTX kill -9 and restart (ms)\n")
+    r0 = rows[0]
+    print(f"Outage {r0['outage_ms']} ms; retry-delay = max-retry-delay = {r0['retry_delay_ms']} ms on both "
+          f"elements; whepsrc timeout {r0['viewer_timeout_ms']} ms; keyframe every {r0['keyint_frames']} frames.\n")
+    print("| measure | runs | p50 | max |")
+    print("|---|---:|---:|---:|")
+    for key, what in (("viewer_noticed_ms", "viewer reported reconnecting (from the kill)"),
+                      ("api_up_ms", "server process start -> API answers"),
+                      ("path_ready_ms", "server start -> publisher's path ready"),
+                      ("first_frame_ms", "server start -> first new frame at the viewer")):
+        v = [float(r[key]) for r in rows if float(r[key]) >= 0]
+        print(f"| {what} | {len(v)} | {fmt(pct(v, 50))} | {fmt(max(v) if v else float('nan'))} |")
+    print()
+
+
+def cost(rows, plots):
+    if not rows:
+        return
+    print("## Cost (CPU in % of one core, measured by each process over its window; peak RSS)\n")
+    print("| what | count | CPU per process | CPU all processes | MediaMTX CPU | peak RSS (MiB) "
+          "| min frames / expected | no frame loss | Mbit/s per viewer |")
+    print("|---|---:|---:|---:|---:|---:|---|---|---:|")
+    for r in rows:
+        server = float(r["server_cpu_pct"])
+        print(f"| {r['what']} | {r['count']} | {float(r['per_process_cpu_pct_mean']):.1f} | "
+              f"{float(r['total_cpu_pct']):.1f} | {'' if server < 0 else f'{server:.1f}'} | "
+              f"{int(r['peak_rss_kib_max']) / 1024:.0f} | {r['frames_min']} / {float(r['expected']):.0f} | "
+              f"{'yes' if r['lossless'] == '1' else 'NO'} | {float(r['mbps']):.2f} |")
+    print()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for what, label in (("viewer_encoded", "decode=false"), ("viewer_decoded", "decoded")):
+        rs = [r for r in rows if r["what"] == what]
+        if not rs:
+            continue
+        n = [int(r["count"]) for r in rs]
+        line, = ax.plot(n, [float(r["total_cpu_pct"]) for r in rs], marker="o", label=f"{label}: viewers")
+        ax.plot(n, [float(r["total_cpu_pct"]) + max(0.0, float(r["server_cpu_pct"])) for r in rs], marker="x",
+                linestyle="--", color=line.get_color(), label=f"{label}: viewers + MediaMTX")
+        for r in rs:
+            if r["lossless"] != "1":
+                ax.annotate("loss", (int(r["count"]), float(r["total_cpu_pct"])), fontsize=7, color="red")
+    ax.axhline(200, color="grey", linewidth=0.8)
+    ax.set_xlabel("concurrent whepsrc viewers (separate processes), 720p30 2 Mbit/s")
+    ax.set_ylabel("CPU (% of one core; 2 cores = 200)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(plots, "cost-viewers.png"), dpi=110)
+    plt.close(fig)
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0 if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help") else 1)
+    results, plots = sys.argv[1], sys.argv[2]
+    os.makedirs(plots, exist_ok=True)
+    latency(read(os.path.join(results, "latency.csv")), plots)
+    ttff(read(os.path.join(results, "ttff.csv")), plots)
+    recovery(read(os.path.join(results, "recovery.csv")))
+    cost(read(os.path.join(results, "cost.csv")), plots)
+
+
+if __name__ == "__main__":
+    main()
