@@ -204,6 +204,7 @@ static void start_session(GstWhepSrc *self);
 static void stop_session(GstWhepSrc *self, bool synchronous_delete);
 static void on_session_failed(GstWhepSrc *self, gstmtx::SessionError error);
 static void start_hls(GstWhepSrc *self);
+static gstmtx::Headers extra_headers_of(const GstStructure *s);
 static void stop_hls(GstWhepSrc *self);
 static void on_hls_failed(GstWhepSrc *self, const std::string &reason);
 static GstStructure *build_stats(GstWhepSrc *self);
@@ -447,15 +448,22 @@ static void gst_whep_src_get_property(GObject *object, guint prop_id, GValue *va
 
 /* ---- state changes (application thread) ---- */
 
+/* A copy of the settings for use without the lock. The copy never holds the borrowed
+ * extra-headers structure: it comes out as header pairs in *extra_headers when asked for.
+ * Any thread. */
+static Settings settings_snapshot(GstWhepSrc *self, gstmtx::Headers *extra_headers = nullptr) {
+  std::lock_guard<std::mutex> guard(self->priv->lock);
+  Settings s = self->priv->settings;
+  if (extra_headers)
+    *extra_headers = extra_headers_of(s.extra_headers);
+  s.extra_headers = nullptr;
+  return s;
+}
+
 /* Validates the settings and creates the control thread and HTTP client. */
 static bool prepare(GstWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
-  Settings s;
-  {
-    std::lock_guard<std::mutex> guard(priv->lock);
-    s = priv->settings;
-    s.extra_headers = nullptr;
-  }
+  const Settings s = settings_snapshot(self);
   if (s.location.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No WHEP endpoint set: set the location property "
                                                   "(e.g. whep://mediamtx/raspberry-01)"), (nullptr));
@@ -1085,12 +1093,7 @@ static void start_hls(GstWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
   if (priv->hls || !priv->running)
     return;
-  Settings s;
-  {
-    std::lock_guard<std::mutex> guard(priv->lock);
-    s = priv->settings;
-    s.extra_headers = nullptr;
-  }
+  const Settings s = settings_snapshot(self);
   const std::string location = !s.hls_location.empty() ? s.hls_location : gstmtx::hls_url_for_endpoint(*priv->endpoint);
   GstElement *src = gst_element_factory_make("souphttpsrc", nullptr);
   /* hlsdemux, not hlsdemux2: the 1.22 hlsdemux2 trips over MediaMTX's low-latency playlists */
@@ -1222,19 +1225,11 @@ static void start_session(GstWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
   if (!priv->running)
     return;
-  Settings s;
   gstmtx::Headers extra;
-  {
-    std::lock_guard<std::mutex> guard(priv->lock);
-    s = priv->settings;
-    extra = extra_headers_of(priv->settings.extra_headers);
-    s.extra_headers = nullptr;
-  }
-  const bool first = priv->backoff.attempts() == 0 && priv->attempts == 0;
+  const Settings s = settings_snapshot(self, &extra);
   if (!priv->hls) /* while HLS plays, the state stays "fallback" until WebRTC is back */
     post_status(self, priv->attempts == 0 ? gstmtx::ConnectionState::Connecting : gstmtx::ConnectionState::Reconnecting,
                 priv->attempts == 0 ? "connecting to " + gstmtx::redact_url(priv->endpoint->url) : "new session");
-  (void)first;
 
   GstElement *webrtc = gst_element_factory_make("webrtcbin", nullptr);
   if (!webrtc) {
