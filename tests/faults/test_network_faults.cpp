@@ -16,14 +16,6 @@ using namespace testbed;
 
 static const char *kCamera = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1";
 
-/* iptables and ip6tables: libnice and MediaMTX also pair IPv6 link-local addresses of the veth */
-static void firewall(const std::string &rule) {
-  for (const char *tool : {"iptables", "ip6tables"}) {
-    std::string cmd = std::string(tool) + " " + rule;
-    fail_unless(system(cmd.c_str()) == 0, "%s failed", cmd.c_str());
-  }
-}
-
 struct Running {
   GstElement *pipeline;
   BusWatcher *bus;
@@ -64,11 +56,11 @@ GST_START_TEST(test_packet_loss_5_percent) {
   fail_unless(server.wait_path_ready("cam", 10000));
   Running view(viewer(server), "sink");
   fail_unless(wait_until([&] { return view.frames.count() >= 30; }, 15000));
-  firewall("-A INPUT -p udp -m statistic --mode random --probability 0.05 -j DROP");
+  fail_unless(firewall("-A INPUT -p udp -m statistic --mode random --probability 0.05 -j DROP"));
   const int before = view.frames.count();
   g_usleep(10 * G_USEC_PER_SEC);
   const int during = view.frames.count() - before;
-  firewall("-D INPUT -p udp -m statistic --mode random --probability 0.05 -j DROP");
+  fail_unless(firewall("-D INPUT -p udp -m statistic --mode random --probability 0.05 -j DROP"));
   g_print("5%% loss: %d frames in 10 s (30 fps source), %d reconnections\n", during, view.reconnects());
   /* a frozen or reconnecting picture would show far fewer */
   fail_unless(during >= 240, "only %d frames in 10 s under 5%% loss", during);

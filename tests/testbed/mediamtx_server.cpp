@@ -65,6 +65,17 @@ int free_udp_pair() {
   return 0;
 }
 
+bool firewall(const std::string &rule) {
+  for (const char *tool : {"iptables", "ip6tables"}) {
+    const std::string cmd = std::string(tool) + " " + rule;
+    if (system(cmd.c_str()) != 0) {
+      g_printerr("firewall: '%s' failed\n", cmd.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
 std::string server_address() {
   const char *addr = g_getenv("TESTBED_SERVER_ADDR");
   return addr && *addr ? addr : "127.0.0.1";

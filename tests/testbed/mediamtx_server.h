@@ -85,6 +85,11 @@ int free_port(bool udp = false);
 /* An even UDP port whose successor is free too (RTP/RTCP pairs). */
 int free_udp_pair();
 
+/* Applies an iptables rule ("-A INPUT -p udp -j DROP") with iptables and ip6tables: libnice and
+ * MediaMTX also pair the veth's IPv6 link-local addresses. False (and the command printed) when
+ * either fails. */
+bool firewall(const std::string &rule);
+
 /* $TESTBED_SERVER_ADDR or 127.0.0.1 */
 std::string server_address();
 /* Fails loudly when not inside the test namespace made by netns-run.sh. */
