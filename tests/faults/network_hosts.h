@@ -155,7 +155,7 @@ struct Outcome {
   bool recovered = false;
   gint64 recover_ms = -1;  /* heal -> first frame of a steady second (kFps frames, no gap > 500 ms) */
   int frames_lost = 0;     /* kFps x (fault start -> recovery) - frames received in that window */
-  int freezes = 0;         /* gaps > 500 ms between frames from the fault start to 1 s after recovery */
+  int freezes = 0;         /* gaps > 500 ms between frames, fault start -> end of the steady second */
   gint64 longest_gap_ms = 0;
   int reconnects = 0;      /* viewer "reconnecting" status messages since the fault start */
 };
