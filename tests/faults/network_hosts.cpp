@@ -307,11 +307,13 @@ bool PacketDelayer::available() {
 #endif
 }
 
-bool PacketDelayer::start(int queue, int delay_ms, int jitter_ms) {
+bool PacketDelayer::start(int queue, int delay_ms, int jitter_ms, bool reorder) {
 #ifdef NFQ_DELAY_PATH
-  if (!spawn({NFQ_DELAY_PATH, "--queue", std::to_string(queue), "--delay", std::to_string(delay_ms), "--jitter",
-              std::to_string(jitter_ms)},
-             &pid_, &stdin_fd_, &stdout_fd_))
+  std::vector<std::string> args = {NFQ_DELAY_PATH, "--queue", std::to_string(queue), "--delay",
+                                   std::to_string(delay_ms), "--jitter", std::to_string(jitter_ms)};
+  if (!reorder)
+    args.push_back("--no-reorder");
+  if (!spawn(args, &pid_, &stdin_fd_, &stdout_fd_))
     return false;
   char line[16] = {0};
   const ssize_t n = read(stdout_fd_, line, sizeof line - 1); /* "ready\n" */
@@ -325,6 +327,7 @@ bool PacketDelayer::start(int queue, int delay_ms, int jitter_ms) {
   (void)queue;
   (void)delay_ms;
   (void)jitter_ms;
+  (void)reorder;
   return false;
 #endif
 }

@@ -138,7 +138,8 @@ public:
   PacketDelayer(const PacketDelayer &) = delete;
   PacketDelayer &operator=(const PacketDelayer &) = delete;
   static bool available();
-  bool start(int queue, int delay_ms, int jitter_ms);
+  /* reorder false: packets leave in arrival order (nfq-delay --no-reorder) */
+  bool start(int queue, int delay_ms, int jitter_ms, bool reorder = true);
   /* Releases every held packet and ends the delayer; returns its figures line ("delayed
    * packets=..."), empty if it failed. Remove the NFQUEUE rules first: without the delayer their
    * packets are dropped. */
