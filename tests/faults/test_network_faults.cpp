@@ -65,10 +65,13 @@ struct ThreeHosts {
                             " ! fakesink name=sink sync=false async=false"));
     fail_unless(viewer.wait_frames(kFps, 20000), "no frames at the viewer (%d)", viewer.frame_count());
   }
-  /* neither host posted an error, the viewer no EOS */
+  /* Neither host posted an error, and the viewer logged no GLib critical (as gst-check would fail
+   * it in-process). The publisher's criticals are only counted: rtspclientsink 1.22 logs some
+   * when its connection goes away under a streaming thread (docs/reliability.md). */
   void check_no_errors() const {
     fail_unless(publisher.errors().empty(), "publisher error: %s", publisher.errors().front().c_str());
     fail_unless(viewer.errors().empty(), "viewer error: %s", viewer.errors().front().c_str());
+    fail_unless(viewer.criticals().empty(), "viewer critical: %s", viewer.criticals().front().c_str());
   }
   /* "criticals=N" for the FAULT line; each one printed on its own line */
   std::string criticals() const {
@@ -270,7 +273,8 @@ GST_START_TEST(test_delay_100ms_jitter_30ms) {
   fail_unless(packets >= 200, "only %lld packets delayed", packets);
   fail_unless(mean_ms >= 90 && mean_ms <= 110, "mean delay %.1f ms", mean_ms);
   fail_unless(o.recovered);
-  fail_unless(during >= 8 * kFps, "only %d frames in 10 s under delay", during);
+  fail_unless_equals_int(o.reconnects, 0);
+  fail_unless(during >= 7 * kFps, "only %d frames in 10 s under delay", during);
   hosts.check_no_errors();
 }
 GST_END_TEST;
