@@ -80,6 +80,8 @@ bool TestHost::create() {
   }
   const std::string server_if = server_interface();
   const std::string pid = std::to_string(pid_);
+  /* a link left by a host of the previous test that is still being torn down */
+  (void)!system(("ip link del " + server_if + " 2>/dev/null").c_str());
   if (!run("ip link add " + server_if + " type veth peer name eth0 netns " + pid) ||
       !run("ip addr add " + server_address() + "/24 dev " + server_if) || !run("ip link set " + server_if + " up") ||
       !run_inside("ip link set lo up && ip addr add " + address() + "/24 dev eth0 && ip link set eth0 up"))
