@@ -7,6 +7,7 @@
 #include <libsoup/soup.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -166,8 +167,11 @@ bool MediamtxServer::start() {
   const char *argv[] = {bin, config.c_str(), nullptr};
   GError *err = nullptr;
   GPid pid = 0;
-  gboolean ok = g_spawn_async_with_fds(dir_.c_str(), const_cast<char **>(argv), nullptr,
-                                       G_SPAWN_DO_NOT_REAP_CHILD, nullptr, nullptr, &pid, -1, log_fd, log_fd, &err);
+  /* MediaMTX dies with the thread that started it: a failed check ends the forked test process
+   * with _exit(), no destructor runs, and an orphan server would keep the namespace alive */
+  GSpawnChildSetupFunc die_with_parent = [](gpointer) { prctl(PR_SET_PDEATHSIG, SIGKILL); };
+  gboolean ok = g_spawn_async_with_fds(dir_.c_str(), const_cast<char **>(argv), nullptr, G_SPAWN_DO_NOT_REAP_CHILD,
+                                       die_with_parent, nullptr, &pid, -1, log_fd, log_fd, &err);
   close(log_fd);
   if (!ok) {
     g_printerr("cannot start MediaMTX: %s\n", err->message);
