@@ -42,6 +42,12 @@ WebrtcPeer::~WebrtcPeer() {
   loop_.cancel(flush_timer_);
   loop_.cancel(gather_timer_);
   loop_.cancel(disconnected_timer_);
+  loop_.cancel(liveness_timer_);
+  if (rtpbin_) {
+    if (rtcp_handler_)
+      g_signal_handler_disconnect(rtpbin_, rtcp_handler_);
+    gst_object_unref(rtpbin_);
+  }
   if (offer_)
     gst_webrtc_session_description_free(offer_);
   gst_object_unref(webrtc_);
@@ -75,6 +81,24 @@ void WebrtcPeer::start() {
       g_object_unref(agent);
     }
     g_object_unref(ice);
+  }
+  /* RTCP from the server: rtpbin calls a source active on each report (SR or RR) it receives.
+   * The handler owns a reference to the state, which outlives a disconnect racing a report. */
+  if (config_.rtcp_silence.count() > 0) {
+    liveness_ = std::make_shared<RtcpLiveness>(config_.rtcp_silence);
+    rtpbin_ = gst_bin_get_by_name(GST_BIN(webrtc_), "rtpbin");
+    if (rtpbin_) {
+      rtcp_handler_ = g_signal_connect_data(
+          rtpbin_, "on-ssrc-active",
+          G_CALLBACK(+[](GstElement *, guint, guint, gpointer data) {
+            (*static_cast<std::shared_ptr<RtcpLiveness> *>(data))->report(RtcpLiveness::Clock::now());
+          }),
+          new std::shared_ptr<RtcpLiveness>(liveness_),
+          [](gpointer data, GClosure *) { delete static_cast<std::shared_ptr<RtcpLiveness> *>(data); },
+          GConnectFlags(0));
+    } else {
+      GST_WARNING_OBJECT(webrtc_, "webrtcbin has no rtpbin: the server's RTCP is not watched");
+    }
   }
   if (!config_.stun_server.empty())
     g_object_set(webrtc_, "stun-server", config_.stun_server.c_str(), nullptr);
@@ -355,6 +379,11 @@ void WebrtcPeer::on_connection_state(GstWebRTCPeerConnectionState state) {
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED && !connected_) {
     connected_ = true;
     timings_.connected = g_get_monotonic_time();
+    if (liveness_ && rtpbin_) {
+      if (config_.rtcp_from_connect)
+        liveness_->arm(RtcpLiveness::Clock::now());
+      watch_rtcp();
+    }
     if (events_.connected)
       events_.connected();
   } else if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED) {
@@ -363,6 +392,27 @@ void WebrtcPeer::on_connection_state(GstWebRTCPeerConnectionState state) {
     e.message = "WebRTC connection failed (ICE or DTLS)";
     fail(e);
   }
+}
+
+/* called on the loop thread, from the connection on */
+void WebrtcPeer::watch_rtcp() {
+  std::weak_ptr<bool> alive = alive_;
+  liveness_timer_ = loop_.schedule(std::chrono::milliseconds(250), [this, alive] {
+    if (alive.expired())
+      return;
+    liveness_timer_ = 0;
+    if (finished_)
+      return;
+    if (liveness_->silent(RtcpLiveness::Clock::now())) {
+      SessionError e;
+      e.kind = SessionErrorKind::Retry;
+      e.message = "no RTCP from the server for " + std::to_string(liveness_->silence_bound().count()) +
+                  " ms: it is gone or unreachable";
+      fail(e);
+      return;
+    }
+    watch_rtcp();
+  });
 }
 
 void WebrtcPeer::fail(SessionError error) {

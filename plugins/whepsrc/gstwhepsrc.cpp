@@ -85,6 +85,8 @@ enum {
 #define DEFAULT_MAX_RETRY_DELAY 30000
 #define DEFAULT_MAX_RETRIES -1
 #define DEFAULT_HLS_FALLBACK_ATTEMPTS 3
+/* server RTCP silence that ends a session (at least 3x the server's report interval) */
+static constexpr int kRtcpSilenceMs = 3000;
 
 namespace {
 
@@ -286,7 +288,10 @@ static void gst_whep_src_class_init(GstWhepSrcClass *klass) {
   g_object_class_install_property(gobject_class, PROP_TIMEOUT,
       g_param_spec_uint("timeout", "Timeout",
                         "Milliseconds a session may go without media (from its start, or since the last "
-                        "buffer) before it is torn down and retried; also bounds each HTTP request",
+                        "buffer) before it is torn down and retried; also bounds each HTTP request. A server "
+                        "that stops sending RTCP reports (MediaMTX sends one a second, also while its "
+                        "publisher is quiet) is taken as gone after 3 s (or 3 of its report intervals), "
+                        "whatever this timeout",
                         500, G_MAXINT, DEFAULT_TIMEOUT, rw));
   g_object_class_install_property(gobject_class, PROP_RETRY_DELAY,
       g_param_spec_uint("retry-delay", "Retry delay",
@@ -1316,6 +1321,10 @@ static void start_session(GstWhepSrc *self) {
   peer.stun_server = s.stun_server;
   peer.turn_server = s.turn_server;
   peer.ice_transport_policy = s.ice_transport_policy;
+  /* a dead server is noticed from its RTCP going quiet (MediaMTX reports every second, also while
+   * its publisher is quiet), well before the no-media `timeout` */
+  peer.rtcp_silence = gstmtx::Millis(kRtcpSilenceMs);
+  peer.rtcp_from_connect = false;
 
   gstmtx::WebrtcPeer::Events events;
   events.answered = [self](const gstmtx::OfferAnswer &answer) {

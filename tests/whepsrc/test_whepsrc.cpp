@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -301,6 +302,81 @@ GST_START_TEST(test_server_restart_resumes) {
 }
 GST_END_TEST;
 
+/* With the default timeout (10 s of no media) a SIGKILLed server is noticed from its RTCP going
+ * quiet (3 s): frames are back within a few seconds of the server's return, not after 10. */
+GST_START_TEST(test_server_killed_default_timeout) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  auto *pub = new Publisher(rtsp_publisher(server, "cam"));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  Viewer viewer(whep_viewer(server, "cam", "audio=false"));
+  fail_unless(viewer.play());
+  /* playing for a while: the server's reports are only watched from its second one (1 s apart) */
+  fail_unless(viewer.wait_frames(75, 15000));
+
+  server.kill_hard();
+  const gint64 killed = g_get_monotonic_time();
+  delete pub; /* the stock publisher dies with its server */
+  g_usleep(G_USEC_PER_SEC);
+  fail_unless(server.start());
+  const gint64 restarted = g_get_monotonic_time();
+  pub = new Publisher(rtsp_publisher(server, "cam"));
+  const int before = viewer.frames.count();
+  fail_unless(viewer.wait_frames(5, 20000), "frames did not resume after the server restart");
+  const gint64 resumed_ms = (g_get_monotonic_time() - restarted) / 1000;
+  g_print("server SIGKILL + restart with timeout=10000: frames again %" G_GINT64_FORMAT
+          " ms after the restart (%" G_GINT64_FORMAT " ms after the kill)\n",
+          resumed_ms, (g_get_monotonic_time() - killed) / 1000);
+  fail_unless(viewer.frames.count() > before);
+  /* was ~10.6 s (the no-media timeout); now RTCP silence (3 s) + retry delay (1 s) + connect +
+   * keyframe, measured ~3-4 s: the bound leaves room for a loaded machine */
+  fail_unless(resumed_ms < 6000, "frames again only %" G_GINT64_FORMAT " ms after the restart", resumed_ms);
+  std::vector<GstStructure *> statuses = viewer.bus->element_messages("gst-mediamtx-status");
+  bool rtcp_reason = false;
+  for (GstStructure *st : statuses) {
+    const char *reason = gst_structure_get_string(st, "reason");
+    if (reason && strstr(reason, "no RTCP from the server"))
+      rtcp_reason = true;
+    gst_structure_free(st);
+  }
+  fail_unless(rtcp_reason, "the reconnection was not caused by the RTCP watchdog");
+  fail_unless(viewer.bus->errors().empty());
+  gst_element_set_state(viewer.pipeline, GST_STATE_NULL);
+  delete pub;
+}
+GST_END_TEST;
+
+/* A publisher that stops sending for a while (server alive): MediaMTX keeps reporting, so the
+ * viewer neither takes it for a dead server nor reconnects, and frames simply resume. */
+GST_START_TEST(test_quiet_publisher_no_reconnect) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  Publisher pub("videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! valve name=gate ! "
+                "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=500 ! "
+                "video/x-h264,profile=constrained-baseline ! rtspclientsink protocols=tcp location=" +
+                server.rtsp_url("cam"));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  Viewer viewer(whep_viewer(server, "cam", "audio=false"));
+  fail_unless(viewer.play());
+  fail_unless(viewer.wait_frames(30, 15000));
+  GstElement *gate = gst_bin_get_by_name(GST_BIN(pub.pipeline), "gate");
+  g_object_set(gate, "drop", TRUE, nullptr);
+  g_usleep(G_USEC_PER_SEC / 2);
+  const int paused_at = viewer.frames.count();
+  /* twice the RTCP silence bound, within the 10 s no-media timeout */
+  g_usleep(6 * G_USEC_PER_SEC);
+  fail_unless(viewer.frames.count() - paused_at <= 2, "frames while the publisher was quiet");
+  fail_unless_equals_int(viewer.bus->count_element_messages("gst-mediamtx-status", "state", "reconnecting"), 0);
+  g_object_set(gate, "drop", FALSE, nullptr);
+  gst_object_unref(gate);
+  fail_unless(viewer.wait_frames(30, 10000), "no frames after the publisher resumed");
+  fail_unless_equals_int(viewer.bus->count_element_messages("gst-mediamtx-status", "state", "reconnecting"), 0);
+  fail_unless(viewer.bus->errors().empty());
+}
+GST_END_TEST;
+
 static const char *kAuthUsers =
     "  - user: viewer\n"
     "    pass: s3cret-pw\n"
@@ -584,6 +660,8 @@ static Suite *whepsrc_suite(void) {
   tcase_add_test(tc, test_h264_encoded_into_mp4mux);
   tcase_add_test(tc, test_viewer_before_publisher);
   tcase_add_test(tc, test_server_restart_resumes);
+  tcase_add_test(tc, test_server_killed_default_timeout);
+  tcase_add_test(tc, test_quiet_publisher_no_reconnect);
   tcase_add_test(tc, test_auth_right_credentials_play);
   tcase_add_test(tc, test_auth_wrong_credentials_fail_fast);
   tcase_add_test(tc, test_playbin_whep_uri);
