@@ -35,6 +35,7 @@ struct PeerConfig {
   GstWebRTCICETransportPolicy ice_transport_policy = GST_WEBRTC_ICE_TRANSPORT_POLICY_ALL;
   std::chrono::milliseconds gather_timeout{3000};       /* non-trickle: POST what we have by then */
   std::chrono::milliseconds disconnected_grace{3000};   /* ICE "disconnected" this long = failure */
+  std::chrono::milliseconds check_pacing{5};            /* libnice's Ta between ICE checks; 0 = its 20 ms */
   /* Once connected, the server's RTCP silent for max(rtcp_silence, 3 x its report interval) =
    * failure (gst/rtcp_liveness.h); 0 = not watched. */
   std::chrono::milliseconds rtcp_silence{0};
