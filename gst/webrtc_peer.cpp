@@ -72,7 +72,12 @@ void WebrtcPeer::start() {
    * ICE check pacing (Ta): libnice sends one connectivity check per Ta, default 20 ms, and queues
    * the nominating check behind the checks the server's own checks triggered (every candidate
    * pair: UDP, TCP, IPv6 link-local). Against MediaMTX on one link that put "connected" ~230 ms
-   * after the answer (10 queued checks); at 5 ms, the lowest RFC 8445 allows, ~60 ms. */
+   * after the answer (10 queued checks); at 5 ms, the lowest RFC 8445 allows, ~60 ms.
+   * Keepalives as binding requests: as the controlling agent libnice then repeats USE-CANDIDATE on
+   * the selected pair right after nominating it and every ~5 s. MediaMTX (pion) sometimes misses
+   * the single nomination libnice sends otherwise: it never selects the pair and never starts
+   * DTLS (it is the DTLS client), and the session hangs until the no-media timeout (1 start in
+   * 50-150 here, and 1 in 7 took 200-850 ms instead of ~80); with the repeat, 0 in 150. */
   GObject *ice = nullptr;
   g_object_get(webrtc_, "ice-agent", &ice, nullptr);
   if (ice) {
@@ -82,6 +87,8 @@ void WebrtcPeer::start() {
     if (agent) {
       if (g_object_class_find_property(G_OBJECT_GET_CLASS(agent), "upnp"))
         g_object_set(agent, "upnp", FALSE, nullptr);
+      if (g_object_class_find_property(G_OBJECT_GET_CLASS(agent), "keepalive-conncheck"))
+        g_object_set(agent, "keepalive-conncheck", TRUE, nullptr);
       if (config_.check_pacing.count() > 0 &&
           g_object_class_find_property(G_OBJECT_GET_CLASS(agent), "stun-pacing-timer"))
         g_object_set(agent, "stun-pacing-timer", static_cast<guint>(config_.check_pacing.count()), nullptr);

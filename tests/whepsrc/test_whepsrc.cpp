@@ -650,6 +650,83 @@ GST_START_TEST(test_link_header_ice_servers) {
 }
 GST_END_TEST;
 
+/* The first element made by `factory` anywhere inside `bin` (ref'd), or nullptr. */
+static GstElement *find_by_factory(GstElement *bin, const char *factory) {
+  GstElement *found = nullptr;
+  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(bin));
+  GValue item = G_VALUE_INIT;
+  while (!found && gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    GstElement *e = GST_ELEMENT(g_value_get_object(&item));
+    GstElementFactory *f = gst_element_get_factory(e);
+    if (f && g_str_equal(GST_OBJECT_NAME(f), factory))
+      found = GST_ELEMENT(gst_object_ref(e));
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  return found;
+}
+
+/* What the handshake and receive tuning leaves in webrtcbin (the numbers behind them are in
+ * docs/benchmarks.md): libnice paces checks 5 ms apart and keeps nominating with binding-request
+ * keepalives; the jitter buffer requests retransmissions only for real gaps. And the handshake
+ * milestones stay ordered. */
+GST_START_TEST(test_webrtc_tuning) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  Publisher pub(rtsp_publisher(server, "cam"));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  Viewer viewer(whep_viewer(server, "cam", "audio=false"));
+  fail_unless(viewer.play());
+  fail_unless(viewer.wait_frames(10, 15000));
+  GstElement *webrtc = inner_webrtcbin(viewer.pipeline);
+  fail_unless(webrtc != nullptr);
+  GObject *ice = nullptr, *agent = nullptr;
+  g_object_get(webrtc, "ice-agent", &ice, nullptr);
+  fail_unless(ice != nullptr);
+  g_object_get(ice, "agent", &agent, nullptr);
+  fail_unless(agent != nullptr);
+  guint pacing = 0;
+  gboolean keepalive_conncheck = FALSE;
+  g_object_get(agent, "stun-pacing-timer", &pacing, "keepalive-conncheck", &keepalive_conncheck, nullptr);
+  fail_unless_equals_int(pacing, 5);
+  fail_unless(keepalive_conncheck);
+  g_object_unref(agent);
+  g_object_unref(ice);
+  GstElement *jitterbuffer = find_by_factory(webrtc, "rtpjitterbuffer");
+  fail_unless(jitterbuffer != nullptr);
+  gboolean next_seqnum = TRUE, retransmission = FALSE;
+  g_object_get(jitterbuffer, "rtx-next-seqnum", &next_seqnum, "do-retransmission", &retransmission, nullptr);
+  fail_if(next_seqnum);
+  fail_unless(retransmission); /* latency 50 (default): NACK on */
+  gst_object_unref(jitterbuffer);
+  gst_object_unref(webrtc);
+  GstStructure *stats = viewer.stats();
+  gint64 started = 0, answered = 0, connected = 0;
+  gst_structure_get_int64(stats, "peer-started-us", &started);
+  gst_structure_get_int64(stats, "answer-received-us", &answered);
+  gst_structure_get_int64(stats, "connected-us", &connected);
+  gst_structure_free(stats);
+  fail_unless(started > 0 && started <= answered && answered <= connected, "%" G_GINT64_FORMAT " %" G_GINT64_FORMAT
+              " %" G_GINT64_FORMAT, started, answered, connected);
+  g_print("handshake: answer %.1f ms, connected %.1f ms after the session started\n", (answered - started) / 1000.0,
+          (connected - started) / 1000.0);
+
+  /* latency=0: no NACK at all */
+  Viewer zero(whep_viewer(server, "cam", "audio=false latency=0"));
+  fail_unless(zero.play());
+  fail_unless(zero.wait_frames(10, 15000));
+  webrtc = inner_webrtcbin(zero.pipeline);
+  jitterbuffer = find_by_factory(webrtc, "rtpjitterbuffer");
+  fail_unless(jitterbuffer != nullptr);
+  g_object_get(jitterbuffer, "do-retransmission", &retransmission, nullptr);
+  fail_if(retransmission);
+  gst_object_unref(jitterbuffer);
+  gst_object_unref(webrtc);
+}
+GST_END_TEST;
+
 static Suite *whepsrc_suite(void) {
   Suite *s = suite_create("whepsrc");
   TCase *tc = tcase_create("mediamtx");
@@ -671,6 +748,7 @@ static Suite *whepsrc_suite(void) {
   tcase_add_test(tc, test_hls_fallback_and_back);
   tcase_add_test(tc, test_no_trickle);
   tcase_add_test(tc, test_link_header_ice_servers);
+  tcase_add_test(tc, test_webrtc_tuning);
   suite_add_tcase(s, tc);
   return s;
 }
