@@ -42,6 +42,12 @@ WebrtcPeer::~WebrtcPeer() {
   loop_.cancel(flush_timer_);
   loop_.cancel(gather_timer_);
   loop_.cancel(disconnected_timer_);
+  loop_.cancel(liveness_timer_);
+  if (rtpbin_) {
+    if (rtcp_handler_)
+      g_signal_handler_disconnect(rtpbin_, rtcp_handler_);
+    gst_object_unref(rtpbin_);
+  }
   if (offer_)
     gst_webrtc_session_description_free(offer_);
   gst_object_unref(webrtc_);
@@ -62,7 +68,16 @@ void WebrtcPeer::start() {
   }
 
   /* No UPnP-IGD: mapping ports on the local router is not ours to do, and its SSDP discovery
-   * multicasts on every interface and can hold up candidate gathering. */
+   * multicasts on every interface and can hold up candidate gathering.
+   * ICE check pacing (Ta): libnice sends one connectivity check per Ta, default 20 ms, and queues
+   * the nominating check behind the checks the server's own checks triggered (every candidate
+   * pair: UDP, TCP, IPv6 link-local). Against MediaMTX on one link that put "connected" ~230 ms
+   * after the answer (10 queued checks); at 5 ms, the lowest RFC 8445 allows, ~60 ms.
+   * Keepalives as binding requests: as the controlling agent libnice then repeats USE-CANDIDATE on
+   * the selected pair right after nominating it and every ~5 s. MediaMTX (pion) sometimes misses
+   * the single nomination libnice sends otherwise: it never selects the pair and never starts
+   * DTLS (it is the DTLS client), and the session hangs until the no-media timeout (1 start in
+   * 50-150 here, and 1 in 7 took 200-850 ms instead of ~80); with the repeat, 0 in 150. */
   GObject *ice = nullptr;
   g_object_get(webrtc_, "ice-agent", &ice, nullptr);
   if (ice) {
@@ -72,9 +87,32 @@ void WebrtcPeer::start() {
     if (agent) {
       if (g_object_class_find_property(G_OBJECT_GET_CLASS(agent), "upnp"))
         g_object_set(agent, "upnp", FALSE, nullptr);
+      if (g_object_class_find_property(G_OBJECT_GET_CLASS(agent), "keepalive-conncheck"))
+        g_object_set(agent, "keepalive-conncheck", TRUE, nullptr);
+      if (config_.check_pacing.count() > 0 &&
+          g_object_class_find_property(G_OBJECT_GET_CLASS(agent), "stun-pacing-timer"))
+        g_object_set(agent, "stun-pacing-timer", static_cast<guint>(config_.check_pacing.count()), nullptr);
       g_object_unref(agent);
     }
     g_object_unref(ice);
+  }
+  /* RTCP from the server: rtpbin calls a source active on each report (SR or RR) it receives.
+   * The handler owns a reference to the state, which outlives a disconnect racing a report. */
+  if (config_.rtcp_silence.count() > 0) {
+    liveness_ = std::make_shared<RtcpLiveness>(config_.rtcp_silence);
+    rtpbin_ = gst_bin_get_by_name(GST_BIN(webrtc_), "rtpbin");
+    if (rtpbin_) {
+      rtcp_handler_ = g_signal_connect_data(
+          rtpbin_, "on-ssrc-active",
+          G_CALLBACK(+[](GstElement *, guint, guint, gpointer data) {
+            (*static_cast<std::shared_ptr<RtcpLiveness> *>(data))->report(RtcpLiveness::Clock::now());
+          }),
+          new std::shared_ptr<RtcpLiveness>(liveness_),
+          [](gpointer data, GClosure *) { delete static_cast<std::shared_ptr<RtcpLiveness> *>(data); },
+          GConnectFlags(0));
+    } else {
+      GST_WARNING_OBJECT(webrtc_, "webrtcbin has no rtpbin: the server's RTCP is not watched");
+    }
   }
   if (!config_.stun_server.empty())
     g_object_set(webrtc_, "stun-server", config_.stun_server.c_str(), nullptr);
@@ -355,6 +393,11 @@ void WebrtcPeer::on_connection_state(GstWebRTCPeerConnectionState state) {
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED && !connected_) {
     connected_ = true;
     timings_.connected = g_get_monotonic_time();
+    if (liveness_ && rtpbin_) {
+      if (config_.rtcp_from_connect)
+        liveness_->arm(RtcpLiveness::Clock::now());
+      watch_rtcp();
+    }
     if (events_.connected)
       events_.connected();
   } else if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED) {
@@ -363,6 +406,27 @@ void WebrtcPeer::on_connection_state(GstWebRTCPeerConnectionState state) {
     e.message = "WebRTC connection failed (ICE or DTLS)";
     fail(e);
   }
+}
+
+/* called on the loop thread, from the connection on */
+void WebrtcPeer::watch_rtcp() {
+  std::weak_ptr<bool> alive = alive_;
+  liveness_timer_ = loop_.schedule(std::chrono::milliseconds(250), [this, alive] {
+    if (alive.expired())
+      return;
+    liveness_timer_ = 0;
+    if (finished_)
+      return;
+    if (liveness_->silent(RtcpLiveness::Clock::now())) {
+      SessionError e;
+      e.kind = SessionErrorKind::Retry;
+      e.message = "no RTCP from the server for " + std::to_string(liveness_->silence_bound().count()) +
+                  " ms: it is gone or unreachable";
+      fail(e);
+      return;
+    }
+    watch_rtcp();
+  });
 }
 
 void WebrtcPeer::fail(SessionError error) {

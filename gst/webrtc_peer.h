@@ -3,7 +3,8 @@
  *   OPTIONS (Link ICE servers)  in parallel with  create-offer
  *   -> apply ICE servers -> set-local-description -> POST offer (trickle: at once; otherwise after
  *      gathering) -> set-remote-description(answer) -> PATCH local candidates as they come
- *   -> report connected / failure (ICE or DTLS failed, disconnected too long, HTTP outcome)
+ *   -> report connected / failure (ICE or DTLS failed, disconnected too long, the server's RTCP
+ *      gone silent, HTTP outcome)
  *
  * Shared by whepsrc (recvonly transceivers) and mediamtxsink's WHIP transport (sendonly). Lives on
  * the owner's EventLoop: construct, start() and destroy it there. webrtcbin signals arrive on
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "event_loop.h"
+#include "rtcp_liveness.h"
 #include "webrtc_http_session.h"
 
 namespace gstmtx {
@@ -33,6 +35,14 @@ struct PeerConfig {
   GstWebRTCICETransportPolicy ice_transport_policy = GST_WEBRTC_ICE_TRANSPORT_POLICY_ALL;
   std::chrono::milliseconds gather_timeout{3000};       /* non-trickle: POST what we have by then */
   std::chrono::milliseconds disconnected_grace{3000};   /* ICE "disconnected" this long = failure */
+  std::chrono::milliseconds check_pacing{5};            /* libnice's Ta between ICE checks; 0 = its 20 ms */
+  /* Once connected, the server's RTCP silent for max(rtcp_silence, 3 x its report interval) =
+   * failure (gst/rtcp_liveness.h); 0 = not watched. */
+  std::chrono::milliseconds rtcp_silence{0};
+  /* Silence counts from "connected" (a publisher: the server reports on its media at once); false:
+   * from the server's second report (a viewer: nothing is reported before there is media to send,
+   * so a quiet publisher is not taken for a dead server). */
+  bool rtcp_from_connect = false;
 };
 
 /* Timing of the last attempt's steps, for stats and benchmarks (monotonic µs, 0 = not reached). */
@@ -72,6 +82,7 @@ private:
   void on_ice_state(GstWebRTCICEConnectionState state);
   void on_connection_state(GstWebRTCPeerConnectionState state);
   void on_gathering_state(GstWebRTCICEGatheringState state);
+  void watch_rtcp();
   void fail(SessionError error);
   void apply_ice_servers(const std::vector<IceServer> &servers);
   static void on_ice_candidate_signal(GstElement *webrtc, guint mline, gchar *candidate, gpointer data);
@@ -98,6 +109,11 @@ private:
   guint flush_timer_ = 0;
   guint gather_timer_ = 0;
   guint disconnected_timer_ = 0;
+  /* RTCP liveness: reports counted on rtpbin's thread, checked on the loop */
+  std::shared_ptr<RtcpLiveness> liveness_;
+  GstElement *rtpbin_ = nullptr; /* ref held while watched */
+  gulong rtcp_handler_ = 0;
+  guint liveness_timer_ = 0;
   PeerTimings timings_;
 };
 

@@ -12,7 +12,9 @@ namespace mediamtxsink {
 
 namespace {
 constexpr guint64 kQueueMaxTime = 200 * GST_MSECOND;
-constexpr gint64 kRtcpSilenceUs = 4 * G_USEC_PER_SEC;
+/* liveness: MediaMTX sends RTCP receiver reports every second; a silent server is gone (libnice
+ * 0.1.21 would take far longer to call the ICE connection failed): gst/rtcp_liveness.h */
+constexpr std::chrono::milliseconds kRtcpSilence{4000};
 
 /* The payloader and RTP caps for what the stable half outputs. */
 struct SendFormat {
@@ -44,14 +46,8 @@ WhipPublisher::WhipPublisher(PublisherConfig config, unsigned generation, Connec
       on_failed_(std::move(on_failed)) {}
 
 WhipPublisher::~WhipPublisher() {
-  if (rtpbin_) {
-    if (ssrc_active_id_)
-      g_signal_handler_disconnect(rtpbin_, ssrc_active_id_);
-    gst_object_unref(rtpbin_);
-  }
   if (loop_)
     loop_->run_sync([this] {
-      loop_->cancel(liveness_timer_);
       peer_.reset();
       http_.reset();
     });
@@ -147,6 +143,8 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
   session.user = config_.user;
   session.password = config_.password;
   gstmtx::PeerConfig peer_config;
+  peer_config.rtcp_silence = kRtcpSilence;
+  peer_config.rtcp_from_connect = true;
 
   loop_ = std::make_unique<gstmtx::EventLoop>("whip");
   gstmtx::HttpClientConfig http_config;
@@ -156,8 +154,6 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
   gstmtx::WebrtcPeer::Events events;
   const unsigned generation = generation_;
   events.connected = [this, generation] {
-    *last_rtcp_us_ = g_get_monotonic_time();
-    watch_liveness();
     if (on_connected_)
       on_connected_(generation);
   };
@@ -168,18 +164,6 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
   loop_->run_sync([&] {
     peer_ = std::make_unique<gstmtx::WebrtcPeer>(*loop_, *http_, webrtc_, session, peer_config, events);
   });
-  rtpbin_ = gst_bin_get_by_name(GST_BIN(webrtc_), "rtpbin");
-  if (rtpbin_) {
-    auto *last = new std::shared_ptr<std::atomic<gint64>>(last_rtcp_us_);
-    ssrc_active_id_ = g_signal_connect_data(
-        rtpbin_, "on-ssrc-active",
-        G_CALLBACK(+[](GstElement *, guint, guint, gpointer data) {
-          **static_cast<std::shared_ptr<std::atomic<gint64>> *>(data) = g_get_monotonic_time();
-        }),
-        last, [](gpointer data, GClosure *) { delete static_cast<std::shared_ptr<std::atomic<gint64>> *>(data); },
-        GConnectFlags(0));
-  }
-
   /* downstream first */
   gst_element_sync_state_with_parent(webrtc_);
   for (auto it = elements_.rbegin(); it != elements_.rend(); ++it)
@@ -191,30 +175,12 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
   return true;
 }
 
-/* Loop thread, from the connection on. */
-void WhipPublisher::watch_liveness() {
-  liveness_timer_ = loop_->schedule(std::chrono::milliseconds(500), [this] {
-    liveness_timer_ = 0;
-    if (!peer_)
-      return;
-    if (g_get_monotonic_time() - last_rtcp_us_->load() > kRtcpSilenceUs) {
-      if (on_failed_)
-        on_failed_(generation_, "no RTCP from the server for " + std::to_string(kRtcpSilenceUs / 1000) + " ms", "",
-                   false);
-      return;
-    }
-    watch_liveness();
-  });
-}
-
 /* Control thread: DELETE the WHIP session (bounded), then take the elements down. */
 void WhipPublisher::stop(GstBin *bin, bool graceful) {
   (void)graceful; /* a broken session is deleted too, so none lingers on the server */
   std::unique_ptr<gstmtx::WebrtcPeer> peer;
   if (loop_)
     loop_->run_sync([&] {
-      loop_->cancel(liveness_timer_);
-      liveness_timer_ = 0;
       peer = std::move(peer_);
     });
   if (peer) {

@@ -3,7 +3,6 @@
  * (gst/webrtc_peer.h) that whepsrc uses for WHEP. */
 #pragma once
 
-#include <atomic>
 #include <memory>
 
 #include "event_loop.h"
@@ -36,13 +35,6 @@ private:
   GstElement *webrtc_ = nullptr;             /* ref held */
   std::vector<GstElement *> elements_;       /* queues and payloaders, ref held */
   std::vector<GstPad *> request_pads_;
-  /* liveness: MediaMTX sends RTCP receiver reports every second; a silent server is gone (libnice
-   * 0.1.21 would take far longer to call the ICE connection failed) */
-  std::shared_ptr<std::atomic<gint64>> last_rtcp_us_ = std::make_shared<std::atomic<gint64>>(0);
-  gulong ssrc_active_id_ = 0;
-  GstElement *rtpbin_ = nullptr; /* ref held */
-  guint liveness_timer_ = 0;     /* loop thread */
-  void watch_liveness();
 };
 
 }  // namespace mediamtxsink

@@ -85,6 +85,8 @@ enum {
 #define DEFAULT_MAX_RETRY_DELAY 30000
 #define DEFAULT_MAX_RETRIES -1
 #define DEFAULT_HLS_FALLBACK_ATTEMPTS 3
+/* server RTCP silence that ends a session (at least 3x the server's report interval) */
+static constexpr int kRtcpSilenceMs = 3000;
 
 namespace {
 
@@ -258,7 +260,9 @@ static void gst_whep_src_class_init(GstWhepSrcClass *klass) {
   g_object_class_install_property(gobject_class, PROP_LATENCY,
       g_param_spec_uint("latency", "Latency",
                         "Jitter buffer size in milliseconds: lower is closer to live, higher rides out more "
-                        "network jitter and gives NACK retransmissions time to arrive",
+                        "network jitter and gives retransmissions time to arrive. Lost video packets are "
+                        "requested again (RTCP NACK) when latency > 0; 0 passes packets on at once, "
+                        "without retransmission requests (no time for them to arrive)",
                         0, 10000, DEFAULT_LATENCY, rw));
   g_object_class_install_property(gobject_class, PROP_VIDEO_CODECS,
       g_param_spec_string("video-codecs", "Video codecs",
@@ -284,7 +288,10 @@ static void gst_whep_src_class_init(GstWhepSrcClass *klass) {
   g_object_class_install_property(gobject_class, PROP_TIMEOUT,
       g_param_spec_uint("timeout", "Timeout",
                         "Milliseconds a session may go without media (from its start, or since the last "
-                        "buffer) before it is torn down and retried; also bounds each HTTP request",
+                        "buffer) before it is torn down and retried; also bounds each HTTP request. A server "
+                        "that stops sending RTCP reports (MediaMTX sends one a second, also while its "
+                        "publisher is quiet) is taken as gone after 3 s (or 3 of its report intervals), "
+                        "whatever this timeout",
                         500, G_MAXINT, DEFAULT_TIMEOUT, rw));
   g_object_class_install_property(gobject_class, PROP_RETRY_DELAY,
       g_param_spec_uint("retry-delay", "Retry delay",
@@ -1220,6 +1227,17 @@ static gstmtx::Headers extra_headers_of(const GstStructure *s) {
 
 static void schedule_media_watchdog(GstWhepSrc *self, guint timeout_ms);
 
+/* rtpjitterbuffer's rtx-next-seqnum (on by default) expects the packet after the newest one at an
+ * estimated time and, once it is later than that by the latency, requests it and calls it lost;
+ * when it then arrives it is dropped as too late. A frame's first packet is often that late (encode
+ * time varies from frame to frame), so at small latencies most pictures broke until the next
+ * keyframe (docs/benchmarks.md, latency 0 and 5). Retransmissions are requested for real gaps
+ * only. Called from rtpbin's streaming thread. */
+static void on_new_jitterbuffer(GstElement *, GstElement *jitterbuffer, guint, guint, gpointer) {
+  if (g_object_class_find_property(G_OBJECT_GET_CLASS(jitterbuffer), "rtx-next-seqnum"))
+    g_object_set(jitterbuffer, "rtx-next-seqnum", FALSE, nullptr);
+}
+
 /* Creates a webrtcbin with recvonly transceivers and starts the WHEP exchange. */
 static void start_session(GstWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
@@ -1238,6 +1256,14 @@ static void start_session(GstWhepSrc *self) {
     return;
   }
   g_object_set(webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_COMPAT, "latency", s.latency, nullptr);
+  /* Retransmission requests (NACK) only when the jitter buffer can wait for the answer: at
+   * latency 0 it passes packets on at once and calls a gap lost at once, so a retransmission
+   * always comes too late and is dropped. */
+  const bool nack = s.latency > 0;
+  if (GstElement *rtpbin = gst_bin_get_by_name(GST_BIN(webrtc), "rtpbin")) {
+    g_signal_connect(rtpbin, "new-jitterbuffer", G_CALLBACK(on_new_jitterbuffer), nullptr);
+    gst_object_unref(rtpbin);
+  }
 
   auto add_transceiver = [&](const std::vector<const gstmtx::RtpCodec *> &codecs, bool video) -> int {
     std::vector<const gstmtx::RtpCodec *> usable;
@@ -1252,7 +1278,7 @@ static void start_session(GstWhepSrc *self) {
     g_signal_emit_by_name(webrtc, "add-transceiver", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY, caps, &trans);
     if (!trans)
       return 0;
-    if (video)
+    if (video && nack)
       g_object_set(trans, "do-nack", TRUE, nullptr); /* retransmissions: worth it for pictures */
     gst_object_unref(trans);
     return 1;
@@ -1295,6 +1321,10 @@ static void start_session(GstWhepSrc *self) {
   peer.stun_server = s.stun_server;
   peer.turn_server = s.turn_server;
   peer.ice_transport_policy = s.ice_transport_policy;
+  /* a dead server is noticed from its RTCP going quiet (MediaMTX reports every second, also while
+   * its publisher is quiet), well before the no-media `timeout` */
+  peer.rtcp_silence = gstmtx::Millis(kRtcpSilenceMs);
+  peer.rtcp_from_connect = false;
 
   gstmtx::WebrtcPeer::Events events;
   events.answered = [self](const gstmtx::OfferAnswer &answer) {

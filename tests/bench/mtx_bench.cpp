@@ -6,9 +6,11 @@
  * with --out=DIR, writes its raw samples to DIR/<name>.csv.
  *
  * Latency: the publisher's raw frames get the capture time (g_get_monotonic_time, microseconds)
- * drawn as a row of black/white blocks before the encoder; the viewer, in the same process, reads
- * the blocks back after the decoder and when the display sink (fakesink sync=true) renders.
+ * drawn as a row of black/white blocks (tests/testbed/frame_stamp.h) before the encoder; the viewer,
+ * in the same process, reads the blocks back after the decoder and when the display sink
+ * (fakesink sync=true) renders.
  */
+#include "frame_stamp.h"
 #include "mediamtx_server.h"
 
 #include <gst/gst.h>
@@ -107,71 +109,6 @@ public:
 private:
   std::ofstream f_;
 };
-
-/* ---- the time code drawn into frames ------------------------------------------------------ */
-
-/* 48 bits of microseconds + a 16-bit check, as 2 rows of 32 blocks of 32x32 pixels (black: 0,
- * white: 1) at (32,32): big enough to survive 2 Mbit/s H.264 at 720p. */
-constexpr int kBlock = 32, kCols = 32, kRows = 2, kX0 = 32, kY0 = 32;
-
-/* never 0 for v = 0 and never 0xffff for all ones: a black or white (or grey) patch must not pass */
-guint64 stamp_check(guint64 v) { return (((v * 0x9E3779B97F4A7C15ull) >> 48) ^ 0x5A3C) & 0xffff; }
-
-void stamp_write(GstVideoFrame *frame, guint64 us) {
-  guint64 word = ((us & 0xffffffffffffull) << 16) | stamp_check(us & 0xffffffffffffull);
-  guint8 *y = static_cast<guint8 *>(GST_VIDEO_FRAME_PLANE_DATA(frame, 0));
-  int ystride = GST_VIDEO_FRAME_PLANE_STRIDE(frame, 0);
-  bool planar420 = GST_VIDEO_FRAME_FORMAT(frame) == GST_VIDEO_FORMAT_I420;
-  for (int bit = 0; bit < 64; bit++) {
-    int bx = kX0 + (bit % kCols) * kBlock, by = kY0 + (bit / kCols) * kBlock;
-    guint8 value = ((word >> (63 - bit)) & 1) ? 235 : 16;
-    for (int r = 0; r < kBlock; r++)
-      memset(y + (by + r) * ystride + bx, value, kBlock);
-    if (planar420) {
-      for (int plane = 1; plane <= 2; plane++) {
-        guint8 *c = static_cast<guint8 *>(GST_VIDEO_FRAME_PLANE_DATA(frame, plane));
-        int cs = GST_VIDEO_FRAME_PLANE_STRIDE(frame, plane);
-        for (int r = 0; r < kBlock / 2; r++)
-          memset(c + (by / 2 + r) * cs + bx / 2, 128, kBlock / 2);
-      }
-    }
-  }
-}
-
-/* Reads the code from the luma plane; false when the check does not match. */
-bool stamp_read(const GstVideoFrame *frame, guint64 *us) {
-  const guint8 *y = static_cast<const guint8 *>(GST_VIDEO_FRAME_PLANE_DATA(frame, 0));
-  int ystride = GST_VIDEO_FRAME_PLANE_STRIDE(frame, 0);
-  if (GST_VIDEO_FRAME_WIDTH(frame) < kX0 + kCols * kBlock || GST_VIDEO_FRAME_HEIGHT(frame) < kY0 + kRows * kBlock)
-    return false;
-  guint64 word = 0;
-  for (int bit = 0; bit < 64; bit++) {
-    int bx = kX0 + (bit % kCols) * kBlock + kBlock / 4, by = kY0 + (bit / kCols) * kBlock + kBlock / 4;
-    unsigned sum = 0;
-    for (int r = 0; r < kBlock / 2; r++)
-      for (int c = 0; c < kBlock / 2; c++)
-        sum += y[(by + r) * ystride + bx + c];
-    word = (word << 1) | (sum / (kBlock * kBlock / 4) > 125 ? 1 : 0);
-  }
-  guint64 v = word >> 16;
-  if (v == 0 || v == 0xffffffffffffull || (word & 0xffff) != stamp_check(v))
-    return false;
-  *us = v;
-  return true;
-}
-
-bool read_buffer_stamp(GstPad *pad, GstBuffer *buf, guint64 *us) {
-  g_autoptr(GstCaps) caps = gst_pad_get_current_caps(pad);
-  GstVideoInfo info;
-  if (!caps || !gst_video_info_from_caps(&info, caps) || !GST_VIDEO_INFO_IS_YUV(&info))
-    return false;
-  GstVideoFrame frame;
-  if (!gst_video_frame_map(&frame, &info, buf, GST_MAP_READ))
-    return false;
-  bool ok = stamp_read(&frame, us);
-  gst_video_frame_unmap(&frame);
-  return ok;
-}
 
 /* ---- pipelines ----------------------------------------------------------------------------- */
 
@@ -288,25 +225,10 @@ std::string viewer_desc(const testbed::MediamtxServer &server, const std::string
          " signal-handoffs=true";
 }
 
-GstPadProbeReturn stamp_probe(GstPad *pad, GstPadProbeInfo *info, gpointer) {
-  GstBuffer *buf = gst_buffer_make_writable(GST_PAD_PROBE_INFO_BUFFER(info));
-  GST_PAD_PROBE_INFO_DATA(info) = buf;
-  g_autoptr(GstCaps) caps = gst_pad_get_current_caps(pad);
-  GstVideoInfo vinfo;
-  if (!caps || !gst_video_info_from_caps(&vinfo, caps))
-    return GST_PAD_PROBE_OK;
-  GstVideoFrame frame;
-  if (gst_video_frame_map(&frame, &vinfo, buf, GST_MAP_WRITE)) {
-    stamp_write(&frame, static_cast<guint64>(g_get_monotonic_time()));
-    gst_video_frame_unmap(&frame);
-  }
-  return GST_PAD_PROBE_OK;
-}
-
 void attach_stamper(Pipeline &pub) {
   g_autoptr(GstElement) stamp = pub.get("stamp");
   g_autoptr(GstPad) pad = gst_element_get_static_pad(stamp, "src");
-  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, stamp_probe, nullptr, nullptr);
+  testbed::attach_stamper(pad);
 }
 
 /* Latencies read at the decoder output and at the display sink's render time. */
@@ -324,7 +246,7 @@ struct LatencyCollector {
     if (self->first_frame_ms.load() == 0)
       self->first_frame_ms = t;
     guint64 us;
-    if (!read_buffer_stamp(pad, GST_PAD_PROBE_INFO_BUFFER(info), &us)) {
+    if (!testbed::read_buffer_stamp(pad, GST_PAD_PROBE_INFO_BUFFER(info), &us)) {
       self->unreadable++;
       return GST_PAD_PROBE_OK;
     }
@@ -340,7 +262,7 @@ struct LatencyCollector {
     (void)sink;
     double t = now_ms();
     guint64 us;
-    if (!read_buffer_stamp(pad, buf, &us))
+    if (!testbed::read_buffer_stamp(pad, buf, &us))
       return;
     std::lock_guard<std::mutex> g(self->lock);
     if (self->decoded.empty())

@@ -1,9 +1,11 @@
-/* Unit tests of the gst/ library: retry policy, MediaMTX URL conventions, Link headers. */
+/* Unit tests of the gst/ library: retry policy, MediaMTX URL conventions, Link headers, RTCP
+ * liveness. */
 #include <gst/check/gstcheck.h>
 
 #include "backoff.h"
 #include "link_header.h"
 #include "mediamtx_url.h"
+#include "rtcp_liveness.h"
 #include "status.h"
 #include "webrtc_http_session.h"
 
@@ -301,6 +303,62 @@ GST_START_TEST(test_trickle_sdpfrag) {
 }
 GST_END_TEST;
 
+/* A viewer's server: silence is only judged from the second report on, then against 3 s. */
+GST_START_TEST(test_rtcp_liveness_viewer) {
+  RtcpLiveness live(3000ms);
+  const auto t0 = RtcpLiveness::Clock::now();
+  fail_if(live.watching());
+  fail_if(live.silent(t0 + 60s)); /* no report yet: a quiet publisher, not a dead server */
+  live.report(t0);
+  fail_if(live.silent(t0 + 60s)); /* one report: no interval known yet */
+  for (int i = 1; i <= 5; ++i)
+    live.report(t0 + i * 1000ms);
+  fail_unless(live.watching());
+  fail_unless(live.silence_bound() == 3000ms);
+  fail_if(live.silent(t0 + 5000ms + 3000ms));
+  fail_unless(live.silent(t0 + 5000ms + 3001ms));
+  /* a report revives it */
+  live.report(t0 + 9000ms);
+  fail_if(live.silent(t0 + 10000ms));
+  live.reset();
+  fail_if(live.watching());
+  fail_if(live.silent(t0 + 60s));
+}
+GST_END_TEST;
+
+/* A server that reports every 5 s gets 3 intervals; the bound comes down again once the long
+ * interval has left the recent ones. */
+GST_START_TEST(test_rtcp_liveness_slow_reporter) {
+  RtcpLiveness live(3000ms);
+  const auto t0 = RtcpLiveness::Clock::now();
+  live.report(t0);
+  live.report(t0 + 5000ms);
+  fail_unless(live.silence_bound() == 15000ms);
+  fail_if(live.silent(t0 + 5000ms + 14000ms));
+  fail_unless(live.silent(t0 + 5000ms + 15001ms));
+  auto t = t0 + 5000ms;
+  for (int i = 0; i < 8; ++i) {
+    t += 1000ms;
+    live.report(t);
+  }
+  fail_unless(live.silence_bound() == 3000ms);
+}
+GST_END_TEST;
+
+/* A publisher's server: owed reports from "connected" on. */
+GST_START_TEST(test_rtcp_liveness_armed) {
+  RtcpLiveness live(4000ms);
+  const auto t0 = RtcpLiveness::Clock::now();
+  live.arm(t0);
+  fail_unless(live.watching());
+  fail_if(live.silent(t0 + 4000ms));
+  fail_unless(live.silent(t0 + 4001ms));
+  live.report(t0 + 500ms);
+  fail_if(live.silent(t0 + 4400ms));
+  fail_unless(live.silent(t0 + 4501ms));
+}
+GST_END_TEST;
+
 static Suite *gstmtx_suite(void) {
   Suite *s = suite_create("gstmtx");
   TCase *tc = tcase_create("backoff");
@@ -324,6 +382,11 @@ static Suite *gstmtx_suite(void) {
   tcase_add_test(tc, test_session_classify);
   tcase_add_test(tc, test_session_retry_after);
   tcase_add_test(tc, test_trickle_sdpfrag);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("liveness");
+  tcase_add_test(tc, test_rtcp_liveness_viewer);
+  tcase_add_test(tc, test_rtcp_liveness_slow_reporter);
+  tcase_add_test(tc, test_rtcp_liveness_armed);
   suite_add_tcase(s, tc);
   return s;
 }
