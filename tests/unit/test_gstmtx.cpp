@@ -1,10 +1,16 @@
-/* Unit tests of the gst/ library: retry policy, MediaMTX URL conventions, Link headers. */
+/* Unit tests of the gst/ library: retry policy, MediaMTX URL conventions, Link headers, the control
+ * thread's task gate. */
 #include <gst/check/gstcheck.h>
 
+#include <atomic>
+
+#include "ascii_case.h"
 #include "backoff.h"
+#include "event_loop.h"
 #include "link_header.h"
 #include "mediamtx_url.h"
 #include "status.h"
+#include "task_gate.h"
 #include "webrtc_http_session.h"
 
 using namespace gstmtx;
@@ -301,6 +307,66 @@ GST_START_TEST(test_trickle_sdpfrag) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_ascii_lower) {
+  assert_str(ascii_lower("Content-Type: Application/SDP"), "content-type: application/sdp");
+  /* bytes outside ASCII are left alone, whatever the locale */
+  assert_str(ascii_lower("RTSP\xc3\x84\xc4\xb0"), "rtsp\xc3\x84\xc4\xb0");
+}
+GST_END_TEST;
+
+/* Tasks of a run that was closed never run, not even when the gate opens again for a new run. */
+GST_START_TEST(test_task_gate_drops_stale_tasks) {
+  EventLoop loop("gate");
+  TaskGate gate(loop);
+  std::atomic<int> ran{0};
+  gate.post([&] { ran++; }); /* closed: dropped */
+  fail_unless_equals_int(gate.schedule(1ms, [&] { ran++; }), 0);
+
+  gate.open();
+  fail_unless(gate.is_open());
+  /* hold the loop until the run has ended, so the next tasks are still queued then */
+  loop.post([&] {
+    while (gate.is_open())
+      g_usleep(1000);
+  });
+  gate.post([&] { ran += 10; });
+  fail_unless(gate.schedule(0ms, [&] { ran += 10; }) != 0);
+  gate.close([&] { ran += 100; });
+  fail_if(gate.is_open());
+  fail_unless_equals_int(ran.load(), 100);
+
+  gate.open();
+  gate.close(); /* nothing of the old run leaks into this one either */
+  gate.open();
+  gate.post([&] { ran += 1000; });
+  loop.run_sync([] {});
+  fail_unless_equals_int(ran.load(), 1100);
+  gate.close();
+  gate.close([&] { ran++; }); /* closed already: does nothing */
+  loop.run_sync([] {});
+  fail_unless_equals_int(ran.load(), 1100);
+}
+GST_END_TEST;
+
+/* close() from a task on the loop thread (a bus handler stopping the element) runs inline. */
+GST_START_TEST(test_task_gate_close_from_loop_thread) {
+  EventLoop loop("gate");
+  TaskGate gate(loop);
+  gate.open();
+  std::atomic<int> ran{0};
+  std::atomic<bool> open_after{true};
+  gate.post([&] {
+    gate.post([&] { ran += 10; }); /* queued behind this task: dropped by the close below */
+    gate.close([&] { ran++; });
+    open_after = gate.is_open();
+  });
+  loop.run_sync([] {});
+  loop.run_sync([] {});
+  fail_unless_equals_int(ran.load(), 1);
+  fail_if(open_after.load());
+}
+GST_END_TEST;
+
 static Suite *gstmtx_suite(void) {
   Suite *s = suite_create("gstmtx");
   TCase *tc = tcase_create("backoff");
@@ -324,6 +390,11 @@ static Suite *gstmtx_suite(void) {
   tcase_add_test(tc, test_session_classify);
   tcase_add_test(tc, test_session_retry_after);
   tcase_add_test(tc, test_trickle_sdpfrag);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("control");
+  tcase_add_test(tc, test_ascii_lower);
+  tcase_add_test(tc, test_task_gate_drops_stale_tasks);
+  tcase_add_test(tc, test_task_gate_close_from_loop_thread);
   suite_add_tcase(s, tc);
   return s;
 }
