@@ -10,11 +10,11 @@ void TaskGate::open() {
   state_->run++;
 }
 
-void TaskGate::close(const std::function<void()> &last) {
+bool TaskGate::close(const std::function<void()> &last) {
   {
     std::lock_guard<std::mutex> guard(state_->lock);
     if (!state_->open)
-      return;
+      return false;
     state_->open = false;
   }
   /* Tasks run in the order they were queued: once this one runs, no earlier task is running. */
@@ -22,6 +22,7 @@ void TaskGate::close(const std::function<void()> &last) {
     if (last)
       last();
   });
+  return true;
 }
 
 bool TaskGate::is_open() const {

@@ -35,8 +35,8 @@ public:
   /* Any thread: ends the run. Tasks still queued are dropped; a task running on the loop thread
    * is waited for, then `last` runs there (inline when called on the loop thread, e.g. from a
    * bus handler during a task: that task then goes on after close() returns and should check
-   * is_open()). Does nothing when not open. */
-  void close(const std::function<void()> &last = {});
+   * is_open()). False, and nothing done, when the gate was not open. */
+  bool close(const std::function<void()> &last = {});
   bool is_open() const;
 
   /* Any thread: runs fn on the loop thread soon if this run is still open then. */

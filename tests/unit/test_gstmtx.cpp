@@ -314,6 +314,14 @@ GST_START_TEST(test_ascii_lower) {
 }
 GST_END_TEST;
 
+/* An EventLoop destroyed right after it was made ends its thread (a quit that came before the
+ * thread entered g_main_loop_run() used to be lost, and the destructor waited for ever). */
+GST_START_TEST(test_event_loop_destroyed_at_once) {
+  for (int i = 0; i < 200; ++i)
+    EventLoop loop("short");
+}
+GST_END_TEST;
+
 /* Tasks of a run that was closed never run, not even when the gate opens again for a new run. */
 GST_START_TEST(test_task_gate_drops_stale_tasks) {
   EventLoop loop("gate");
@@ -341,8 +349,8 @@ GST_START_TEST(test_task_gate_drops_stale_tasks) {
   gate.post([&] { ran += 1000; });
   loop.run_sync([] {});
   fail_unless_equals_int(ran.load(), 1100);
-  gate.close();
-  gate.close([&] { ran++; }); /* closed already: does nothing */
+  fail_unless(gate.close());
+  fail_if(gate.close([&] { ran++; })); /* closed already: does nothing */
   loop.run_sync([] {});
   fail_unless_equals_int(ran.load(), 1100);
 }
@@ -393,6 +401,7 @@ static Suite *gstmtx_suite(void) {
   suite_add_tcase(s, tc);
   tc = tcase_create("control");
   tcase_add_test(tc, test_ascii_lower);
+  tcase_add_test(tc, test_event_loop_destroyed_at_once);
   tcase_add_test(tc, test_task_gate_drops_stale_tasks);
   tcase_add_test(tc, test_task_gate_close_from_loop_thread);
   suite_add_tcase(s, tc);
