@@ -222,13 +222,15 @@ void WhipPublisher::stop(GstBin *bin, bool graceful) {
     peer->release_sync();
     loop_.run_sync([&] { peer.reset(); });
   }
-  for (GstElement *e : elements_) {
-    gst_element_set_locked_state(e, TRUE);
-    gst_element_set_state(e, GST_STATE_NULL);
-  }
+  /* webrtcbin before the queues: deactivating its pads wakes a queue thread blocked inside it
+   * (a full send queue), which the queue's own NULL would otherwise wait for. */
   if (webrtc_) {
     gst_element_set_locked_state(webrtc_, TRUE);
     gst_element_set_state(webrtc_, GST_STATE_NULL);
+  }
+  for (GstElement *e : elements_) {
+    gst_element_set_locked_state(e, TRUE);
+    gst_element_set_state(e, GST_STATE_NULL);
   }
   for (std::size_t i = 0; i < request_pads_.size(); ++i)
     gst_element_release_request_pad(webrtc_, request_pads_[i]);
