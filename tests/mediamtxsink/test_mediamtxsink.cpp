@@ -563,16 +563,7 @@ static void check_stop_from_bus_handler(const char *state, bool server_up) {
     server.kill_hard();
   Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub retry-delay=100 location=" +
                 server.rtsp_url("cam"));
-  {
-    auto stop = stop_on_status(pub, state);
-    gst_element_set_state(pub.pipeline, GST_STATE_PLAYING);
-    fail_unless(wait_until([&] { return stop->stopped.load(); }, 15000), "no %s status", state);
-    fail_unless_equals_int(stop->result.load(), GST_STATE_CHANGE_SUCCESS);
-    pub.bus.set_sync_action(nullptr);
-  }
-  GstState current;
-  gst_element_get_state(pub.pipeline, &current, nullptr, 0);
-  fail_unless_equals_int(current, GST_STATE_NULL);
+  fail_unless(play_and_stop_on_status(pub, state, 15000), "not stopped on %s", state);
   if (!server_up)
     fail_unless(server.start());
   else

@@ -251,16 +251,7 @@ static void check_stop_from_bus_handler(const char *child, const char *state) {
   TestPipeline pipeline(std::string("reconnectbin name=r retry-delay=50 max-retry-delay=50 child=\"") + child +
                             "\" ! fakesink name=sink sync=false async=false",
                         "sink");
-  {
-    auto stop = stop_on_status(pipeline, state);
-    gst_element_set_state(pipeline.pipeline, GST_STATE_PLAYING);
-    fail_unless(wait_until([&] { return stop->stopped.load(); }, 10000), "no %s status", state);
-    fail_unless_equals_int(stop->result.load(), GST_STATE_CHANGE_SUCCESS);
-    pipeline.bus.set_sync_action(nullptr);
-  }
-  GstState current;
-  gst_element_get_state(pipeline.pipeline, &current, nullptr, 0);
-  fail_unless_equals_int(current, GST_STATE_NULL);
+  fail_unless(play_and_stop_on_status(pipeline, state, 10000), "not stopped on %s", state);
   const int connecting = pipeline.bus.count_element_messages(gstmtx::kStatusMessageName, "state", "connecting");
   fail_unless(pipeline.play());
   fail_unless(wait_until([&] {

@@ -269,19 +269,32 @@ TestPipeline::~TestPipeline() {
   gst_object_unref(pipeline);
 }
 
-std::shared_ptr<StatusStop> stop_on_status(TestPipeline &pipeline, const char *state) {
-  auto stop = std::make_shared<StatusStop>();
-  auto triggered = std::make_shared<std::atomic<bool>>(false);
+bool play_and_stop_on_status(TestPipeline &pipeline, const char *state, int timeout_ms) {
+  struct Stop {
+    std::atomic<bool> triggered{false}, done{false};
+    std::atomic<GstStateChangeReturn> result{GST_STATE_CHANGE_FAILURE};
+  };
+  auto stop = std::make_shared<Stop>();
   GstElement *element = pipeline.pipeline;
-  pipeline.bus.set_sync_action([stop, triggered, element, wanted = std::string(state)](GstMessage *msg) {
+  pipeline.bus.set_sync_action([stop, element, wanted = std::string(state)](GstMessage *msg) {
     const GstStructure *s = gst_message_get_structure(msg);
     if (GST_MESSAGE_TYPE(msg) != GST_MESSAGE_ELEMENT || !s || !gst_structure_has_name(s, "gst-mediamtx-status") ||
-        wanted != GST_STR_NULL(gst_structure_get_string(s, "state")) || triggered->exchange(true))
+        wanted != GST_STR_NULL(gst_structure_get_string(s, "state")) || stop->triggered.exchange(true))
       return;
     stop->result = gst_element_set_state(element, GST_STATE_NULL);
-    stop->stopped = true;
+    stop->done = true;
   });
-  return stop;
+  gst_element_set_state(element, GST_STATE_PLAYING);
+  const bool stopped = wait_until([&] { return stop->done.load(); }, timeout_ms);
+  pipeline.bus.set_sync_action(nullptr);
+  GstState current = GST_STATE_VOID_PENDING;
+  gst_element_get_state(element, &current, nullptr, 0);
+  if (!stopped || stop->result != GST_STATE_CHANGE_SUCCESS || current != GST_STATE_NULL) {
+    g_printerr("stop on '%s' status: %s, %s, now %s\n", state, stopped ? "stopped" : "never stopped",
+               gst_element_state_change_return_get_name(stop->result), gst_element_state_get_name(current));
+    return false;
+  }
+  return true;
 }
 
 }  // namespace testbed

@@ -126,14 +126,10 @@ struct TestPipeline {
   BufferCounter frames;
 };
 
-/* What stop_on_status() did. */
-struct StatusStop {
-  std::atomic<bool> stopped{false};                                   /* set_state(NULL) returned */
-  std::atomic<GstStateChangeReturn> result{GST_STATE_CHANGE_FAILURE}; /* with this */
-};
-/* Sets the pipeline to NULL from its bus's synchronous handler, on the thread that posts the first
- * gst-mediamtx-status message whose state is `state` (the element's control thread), as an
- * application reacting to the status could. */
-std::shared_ptr<StatusStop> stop_on_status(TestPipeline &pipeline, const char *state);
+/* Plays the pipeline; on the first gst-mediamtx-status message whose state is `state`, its bus's
+ * synchronous handler sets it to NULL right there, on the thread that posts it (the element's
+ * control thread), as an application reacting to the status could. True once that returned
+ * SUCCESS within timeout_ms and the pipeline is in NULL. */
+bool play_and_stop_on_status(TestPipeline &pipeline, const char *state, int timeout_ms);
 
 }  // namespace testbed
