@@ -1,7 +1,6 @@
 #include "codec_table.h"
 
 #include <algorithm>
-#include <cctype>
 
 namespace gstmtx {
 
@@ -25,10 +24,8 @@ const std::vector<RtpCodec> &rtp_codecs() {
 }
 
 const RtpCodec *find_rtp_codec(const std::string &name) {
-  std::string upper = name;
-  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
   for (const auto &codec : rtp_codecs())
-    if (upper == codec.name)
+    if (g_ascii_strcasecmp(name.c_str(), codec.name) == 0)
       return &codec;
   return nullptr;
 }

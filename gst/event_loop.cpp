@@ -18,25 +18,22 @@ void free_task(gpointer data) { delete static_cast<Task *>(data); }
 }  // namespace
 
 EventLoop::EventLoop(std::string name) : context_(g_main_context_new()), loop_(g_main_loop_new(context_, FALSE)) {
-  std::mutex lock;
-  std::condition_variable started;
-  bool running = false;
-  thread_ = std::thread([this, name, &lock, &started, &running] {
-    g_main_context_push_thread_default(context_);
-    {
-      std::lock_guard<std::mutex> guard(lock);
-      thread_id_ = std::this_thread::get_id();
-      running = true;
-    }
-    started.notify_one();
-    g_main_loop_run(loop_);
+  /* The thread holds its own references: when the loop is destroyed from its own thread (detached
+   * below), the thread still finishes with them after this object is gone. */
+  thread_ = std::thread([context = g_main_context_ref(context_), loop = g_main_loop_ref(loop_)] {
+    g_main_context_push_thread_default(context);
+    g_main_loop_run(loop);
     /* let cancelled async operations deliver their callbacks before the context goes */
-    while (g_main_context_iteration(context_, FALSE)) {
+    while (g_main_context_iteration(context, FALSE)) {
     }
-    g_main_context_pop_thread_default(context_);
+    g_main_context_pop_thread_default(context);
+    g_main_loop_unref(loop);
+    g_main_context_unref(context);
   });
-  std::unique_lock<std::mutex> guard(lock);
-  started.wait(guard, [&] { return running; });
+  thread_id_ = thread_.get_id();
+  /* Return once the loop runs: g_main_loop_run() would forget a quit from a destructor that came
+   * before it started, and the thread would never end. */
+  run_sync([] {});
   (void)name;
 }
 

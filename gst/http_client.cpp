@@ -3,20 +3,15 @@
 #include <libsoup/soup.h>
 
 #include <algorithm>
-#include <cctype>
 #include <condition_variable>
 #include <mutex>
 
+#include "ascii_case.h"
 #include "mediamtx_url.h"
 
 namespace gstmtx {
 
 namespace {
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
-
 gboolean accept_any_certificate(SoupMessage *, GTlsCertificate *, GTlsCertificateFlags, gpointer) { return TRUE; }
 }  // namespace
 
@@ -204,9 +199,9 @@ void HttpClient::on_sent(GObject *source, GAsyncResult *result, gpointer data) {
   const char *name, *value;
   soup_message_headers_iter_init(&iter, soup_message_get_response_headers(op->message));
   while (soup_message_headers_iter_next(&iter, &name, &value) && op->response.headers.size() < 256)
-    op->response.headers.emplace_back(lower(name), value);
+    op->response.headers.emplace_back(ascii_lower(name), value);
   const char *ctype = soup_message_headers_get_content_type(soup_message_get_response_headers(op->message), nullptr);
-  op->response.content_type = ctype ? lower(ctype) : "";
+  op->response.content_type = ctype ? ascii_lower(ctype) : "";
 
   if (status == 307 || status == 308) {
     std::string location = op->response.header("location");

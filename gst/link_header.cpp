@@ -3,7 +3,8 @@
 #include <glib.h>
 
 #include <algorithm>
-#include <cctype>
+
+#include "ascii_case.h"
 
 namespace gstmtx {
 namespace {
@@ -13,11 +14,6 @@ constexpr std::size_t kMaxHeaderLength = 16 * 1024;
 void skip_ws(const std::string &s, std::size_t &i) {
   while (i < s.size() && (s[i] == ' ' || s[i] == '\t'))
     ++i;
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
 }
 
 std::string trim(const std::string &s) {
@@ -96,7 +92,7 @@ std::vector<LinkValue> parse_link_header(const std::string &header, std::size_t 
       std::size_t name_start = i;
       while (i < s.size() && s[i] != '=' && s[i] != ';' && s[i] != ',')
         ++i;
-      std::string name = lower(trim(s.substr(name_start, i - name_start)));
+      std::string name = ascii_lower(trim(s.substr(name_start, i - name_start)));
       std::string val;
       if (i < s.size() && s[i] == '=') {
         ++i;
@@ -129,7 +125,7 @@ std::string IceServer::to_webrtcbin_uri() const {
   auto colon = url.find(':');
   if (colon == std::string::npos)
     return {};
-  const std::string scheme = lower(url.substr(0, colon));
+  const std::string scheme = ascii_lower(url.substr(0, colon));
   std::string rest = url.substr(colon + 1);
   if (rest.rfind("//", 0) == 0)
     rest.erase(0, 2);
@@ -149,7 +145,7 @@ std::vector<IceServer> ice_servers_from_link_headers(const std::vector<std::stri
   std::vector<IceServer> servers;
   for (const auto &header : headers) {
     for (const auto &link : parse_link_header(header)) {
-      g_auto(GStrv) rels = g_strsplit(lower(link.param("rel")).c_str(), " ", -1);
+      g_auto(GStrv) rels = g_strsplit(ascii_lower(link.param("rel")).c_str(), " ", -1);
       if (!g_strv_contains(rels, "ice-server"))
         continue;
       IceServer server{link.target, link.param("username"), link.param("credential")};

@@ -3,10 +3,11 @@
 #include <glib.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstring>
 #include <memory>
 #include <vector>
+
+#include "ascii_case.h"
 
 namespace gstmtx {
 namespace {
@@ -15,11 +16,6 @@ struct UriDeleter {
   void operator()(GUri *uri) const { g_uri_unref(uri); }
 };
 using UriPtr = std::unique_ptr<GUri, UriDeleter>;
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
 
 std::string unescape(const char *s) {
   if (!s)
@@ -97,7 +93,7 @@ std::optional<Endpoint> parse_webrtc_http_location(const std::string &location, 
   UriPtr uri = parse(location, error);
   if (!uri)
     return std::nullopt;
-  const std::string scheme = lower(g_uri_get_scheme(uri.get()));
+  const std::string scheme = ascii_lower(g_uri_get_scheme(uri.get()));
   if (!g_uri_get_host(uri.get()) || !*g_uri_get_host(uri.get())) {
     if (error)
       *error = "URL has no host";
@@ -150,7 +146,7 @@ std::optional<Endpoint> parse_rtsp_location(const std::string &location, std::st
   UriPtr uri = parse(location, error);
   if (!uri)
     return std::nullopt;
-  const std::string scheme = lower(g_uri_get_scheme(uri.get()));
+  const std::string scheme = ascii_lower(g_uri_get_scheme(uri.get()));
   if (scheme != "rtsp" && scheme != "rtsps" && scheme != "rtspt") {
     if (error)
       *error = "unsupported URL scheme '" + scheme + "' (use rtsp or rtsps)";
@@ -259,7 +255,7 @@ std::string redact_url(const std::string &url) {
     g_auto(GStrv) parts = g_strsplit(query, "&", -1);
     for (char **p = parts; *p; ++p) {
       std::string part = *p;
-      std::string key = lower(part.substr(0, part.find('=')));
+      std::string key = ascii_lower(part.substr(0, part.find('=')));
       bool secret = std::any_of(std::begin(secret_keys), std::end(secret_keys),
                                 [&](const char *k) { return key == k; });
       if (!new_query.empty())

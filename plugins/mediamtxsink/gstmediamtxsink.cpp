@@ -13,10 +13,11 @@
  * config-interval=-1, deltas dropped until the keyframe).
  *
  * Threads: application thread (properties, state changes, request pads); streaming threads
- * (caps -> chain building, tail probes); rtspclientsink's threads (messages, first-data probe);
- * the control thread (connect, teardown, retry timer, bus status). One lock, priv->lock, guards
- * settings, stats strings and the command queue; it is never held across a call into another
- * element.
+ * (caps -> chain building, tail probes); rtspclientsink's and webrtcbin's threads (messages,
+ * first-data probe); the control thread, the element's gstmtx::EventLoop (connect, teardown,
+ * retry timer, bus status, and WHIP's HTTP), which other threads reach through a gstmtx::TaskGate
+ * open from READY->PAUSED to PAUSED->READY. One lock, priv->lock, guards settings, stats strings
+ * and the control objects' pointers; it is never held across a call into another element.
  */
 #include "gstmediamtxsink.h"
 
@@ -24,22 +25,22 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "backoff.h"
 #include "elements.h"
 #include "encoder_selection.h"
+#include "event_loop.h"
+#include "http_client.h"
 #include "mediamtx_url.h"
 #include "publisher.h"
 #include "rtsp_publisher.h"
-#include "whip_publisher.h"
 #include "status.h"
+#include "task_gate.h"
+#include "whip_publisher.h"
 
 GST_DEBUG_CATEGORY(gst_mediamtx_sink_debug);
 #define GST_CAT_DEFAULT gst_mediamtx_sink_debug
@@ -165,24 +166,35 @@ struct Stream {
 };
 
 struct Command {
-  enum Type { StreamsChanged, Connected, ChildError, AllEos, NetworkEos, Stop } type = StreamsChanged;
+  enum Type { StreamsChanged, Connected, ChildError, AllEos, NetworkEos } type = StreamsChanged;
   unsigned generation = 0;
   std::string reason, debug;
   bool fatal = false;
+};
+
+/* The retry state of one run (READY->PAUSED to PAUSED->READY); control thread. */
+struct ControlState {
+  gstmtx::Backoff backoff;
+  guint retry_timer = 0; /* a retry is due (EventLoop source id) */
+  guint eos_timer = 0;   /* all inputs ended: the network half gets this long to send the rest */
+  bool failed = false;
+  bool finished = false;
 };
 
 }  // namespace
 
 struct MediamtxSinkPrivate {
   std::mutex lock;
-  std::condition_variable wake;
   Settings settings;
 
   /* resolved at READY->PAUSED (under lock) */
   PublisherConfig publisher_config;
 
-  std::deque<Command> commands;
-  std::thread control;
+  /* The control thread, from NULL->READY to READY->NULL (pointers under lock). `http` serves
+   * WHIP and outlives each attempt's publisher, so a DELETE sent at teardown completes. */
+  std::unique_ptr<gstmtx::EventLoop> loop;
+  std::unique_ptr<gstmtx::TaskGate> control;
+  std::unique_ptr<gstmtx::HttpClient> http;
 
   Stream video{true};
   Stream audio{false};
@@ -201,8 +213,9 @@ struct MediamtxSinkPrivate {
   std::string encoder_name;
   int bitrate_kbps = 0;
 
-  /* control thread only */
-  std::shared_ptr<Publisher> publisher; /* written under lock by the control thread */
+  /* control thread only (the application thread once the gate is closed) */
+  ControlState cs;
+  std::shared_ptr<Publisher> publisher; /* written under lock */
   unsigned generation = 0;
   bool published_audio = false;
 };
@@ -226,7 +239,10 @@ static void gst_mediamtx_sink_handle_message(GstBin *bin, GstMessage *message);
 static gboolean gst_mediamtx_sink_pad_event(GstPad *pad, GstObject *parent, GstEvent *event);
 static gboolean gst_mediamtx_sink_pad_query(GstPad *pad, GstObject *parent, GstQuery *query);
 static void push_command(GstMediamtxSink *self, Command command);
-static void control_loop(GstMediamtxSink *self);
+static void create_control(GstMediamtxSink *self);
+static void start_control(GstMediamtxSink *self);
+static void stop_control(GstMediamtxSink *self);
+static void release_control(GstMediamtxSink *self);
 static void reset_stream(GstMediamtxSink *self, Stream &stream);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -350,10 +366,8 @@ static void gst_mediamtx_sink_init(GstMediamtxSink *self) {
 static void gst_mediamtx_sink_finalize(GObject *object) {
   auto *self = GST_MEDIAMTX_SINK(object);
   auto *priv = self->priv;
-  if (priv->control.joinable()) {
-    push_command(self, Command{Command::Stop});
-    priv->control.join();
-  }
+  priv->http.reset();
+  priv->loop.reset(); /* left running when READY->NULL came from the control thread itself */
   if (priv->video.tail)
     gst_object_unref(priv->video.tail);
   if (priv->audio.tail)
@@ -544,7 +558,6 @@ static gboolean prepare(GstMediamtxSink *self) {
   priv->state = gstmtx::ConnectionState::Idle;
   priv->attempts = 0;
   priv->last_error.clear();
-  priv->commands.clear();
   priv->bytes_sent = 0;
   priv->frames_sent = 0;
   priv->frames_dropped = 0;
@@ -558,17 +571,17 @@ static GstStateChangeReturn gst_mediamtx_sink_change_state(GstElement *element, 
   auto *priv = self->priv;
 
   switch (transition) {
+  case GST_STATE_CHANGE_NULL_TO_READY:
+    create_control(self);
+    break;
   case GST_STATE_CHANGE_READY_TO_PAUSED:
     if (!prepare(self))
       return GST_STATE_CHANGE_FAILURE;
-    priv->control = std::thread(control_loop, self);
+    start_control(self);
     break;
   case GST_STATE_CHANGE_PAUSED_TO_READY:
-    /* The control thread tears the network half down (TEARDOWN to the server) as it stops. */
-    if (priv->control.joinable()) {
-      push_command(self, Command{Command::Stop});
-      priv->control.join();
-    }
+    /* Before the children stop: the network half ends its session (TEARDOWN, DELETE). */
+    stop_control(self);
     break;
   default:
     break;
@@ -576,14 +589,15 @@ static GstStateChangeReturn gst_mediamtx_sink_change_state(GstElement *element, 
 
   GstStateChangeReturn ret = GST_ELEMENT_CLASS(gst_mediamtx_sink_parent_class)->change_state(element, transition);
   if (ret == GST_STATE_CHANGE_FAILURE) {
-    if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && priv->control.joinable()) {
-      push_command(self, Command{Command::Stop});
-      priv->control.join();
-    }
+    if (transition == GST_STATE_CHANGE_READY_TO_PAUSED)
+      stop_control(self);
     return ret;
   }
 
   switch (transition) {
+  case GST_STATE_CHANGE_READY_TO_NULL:
+    release_control(self);
+    break;
   case GST_STATE_CHANGE_PAUSED_TO_READY:
     reset_stream(self, priv->video);
     reset_stream(self, priv->audio);
@@ -729,7 +743,7 @@ struct TailProbeContext {
 };
 
 /* Called from the streaming thread for everything leaving the stable half. */
-static GstPadProbeReturn tail_probe(GstPad *, GstPadProbeInfo *info, gpointer user_data) {
+static GstPadProbeReturn tail_probe(GstPad *pad, GstPadProbeInfo *info, gpointer user_data) {
   auto *ctx = static_cast<TailProbeContext *>(user_data);
   auto *priv = ctx->self->priv;
   const auto mode = static_cast<LinkMode>(priv->mode.load());
@@ -762,7 +776,9 @@ static GstPadProbeReturn tail_probe(GstPad *, GstPadProbeInfo *info, gpointer us
     first = count ? gst_buffer_list_get(list, 0) : nullptr;
     bytes = gst_buffer_list_calculate_size(list);
   }
-  if (mode == LinkMode::Disconnected) {
+  /* Not linked: a stream added while connected waits for the control thread's new session
+   * (pushing would fail the input with not-linked). */
+  if (mode == LinkMode::Disconnected || !gst_pad_is_linked(pad)) {
     if (ctx->is_video)
       priv->frames_dropped += count;
     return GST_PAD_PROBE_DROP;
@@ -1032,14 +1048,15 @@ static gboolean gst_mediamtx_sink_pad_query(GstPad *pad, GstObject *parent, GstQ
 /* ------------------------------------------------------------------------------------------ */
 /* Control thread */
 
-/* Any thread. */
+static void handle_command(GstMediamtxSink *self, const Command &command);
+
+/* Any thread: hands `command` to the control thread; dropped while the element is not running
+ * (READY or below) and when it stops before the command's turn comes. */
 static void push_command(GstMediamtxSink *self, Command command) {
   auto *priv = self->priv;
-  {
-    std::lock_guard<std::mutex> lk(priv->lock);
-    priv->commands.push_back(std::move(command));
-  }
-  priv->wake.notify_all();
+  std::lock_guard<std::mutex> lk(priv->lock);
+  if (priv->control)
+    priv->control->post([self, command = std::move(command)] { handle_command(self, command); });
 }
 
 /* Control thread: records the state for `stats` and posts gst-mediamtx-status. */
@@ -1099,15 +1116,6 @@ static void unlink_when_idle(GstPad *pad) {
   state->done_cond.wait_for(lk, std::chrono::seconds(5), [&] { return state->done; });
 }
 
-struct ControlState {
-  gstmtx::Backoff backoff;
-  std::optional<gstmtx::Clock::time_point> retry_at;
-  /* all inputs ended: the network half gets this long to send the rest and post EOS */
-  std::optional<gstmtx::Clock::time_point> eos_deadline;
-  bool failed = false;
-  bool finished = false;
-};
-
 /* Control thread: drops media at the tails, unlinks them and removes the network half. */
 static void teardown(GstMediamtxSink *self, bool graceful = false) {
   auto *priv = self->priv;
@@ -1136,14 +1144,15 @@ static void teardown(GstMediamtxSink *self, bool graceful = false) {
   priv->published_audio = false;
 }
 
-/* Control thread: the network half for the configured transport. WHIP (the shared WebRTC-HTTP
- * session + webrtcbin) is another Publisher created here; prepare() refuses it until then. */
+/* Control thread: the network half for the configured transport: RTSP (rtspclientsink) or WHIP
+ * (the shared WebRTC-HTTP session + webrtcbin, on this element's loop and HTTP client). */
 static std::shared_ptr<Publisher> make_publisher(const PublisherConfig &config, unsigned generation,
                                                  GstMediamtxSink *self) {
   auto connected = [self](unsigned gen) { push_command(self, Command{Command::Connected, gen}); };
   if (config.whip) {
     return std::make_shared<mediamtxsink::WhipPublisher>(
-        config, generation, connected, [self](unsigned gen, std::string reason, std::string debug, bool fatal) {
+        config, generation, *self->priv->loop, *self->priv->http, connected,
+        [self](unsigned gen, std::string reason, std::string debug, bool fatal) {
           Command command{Command::ChildError, gen};
           command.reason = std::move(reason);
           command.debug = std::move(debug);
@@ -1185,6 +1194,13 @@ static void try_connect(GstMediamtxSink *self, ControlState &cs) {
   /* "connecting" for every attempt (attempt = retries so far); "reconnecting" carries the delay
    * after a failure. */
   post_status(self, gstmtx::ConnectionState::Connecting, cs.backoff.attempts(), "");
+  if (!priv->control->is_open()) {
+    /* the application stopped the element from a bus handler, on this thread */
+    gst_object_unref(video_tail);
+    for (auto &stream : streams)
+      gst_object_unref(stream.pad);
+    return;
+  }
   auto publisher = make_publisher(config, generation, self);
   priv->want_keyframe = true;
   std::string error;
@@ -1239,129 +1255,173 @@ static void on_failure(GstMediamtxSink *self, ControlState &cs, const Command &c
   GST_WARNING_OBJECT(self, "publishing to %s failed (%s); retry %d in %lld ms", url.c_str(), command.reason.c_str(),
                      cs.backoff.attempts(), static_cast<long long>(delay->count()));
   post_status(self, gstmtx::ConnectionState::Reconnecting, cs.backoff.attempts(), command.reason, delay->count());
-  cs.retry_at = gstmtx::Clock::now() + *delay;
+  cs.retry_timer = priv->control->schedule(*delay, [self] {
+    ControlState &state = self->priv->cs;
+    state.retry_timer = 0;
+    if (!state.failed && !state.finished)
+      try_connect(self, state);
+  });
 }
 
-/* The control thread: started at READY->PAUSED, stopped at PAUSED->READY. Owns the publisher
- * and the backoff; everything else reaches it through push_command(). */
-static void control_loop(GstMediamtxSink *self) {
+/* Control thread: drops a pending timer. */
+static void cancel_timer(GstMediamtxSink *self, guint *id) {
+  self->priv->loop->cancel(*id);
+  *id = 0;
+}
+
+/* Control thread: all inputs ended, and the network half has not finished sending within its
+ * grace period: removing it lets the bin post EOS with what it has. */
+static void on_eos_timeout(GstMediamtxSink *self) {
+  auto *priv = self->priv;
+  priv->cs.eos_timer = 0;
+  if (!priv->publisher)
+    return;
+  GST_WARNING_OBJECT(self, "the session did not finish after end of stream: closing it");
+  teardown(self, true);
+  post_status(self, gstmtx::ConnectionState::Stopped, priv->cs.backoff.attempts(), "end of stream");
+}
+
+/* Control thread: everything other threads report (see push_command). Owns the publisher and
+ * the backoff. */
+static void handle_command(GstMediamtxSink *self, const Command &command) {
+  auto *priv = self->priv;
+  ControlState &cs = priv->cs;
+  switch (command.type) {
+  case Command::StreamsChanged: {
+    if (cs.failed || cs.finished || cs.retry_timer)
+      break;
+    bool audio_ready;
+    {
+      std::lock_guard<std::mutex> lk(priv->lock);
+      audio_ready = priv->audio.tail != nullptr;
+    }
+    if (priv->publisher && audio_ready != priv->published_audio) {
+      /* RTSP announces every stream up front: a new or removed stream needs a new session. */
+      GST_INFO_OBJECT(self, "inputs changed: reconnecting with %s audio", audio_ready ? "" : "no");
+      teardown(self);
+    }
+    if (!priv->publisher)
+      try_connect(self, cs);
+    break;
+  }
+  case Command::Connected: {
+    if (!priv->publisher || command.generation != priv->generation)
+      break;
+    priv->mode = static_cast<int>(LinkMode::Connected);
+    cs.backoff.on_connected(gstmtx::Clock::now());
+    GST_INFO_OBJECT(self, "publishing to %s", gstmtx::redact_url(priv->publisher_config.url).c_str());
+    post_status(self, gstmtx::ConnectionState::Connected, cs.backoff.attempts(), "");
+    GstPad *video_tail = nullptr;
+    {
+      std::lock_guard<std::mutex> lk(priv->lock);
+      if (priv->video.tail)
+        video_tail = GST_PAD(gst_object_ref(priv->video.tail));
+    }
+    /* Frames queued while the session was set up may have been dropped: start a clean GOP. */
+    request_keyframe(video_tail);
+    if (video_tail)
+      gst_object_unref(video_tail);
+    break;
+  }
+  case Command::ChildError:
+    if (command.generation != priv->generation || cs.failed)
+      break;
+    /* A later error of an attempt already being retried only matters when it is fatal (the
+     * 401 after a generic failure). */
+    if (!priv->publisher && !command.fatal)
+      break;
+    if (!priv->publisher)
+      cancel_timer(self, &cs.retry_timer);
+    on_failure(self, cs, command);
+    break;
+  case Command::AllEos:
+    cs.finished = true;
+    cancel_timer(self, &cs.retry_timer);
+    if (priv->publisher && !cs.eos_timer)
+      cs.eos_timer = priv->control->schedule(std::chrono::seconds(3), [self] { on_eos_timeout(self); });
+    break;
+  case Command::NetworkEos:
+    if (!priv->publisher || command.generation != priv->generation)
+      break;
+    cs.finished = true;
+    cancel_timer(self, &cs.retry_timer);
+    cancel_timer(self, &cs.eos_timer);
+    GST_INFO_OBJECT(self, "end of stream sent: closing the session");
+    teardown(self, true);
+    post_status(self, gstmtx::ConnectionState::Stopped, cs.backoff.attempts(), "end of stream");
+    break;
+  }
+}
+
+/* Application thread, NULL->READY: the control thread (kept from an earlier run if READY->NULL
+ * came from the control thread itself). */
+static void create_control(GstMediamtxSink *self) {
+  auto *priv = self->priv;
+  if (priv->loop)
+    return;
+  auto loop = std::make_unique<gstmtx::EventLoop>("mediamtxsink");
+  auto control = std::make_unique<gstmtx::TaskGate>(*loop);
+  std::lock_guard<std::mutex> lk(priv->lock);
+  priv->loop = std::move(loop);
+  priv->control = std::move(control);
+}
+
+/* Application thread, READY->PAUSED: a new run of the control thread with the configured retry
+ * policy. Commands from now on reach it. */
+static void start_control(GstMediamtxSink *self) {
   auto *priv = self->priv;
   gstmtx::RetryPolicy policy;
+  gstmtx::HttpClientConfig http_config;
+  bool whip;
   {
     std::lock_guard<std::mutex> lk(priv->lock);
     policy.initial_delay = gstmtx::Millis{priv->settings.retry_delay};
     policy.max_delay = gstmtx::Millis{std::max(priv->settings.max_retry_delay, priv->settings.retry_delay)};
     policy.max_retries = priv->settings.max_retries;
+    whip = priv->publisher_config.whip;
+    http_config.user_agent = priv->publisher_config.user_agent;
   }
-  ControlState cs{gstmtx::Backoff(policy)};
+  if (whip && !priv->http) {
+    auto http = std::make_unique<gstmtx::HttpClient>(*priv->loop, http_config);
+    std::lock_guard<std::mutex> lk(priv->lock);
+    priv->http = std::move(http);
+  }
+  /* the gate is closed: no command runs, the control state is ours */
+  priv->cs = ControlState{gstmtx::Backoff(policy)};
+  priv->control->open();
   GST_DEBUG_OBJECT(self, "control thread running");
+}
 
-  while (true) {
-    std::optional<Command> command;
-    {
-      std::unique_lock<std::mutex> lk(priv->lock);
-      if (priv->commands.empty()) {
-        std::optional<gstmtx::Clock::time_point> until = cs.retry_at;
-        if (cs.eos_deadline && (!until || *cs.eos_deadline < *until))
-          until = cs.eos_deadline;
-        if (until)
-          priv->wake.wait_until(lk, *until);
-        else
-          priv->wake.wait(lk);
-      }
-      if (!priv->commands.empty()) {
-        command = std::move(priv->commands.front());
-        priv->commands.pop_front();
-      }
-    }
+/* Application thread, PAUSED->READY (or the control thread itself, when the application stops
+ * the pipeline from a bus handler there): no more commands or retries; the session ends with the
+ * server (RTSP TEARDOWN, WHIP DELETE: bounded). */
+static void stop_control(GstMediamtxSink *self) {
+  auto *priv = self->priv;
+  if (!priv->control || !priv->control->close([self] {
+        cancel_timer(self, &self->priv->cs.retry_timer);
+        cancel_timer(self, &self->priv->cs.eos_timer);
+      }))
+    return;
+  teardown(self, true);
+  post_status(self, gstmtx::ConnectionState::Stopped, priv->cs.backoff.attempts(), "");
+  GST_DEBUG_OBJECT(self, "control thread stopped");
+}
 
-    if (!command) {
-      if (cs.eos_deadline && gstmtx::Clock::now() >= *cs.eos_deadline) {
-        cs.eos_deadline.reset();
-        if (priv->publisher) {
-          /* Removing the network half lets the bin post EOS with what it has. */
-          GST_WARNING_OBJECT(self, "the session did not finish after end of stream: closing it");
-          teardown(self, true);
-          post_status(self, gstmtx::ConnectionState::Stopped, cs.backoff.attempts(), "end of stream");
-        }
-      }
-      if (cs.retry_at && gstmtx::Clock::now() >= *cs.retry_at) {
-        cs.retry_at.reset();
-        if (!cs.failed && !cs.finished)
-          try_connect(self, cs);
-      }
-      continue;
-    }
-
-    switch (command->type) {
-    case Command::Stop:
-      teardown(self, true);
-      post_status(self, gstmtx::ConnectionState::Stopped, cs.backoff.attempts(), "");
-      GST_DEBUG_OBJECT(self, "control thread stopped");
+/* Application thread, READY->NULL: ends the control thread, unless this is that thread (the
+ * application set NULL from a bus handler there): then it ends in finalize. */
+static void release_control(GstMediamtxSink *self) {
+  auto *priv = self->priv;
+  std::unique_ptr<gstmtx::EventLoop> loop;
+  std::unique_ptr<gstmtx::TaskGate> control;
+  std::unique_ptr<gstmtx::HttpClient> http;
+  {
+    std::lock_guard<std::mutex> lk(priv->lock);
+    if (!priv->loop || priv->loop->on_loop_thread())
       return;
-    case Command::StreamsChanged: {
-      if (cs.failed || cs.finished || cs.retry_at)
-        break;
-      bool audio_ready;
-      {
-        std::lock_guard<std::mutex> lk(priv->lock);
-        audio_ready = priv->audio.tail != nullptr;
-      }
-      if (priv->publisher && audio_ready != priv->published_audio) {
-        /* RTSP announces every stream up front: a new or removed stream needs a new session. */
-        GST_INFO_OBJECT(self, "inputs changed: reconnecting with %s audio", audio_ready ? "" : "no");
-        teardown(self);
-      }
-      if (!priv->publisher)
-        try_connect(self, cs);
-      break;
-    }
-    case Command::Connected: {
-      if (!priv->publisher || command->generation != priv->generation)
-        break;
-      priv->mode = static_cast<int>(LinkMode::Connected);
-      cs.backoff.on_connected(gstmtx::Clock::now());
-      GST_INFO_OBJECT(self, "publishing to %s", gstmtx::redact_url(priv->publisher_config.url).c_str());
-      post_status(self, gstmtx::ConnectionState::Connected, cs.backoff.attempts(), "");
-      GstPad *video_tail = nullptr;
-      {
-        std::lock_guard<std::mutex> lk(priv->lock);
-        if (priv->video.tail)
-          video_tail = GST_PAD(gst_object_ref(priv->video.tail));
-      }
-      /* Frames queued while the session was set up may have been dropped: start a clean GOP. */
-      request_keyframe(video_tail);
-      if (video_tail)
-        gst_object_unref(video_tail);
-      break;
-    }
-    case Command::ChildError:
-      if (command->generation != priv->generation || cs.failed)
-        break;
-      /* A later error of an attempt already being retried only matters when it is fatal (the
-       * 401 after a generic failure). */
-      if (!priv->publisher && !command->fatal)
-        break;
-      if (!priv->publisher)
-        cs.retry_at.reset();
-      on_failure(self, cs, *command);
-      break;
-    case Command::AllEos:
-      cs.finished = true;
-      cs.retry_at.reset();
-      if (priv->publisher)
-        cs.eos_deadline = gstmtx::Clock::now() + std::chrono::seconds(3);
-      break;
-    case Command::NetworkEos:
-      if (!priv->publisher || command->generation != priv->generation)
-        break;
-      cs.finished = true;
-      cs.retry_at.reset();
-      cs.eos_deadline.reset();
-      GST_INFO_OBJECT(self, "end of stream sent: closing the session");
-      teardown(self, true);
-      post_status(self, gstmtx::ConnectionState::Stopped, cs.backoff.attempts(), "end of stream");
-      break;
-    }
+    loop = std::move(priv->loop);
+    control = std::move(priv->control);
+    http = std::move(priv->http);
   }
+  http.reset(); /* on the loop: cancels what is still in flight */
+  loop.reset();
 }

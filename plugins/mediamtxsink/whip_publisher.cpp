@@ -40,18 +40,17 @@ bool send_format_for(GstPad *pad, bool is_video, SendFormat *format, std::string
 }
 }  // namespace
 
-WhipPublisher::WhipPublisher(PublisherConfig config, unsigned generation, ConnectedCallback on_connected,
-                             FailedCallback on_failed)
+WhipPublisher::WhipPublisher(PublisherConfig config, unsigned generation, gstmtx::EventLoop &loop,
+                             gstmtx::HttpClient &http, ConnectedCallback on_connected, FailedCallback on_failed)
     : config_(std::move(config)), generation_(generation), on_connected_(std::move(on_connected)),
-      on_failed_(std::move(on_failed)) {}
+      on_failed_(std::move(on_failed)), loop_(loop), http_(http) {}
 
+/* Any thread. After stop() nothing of this publisher is left on the loop. */
 WhipPublisher::~WhipPublisher() {
-  if (loop_)
-    loop_->run_sync([this] {
+  if (peer_) /* never stopped */
+    loop_.run_sync([this] {
       peer_.reset();
-      http_.reset();
     });
-  loop_.reset();
   for (GstPad *pad : request_pads_)
     gst_object_unref(pad);
   for (GstElement *e : elements_)
@@ -146,11 +145,6 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
   peer_config.rtcp_silence = kRtcpSilence;
   peer_config.rtcp_from_connect = true;
 
-  loop_ = std::make_unique<gstmtx::EventLoop>("whip");
-  gstmtx::HttpClientConfig http_config;
-  http_config.user_agent = config_.user_agent.empty() ? "gst-mediamtx" : config_.user_agent;
-  http_ = std::make_unique<gstmtx::HttpClient>(*loop_, http_config);
-
   gstmtx::WebrtcPeer::Events events;
   const unsigned generation = generation_;
   events.connected = [this, generation] {
@@ -161,39 +155,44 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
     if (on_failed_)
       on_failed_(generation, e.message, e.debug, e.fatal());
   };
-  loop_->run_sync([&] {
-    peer_ = std::make_unique<gstmtx::WebrtcPeer>(*loop_, *http_, webrtc_, session, peer_config, events);
+  loop_.run_sync([&] {
+    peer_ = std::make_unique<gstmtx::WebrtcPeer>(loop_, http_, webrtc_, session, peer_config, events);
   });
   /* downstream first */
   gst_element_sync_state_with_parent(webrtc_);
   for (auto it = elements_.rbegin(); it != elements_.rend(); ++it)
     gst_element_sync_state_with_parent(*it);
-  loop_->post([this] {
+  loop_.post([this] {
     if (peer_)
       peer_->start();
   });
   return true;
 }
 
-/* Control thread: DELETE the WHIP session (bounded), then take the elements down. */
+/* Control thread (the loop's), or the application thread once the element's control tasks have
+ * stopped: DELETE the WHIP session, then take the elements down. On the application thread (the
+ * element stopping) the DELETE is waited for, bounded; on the loop thread it completes there
+ * later, while the next attempt starts. */
 void WhipPublisher::stop(GstBin *bin, bool graceful) {
   (void)graceful; /* a broken session is deleted too, so none lingers on the server */
   std::unique_ptr<gstmtx::WebrtcPeer> peer;
-  if (loop_)
-    loop_->run_sync([&] {
-      peer = std::move(peer_);
-    });
-  if (peer) {
+  loop_.run_sync([&] { peer = std::move(peer_); });
+  if (peer && loop_.on_loop_thread()) {
+    peer->release();
+    peer.reset();
+  } else if (peer) {
     peer->release_sync();
-    loop_->run_sync([&] { peer.reset(); });
+    loop_.run_sync([&] { peer.reset(); });
+  }
+  /* webrtcbin before the queues: deactivating its pads wakes a queue thread blocked inside it
+   * (a full send queue), which the queue's own NULL would otherwise wait for. */
+  if (webrtc_) {
+    gst_element_set_locked_state(webrtc_, TRUE);
+    gst_element_set_state(webrtc_, GST_STATE_NULL);
   }
   for (GstElement *e : elements_) {
     gst_element_set_locked_state(e, TRUE);
     gst_element_set_state(e, GST_STATE_NULL);
-  }
-  if (webrtc_) {
-    gst_element_set_locked_state(webrtc_, TRUE);
-    gst_element_set_state(webrtc_, GST_STATE_NULL);
   }
   for (std::size_t i = 0; i < request_pads_.size(); ++i)
     gst_element_release_request_pad(webrtc_, request_pads_[i]);

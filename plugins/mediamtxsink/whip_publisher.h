@@ -1,6 +1,8 @@
 /* gst-mediamtx: the WHIP network half of mediamtxsink: per stream a small leaky queue and an RTP
  * payloader into one webrtcbin, negotiated with the WHIP endpoint by the same WebRTC-HTTP code
- * (gst/webrtc_peer.h) that whepsrc uses for WHEP. */
+ * (gst/webrtc_peer.h) that whepsrc uses for WHEP. It runs on the element's control thread (its
+ * EventLoop) and sends through the element's HttpClient, which outlive it: a DELETE sent as it
+ * stops completes after it is gone. */
 #pragma once
 
 #include <memory>
@@ -14,11 +16,11 @@ namespace mediamtxsink {
 
 class WhipPublisher : public Publisher {
 public:
-  /* From the publisher's own loop thread: the WHIP exchange or the connection failed. */
+  /* From the loop thread: the WHIP exchange or the connection failed. */
   using FailedCallback = std::function<void(unsigned generation, std::string reason, std::string debug, bool fatal)>;
 
-  WhipPublisher(PublisherConfig config, unsigned generation, ConnectedCallback on_connected,
-                FailedCallback on_failed);
+  WhipPublisher(PublisherConfig config, unsigned generation, gstmtx::EventLoop &loop, gstmtx::HttpClient &http,
+                ConnectedCallback on_connected, FailedCallback on_failed);
   ~WhipPublisher() override;
   const char *transport_name() const override { return "whip"; }
   bool start(GstBin *bin, const std::vector<PublisherStream> &streams, std::string *error) override;
@@ -29,8 +31,8 @@ private:
   unsigned generation_;
   ConnectedCallback on_connected_;
   FailedCallback on_failed_;
-  std::unique_ptr<gstmtx::EventLoop> loop_;
-  std::unique_ptr<gstmtx::HttpClient> http_;
+  gstmtx::EventLoop &loop_;
+  gstmtx::HttpClient &http_;
   std::unique_ptr<gstmtx::WebrtcPeer> peer_; /* loop thread */
   GstElement *webrtc_ = nullptr;             /* ref held */
   std::vector<GstElement *> elements_;       /* queues and payloaders, ref held */

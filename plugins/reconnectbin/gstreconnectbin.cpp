@@ -25,11 +25,12 @@
  * linear chain (or separate chains) can be converted; use `child` for anything else.
  *
  * Threads: the application thread sets properties and states; the child's streaming threads
- * run the pad probes and chain functions; one control thread per element (started on
- * READY->PAUSED, joined on PAUSED->READY) does every child state change and restart; one
- * fallback thread pushes fallback data while a source child is down. The private `lock` is
- * short and never held across calls into other elements; the output's pad stream lock
- * serialises the child's data with the fallback thread's.
+ * run the pad probes and chain functions; the control thread, the element's gstmtx::EventLoop
+ * (NULL->READY to READY->NULL; its tasks pass a gstmtx::TaskGate open from READY->PAUSED to
+ * PAUSED->READY), does every child state change and restart and runs the retry timer and the
+ * stall watchdog; one fallback thread pushes fallback data while a source child is down. The
+ * private `lock` is short and never held across calls into other elements; the output's pad
+ * stream lock serialises the child's data with the fallback thread's.
  *
  * Example:
  *   gst-launch-1.0 reconnectbin child="rtspsrc location=rtsp://cam:8554/cam user-agent=viewer !
@@ -42,9 +43,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -53,8 +53,10 @@
 
 #include "backoff.h"
 #include "elements.h"
+#include "event_loop.h"
 #include "stall_watchdog.h"
 #include "status.h"
+#include "task_gate.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_reconnect_bin_debug);
 #define GST_CAT_DEFAULT gst_reconnect_bin_debug
@@ -158,7 +160,7 @@ struct SinkSide {
 }  // namespace
 
 struct ReconnectBinPrivate {
-  std::mutex lock; /* guards settings, child/generation, commands, timers, stats, last error */
+  std::mutex lock; /* guards settings, child/generation, control pointers, stats, last error */
   Settings settings;
 
   /* child */
@@ -174,13 +176,12 @@ struct ReconnectBinPrivate {
   SinkSide sink;
   std::atomic<bool> freeze{false}; /* fallback=freeze: the src probe keeps the last frame */
 
-  /* control thread */
-  std::thread worker;
-  std::condition_variable cond;
-  std::deque<std::function<void()>> commands;
-  bool worker_stop = false;
-  std::optional<SteadyClock::time_point> retry_at;
-  bool failed = false; /* retries exhausted: stay down until READY */
+  /* control thread (pointers under lock) */
+  std::unique_ptr<gstmtx::EventLoop> loop;
+  std::unique_ptr<gstmtx::TaskGate> control;
+  guint retry_timer = 0; /* (lock) a restart is due: EventLoop source id */
+  guint watch_timer = 0; /* next stall check (control thread) */
+  bool failed = false;   /* retries exhausted: stay down until READY */
   gstmtx::Backoff backoff;
   gstmtx::StallWatchdog watchdog;
 
@@ -224,8 +225,10 @@ static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error)
 static std::string reconnect_bin_summarize(const std::string &description);
 static bool reconnect_bin_adopt_children(GstReconnectBin *self, std::string *description, std::string *error,
                                          std::vector<GstPad *> *peers);
-static void reconnect_bin_worker_loop(GstReconnectBin *self);
+static void reconnect_bin_create_control(GstReconnectBin *self);
+static void reconnect_bin_release_control(GstReconnectBin *self);
 static void reconnect_bin_post(GstReconnectBin *self, std::function<void()> command);
+static void reconnect_bin_watch_stall(GstReconnectBin *self);
 static void reconnect_bin_report_failure(GstReconnectBin *self, guint generation, FailureKind kind,
                                          const GError *error, const char *debug);
 static void reconnect_bin_sync_child_state(GstReconnectBin *self, GstState state);
@@ -375,6 +378,7 @@ static void gst_reconnect_bin_finalize(GObject *object) {
   if (priv->src.latency)
     gst_query_unref(priv->src.latency);
   gst_clear_object(&priv->src.internal);
+  priv->loop.reset(); /* left running when READY->NULL came from the control thread itself */
   delete priv;
   G_OBJECT_CLASS(gst_reconnect_bin_parent_class)->finalize(object);
 }
@@ -518,35 +522,39 @@ static GstStateChangeReturn gst_reconnect_bin_change_state(GstElement *element, 
         return GST_STATE_CHANGE_FAILURE;
       }
     }
+    reconnect_bin_create_control(self);
     break;
   }
   case GST_STATE_CHANGE_READY_TO_PAUSED: {
-    std::lock_guard<std::mutex> guard(priv->lock);
-    priv->worker_stop = false;
-    priv->failed = false;
-    priv->retry_at.reset();
-    priv->backoff.set_policy(reconnect_bin_policy(priv->settings));
-    priv->backoff.reset();
-    priv->desired = GST_STATE_PAUSED;
-    priv->worker = std::thread(reconnect_bin_worker_loop, self);
-    priv->sink.upstream_eos = false;
+    {
+      std::lock_guard<std::mutex> guard(priv->lock);
+      priv->failed = false;
+      priv->retry_timer = 0; /* the last run's timers were cancelled when it stopped */
+      priv->backoff.set_policy(reconnect_bin_policy(priv->settings));
+      priv->backoff.reset();
+      priv->desired = GST_STATE_PAUSED;
+      priv->sink.upstream_eos = false;
+    }
+    priv->control->open();
     break;
   }
   case GST_STATE_CHANGE_PLAYING_TO_PAUSED:
     reconnect_bin_post(self, [self] { reconnect_bin_sync_child_state(self, GST_STATE_PAUSED); });
     break;
   case GST_STATE_CHANGE_PAUSED_TO_READY: {
-    /* stop the control thread first: no restart may race with the shutdown */
-    std::thread worker;
+    /* stop the control thread's tasks first: no restart may race with the shutdown */
     {
       std::lock_guard<std::mutex> guard(priv->lock);
-      priv->worker_stop = true;
       priv->desired = GST_STATE_READY;
-      worker = std::move(priv->worker);
     }
-    priv->cond.notify_all();
-    if (worker.joinable())
-      worker.join();
+    priv->control->close([self] {
+      ReconnectBinPrivate *p = self->priv;
+      std::lock_guard<std::mutex> guard(p->lock);
+      p->loop->cancel(p->retry_timer);
+      p->retry_timer = 0;
+      p->loop->cancel(p->watch_timer);
+      p->watch_timer = 0;
+    });
     reconnect_bin_stop_fallback(self);
     reconnect_bin_teardown_child(self);
     break;
@@ -600,6 +608,9 @@ static GstStateChangeReturn gst_reconnect_bin_change_state(GstElement *element, 
     priv->state = ConnectionState::Stopped;
     break;
   }
+  case GST_STATE_CHANGE_READY_TO_NULL:
+    reconnect_bin_release_control(self);
+    break;
   default:
     break;
   }
@@ -1038,16 +1049,46 @@ static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error)
 
 /* -- control thread -- */
 
-/* Any thread: queues `command` for the control thread (dropped when it is not running). */
-static void reconnect_bin_post(GstReconnectBin *self, std::function<void()> command) {
+/* Application thread, NULL->READY: the control thread (kept from an earlier run if READY->NULL
+ * came from the control thread itself). */
+static void reconnect_bin_create_control(GstReconnectBin *self) {
   ReconnectBinPrivate *priv = self->priv;
+  if (priv->loop)
+    return;
+  auto loop = std::make_unique<gstmtx::EventLoop>("reconnectbin");
+  auto control = std::make_unique<gstmtx::TaskGate>(*loop);
+  std::lock_guard<std::mutex> guard(priv->lock);
+  priv->loop = std::move(loop);
+  priv->control = std::move(control);
+}
+
+/* Application thread, READY->NULL: ends the control thread, unless this is that thread (the
+ * application set NULL from a bus handler there): then it ends in finalize. */
+static void reconnect_bin_release_control(GstReconnectBin *self) {
+  ReconnectBinPrivate *priv = self->priv;
+  std::unique_ptr<gstmtx::EventLoop> loop;
+  std::unique_ptr<gstmtx::TaskGate> control;
   {
     std::lock_guard<std::mutex> guard(priv->lock);
-    if (priv->worker_stop || !priv->worker.joinable())
+    if (!priv->loop || priv->loop->on_loop_thread())
       return;
-    priv->commands.push_back(std::move(command));
+    loop = std::move(priv->loop);
+    control = std::move(priv->control);
   }
-  priv->cond.notify_all();
+  loop.reset();
+}
+
+/* Any thread: queues `command` for the control thread (dropped when the element is not running,
+ * or stops before its turn). */
+static void reconnect_bin_post(GstReconnectBin *self, std::function<void()> command) {
+  ReconnectBinPrivate *priv = self->priv;
+  std::lock_guard<std::mutex> guard(priv->lock);
+  if (!priv->control)
+    return;
+  priv->control->post([self, command = std::move(command)] {
+    command();
+    reconnect_bin_watch_stall(self);
+  });
 }
 
 /* Control thread (or any thread when it only posts): the shared status message. */
@@ -1089,47 +1130,32 @@ static void reconnect_bin_report_failure(GstReconnectBin *self, guint generation
   reconnect_bin_post(self, [=] { reconnect_bin_on_failure(self, generation, kind, domain, code, message, debug_text); });
 }
 
-/* The control thread: runs queued commands, the retry timer and the stall watchdog. */
-static void reconnect_bin_worker_loop(GstReconnectBin *self) {
+/* Control thread, after every task and when a stall could first be seen: a child that produced
+ * nothing for stall-timeout fails; otherwise the next check is scheduled. */
+static void reconnect_bin_watch_stall(GstReconnectBin *self) {
   ReconnectBinPrivate *priv = self->priv;
-  std::unique_lock<std::mutex> lk(priv->lock);
-  while (!priv->worker_stop) {
-    if (!priv->commands.empty()) {
-      std::function<void()> command = std::move(priv->commands.front());
-      priv->commands.pop_front();
-      lk.unlock();
-      command();
-      lk.lock();
-      continue;
-    }
-    const auto now = SteadyClock::now();
-    if (priv->retry_at && now >= *priv->retry_at) {
-      priv->retry_at.reset();
-      lk.unlock();
-      reconnect_bin_start_child(self, true);
-      lk.lock();
-      continue;
-    }
+  const auto now = SteadyClock::now();
+  guint generation = 0;
+  std::string message;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    priv->loop->cancel(priv->watch_timer);
+    priv->watch_timer = 0;
     if (priv->child_running && priv->watchdog.stalled(now)) {
-      const guint generation = priv->generation;
-      const std::string message = "the child produced no data for " +
-                                  std::to_string(priv->watchdog.timeout().count()) + " ms (stall-timeout)";
+      generation = priv->generation;
+      message = "the child produced no data for " + std::to_string(priv->watchdog.timeout().count()) +
+                " ms (stall-timeout)";
       priv->watchdog.disarm();
-      lk.unlock();
-      reconnect_bin_on_failure(self, generation, FailureKind::Stall, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ,
-                               message, "");
-      lk.lock();
-      continue;
     }
-    auto deadline = now + std::chrono::seconds(1);
-    if (priv->retry_at)
-      deadline = std::min(deadline, *priv->retry_at);
-    const auto left = priv->watchdog.time_left(now);
-    if (priv->child_running && left.count() >= 0)
-      deadline = std::min(deadline, now + std::max(left, gstmtx::Millis{10}));
-    priv->cond.wait_until(lk, deadline);
   }
-  priv->commands.clear();
+  if (!message.empty())
+    reconnect_bin_on_failure(self, generation, FailureKind::Stall, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ,
+                             message, "");
+  std::lock_guard<std::mutex> guard(priv->lock);
+  const auto left = priv->watchdog.time_left(now);
+  if (priv->child_running && left.count() >= 0)
+    priv->watch_timer = priv->control->schedule(std::max(left, gstmtx::Millis{10}),
+                                                [self] { reconnect_bin_watch_stall(self); });
 }
 
 /* Control thread (or the application thread on PAUSED->READY once the control thread is
@@ -1192,7 +1218,7 @@ static void reconnect_bin_start_child(GstReconnectBin *self, bool is_restart) {
   int attempt;
   {
     std::lock_guard<std::mutex> guard(priv->lock);
-    if (priv->failed || priv->worker_stop || priv->desired < GST_STATE_PAUSED || priv->child_running)
+    if (priv->failed || !priv->control->is_open() || priv->desired < GST_STATE_PAUSED || priv->child_running)
       return;
     need_build = !priv->child || !priv->child_fresh;
     attempt = priv->backoff.attempts();
@@ -1227,6 +1253,11 @@ static void reconnect_bin_start_child(GstReconnectBin *self, bool is_restart) {
   priv->src.accepting = true;
   priv->sink.up = true;
   reconnect_bin_post_status(self, ConnectionState::Connecting, attempt, "");
+  if (!priv->control->is_open()) {
+    /* the application stopped the bin from a bus handler, on this thread */
+    gst_object_unref(child);
+    return;
+  }
   GST_INFO_OBJECT(self, "starting child generation %u (attempt %d) to %s", generation, attempt,
                   gst_element_state_get_name(desired));
 
@@ -1256,7 +1287,7 @@ static void reconnect_bin_sync_child_state(GstReconnectBin *self, GstState state
       return;
     if (priv->child_running && priv->child)
       child = GST_ELEMENT(gst_object_ref(priv->child));
-    else if (!priv->retry_at)
+    else if (!priv->retry_timer)
       start = true;
   }
   if (start) {
@@ -1361,7 +1392,14 @@ static void reconnect_bin_on_failure(GstReconnectBin *self, guint generation, Fa
     if (!delay)
       priv->failed = true;
     else
-      priv->retry_at = now + *delay;
+      priv->retry_timer = priv->control->schedule(*delay, [self] {
+        {
+          std::lock_guard<std::mutex> guard(self->priv->lock);
+          self->priv->retry_timer = 0;
+        }
+        reconnect_bin_start_child(self, true);
+        reconnect_bin_watch_stall(self);
+      });
   }
   priv->watchdog.disarm();
   priv->src.accepting = false;
@@ -1870,7 +1908,8 @@ static gboolean reconnect_bin_sink_event(GstPad *pad, GstObject *parent, GstEven
         ReconnectBinPrivate *p = self->priv;
         {
           std::lock_guard<std::mutex> guard(p->lock);
-          p->retry_at.reset();
+          p->loop->cancel(p->retry_timer);
+          p->retry_timer = 0;
           p->failed = true; /* nothing more to restart until READY */
         }
         reconnect_bin_stop_fallback(self);

@@ -10,39 +10,22 @@
 
 using namespace testbed;
 
-static std::string publisher_description(const MediamtxServer &server, const std::string &path) {
-  return "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! "
-         "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=500 ! "
-         "video/x-h264,profile=constrained-baseline ! rtspclientsink protocols=tcp location=" +
-         server.rtsp_url(path);
-}
-
 GST_START_TEST(test_rtsp_publish_and_read) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(publisher_description(server, "cam"));
-  fail_unless(pub != nullptr);
-  BusWatcher pub_bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  TestPipeline pub(x264_rtsp_publisher(server, "cam"));
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000), "path never became ready: %s", server.read_log().c_str());
 
-  GstElement *reader = parse_pipeline("rtspsrc latency=0 user-agent=testbed location=" + server.rtsp_url("cam") +
-                                      " ! rtph264depay ! h264parse ! avdec_h264 ! fakesink name=sink");
-  BusWatcher read_bus(reader);
-  BufferCounter frames;
-  frames.attach(reader, "sink");
-  fail_unless(set_state_and_wait(reader, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return frames.count() >= 10; }, 10000), "only %d frames", frames.count());
-  fail_unless_equals_int(frames.width(), 320);
-  fail_unless_equals_int(frames.height(), 240);
-  fail_unless(read_bus.errors().empty());
-  fail_unless(pub_bus.errors().empty());
-
-  gst_element_set_state(reader, GST_STATE_NULL);
-  gst_element_set_state(pub, GST_STATE_NULL);
-  gst_object_unref(reader);
-  gst_object_unref(pub);
+  TestPipeline reader(rtsp_h264_reader(server, "cam", "testbed"), "sink");
+  fail_unless(reader.play());
+  fail_unless(wait_until([&] { return reader.frames.count() >= 10; }, 10000), "only %d frames",
+              reader.frames.count());
+  fail_unless_equals_int(reader.frames.width(), 320);
+  fail_unless_equals_int(reader.frames.height(), 240);
+  fail_unless(reader.bus.errors().empty(), "%s", reader.bus.error_text().c_str());
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 GST_END_TEST;
 
@@ -75,23 +58,20 @@ GST_START_TEST(test_whep_read_with_plain_webrtcbin) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(publisher_description(server, "cam"));
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  TestPipeline pub(x264_rtsp_publisher(server, "cam"));
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000));
 
-  GstElement *viewer = parse_pipeline("webrtcbin name=w bundle-policy=max-bundle latency=0 fakesink name=sink async=false");
-  BusWatcher bus(viewer);
-  BufferCounter frames;
-  frames.attach(viewer, "sink");
-  GstElement *webrtc = gst_bin_get_by_name(GST_BIN(viewer), "w");
-  g_signal_connect(webrtc, "pad-added", G_CALLBACK(on_webrtc_pad), viewer);
+  TestPipeline viewer("webrtcbin name=w bundle-policy=max-bundle latency=0 fakesink name=sink async=false", "sink");
+  GstElement *webrtc = gst_bin_get_by_name(GST_BIN(viewer.pipeline), "w");
+  g_signal_connect(webrtc, "pad-added", G_CALLBACK(on_webrtc_pad), viewer.pipeline);
   GstCaps *caps = gst_caps_from_string(
       "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96,packetization-mode=(string)1");
   GstWebRTCRTPTransceiver *trans = nullptr;
   g_signal_emit_by_name(webrtc, "add-transceiver", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY, caps, &trans);
   gst_caps_unref(caps);
   gst_object_unref(trans);
-  fail_unless(set_state_and_wait(viewer, GST_STATE_PLAYING));
+  fail_unless(viewer.play());
 
   GstPromise *promise = gst_promise_new();
   g_signal_emit_by_name(webrtc, "create-offer", nullptr, promise);
@@ -131,17 +111,13 @@ GST_START_TEST(test_whep_read_with_plain_webrtcbin) {
   g_signal_emit_by_name(webrtc, "set-remote-description", answer, nullptr);
   gst_webrtc_session_description_free(answer);
 
-  fail_unless(wait_until([&] { return frames.count() >= 10; }, 15000), "only %d frames", frames.count());
-  fail_unless_equals_int(frames.width(), 320);
-  fail_unless_equals_int(frames.height(), 240);
+  fail_unless(wait_until([&] { return viewer.frames.count() >= 10; }, 15000), "only %d frames",
+              viewer.frames.count());
+  fail_unless_equals_int(viewer.frames.width(), 320);
+  fail_unless_equals_int(viewer.frames.height(), 240);
   fail_unless_equals_int(server.webrtc_session_count(), 1);
-  fail_unless(bus.errors().empty());
-
-  gst_element_set_state(viewer, GST_STATE_NULL);
-  gst_element_set_state(pub, GST_STATE_NULL);
+  fail_unless(viewer.bus.errors().empty(), "%s", viewer.bus.error_text().c_str());
   gst_object_unref(webrtc);
-  gst_object_unref(viewer);
-  gst_object_unref(pub);
 }
 GST_END_TEST;
 

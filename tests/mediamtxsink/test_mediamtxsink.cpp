@@ -13,63 +13,29 @@
 
 using namespace testbed;
 
-static const char *kRawVideo = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1";
-
-/* A reader that decodes what MediaMTX serves on `path`. user-agent: see DESIGN.md (1 s SETUP
- * sleep for "GStreamer*"). */
-static GstElement *make_reader(const MediamtxServer &server, const std::string &path) {
-  return parse_pipeline("rtspsrc latency=0 user-agent=mediamtxsink-test location=" + server.rtsp_url(path) +
-                        " ! rtph264depay ! h264parse ! avdec_h264 ! fakesink name=sink");
-}
+static const char *kRawVideo = kLiveTestVideo;
 
 static bool reader_gets_frames(const MediamtxServer &server, const std::string &path, int width, int height) {
-  GstElement *reader = make_reader(server, path);
-  BufferCounter frames;
-  frames.attach(reader, "sink");
-  bool ok = set_state_and_wait(reader, GST_STATE_PLAYING) &&
-            wait_until([&] { return frames.count() >= 10; }, 15000);
+  TestPipeline reader(rtsp_h264_reader(server, path, "mediamtxsink-test"), "sink");
+  bool ok = reader.play() && wait_until([&] { return reader.frames.count() >= 10; }, 15000);
   if (!ok)
-    g_printerr("reader got %d frames\n", frames.count());
+    g_printerr("reader got %d frames\n", reader.frames.count());
   if (ok && width > 0) {
-    ok = frames.width() == width && frames.height() == height;
+    ok = reader.frames.width() == width && reader.frames.height() == height;
     if (!ok)
-      g_printerr("reader got %dx%d\n", frames.width(), frames.height());
+      g_printerr("reader got %dx%d\n", reader.frames.width(), reader.frames.height());
   }
-  gst_element_set_state(reader, GST_STATE_NULL);
-  gst_object_unref(reader);
   return ok;
 }
 
-static GstStructure *sink_stats(GstElement *pipeline) {
-  GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline), "pub");
-  GstStructure *stats = nullptr;
-  g_object_get(sink, "stats", &stats, nullptr);
-  gst_object_unref(sink);
-  return stats;
-}
-
-static std::string stats_string(GstElement *pipeline, const char *field) {
-  GstStructure *stats = sink_stats(pipeline);
-  const char *value = gst_structure_get_string(stats, field);
-  std::string result = value ? value : "";
-  gst_structure_free(stats);
-  return result;
-}
-
-static guint64 stats_uint64(GstElement *pipeline, const char *field) {
-  GstStructure *stats = sink_stats(pipeline);
-  guint64 value = 0;
-  gst_structure_get_uint64(stats, field, &value);
-  gst_structure_free(stats);
-  return value;
-}
-
-static std::string joined_errors(const BusWatcher &bus) {
-  std::string all;
-  for (const auto &e : bus.errors())
-    all += e + "\n";
-  return all;
-}
+/* A publishing pipeline whose mediamtxsink is named "pub". */
+struct Publisher : TestPipeline {
+  explicit Publisher(const std::string &description, const char *counted = nullptr)
+      : TestPipeline(description, counted) {}
+  std::string state() const { return stats_string("pub", "state"); }
+  std::string stat(const char *field) const { return stats_string("pub", field); }
+  guint64 stat_uint64(const char *field) const { return stats_uint64("pub", field); }
+};
 
 /* True when an element whose klass says "Encoder" is anywhere inside `bin`. */
 static bool bin_has_encoder(GstBin *bin) {
@@ -89,45 +55,26 @@ static bool bin_has_encoder(GstBin *bin) {
   return found;
 }
 
-static void stop_pipeline(GstElement *pipeline) {
-  gst_element_set_state(pipeline, GST_STATE_NULL);
-  gst_object_unref(pipeline);
-}
-
-/* GStreamer 1.22's rtspclientsink keeps sending queued RTP from its send thread after the server
- * dropped the connection and it closed its stream: GIO criticals from inside rtspclientsink
- * (g_output_stream_writev on a NULL stream, g_socket_get_timeout on a NULL socket). Harmless to
- * mediamtxsink (that session is being replaced); tolerated only in the tests that kill the
- * server. */
-static void tolerate_rtspclientsink_send_after_close() {
-  gst_check_add_log_filter("GLib-GIO", G_LOG_LEVEL_CRITICAL,
-                           g_regex_new("G_IS_OUTPUT_STREAM|G_IS_SOCKET", (GRegexCompileFlags)0,
-                                       (GRegexMatchFlags)0, nullptr),
-                           nullptr, nullptr, nullptr);
-}
-
 GST_START_TEST(test_publish_raw_video) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" +
-                                   server.rtsp_url("cam"));
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" +
+                server.rtsp_url("cam"));
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
   fail_unless(reader_gets_frames(server, "cam", 320, 240));
 
   /* encoder=auto says what it picked, on the bus and in the stats */
-  fail_unless_equals_int(bus.count_element_messages("mediamtxsink-encoder", "encoder", "x264enc"), 1);
-  std::string encoder = stats_string(pub, "encoder");
+  fail_unless_equals_int(pub.bus.count_element_messages("mediamtxsink-encoder", "encoder", "x264enc"), 1);
+  std::string encoder = pub.stat("encoder");
   fail_unless_equals_string(encoder.c_str(), "x264enc");
-  std::string state = stats_string(pub, "state");
+  std::string state = pub.state();
   fail_unless_equals_string(state.c_str(), "connected");
-  fail_unless(stats_uint64(pub, "frames-sent") > 10);
-  fail_unless(stats_uint64(pub, "bytes-sent") > 1000);
-  fail_unless(bus.count_element_messages("gst-mediamtx-status", "state", "connected") >= 1);
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless(pub.stat_uint64("frames-sent") > 10);
+  fail_unless(pub.stat_uint64("bytes-sent") > 1000);
+  fail_unless(pub.bus.count_element_messages("gst-mediamtx-status", "state", "connected") >= 1);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 GST_END_TEST;
 
@@ -137,13 +84,13 @@ GST_START_TEST(test_no_clock_wait_before_the_network) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" +
-                                   server.rtsp_url("cam"));
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" +
+                server.rtsp_url("cam"));
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000));
 
   int sinks = 0;
-  GstElement *sink = gst_bin_get_by_name(GST_BIN(pub), "pub");
+  GstElement *sink = gst_bin_get_by_name(GST_BIN(pub.pipeline), "pub");
   GstIterator *it = gst_bin_iterate_recurse(GST_BIN(sink));
   GValue item = G_VALUE_INIT;
   while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
@@ -158,7 +105,6 @@ GST_START_TEST(test_no_clock_wait_before_the_network) {
   gst_iterator_free(it);
   fail_unless(sinks >= 1, "no rtspclientsink sinks found");
   gst_object_unref(sink);
-  stop_pipeline(pub);
 }
 GST_END_TEST;
 
@@ -166,14 +112,12 @@ GST_START_TEST(test_publish_over_udp) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub rtsp-transport=udp location=" +
-                                   server.rtsp_url("cam"));
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub rtsp-transport=udp location=" +
+                server.rtsp_url("cam"));
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
   fail_unless(reader_gets_frames(server, "cam", 320, 240));
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 GST_END_TEST;
 
@@ -181,21 +125,19 @@ GST_START_TEST(test_h264_passthrough) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) +
-                                   " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=500 ! "
-                                   "mediamtxsink name=pub location=" + server.rtsp_url("cam"));
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub(std::string(kRawVideo) +
+                " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=500 ! "
+                "mediamtxsink name=pub location=" + server.rtsp_url("cam"));
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
   fail_unless(reader_gets_frames(server, "cam", 320, 240));
-  GstElement *sink = gst_bin_get_by_name(GST_BIN(pub), "pub");
+  GstElement *sink = gst_bin_get_by_name(GST_BIN(pub.pipeline), "pub");
   fail_if(bin_has_encoder(GST_BIN(sink)), "H.264 input must not be re-encoded");
   gst_object_unref(sink);
-  std::string encoder = stats_string(pub, "encoder");
+  std::string encoder = pub.stat("encoder");
   fail_unless_equals_string(encoder.c_str(), "none");
-  fail_unless_equals_int(bus.count_element_messages("mediamtxsink-encoder"), 0);
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless_equals_int(pub.bus.count_element_messages("mediamtxsink-encoder"), 0);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 GST_END_TEST;
 
@@ -203,19 +145,17 @@ GST_START_TEST(test_h265_passthrough) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! x265enc tune=zerolatency speed-preset=ultrafast "
-                                   "key-int-max=30 bitrate=500 ! mediamtxsink name=pub location=" +
-                                   server.rtsp_url("cam"));
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub(std::string(kRawVideo) + " ! x265enc tune=zerolatency speed-preset=ultrafast "
+                "key-int-max=30 bitrate=500 ! mediamtxsink name=pub location=" +
+                server.rtsp_url("cam"));
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
   std::string info = server.api_get("paths/get/cam");
   fail_unless(info.find("\"H265\"") != std::string::npos, "no H265 track: %s", info.c_str());
-  GstElement *sink = gst_bin_get_by_name(GST_BIN(pub), "pub");
+  GstElement *sink = gst_bin_get_by_name(GST_BIN(pub.pipeline), "pub");
   fail_if(bin_has_encoder(GST_BIN(sink)), "H.265 input must not be re-encoded");
   gst_object_unref(sink);
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 GST_END_TEST;
 
@@ -223,17 +163,15 @@ GST_START_TEST(test_audio_arrives_as_opus) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" +
-                                   server.rtsp_url("cam") + " audiotestsrc is-live=true ! pub.audio");
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" +
+                server.rtsp_url("cam") + " audiotestsrc is-live=true ! pub.audio");
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
   std::string info = server.api_get("paths/get/cam");
   fail_unless(info.find("\"Opus\"") != std::string::npos, "no Opus track: %s", info.c_str());
   fail_unless(info.find("\"H264\"") != std::string::npos, "no H264 track: %s", info.c_str());
   fail_unless(reader_gets_frames(server, "cam", 320, 240));
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 GST_END_TEST;
 
@@ -242,29 +180,26 @@ static void check_server_restart(const char *rtsp_transport) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  tolerate_rtspclientsink_send_after_close();
+  tolerate_rtspclientsink_socket_criticals();
   const int retry_ms = 500, max_retry_ms = 1000;
   const std::string transport = rtsp_transport ? std::string("rtsp-transport=") + rtsp_transport +
                                                      " location=" + server.rtsp_url("cam")
                                                : "transport=whip location=" + server.whip_url("cam");
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! identity name=camera ! mediamtxsink name=pub " +
-                                   transport + " retry-delay=" + std::to_string(retry_ms) + " max-retry-delay=" +
-                                   std::to_string(max_retry_ms));
-  BusWatcher bus(pub);
-  BufferCounter camera;
-  camera.attach(pub, "camera", "src");
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub(std::string(kRawVideo) + " ! identity name=camera ! mediamtxsink name=pub " +
+                transport + " retry-delay=" + std::to_string(retry_ms) + " max-retry-delay=" +
+                std::to_string(max_retry_ms), "camera");
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000));
 
   server.kill_hard();
   /* the camera keeps flowing while the server is gone, and the sink drops and counts */
-  int before = camera.count();
-  fail_unless(wait_until([&] { return stats_string(pub, "state") == "reconnecting"; }, 10000),
-              "state %s", stats_string(pub, "state").c_str());
-  fail_unless(wait_until([&] { return camera.count() >= before + 45; }, 10000), "camera blocked: %d -> %d", before,
-              camera.count());
-  fail_unless(wait_until([&] { return stats_uint64(pub, "frames-dropped") > 10; }, 5000));
-  fail_unless(bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting") >= 1);
+  int before = pub.frames.count();
+  fail_unless(wait_until([&] { return pub.state() == "reconnecting"; }, 10000),
+              "state %s", pub.state().c_str());
+  fail_unless(wait_until([&] { return pub.frames.count() >= before + 45; }, 10000), "camera blocked: %d -> %d", before,
+              pub.frames.count());
+  fail_unless(wait_until([&] { return pub.stat_uint64("frames-dropped") > 10; }, 5000));
+  fail_unless(pub.bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting") >= 1);
 
   fail_unless(server.start());
   gint64 back = g_get_monotonic_time();
@@ -274,10 +209,9 @@ static void check_server_restart(const char *rtsp_transport) {
   /* server return + one retry delay + 1 s, with slack for a loaded 2-core machine */
   fail_unless(took_ms <= max_retry_ms + 1000 + 1000, "took %" G_GINT64_FORMAT " ms", took_ms);
   fail_unless(reader_gets_frames(server, "cam", 320, 240));
-  std::string state = stats_string(pub, "state");
+  std::string state = pub.state();
   fail_unless_equals_string(state.c_str(), "connected");
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 
 /* Audio added to a running publisher: RTSP announces every stream up front, so the element
@@ -286,17 +220,16 @@ GST_START_TEST(test_audio_added_while_publishing) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" +
-                                   server.rtsp_url("cam"));
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" +
+                server.rtsp_url("cam"));
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000));
   fail_unless(server.api_get("paths/get/cam").find("\"Opus\"") == std::string::npos);
 
   GstElement *audio = gst_element_factory_make("audiotestsrc", nullptr);
   g_object_set(audio, "is-live", TRUE, nullptr);
-  gst_bin_add(GST_BIN(pub), audio);
-  GstElement *sink = gst_bin_get_by_name(GST_BIN(pub), "pub");
+  gst_bin_add(GST_BIN(pub.pipeline), audio);
+  GstElement *sink = gst_bin_get_by_name(GST_BIN(pub.pipeline), "pub");
   GstPad *audio_pad = gst_element_request_pad_simple(sink, "audio");
   fail_unless(audio_pad != nullptr);
   GstPad *src = gst_element_get_static_pad(audio, "src");
@@ -307,11 +240,10 @@ GST_START_TEST(test_audio_added_while_publishing) {
     return info.find("\"Opus\"") != std::string::npos && info.find("\"ready\":true") != std::string::npos;
   }, 10000), "no Opus track: %s", server.api_get("paths/get/cam").c_str());
   fail_unless(reader_gets_frames(server, "cam", 320, 240));
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
   gst_object_unref(src);
   gst_object_unref(audio_pad);
   gst_object_unref(sink);
-  stop_pipeline(pub);
 }
 GST_END_TEST;
 
@@ -392,20 +324,19 @@ static void on_network_element(GstBin *, GstBin *, GstElement *element, gpointer
 
 GST_START_TEST(test_every_connection_starts_with_a_keyframe) {
   fail_unless(in_test_namespace());
-  tolerate_rtspclientsink_send_after_close();
+  tolerate_rtspclientsink_socket_criticals();
   MediamtxServer server;
   fail_unless(server.start());
   /* a long GOP: without a forced keyframe the reconnection would start mid-GOP */
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub keyframe-interval=300 "
-                                   "retry-delay=300 max-retry-delay=600 location=" + server.rtsp_url("cam"));
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub keyframe-interval=300 "
+                "retry-delay=300 max-retry-delay=600 location=" + server.rtsp_url("cam"));
   FirstFrames first;
-  g_signal_connect(pub, "deep-element-added", G_CALLBACK(on_network_element), &first);
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  g_signal_connect(pub.pipeline, "deep-element-added", G_CALLBACK(on_network_element), &first);
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000));
   g_usleep(1500 * 1000); /* well into the GOP */
   server.kill_hard();
-  fail_unless(wait_until([&] { return stats_string(pub, "state") == "reconnecting"; }, 10000));
+  fail_unless(wait_until([&] { return pub.state() == "reconnecting"; }, 10000));
   fail_unless(server.start());
   fail_unless(server.wait_path_ready("cam", 10000));
   fail_unless(reader_gets_frames(server, "cam", 320, 240));
@@ -417,33 +348,30 @@ GST_START_TEST(test_every_connection_starts_with_a_keyframe) {
       fail_unless(first.frames[i].second, "connection %zu: no SPS before the first slice", i);
     }
   }
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 GST_END_TEST;
 
 GST_START_TEST(test_server_down_at_start) {
   fail_unless(in_test_namespace());
-  tolerate_rtspclientsink_send_after_close();
+  tolerate_rtspclientsink_socket_criticals();
   MediamtxServer server;
   fail_unless(server.start()); /* chooses the ports */
   server.kill_hard();
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub retry-delay=300 "
-                                   "max-retry-delay=1000 location=" + server.rtsp_url("cam"));
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting") >= 2; },
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub retry-delay=300 "
+                "max-retry-delay=1000 location=" + server.rtsp_url("cam"));
+  fail_unless(pub.play());
+  fail_unless(wait_until([&] { return pub.bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting") >= 2; },
                          10000));
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
   GstState state;
-  gst_element_get_state(pub, &state, nullptr, 0);
+  gst_element_get_state(pub.pipeline, &state, nullptr, 0);
   fail_unless_equals_int(state, GST_STATE_PLAYING);
 
   fail_unless(server.start());
   fail_unless(server.wait_path_ready("cam", 10000), "never published: %s", server.read_log().c_str());
   fail_unless(reader_gets_frames(server, "cam", 320, 240));
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 GST_END_TEST;
 
@@ -452,18 +380,16 @@ GST_START_TEST(test_gives_up_after_max_retries) {
   MediamtxServer server;
   fail_unless(server.start()); /* chooses the ports */
   server.kill_hard();
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub max-retries=2 retry-delay=100 "
-                                   "location=" + server.rtsp_url("cam"));
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return !bus.errors().empty(); }, 10000), "never gave up");
-  std::string error = bus.errors().front();
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub max-retries=2 retry-delay=100 "
+                "location=" + server.rtsp_url("cam"));
+  fail_unless(pub.play());
+  fail_unless(wait_until([&] { return !pub.bus.errors().empty(); }, 10000), "never gave up");
+  std::string error = pub.bus.errors().front();
   fail_unless(error.find("gave up publishing") != std::string::npos, "%s", error.c_str());
-  fail_unless_equals_int(bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting"), 2);
-  fail_unless(bus.count_element_messages("gst-mediamtx-status", "state", "failed") == 1);
-  std::string state = stats_string(pub, "state");
+  fail_unless_equals_int(pub.bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting"), 2);
+  fail_unless(pub.bus.count_element_messages("gst-mediamtx-status", "state", "failed") == 1);
+  std::string state = pub.state();
   fail_unless_equals_string(state.c_str(), "failed");
-  stop_pipeline(pub);
 }
 GST_END_TEST;
 
@@ -478,17 +404,15 @@ GST_START_TEST(test_encoder_falls_back_to_openh264) {
 
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" +
-                                   server.rtsp_url("cam"));
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" +
+                server.rtsp_url("cam"));
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
-  fail_unless_equals_int(bus.count_element_messages("mediamtxsink-encoder", "encoder", "openh264enc"), 1);
-  std::string encoder = stats_string(pub, "encoder");
+  fail_unless_equals_int(pub.bus.count_element_messages("mediamtxsink-encoder", "encoder", "openh264enc"), 1);
+  std::string encoder = pub.stat("encoder");
   fail_unless_equals_string(encoder.c_str(), "openh264enc");
   fail_unless(reader_gets_frames(server, "cam", 320, 240));
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 GST_END_TEST;
 
@@ -496,36 +420,31 @@ GST_START_TEST(test_server_and_path) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub path=raspberry-01 server=" +
-                                   server.host() + ":" + std::to_string(server.rtsp_port()));
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub path=raspberry-01 server=" +
+                server.host() + ":" + std::to_string(server.rtsp_port()));
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("raspberry-01", 10000), "path never ready: %s", server.read_log().c_str());
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
+  pub.stop();
 
   /* neither location nor server and path */
-  pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub");
-  BusWatcher bus2(pub);
-  fail_unless_equals_int(gst_element_set_state(pub, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
-  fail_unless(wait_until([&] { return !bus2.errors().empty(); }, 5000));
-  std::string error = bus2.errors().front();
+  Publisher nowhere(std::string(kRawVideo) + " ! mediamtxsink name=pub");
+  fail_unless_equals_int(gst_element_set_state(nowhere.pipeline, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  fail_unless(wait_until([&] { return !nowhere.bus.errors().empty(); }, 5000));
+  std::string error = nowhere.bus.errors().front();
   fail_unless(error.find("nowhere to publish") != std::string::npos, "%s", error.c_str());
-  stop_pipeline(pub);
 }
 GST_END_TEST;
 
 GST_START_TEST(test_missing_encoder_is_an_error) {
   fail_unless(in_test_namespace());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) +
-                                   " ! mediamtxsink name=pub encoder=nosuchh264enc location=rtsp://" +
-                                   server_address() + ":8554/cam");
-  BusWatcher bus(pub);
-  fail_unless_equals_int(gst_element_set_state(pub, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
-  fail_unless(wait_until([&] { return !bus.errors().empty(); }, 5000));
-  std::string error = bus.errors().front();
+  Publisher pub(std::string(kRawVideo) +
+                " ! mediamtxsink name=pub encoder=nosuchh264enc location=rtsp://" +
+                server_address() + ":8554/cam");
+  fail_unless_equals_int(gst_element_set_state(pub.pipeline, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  fail_unless(wait_until([&] { return !pub.bus.errors().empty(); }, 5000));
+  std::string error = pub.bus.errors().front();
   fail_unless(error.find("'nosuchh264enc' is not installed") != std::string::npos, "%s", error.c_str());
-  stop_pipeline(pub);
 }
 GST_END_TEST;
 
@@ -537,30 +456,26 @@ GST_START_TEST(test_path_taken_by_another_publisher) {
   options.paths = "  all_others:\n    overridePublisher: false\n";
   MediamtxServer server(options);
   fail_unless(server.start());
-  GstElement *other = parse_pipeline(std::string(kRawVideo) + " ! x264enc tune=zerolatency speed-preset=ultrafast ! "
-                                     "rtspclientsink protocols=tcp location=" + server.rtsp_url("cam"));
-  fail_unless(set_state_and_wait(other, GST_STATE_PLAYING));
+  TestPipeline other(std::string(kRawVideo) + " ! x264enc tune=zerolatency speed-preset=ultrafast ! "
+                     "rtspclientsink protocols=tcp location=" + server.rtsp_url("cam"));
+  fail_unless(other.play());
   fail_unless(server.wait_path_ready("cam", 10000));
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! identity name=camera ! mediamtxsink name=pub "
-                                   "retry-delay=300 max-retry-delay=600 location=" + server.rtsp_url("cam"));
-  BusWatcher bus(pub);
-  BufferCounter camera;
-  camera.attach(pub, "camera", "src");
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting") >= 2; },
+  Publisher pub(std::string(kRawVideo) + " ! identity name=camera ! mediamtxsink name=pub "
+                "retry-delay=300 max-retry-delay=600 location=" + server.rtsp_url("cam"),
+                "camera");
+  fail_unless(pub.play());
+  fail_unless(wait_until([&] { return pub.bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting") >= 2; },
                          15000), "no retries while the path is taken");
-  int before = camera.count();
-  fail_unless(wait_until([&] { return camera.count() >= before + 30; }, 5000), "camera blocked");
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
+  int before = pub.frames.count();
+  fail_unless(wait_until([&] { return pub.frames.count() >= before + 30; }, 5000), "camera blocked");
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
   /* the other publisher leaves: ours takes the path */
-  gst_element_set_state(other, GST_STATE_NULL);
-  gst_object_unref(other);
-  fail_unless(wait_until([&] { return stats_string(pub, "state") == "connected"; }, 15000), "state %s",
-              stats_string(pub, "state").c_str());
+  other.stop();
+  fail_unless(wait_until([&] { return pub.state() == "connected"; }, 15000), "state %s",
+              pub.state().c_str());
   fail_unless(server.wait_path_ready("cam", 10000));
   fail_unless(reader_gets_frames(server, "cam", 320, 240));
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 GST_END_TEST;
 
@@ -569,10 +484,9 @@ GST_START_TEST(test_publish_whip) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub transport=whip location=" +
-                                   server.whip_url("cam") + " audiotestsrc is-live=true ! pub.audio");
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub transport=whip location=" +
+                server.whip_url("cam") + " audiotestsrc is-live=true ! pub.audio");
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
   std::string info = server.api_get("paths/get/cam");
   fail_unless(info.find("webRTCSession") != std::string::npos, "not published over WebRTC: %s", info.c_str());
@@ -580,18 +494,19 @@ GST_START_TEST(test_publish_whip) {
   fail_unless(info.find("\"H264\"") != std::string::npos, "no H264 track: %s", info.c_str());
   /* an RTSP reader and a WHEP reader both get decoded frames of the right size */
   fail_unless(reader_gets_frames(server, "cam", 320, 240));
-  GstElement *viewer = parse_pipeline("whepsrc name=src audio=false location=" + server.whep_url("cam") +
-                                      " ! fakesink name=sink sync=false async=false");
-  BufferCounter frames;
-  frames.attach(viewer, "sink");
-  fail_unless(set_state_and_wait(viewer, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return frames.count() >= 10; }, 15000), "whepsrc got %d frames", frames.count());
-  fail_unless_equals_int(frames.width(), 320);
-  gst_element_set_state(viewer, GST_STATE_NULL);
-  gst_object_unref(viewer);
-  fail_unless_equals_string(stats_string(pub, "state").c_str(), "connected");
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  {
+    TestPipeline viewer("whepsrc name=src audio=false location=" + server.whep_url("cam") +
+                            " ! fakesink name=sink sync=false async=false",
+                        "sink");
+    fail_unless(viewer.play());
+    fail_unless(wait_until([&] { return viewer.frames.count() >= 10; }, 15000), "whepsrc got %d frames",
+                viewer.frames.count());
+    fail_unless_equals_int(viewer.frames.width(), 320);
+  }
+  const std::string state = pub.state();
+  fail_unless_equals_string(state.c_str(), "connected");
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
+  pub.stop();
   /* the WHIP session was DELETEd: the path is free at once */
   fail_unless(wait_until([&] { return !server.path_ready("cam"); }, 3000), "WHIP session left on the server");
 }
@@ -604,14 +519,12 @@ GST_START_TEST(test_whip_rejects_h265) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! x265enc speed-preset=ultrafast tune=zerolatency ! "
-                                   "mediamtxsink name=pub transport=whip location=" + server.whip_url("cam"));
-  BusWatcher bus(pub);
-  gst_element_set_state(pub, GST_STATE_PLAYING);
-  fail_unless(wait_until([&] { return !bus.errors().empty(); }, 10000));
-  std::string error = bus.errors().front();
+  Publisher pub(std::string(kRawVideo) + " ! x265enc speed-preset=ultrafast tune=zerolatency ! "
+                "mediamtxsink name=pub transport=whip location=" + server.whip_url("cam"));
+  gst_element_set_state(pub.pipeline, GST_STATE_PLAYING);
+  fail_unless(wait_until([&] { return !pub.bus.errors().empty(); }, 10000));
+  std::string error = pub.bus.errors().front();
   fail_unless(error.find("transport=rtsp") != std::string::npos, "%s", error.c_str());
-  stop_pipeline(pub);
 }
 GST_END_TEST;
 
@@ -619,13 +532,12 @@ GST_START_TEST(test_eos_ends_session) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline("videotestsrc is-live=true num-buffers=60 ! "
-                                   "video/x-raw,width=320,height=240,framerate=30/1 ! mediamtxsink name=pub location=" +
-                                   server.rtsp_url("cam"));
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub("videotestsrc is-live=true num-buffers=60 ! "
+                "video/x-raw,width=320,height=240,framerate=30/1 ! mediamtxsink name=pub location=" +
+                server.rtsp_url("cam"));
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
-  fail_unless(wait_until([&] { return bus.eos_count() >= 1; }, 10000), "no EOS from the pipeline");
+  fail_unless(wait_until([&] { return pub.bus.eos_count() >= 1; }, 10000), "no EOS from the pipeline");
   /* the session ends with the stream, not when the application stops the pipeline */
   fail_unless(wait_until([&] { return !server.path_ready("cam"); }, 5000), "path still published after EOS");
   /* Normally an RTSP TEARDOWN; rtspclientsink 1.22 sometimes leaves its CLOSE command pending
@@ -634,10 +546,39 @@ GST_START_TEST(test_eos_ends_session) {
   bool teardown = wait_until([&] { return server.read_log().find("torn down") != std::string::npos; }, 2000);
   g_print("session ended by %s\n", teardown ? "RTSP TEARDOWN" : "TCP close");
   g_usleep(200 * 1000);
-  fail_unless_equals_int(bus.eos_count(), 1);
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless_equals_int(pub.bus.eos_count(), 1);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
+GST_END_TEST;
+
+/* An application that stops the pipeline from a synchronous bus handler when mediamtxsink reports
+ * `state`: the handler runs on the element's control thread, which must not wait for itself. The
+ * element then plays again. */
+static void check_stop_from_bus_handler(const char *state, bool server_up) {
+  fail_unless(in_test_namespace());
+  tolerate_rtspclientsink_socket_criticals();
+  MediamtxServer server;
+  fail_unless(server.start());
+  if (!server_up)
+    server.kill_hard();
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub retry-delay=100 location=" +
+                server.rtsp_url("cam"));
+  fail_unless(play_and_stop_on_status(pub, state, 15000), "not stopped on %s", state);
+  if (!server_up)
+    fail_unless(server.start());
+  else
+    fail_unless(wait_until([&] { return !server.path_ready("cam"); }, 5000), "still published after the stop");
+  fail_unless(pub.play());
+  fail_unless(server.wait_path_ready("cam", 10000), "not published again: %s", server.read_log().c_str());
+}
+
+GST_START_TEST(test_stop_from_bus_handler_connecting) { check_stop_from_bus_handler("connecting", true); }
+GST_END_TEST;
+
+GST_START_TEST(test_stop_from_bus_handler_connected) { check_stop_from_bus_handler("connected", true); }
+GST_END_TEST;
+
+GST_START_TEST(test_stop_from_bus_handler_reconnecting) { check_stop_from_bus_handler("reconnecting", false); }
 GST_END_TEST;
 
 static MediamtxOptions auth_options() {
@@ -660,17 +601,15 @@ GST_START_TEST(test_wrong_credentials_are_an_error) {
   fail_unless(in_test_namespace());
   MediamtxServer server(auth_options());
   fail_unless(server.start());
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub user-id=publisher "
-                                   "user-pw=wrong-pw-123 location=" + server.rtsp_url("cam"));
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return !bus.errors().empty(); }, 15000), "no error for wrong credentials");
-  std::string error = bus.errors().front();
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub user-id=publisher "
+                "user-pw=wrong-pw-123 location=" + server.rtsp_url("cam"));
+  fail_unless(pub.play());
+  fail_unless(wait_until([&] { return !pub.bus.errors().empty(); }, 15000), "no error for wrong credentials");
+  std::string error = pub.bus.errors().front();
   fail_unless(error.find("refused the credentials") != std::string::npos, "%s", error.c_str());
   fail_unless(error.find("wrong-pw-123") == std::string::npos, "password leaked: %s", error.c_str());
-  std::string state = stats_string(pub, "state");
+  std::string state = pub.state();
   fail_unless_equals_string(state.c_str(), "failed");
-  stop_pipeline(pub);
 }
 GST_END_TEST;
 
@@ -680,14 +619,12 @@ GST_START_TEST(test_credentials_from_location) {
   fail_unless(server.start());
   std::string url = server.rtsp_url("cam");
   url.replace(url.find("rtsp://"), 7, "rtsp://publisher:s3cret-pw@");
-  GstElement *pub = parse_pipeline(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" + url);
-  BusWatcher bus(pub);
-  fail_unless(set_state_and_wait(pub, GST_STATE_PLAYING));
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub location=" + url);
+  fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000), "path never ready: %s", server.read_log().c_str());
-  std::string location = stats_string(pub, "location");
+  std::string location = pub.stat("location");
   fail_unless(location.find("s3cret-pw") == std::string::npos, "password in stats: %s", location.c_str());
-  fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
-  stop_pipeline(pub);
+  fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 GST_END_TEST;
 
@@ -717,6 +654,9 @@ static Suite *mediamtxsink_suite(void) {
   tcase_add_test(tc, test_whip_rejects_h265);
   tcase_add_test(tc, test_wrong_credentials_are_an_error);
   tcase_add_test(tc, test_credentials_from_location);
+  tcase_add_test(tc, test_stop_from_bus_handler_connecting);
+  tcase_add_test(tc, test_stop_from_bus_handler_connected);
+  tcase_add_test(tc, test_stop_from_bus_handler_reconnecting);
   suite_add_tcase(s, tc);
   return s;
 }

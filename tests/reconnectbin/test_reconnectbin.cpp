@@ -10,23 +10,12 @@
 
 using namespace testbed;
 
-/* reads one field of the bin's stats */
-static guint64 stat_u64(GstElement *pipeline, const char *field) {
-  GstElement *bin = gst_bin_get_by_name(GST_BIN(pipeline), "r");
-  fail_unless(bin != nullptr);
-  GstStructure *stats = nullptr;
-  g_object_get(bin, "stats", &stats, nullptr);
-  gst_object_unref(bin);
-  fail_unless(stats != nullptr);
-  guint64 value = 0;
-  guint u = 0;
-  if (gst_structure_get_uint(stats, field, &u))
-    value = u;
-  else
-    gst_structure_get_uint64(stats, field, &value);
-  gst_structure_free(stats);
-  return value;
-}
+/* A pipeline around a reconnectbin named "r". */
+struct BinPipeline : TestPipeline {
+  using TestPipeline::TestPipeline;
+  /* one number of the bin's stats */
+  guint64 stat(const char *field) const { return stats_uint64("r", field); }
+};
 
 static bool any_contains(const std::vector<std::string> &texts, const char *needle) {
   for (const auto &t : texts)
@@ -35,86 +24,73 @@ static bool any_contains(const std::vector<std::string> &texts, const char *need
   return false;
 }
 
-static void stop_pipeline(GstElement *pipeline) {
-  fail_unless(gst_element_set_state(pipeline, GST_STATE_NULL) == GST_STATE_CHANGE_SUCCESS);
-  gst_object_unref(pipeline);
-}
-
 /* Fast restart cycles: a non-live child that ends after a few buffers, 50 times. Also run under
  * valgrind by valgrind.sh (GST_CHECKS=test_fifty_eos_restarts). */
 GST_START_TEST(test_fifty_eos_restarts) {
-  GstElement *pipeline = parse_pipeline(
+  BinPipeline pipeline(
       "reconnectbin name=r retry-delay=1 max-retry-delay=2 retry-jitter=0 "
       "child=\"videotestsrc num-buffers=3 ! capsfilter caps=video/x-raw,width=32,height=24,framerate=100/1\" "
-      "! fakesink name=sink sync=false");
-  fail_unless(pipeline != nullptr);
-  BusWatcher bus(pipeline);
-  BufferCounter frames;
-  frames.attach(pipeline, "sink");
-  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return stat_u64(pipeline, "restarts") >= 50; }, 60000), "only %d restarts",
-              static_cast<int>(stat_u64(pipeline, "restarts")));
-  fail_unless(bus.errors().empty());
-  fail_unless_equals_int(bus.eos_count(), 0);
-  fail_unless(frames.count() >= 150, "only %d frames", frames.count());
-  fail_unless(stat_u64(pipeline, "eos") >= 50);
-  stop_pipeline(pipeline);
+      "! fakesink name=sink sync=false",
+      "sink");
+  fail_unless(pipeline.play());
+  fail_unless(wait_until([&] { return pipeline.stat("restarts") >= 50; }, 60000), "only %d restarts",
+              static_cast<int>(pipeline.stat("restarts")));
+  fail_unless(pipeline.bus.errors().empty());
+  fail_unless_equals_int(pipeline.bus.eos_count(), 0);
+  fail_unless(pipeline.frames.count() >= 150, "only %d frames", pipeline.frames.count());
+  fail_unless(pipeline.stat("eos") >= 50);
+  fail_unless_equals_int(pipeline.stop(), GST_STATE_CHANGE_SUCCESS);
 }
 GST_END_TEST;
 
 /* The retry budget: a child that can never start is restarted max-retries times, then the
  * child's own error is posted, once. */
 GST_START_TEST(test_failing_child_posts_one_error) {
-  GstElement *pipeline = parse_pipeline("reconnectbin name=r max-retries=3 retry-delay=20 max-retry-delay=50 "
-                                        "child=\"filesrc location=/nonexistent\" ! fakesink");
-  fail_unless(pipeline != nullptr);
-  BusWatcher bus(pipeline);
-  gst_element_set_state(pipeline, GST_STATE_PLAYING);
-  fail_unless(wait_until([&] { return !bus.errors().empty(); }, 20000));
+  BinPipeline pipeline("reconnectbin name=r max-retries=3 retry-delay=20 max-retry-delay=50 "
+                       "child=\"filesrc location=/nonexistent\" ! fakesink");
+  gst_element_set_state(pipeline.pipeline, GST_STATE_PLAYING);
+  fail_unless(wait_until([&] { return !pipeline.bus.errors().empty(); }, 20000));
   g_usleep(500 * 1000); /* nothing else may follow */
-  auto errors = bus.errors();
+  auto errors = pipeline.bus.errors();
   fail_unless_equals_int(errors.size(), 1);
   fail_unless(any_contains(errors, "nonexistent"), "the error must carry the child's message: %s",
               errors[0].c_str());
   fail_unless(any_contains(errors, "max-retries=3"), "the debug text says what to change: %s", errors[0].c_str());
-  fail_unless_equals_int(stat_u64(pipeline, "restarts"), 3);
-  fail_unless_equals_int(bus.warnings().size(), 4); /* first start and three restarts */
-  fail_unless_equals_int(bus.count_element_messages(gstmtx::kStatusMessageName, "state", "reconnecting"), 3);
-  fail_unless_equals_int(bus.count_element_messages(gstmtx::kStatusMessageName, "state", "failed"), 1);
-  fail_unless_equals_int(bus.count_element_messages(gstmtx::kStatusMessageName, "state", "connecting"), 4);
-  auto statuses = bus.element_messages(gstmtx::kStatusMessageName);
+  fail_unless_equals_int(pipeline.stat("restarts"), 3);
+  fail_unless_equals_int(pipeline.bus.warnings().size(), 4); /* first start and three restarts */
+  fail_unless_equals_int(pipeline.bus.count_element_messages(gstmtx::kStatusMessageName, "state", "reconnecting"), 3);
+  fail_unless_equals_int(pipeline.bus.count_element_messages(gstmtx::kStatusMessageName, "state", "failed"), 1);
+  fail_unless_equals_int(pipeline.bus.count_element_messages(gstmtx::kStatusMessageName, "state", "connecting"), 4);
+  auto statuses = pipeline.bus.element_messages(gstmtx::kStatusMessageName);
   fail_unless(!statuses.empty());
   fail_unless_equals_string(gst_structure_get_string(statuses[0], "transport"), "filesrc");
   for (auto *s : statuses)
     gst_structure_free(s);
-  stop_pipeline(pipeline);
+  fail_unless_equals_int(pipeline.stop(), GST_STATE_CHANGE_SUCCESS);
 }
 GST_END_TEST;
 
 /* A child that stops producing without an error is restarted after stall-timeout. */
 GST_START_TEST(test_stall_restarts_child) {
-  GstElement *pipeline = parse_pipeline(
+  BinPipeline pipeline(
       "reconnectbin name=r stall-timeout=1000 retry-delay=50 "
       "child=\"videotestsrc is-live=true ! capsfilter caps=video/x-raw,width=32,height=24,framerate=30/1 ! "
-      "valve name=v\" ! fakesink name=sink");
-  fail_unless(pipeline != nullptr);
-  BusWatcher bus(pipeline);
-  BufferCounter frames;
-  frames.attach(pipeline, "sink");
-  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return frames.count() >= 10; }, 10000));
-  GstElement *valve = gst_bin_get_by_name(GST_BIN(pipeline), "v");
+      "valve name=v\" ! fakesink name=sink",
+      "sink");
+  fail_unless(pipeline.play());
+  fail_unless(wait_until([&] { return pipeline.frames.count() >= 10; }, 10000));
+  GstElement *valve = gst_bin_get_by_name(GST_BIN(pipeline.pipeline), "v");
   fail_unless(valve != nullptr);
   g_object_set(valve, "drop", TRUE, nullptr); /* the child goes silent */
   gst_object_unref(valve);
-  fail_unless(wait_until([&] { return stat_u64(pipeline, "stalls") >= 1; }, 10000));
-  const int before = frames.count();
+  fail_unless(wait_until([&] { return pipeline.stat("stalls") >= 1; }, 10000));
+  const int before = pipeline.frames.count();
   /* the restarted child is a fresh instance, with its valve open */
-  fail_unless(wait_until([&] { return frames.count() >= before + 10; }, 10000), "frames did not resume");
-  fail_unless(stat_u64(pipeline, "restarts") >= 1);
-  fail_unless(bus.errors().empty());
-  fail_unless(bus.count_element_messages(gstmtx::kStatusMessageName, "state", "reconnecting") >= 1);
-  stop_pipeline(pipeline);
+  fail_unless(wait_until([&] { return pipeline.frames.count() >= before + 10; }, 10000), "frames did not resume");
+  fail_unless(pipeline.stat("restarts") >= 1);
+  fail_unless(pipeline.bus.errors().empty());
+  fail_unless(pipeline.bus.count_element_messages(gstmtx::kStatusMessageName, "state", "reconnecting") >= 1);
+  fail_unless_equals_int(pipeline.stop(), GST_STATE_CHANGE_SUCCESS);
 }
 GST_END_TEST;
 
@@ -127,83 +103,43 @@ static GstPadProbeReturn count_force_key_unit(GstPad *, GstPadProbeInfo *info, g
 }
 
 GST_START_TEST(test_sink_side_drops_while_down) {
-  GstElement *pipeline = parse_pipeline(
+  BinPipeline pipeline(
       "videotestsrc name=src is-live=true ! video/x-raw,width=32,height=24,framerate=50/1 ! "
       "reconnectbin name=r retry-delay=300 max-retry-delay=300 child=\"identity error-after=10 ! fakesink\"");
-  fail_unless(pipeline != nullptr);
-  BusWatcher bus(pipeline);
   BufferCounter produced;
-  GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
+  GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline.pipeline), "src");
   GstPad *src_pad = gst_element_get_static_pad(src, "src");
   produced.attach(src_pad);
   std::atomic<int> key_unit_requests{0};
   gst_pad_add_probe(src_pad, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, count_force_key_unit, &key_unit_requests, nullptr);
   gst_object_unref(src_pad);
   gst_object_unref(src);
-  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return stat_u64(pipeline, "restarts") >= 3; }, 20000));
-  fail_unless(stat_u64(pipeline, "buffers-dropped") > 0, "buffers must be dropped while the child is down");
+  fail_unless(pipeline.play());
+  fail_unless(wait_until([&] { return pipeline.stat("restarts") >= 3; }, 20000));
+  fail_unless(pipeline.stat("buffers-dropped") > 0, "buffers must be dropped while the child is down");
   const int before = produced.count();
   fail_unless(wait_until([&] { return produced.count() >= before + 20; }, 10000), "the source stopped");
-  fail_unless(bus.errors().empty());
-  fail_unless(bus.warnings().size() >= 3);
+  fail_unless(pipeline.bus.errors().empty());
+  fail_unless(pipeline.bus.warnings().size() >= 3);
   fail_unless(key_unit_requests.load() >= 3, "a force-key-unit goes upstream after each restart (%d)",
               key_unit_requests.load());
-  stop_pipeline(pipeline);
+  fail_unless_equals_int(pipeline.stop(), GST_STATE_CHANGE_SUCCESS);
 }
 GST_END_TEST;
 
 /* Upstream ends while the sink child is down: the bin ends too (EOS on the bus) and stops
  * restarting. */
 GST_START_TEST(test_sink_side_upstream_eos_while_down) {
-  GstElement *pipeline = parse_pipeline(
+  BinPipeline pipeline(
       "videotestsrc is-live=true num-buffers=20 ! video/x-raw,width=32,height=24,framerate=30/1 ! "
       "reconnectbin name=r retry-delay=3000 max-retry-delay=3000 child=\"identity error-after=3 ! fakesink\"");
-  BusWatcher bus(pipeline);
-  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return bus.eos_count() >= 1; }, 10000), "no EOS");
+  fail_unless(pipeline.play());
+  fail_unless(wait_until([&] { return pipeline.bus.eos_count() >= 1; }, 10000), "no EOS");
   g_usleep(3500 * 1000); /* past the retry delay: no restart may follow */
-  fail_unless_equals_int(stat_u64(pipeline, "restarts"), 0);
-  fail_unless(bus.count_element_messages(gstmtx::kStatusMessageName, "state", "stopped") >= 1);
-  fail_unless(bus.errors().empty());
-  stop_pipeline(pipeline);
-}
-GST_END_TEST;
-
-/* fallback=black: downstream keeps receiving black frames at the stream's rate on the clock. */
-GST_START_TEST(test_fallback_black_frames_while_down) {
-  GstElement *pipeline = parse_pipeline(
-      "reconnectbin name=r retry-delay=3000 max-retry-delay=3000 retry-jitter=0 fallback=black "
-      "child=\"videotestsrc is-live=true num-buffers=15 pattern=white ! "
-      "capsfilter caps=video/x-raw,format=I420,width=64,height=48,framerate=30/1\" ! fakesink name=sink sync=true");
-  fail_unless(pipeline != nullptr);
-  BusWatcher bus(pipeline);
-  BufferCounter frames;
-  frames.attach(pipeline, "sink");
-  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return stat_u64(pipeline, "eos") >= 1; }, 30000), "the child never ended: %d frames",
-              frames.count());
-  const guint64 fallback_start = stat_u64(pipeline, "fallback-buffers");
-  g_usleep(2000 * 1000);
-  const guint64 in_two_seconds = stat_u64(pipeline, "fallback-buffers") - fallback_start;
-  /* 30 fps for 2 s; generous bounds for a loaded machine */
-  fail_unless(in_two_seconds >= 30 && in_two_seconds <= 75, "%d fallback frames in 2 s",
-              static_cast<int>(in_two_seconds));
-  fail_unless_equals_int(frames.width(), 64);
-  GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
-  GstSample *sample = nullptr;
-  g_object_get(sink, "last-sample", &sample, nullptr);
-  gst_object_unref(sink);
-  fail_unless(sample != nullptr);
-  GstMapInfo map;
-  GstBuffer *buffer = gst_sample_get_buffer(sample);
-  fail_unless(gst_buffer_map(buffer, &map, GST_MAP_READ));
-  fail_unless(map.data[0] == 16, "luma of a black I420 frame is 16, got %d", map.data[0]);
-  gst_buffer_unmap(buffer, &map);
-  gst_sample_unref(sample);
-  fail_unless(bus.errors().empty());
-  fail_unless_equals_int(bus.eos_count(), 0);
-  stop_pipeline(pipeline);
+  fail_unless_equals_int(pipeline.stat("restarts"), 0);
+  fail_unless(pipeline.bus.count_element_messages(gstmtx::kStatusMessageName, "state", "stopped") >= 1);
+  fail_unless(pipeline.bus.errors().empty());
+  fail_unless_equals_int(pipeline.stop(), GST_STATE_CHANGE_SUCCESS);
 }
 GST_END_TEST;
 
@@ -223,59 +159,78 @@ static int last_sample_first_byte(GstElement *pipeline) {
   return value;
 }
 
+/* fallback=black: downstream keeps receiving black frames at the stream's rate on the clock. */
+GST_START_TEST(test_fallback_black_frames_while_down) {
+  BinPipeline pipeline(
+      "reconnectbin name=r retry-delay=3000 max-retry-delay=3000 retry-jitter=0 fallback=black "
+      "child=\"videotestsrc is-live=true num-buffers=15 pattern=white ! "
+      "capsfilter caps=video/x-raw,format=I420,width=64,height=48,framerate=30/1\" ! fakesink name=sink sync=true",
+      "sink");
+  fail_unless(pipeline.play());
+  fail_unless(wait_until([&] { return pipeline.stat("eos") >= 1; }, 30000), "the child never ended: %d frames",
+              pipeline.frames.count());
+  const guint64 fallback_start = pipeline.stat("fallback-buffers");
+  g_usleep(2000 * 1000);
+  const guint64 in_two_seconds = pipeline.stat("fallback-buffers") - fallback_start;
+  /* 30 fps for 2 s; generous bounds for a loaded machine */
+  fail_unless(in_two_seconds >= 30 && in_two_seconds <= 75, "%d fallback frames in 2 s",
+              static_cast<int>(in_two_seconds));
+  fail_unless_equals_int(pipeline.frames.width(), 64);
+  const int luma = last_sample_first_byte(pipeline.pipeline);
+  fail_unless(luma == 16, "luma of a black I420 frame is 16, got %d", luma);
+  fail_unless(pipeline.bus.errors().empty());
+  fail_unless_equals_int(pipeline.bus.eos_count(), 0);
+  fail_unless_equals_int(pipeline.stop(), GST_STATE_CHANGE_SUCCESS);
+}
+GST_END_TEST;
+
 /* fallback=freeze repeats the last frame (white here); raw audio gets silence. */
 GST_START_TEST(test_fallback_freeze_and_silence) {
-  GstElement *pipeline = parse_pipeline(
+  BinPipeline pipeline(
       "reconnectbin name=r retry-delay=5000 max-retry-delay=5000 retry-jitter=0 fallback=freeze "
       "child=\"videotestsrc is-live=true num-buffers=10 pattern=white ! "
       "capsfilter caps=video/x-raw,format=I420,width=64,height=48,framerate=30/1\" ! fakesink name=sink sync=true");
-  BusWatcher bus(pipeline);
-  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return stat_u64(pipeline, "fallback-buffers") >= 10; }, 30000));
-  fail_unless(last_sample_first_byte(pipeline) == 235, "a frozen white I420 frame has luma 235, got %d",
-              last_sample_first_byte(pipeline));
-  fail_unless(bus.errors().empty());
-  stop_pipeline(pipeline);
+  fail_unless(pipeline.play());
+  fail_unless(wait_until([&] { return pipeline.stat("fallback-buffers") >= 10; }, 30000));
+  fail_unless(last_sample_first_byte(pipeline.pipeline) == 235, "a frozen white I420 frame has luma 235, got %d",
+              last_sample_first_byte(pipeline.pipeline));
+  fail_unless(pipeline.bus.errors().empty());
+  fail_unless_equals_int(pipeline.stop(), GST_STATE_CHANGE_SUCCESS);
 
-  pipeline = parse_pipeline(
+  BinPipeline audio(
       "reconnectbin name=r retry-delay=5000 max-retry-delay=5000 retry-jitter=0 fallback=black "
       "child=\"audiotestsrc is-live=true num-buffers=5 wave=square volume=0.8 ! "
       "capsfilter caps=audio/x-raw,format=S16LE,rate=8000,channels=1\" ! fakesink name=sink sync=true");
-  BusWatcher audio_bus(pipeline);
-  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return stat_u64(pipeline, "fallback-buffers") >= 10; }, 30000));
-  fail_unless_equals_int(last_sample_first_byte(pipeline), 0); /* S16 silence */
-  fail_unless(audio_bus.errors().empty());
-  stop_pipeline(pipeline);
+  fail_unless(audio.play());
+  fail_unless(wait_until([&] { return audio.stat("fallback-buffers") >= 10; }, 30000));
+  fail_unless_equals_int(last_sample_first_byte(audio.pipeline), 0); /* S16 silence */
+  fail_unless(audio.bus.errors().empty());
+  fail_unless_equals_int(audio.stop(), GST_STATE_CHANGE_SUCCESS);
 }
 GST_END_TEST;
 
 /* EOS passes when restart-on-eos=false. */
 GST_START_TEST(test_eos_passes_without_restart_on_eos) {
-  GstElement *pipeline = parse_pipeline("reconnectbin name=r restart-on-eos=false "
-                                        "child=\"videotestsrc num-buffers=5\" ! fakesink sync=false");
-  BusWatcher bus(pipeline);
-  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return bus.eos_count() == 1; }, 10000));
-  fail_unless_equals_int(stat_u64(pipeline, "restarts"), 0);
-  stop_pipeline(pipeline);
+  BinPipeline pipeline("reconnectbin name=r restart-on-eos=false "
+                       "child=\"videotestsrc num-buffers=5\" ! fakesink sync=false");
+  fail_unless(pipeline.play());
+  fail_unless(wait_until([&] { return pipeline.bus.eos_count() == 1; }, 10000));
+  fail_unless_equals_int(pipeline.stat("restarts"), 0);
+  fail_unless_equals_int(pipeline.stop(), GST_STATE_CHANGE_SUCCESS);
 }
 GST_END_TEST;
 
 /* gst-launch bin syntax: the elements added to the bin are rebuilt from a description. */
 GST_START_TEST(test_bin_syntax_children_are_rebuilt) {
-  GstElement *pipeline = parse_pipeline(
+  BinPipeline pipeline(
       "reconnectbin.( name=r retry-delay=10 max-retry-delay=20 videotestsrc num-buffers=4 pattern=ball ! "
-      "video/x-raw,width=40,height=30 ! identity ) ! fakesink name=sink sync=false");
-  fail_unless(pipeline != nullptr);
-  BusWatcher bus(pipeline);
-  BufferCounter frames;
-  frames.attach(pipeline, "sink");
-  fail_unless(set_state_and_wait(pipeline, GST_STATE_PLAYING));
-  fail_unless(wait_until([&] { return stat_u64(pipeline, "restarts") >= 3; }, 20000));
-  fail_unless(wait_until([&] { return frames.count() >= 12; }, 10000));
-  fail_unless_equals_int(frames.width(), 40);
-  GstElement *bin = gst_bin_get_by_name(GST_BIN(pipeline), "r");
+      "video/x-raw,width=40,height=30 ! identity ) ! fakesink name=sink sync=false",
+      "sink");
+  fail_unless(pipeline.play());
+  fail_unless(wait_until([&] { return pipeline.stat("restarts") >= 3; }, 20000));
+  fail_unless(wait_until([&] { return pipeline.frames.count() >= 12; }, 10000));
+  fail_unless_equals_int(pipeline.frames.width(), 40);
+  GstElement *bin = gst_bin_get_by_name(GST_BIN(pipeline.pipeline), "r");
   gchar *description = nullptr;
   g_object_get(bin, "child", &description, nullptr);
   gst_object_unref(bin);
@@ -284,8 +239,31 @@ GST_START_TEST(test_bin_syntax_children_are_rebuilt) {
                   strstr(description, "pattern=\"ball\"") && strstr(description, "capsfilter"),
               "description: %s", description);
   g_free(description);
-  fail_unless(bus.errors().empty());
-  stop_pipeline(pipeline);
+  fail_unless(pipeline.bus.errors().empty());
+  fail_unless_equals_int(pipeline.stop(), GST_STATE_CHANGE_SUCCESS);
+}
+GST_END_TEST;
+
+/* An application that stops the pipeline from a synchronous bus handler when the bin reports
+ * `state`: the handler runs on the bin's control thread, which must not wait for itself. The bin
+ * then plays again. */
+static void check_stop_from_bus_handler(const char *child, const char *state) {
+  TestPipeline pipeline(std::string("reconnectbin name=r retry-delay=50 max-retry-delay=50 child=\"") + child +
+                            "\" ! fakesink name=sink sync=false async=false",
+                        "sink");
+  fail_unless(play_and_stop_on_status(pipeline, state, 10000), "not stopped on %s", state);
+  const int connecting = pipeline.bus.count_element_messages(gstmtx::kStatusMessageName, "state", "connecting");
+  fail_unless(pipeline.play());
+  fail_unless(wait_until([&] {
+    return pipeline.bus.count_element_messages(gstmtx::kStatusMessageName, "state", "connecting") > connecting;
+  }, 10000), "the bin did not start again");
+}
+
+GST_START_TEST(test_stop_from_bus_handler) {
+  const char *source = "videotestsrc is-live=true ! capsfilter caps=video/x-raw,width=32,height=24,framerate=30/1";
+  check_stop_from_bus_handler(source, "connecting");
+  check_stop_from_bus_handler(source, "connected");
+  check_stop_from_bus_handler("filesrc location=/nonexistent", "reconnecting");
 }
 GST_END_TEST;
 
@@ -314,6 +292,7 @@ static Suite *reconnectbin_suite(void) {
   tcase_add_test(tc, test_eos_passes_without_restart_on_eos);
   tcase_add_test(tc, test_bin_syntax_children_are_rebuilt);
   tcase_add_test(tc, test_bad_description);
+  tcase_add_test(tc, test_stop_from_bus_handler);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -1,6 +1,63 @@
 #include "pipeline_helpers.h"
 
+#include <gst/check/gstcheck.h>
+
 namespace testbed {
+
+std::string x264_rtsp_publisher(const MediamtxServer &server, const std::string &path, int width, int height) {
+  return "videotestsrc is-live=true ! video/x-raw,width=" + std::to_string(width) + ",height=" +
+         std::to_string(height) +
+         ",framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=500 ! "
+         "video/x-h264,profile=constrained-baseline ! rtspclientsink protocols=tcp location=" +
+         server.rtsp_url(path);
+}
+
+std::string rtsp_h264_reader(const MediamtxServer &server, const std::string &path, const std::string &user_agent) {
+  return "rtspsrc latency=0 user-agent=" + user_agent + " location=" + server.rtsp_url(path) +
+         " ! rtph264depay ! h264parse ! avdec_h264 ! fakesink name=sink";
+}
+
+GstStructure *element_stats(GstElement *pipeline, const char *element) {
+  GstElement *e = gst_bin_get_by_name(GST_BIN(pipeline), element);
+  if (!e)
+    return nullptr;
+  GstStructure *stats = nullptr;
+  g_object_get(e, "stats", &stats, nullptr);
+  gst_object_unref(e);
+  return stats;
+}
+
+std::string stats_string(GstElement *pipeline, const char *element, const char *field) {
+  GstStructure *stats = element_stats(pipeline, element);
+  const char *value = stats ? gst_structure_get_string(stats, field) : nullptr;
+  std::string result = value ? value : "";
+  if (stats)
+    gst_structure_free(stats);
+  return result;
+}
+
+guint64 stats_uint64(GstElement *pipeline, const char *element, const char *field) {
+  GstStructure *stats = element_stats(pipeline, element);
+  guint64 value = 0;
+  guint u = 0;
+  gint i = 0;
+  if (stats && gst_structure_get_uint(stats, field, &u))
+    value = u;
+  else if (stats && gst_structure_get_int(stats, field, &i))
+    value = i > 0 ? static_cast<guint64>(i) : 0;
+  else if (stats)
+    gst_structure_get_uint64(stats, field, &value);
+  if (stats)
+    gst_structure_free(stats);
+  return value;
+}
+
+void tolerate_rtspclientsink_socket_criticals() {
+  gst_check_add_log_filter("GLib-GIO", G_LOG_LEVEL_CRITICAL,
+                           g_regex_new("assertion 'G_IS_(SOCKET|OUTPUT_STREAM|INPUT_STREAM|IO_STREAM) \\(",
+                                       G_REGEX_OPTIMIZE, G_REGEX_MATCH_DEFAULT, nullptr),
+                           nullptr, nullptr, nullptr);
+}
 
 BufferCounter::~BufferCounter() {
   if (pad_) {
@@ -72,8 +129,20 @@ void BusWatcher::clear() {
   warnings_.clear();
 }
 
+void BusWatcher::set_sync_action(std::function<void(GstMessage *)> action) {
+  std::lock_guard<std::mutex> guard(lock_);
+  action_ = action ? std::make_shared<std::function<void(GstMessage *)>>(std::move(action)) : nullptr;
+}
+
 GstBusSyncReply BusWatcher::on_message(GstBus *, GstMessage *msg, gpointer user_data) {
   auto *self = static_cast<BusWatcher *>(user_data);
+  std::shared_ptr<std::function<void(GstMessage *)>> action;
+  {
+    std::lock_guard<std::mutex> guard(self->lock_);
+    action = self->action_;
+  }
+  if (action)
+    (*action)(msg);
   switch (GST_MESSAGE_TYPE(msg)) {
   case GST_MESSAGE_ERROR:
   case GST_MESSAGE_WARNING: {
@@ -121,6 +190,13 @@ std::vector<std::string> BusWatcher::errors() const {
 std::vector<std::string> BusWatcher::warnings() const {
   std::lock_guard<std::mutex> guard(lock_);
   return warnings_;
+}
+
+std::string BusWatcher::error_text() const {
+  std::string all;
+  for (const auto &e : errors())
+    all += e + "\n";
+  return all;
 }
 
 std::vector<GstStructure *> BusWatcher::element_messages(const char *name) const {
@@ -174,6 +250,51 @@ GstElement *parse_pipeline(const std::string &description) {
     g_clear_error(&err);
   }
   return pipeline;
+}
+
+static GstElement *parse_or_fail(const std::string &description) {
+  GstElement *pipeline = parse_pipeline(description);
+  fail_unless(pipeline != nullptr, "cannot parse %s", description.c_str());
+  return pipeline;
+}
+
+TestPipeline::TestPipeline(const std::string &description, const char *counted)
+    : pipeline(parse_or_fail(description)), bus(pipeline) {
+  if (counted)
+    frames.attach(pipeline, counted);
+}
+
+TestPipeline::~TestPipeline() {
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(pipeline);
+}
+
+bool play_and_stop_on_status(TestPipeline &pipeline, const char *state, int timeout_ms) {
+  struct Stop {
+    std::atomic<bool> triggered{false}, done{false};
+    std::atomic<GstStateChangeReturn> result{GST_STATE_CHANGE_FAILURE};
+  };
+  auto stop = std::make_shared<Stop>();
+  GstElement *element = pipeline.pipeline;
+  pipeline.bus.set_sync_action([stop, element, wanted = std::string(state)](GstMessage *msg) {
+    const GstStructure *s = gst_message_get_structure(msg);
+    if (GST_MESSAGE_TYPE(msg) != GST_MESSAGE_ELEMENT || !s || !gst_structure_has_name(s, "gst-mediamtx-status") ||
+        wanted != GST_STR_NULL(gst_structure_get_string(s, "state")) || stop->triggered.exchange(true))
+      return;
+    stop->result = gst_element_set_state(element, GST_STATE_NULL);
+    stop->done = true;
+  });
+  gst_element_set_state(element, GST_STATE_PLAYING);
+  const bool stopped = wait_until([&] { return stop->done.load(); }, timeout_ms);
+  pipeline.bus.set_sync_action(nullptr);
+  GstState current = GST_STATE_VOID_PENDING;
+  gst_element_get_state(element, &current, nullptr, 0);
+  if (!stopped || stop->result != GST_STATE_CHANGE_SUCCESS || current != GST_STATE_NULL) {
+    g_printerr("stop on '%s' status: %s, %s, now %s\n", state, stopped ? "stopped" : "never stopped",
+               gst_element_state_change_return_get_name(stop->result), gst_element_state_get_name(current));
+    return false;
+  }
+  return true;
 }
 
 }  // namespace testbed

@@ -1,12 +1,17 @@
 /* Unit tests of the gst/ library: retry policy, MediaMTX URL conventions, Link headers, RTCP
- * liveness. */
+ * liveness, the control thread's task gate. */
 #include <gst/check/gstcheck.h>
 
+#include <atomic>
+
+#include "ascii_case.h"
 #include "backoff.h"
+#include "event_loop.h"
 #include "link_header.h"
 #include "mediamtx_url.h"
 #include "rtcp_liveness.h"
 #include "status.h"
+#include "task_gate.h"
 #include "webrtc_http_session.h"
 
 using namespace gstmtx;
@@ -359,6 +364,74 @@ GST_START_TEST(test_rtcp_liveness_armed) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_ascii_lower) {
+  assert_str(ascii_lower("Content-Type: Application/SDP"), "content-type: application/sdp");
+  /* bytes outside ASCII are left alone, whatever the locale */
+  assert_str(ascii_lower("RTSP\xc3\x84\xc4\xb0"), "rtsp\xc3\x84\xc4\xb0");
+}
+GST_END_TEST;
+
+/* An EventLoop destroyed right after it was made ends its thread (a quit that came before the
+ * thread entered g_main_loop_run() used to be lost, and the destructor waited for ever). */
+GST_START_TEST(test_event_loop_destroyed_at_once) {
+  for (int i = 0; i < 200; ++i)
+    EventLoop loop("short");
+}
+GST_END_TEST;
+
+/* Tasks of a run that was closed never run, not even when the gate opens again for a new run. */
+GST_START_TEST(test_task_gate_drops_stale_tasks) {
+  EventLoop loop("gate");
+  TaskGate gate(loop);
+  std::atomic<int> ran{0};
+  gate.post([&] { ran++; }); /* closed: dropped */
+  fail_unless_equals_int(gate.schedule(1ms, [&] { ran++; }), 0);
+
+  gate.open();
+  fail_unless(gate.is_open());
+  /* hold the loop until the run has ended, so the next tasks are still queued then */
+  loop.post([&] {
+    while (gate.is_open())
+      g_usleep(1000);
+  });
+  gate.post([&] { ran += 10; });
+  fail_unless(gate.schedule(0ms, [&] { ran += 10; }) != 0);
+  gate.close([&] { ran += 100; });
+  fail_if(gate.is_open());
+  fail_unless_equals_int(ran.load(), 100);
+
+  gate.open();
+  gate.close(); /* nothing of the old run leaks into this one either */
+  gate.open();
+  gate.post([&] { ran += 1000; });
+  loop.run_sync([] {});
+  fail_unless_equals_int(ran.load(), 1100);
+  fail_unless(gate.close());
+  fail_if(gate.close([&] { ran++; })); /* closed already: does nothing */
+  loop.run_sync([] {});
+  fail_unless_equals_int(ran.load(), 1100);
+}
+GST_END_TEST;
+
+/* close() from a task on the loop thread (a bus handler stopping the element) runs inline. */
+GST_START_TEST(test_task_gate_close_from_loop_thread) {
+  EventLoop loop("gate");
+  TaskGate gate(loop);
+  gate.open();
+  std::atomic<int> ran{0};
+  std::atomic<bool> open_after{true};
+  gate.post([&] {
+    gate.post([&] { ran += 10; }); /* queued behind this task: dropped by the close below */
+    gate.close([&] { ran++; });
+    open_after = gate.is_open();
+  });
+  loop.run_sync([] {});
+  loop.run_sync([] {});
+  fail_unless_equals_int(ran.load(), 1);
+  fail_if(open_after.load());
+}
+GST_END_TEST;
+
 static Suite *gstmtx_suite(void) {
   Suite *s = suite_create("gstmtx");
   TCase *tc = tcase_create("backoff");
@@ -387,6 +460,12 @@ static Suite *gstmtx_suite(void) {
   tcase_add_test(tc, test_rtcp_liveness_viewer);
   tcase_add_test(tc, test_rtcp_liveness_slow_reporter);
   tcase_add_test(tc, test_rtcp_liveness_armed);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("control");
+  tcase_add_test(tc, test_ascii_lower);
+  tcase_add_test(tc, test_event_loop_destroyed_at_once);
+  tcase_add_test(tc, test_task_gate_drops_stale_tasks);
+  tcase_add_test(tc, test_task_gate_close_from_loop_thread);
   suite_add_tcase(s, tc);
   return s;
 }
