@@ -30,6 +30,20 @@ Options:
   --done-at NAME        finish (exit 0) once the element called NAME has received a buffer or EOS,
                         without waiting for the whole pipeline: for snapshots (the encoder's
                         snapshot=true only refuses more frames, the live source keeps running)
+  --write-time-code NAME
+                        draw the capture time into every frame entering NAME, a gdkpixbufoverlay
+                        placed right after the camera (a time code, below)
+  --read-time-code NAME read the time code from every frame entering NAME (8-bit YUV, as decoded)
+                        and add latency-ms=P50 latency-samples=N to each whepsrc stats line: the
+                        median time from capture to here over the interval and the frames it was
+                        read from, or latency-ms=n/a when fewer than half of the frames carried a
+                        readable code (another publisher, a real camera, a picture scaled on the
+                        way)
+
+Time code: the CLOCK_MONOTONIC time in milliseconds (modulo 2^20, about 17 minutes) plus a 12-bit
+check, as 2 rows of 16 black or white 16x16-pixel blocks at (16,16), big enough to survive H.264 at
+a few hundred kbit/s. It measures end-to-end latency only when the publisher and the viewer run on
+the same machine (the same clock), as pipelines/demo.sh does.
 """
 import argparse
 import os
@@ -81,6 +95,148 @@ def with_userinfo(location, user, password):
     return urllib.parse.urlunsplit(parts._replace(netloc=userinfo + "@" + parts.netloc))
 
 
+# ---- the time code: capture time drawn into frames, read back after the viewer's decoder ---------
+
+CODE_X, CODE_Y, CODE_BLOCK, CODE_COLUMNS, CODE_ROWS = 16, 16, 16, 16, 2
+CODE_VALUE_BITS, CODE_CHECK_BITS = 20, 12
+CODE_MODULO = 1 << CODE_VALUE_BITS
+# Formats whose first plane is 8-bit luma, one byte a pixel.
+LUMA_FORMATS = ("I420", "YV12", "NV12", "NV21", "Y42B", "Y444", "Y41B", "GRAY8")
+
+
+def code_check(value):
+    """12 check bits of a 20-bit value; neither all-black (0, 0) nor all-white passes."""
+    return (((value * 0x9E3779B1) >> 11) ^ 0x5A3) & ((1 << CODE_CHECK_BITS) - 1)
+
+
+def code_bits(value):
+    word = (value << CODE_CHECK_BITS) | code_check(value)
+    total = CODE_VALUE_BITS + CODE_CHECK_BITS
+    return [(word >> (total - 1 - i)) & 1 for i in range(total)]
+
+
+def code_value(bits):
+    """The value the bits carry, or None when the check does not match."""
+    word = 0
+    for bit in bits:
+        word = (word << 1) | bit
+    value = word >> CODE_CHECK_BITS
+    if word & ((1 << CODE_CHECK_BITS) - 1) != code_check(value):
+        return None
+    return value
+
+
+def now_ms():
+    return time.monotonic_ns() // 1000000
+
+
+class TimeCodeWriter:
+    """Sets the pixbuf of a gdkpixbufoverlay to the time code of now, just before each frame enters it
+    (a pad probe in the streaming thread; the overlay blends it into the frame it is about to process)."""
+
+    def __init__(self, overlay):
+        gi.require_version("GdkPixbuf", "2.0")
+        from gi.repository import GdkPixbuf  # pylint: disable=import-outside-toplevel
+        self.pixbuf_type = GdkPixbuf
+        self.overlay = overlay
+        overlay.set_property("offset-x", CODE_X)
+        overlay.set_property("offset-y", CODE_Y)
+        overlay.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, self.on_frame)
+
+    def on_frame(self, _pad, _info):
+        bits = code_bits(now_ms() % CODE_MODULO)
+        black, white = b"\x00\x00\x00\xff", b"\xff\xff\xff\xff"
+        data = b""
+        for row in range(CODE_ROWS):
+            line = b"".join((white if bit else black) * CODE_BLOCK
+                            for bit in bits[row * CODE_COLUMNS:(row + 1) * CODE_COLUMNS])
+            data += line * CODE_BLOCK
+        width, height = CODE_COLUMNS * CODE_BLOCK, CODE_ROWS * CODE_BLOCK
+        pixbuf = self.pixbuf_type.Pixbuf.new_from_bytes(GLib.Bytes.new(data), self.pixbuf_type.Colorspace.RGB,
+                                                        True, 8, width, height, width * 4)
+        self.overlay.set_property("pixbuf", pixbuf)
+        return Gst.PadProbeReturn.OK
+
+
+class TimeCodeReader:
+    """Reads the time code from frames passing a pad (streaming thread) and keeps the latencies until
+    the next stats line takes them (main loop)."""
+
+    def __init__(self, pad):
+        gi.require_version("GstVideo", "1.0")
+        from gi.repository import GstVideo  # pylint: disable=import-outside-toplevel
+        self.video = GstVideo
+        self.caps = None
+        self.info = None
+        self.latencies = []
+        self.frames = 0
+        pad.add_probe(Gst.PadProbeType.BUFFER, self.on_frame)
+
+    def luma_plane(self, pad, buffer):
+        """(offset, stride) of the luma plane, or None when the frame is not 8-bit YUV or too small."""
+        caps = pad.get_current_caps()
+        if caps is None:
+            return None
+        if self.caps is None or not caps.is_equal(self.caps):
+            self.caps = caps
+            self.info = self.video.VideoInfo.new_from_caps(caps)
+        info = self.info
+        if (info is None or info.finfo.name not in LUMA_FORMATS or info.width < CODE_X + CODE_COLUMNS * CODE_BLOCK
+                or info.height < CODE_Y + CODE_ROWS * CODE_BLOCK):
+            return None
+        meta = self.video.buffer_get_video_meta(buffer)
+        if meta is not None:
+            return meta.offset[0], meta.stride[0]
+        return info.offset[0], info.stride[0]
+
+    def read(self, pad, buffer):
+        """The time code of one frame, or None."""
+        plane = self.luma_plane(pad, buffer)
+        if plane is None:
+            return None
+        offset, stride = plane
+        bits = []
+        # The middle half of each block, on 4 lines through its middle: clearly black or white, or no code.
+        for row in range(CODE_ROWS):
+            sums = [0] * CODE_COLUMNS
+            top = CODE_Y + row * CODE_BLOCK + CODE_BLOCK // 2 - 2
+            for y in range(top, top + 4):
+                line = buffer.extract_dup(offset + y * stride + CODE_X, CODE_COLUMNS * CODE_BLOCK)
+                if len(line) < CODE_COLUMNS * CODE_BLOCK:
+                    return None
+                for column in range(CODE_COLUMNS):
+                    start = column * CODE_BLOCK + CODE_BLOCK // 4
+                    sums[column] += sum(line[start:start + CODE_BLOCK // 2])
+            for total in sums:
+                mean = total / (4 * CODE_BLOCK // 2)
+                if mean < 80:
+                    bits.append(0)
+                elif mean > 170:
+                    bits.append(1)
+                else:
+                    return None
+        return code_value(bits)
+
+    def on_frame(self, pad, info):
+        value = self.read(pad, info.get_buffer())
+        self.frames += 1
+        if value is not None:
+            latency = (now_ms() - value) % CODE_MODULO
+            if latency < 60000:  # older than a minute: not our clock's
+                self.latencies.append(latency)
+        return Gst.PadProbeReturn.OK
+
+    def take(self):
+        """(median latency in ms or None when under half of the frames had a code, frames read) since
+        the last call."""
+        latencies, frames = self.latencies, self.frames
+        self.latencies, self.frames = [], 0  # the streaming thread may append to the old list: fine
+        if not frames or len(latencies) * 2 < frames:
+            return None, len(latencies)
+        latencies.sort()
+        return latencies[len(latencies) // 2], len(latencies)
+
+
 class Runner:
     def __init__(self, args):
         self.args = args
@@ -89,6 +245,7 @@ class Runner:
         self.exit_code = 0
         self.stopping = False
         self.previous = {}  # element name -> (monotonic time, frames, bytes)
+        self.time_code_reader = None
         self.pipeline = Gst.parse_launch(" ".join(args.pipeline))
         if not isinstance(self.pipeline, Gst.Pipeline):  # a single element
             bin_ = Gst.Pipeline.new(None)
@@ -154,6 +311,10 @@ class Runner:
 
     def print_stats(self):
         now = time.monotonic()
+        latency = None
+        if self.time_code_reader is not None:
+            median, samples = self.time_code_reader.take()
+            latency = f"latency-ms={'n/a' if median is None else median} latency-samples={samples}"
         for element in iterate_elements(self.pipeline):
             kind = factory_name(element)
             if kind not in MEASURED:
@@ -183,6 +344,8 @@ class Runner:
                     value = structure_value(stats, field)
                     if value is not None:
                         fields.append(f"{label}={value:.3g}" if isinstance(value, float) else f"{label}={value}")
+                if latency is not None:
+                    fields.append(latency)
             else:
                 for field in ("attempts", "frames-dropped", "encoder", "transport"):
                     value = structure_value(stats, field)
@@ -240,6 +403,23 @@ class Runner:
             GLib.timeout_add(int(self.args.duration * 1000), self.stop, "duration reached")
         if self.args.timeout > 0:
             GLib.timeout_add(int(self.args.timeout * 1000), self.timed_out)
+        for option, name in (("--write-time-code", self.args.write_time_code),
+                             ("--read-time-code", self.args.read_time_code)):
+            if name and self.pipeline.get_by_name(name) is None:
+                self.say(f"error: {option}: no element called {name}")
+                return 2
+        if self.args.write_time_code:
+            overlay = self.pipeline.get_by_name(self.args.write_time_code)
+            if factory_name(overlay) != "gdkpixbufoverlay":
+                self.say(f"error: --write-time-code: {self.args.write_time_code} is not a gdkpixbufoverlay")
+                return 2
+            TimeCodeWriter(overlay)
+        if self.args.read_time_code:
+            pad = self.pipeline.get_by_name(self.args.read_time_code).get_static_pad("sink")
+            if pad is None:
+                self.say(f"error: --read-time-code: {self.args.read_time_code} has no sink pad")
+                return 2
+            self.time_code_reader = TimeCodeReader(pad)
         if self.args.done_at:
             done = self.pipeline.get_by_name(self.args.done_at)
             if done is None:
@@ -267,6 +447,8 @@ def main():
     parser.add_argument("--timeout", type=float, default=0)
     parser.add_argument("--eos-timeout", type=int, default=10)
     parser.add_argument("--done-at", default="")
+    parser.add_argument("--write-time-code", default="")
+    parser.add_argument("--read-time-code", default="")
     parser.add_argument("pipeline", nargs="+")
     args = parser.parse_args()
     Gst.init(None)
