@@ -39,6 +39,15 @@ Options:
                         read from, or latency-ms=n/a when fewer than half of the frames carried a
                         readable code (another publisher, a real camera, a picture scaled on the
                         way)
+  --branch 'SRC.KIND=DESCRIPTION ! TARGET.PAD'
+                        (repeatable) hold every pad of the element SRC (a whepsrc: video_0,
+                        audio_0) until SRC has exposed all of them (its no-more-pads), then send
+                        each pad whose name starts with KIND through a new DESCRIPTION bin into
+                        TARGET's pad PAD (requested, for a request pad such as audio_%u), if the
+                        pad's caps fit what DESCRIPTION takes; SRC's other pads, and pads it exposes
+                        later, end in a fakesink (a "note" line says so). A muxer such as
+                        splitmuxsink then gets exactly the streams that are there: one linked to
+                        a stream that never comes would wait for it forever.
 
 Time code: the CLOCK_MONOTONIC time in milliseconds (modulo 2^20, about 17 minutes) plus a 12-bit
 check, as 2 rows of 16 black or white 16x16-pixel blocks at (16,16), big enough to survive H.264 at
@@ -47,6 +56,7 @@ the same machine (the same clock), as pipelines/demo.sh does.
 """
 import argparse
 import os
+import re
 import signal
 import sys
 import time
@@ -237,6 +247,118 @@ class TimeCodeReader:
         return latencies[len(latencies) // 2], len(latencies)
 
 
+STARVING_S = 3  # a linked stream without a buffer for this long, while another goes on, is ended
+
+
+class Branches:
+    """--branch: links a source's pads once it has exposed them all (see the usage text)."""
+
+    def __init__(self, runner, source, branches):
+        self.say = runner.say
+        self.pipeline = runner.pipeline
+        self.branches = branches  # [(kind, description, target element name, target pad name)]
+        self.held = []  # [(pad, probe id)] waiting for the main loop
+        self.decided = False  # the first set of pads is linked: later ones cannot join a muxer
+        self.source = source
+        self.buffers = {}  # linked pad -> buffers since the session started (streaming threads count)
+        self.session_started = None  # monotonic time of the source's last "connected" status
+        self.ended = set()  # pads whose branch was ended with EOS because their stream went away
+        source.connect("pad-added", self.on_pad_added)
+        source.connect("no-more-pads", lambda _source: GLib.idle_add(self.link_held))
+        GLib.timeout_add(500, self.check_starving)
+
+    def on_pad_added(self, _source, pad):
+        """Any thread: block the pad until the main loop has linked it."""
+        if pad.get_direction() != Gst.PadDirection.SRC:
+            return
+        probe = pad.add_probe(Gst.PadProbeType.BLOCK_DOWNSTREAM, lambda _pad, _info: Gst.PadProbeReturn.OK)
+        self.held.append((pad, probe))
+        if self.decided:
+            GLib.idle_add(self.link_held)
+
+    def link_held(self):
+        """Main loop: link every held pad through its branch, or into a fakesink, then release it."""
+        held, self.held = self.held, []
+        for pad, probe in held:
+            if self.decided:
+                self.say(f"note: {pad.get_name()} ({self.media(pad)}) came after recording started: left out")
+                self.to_fakesink(pad)
+            elif not self.link(pad):
+                self.to_fakesink(pad)
+            pad.remove_probe(probe)
+        self.decided = True
+        return False
+
+    def on_buffer(self, pad, _info):
+        self.buffers[pad] = self.buffers.get(pad, 0) + 1
+        return Gst.PadProbeReturn.OK
+
+    def on_connected(self):
+        """Main loop: the source (re)connected; a new session starts the counts again."""
+        self.session_started = time.monotonic()
+        for pad in self.buffers:
+            self.buffers[pad] = 0
+
+    def check_starving(self):
+        """A muxer waits for every stream it has: when a session brings no buffer for a stream while
+        another flows (the publisher came back without audio), end that stream (EOS into its branch)
+        so that the others are still recorded."""
+        if self.session_started is None or time.monotonic() - self.session_started < STARVING_S:
+            return True
+        if max(self.buffers.values(), default=0) < 10:
+            return True  # nothing flows (a publisher gone, the source reconnecting): nothing to tell
+        for pad, count in list(self.buffers.items()):
+            if count or pad in self.ended:
+                continue
+            self.ended.add(pad)
+            self.say(f"note: {pad.get_name()} brought nothing for {STARVING_S} s since connecting while the "
+                     "other streams flow: ending it, the rest is still recorded (it is recorded again from the "
+                     "next start)")
+            pad.get_peer().send_event(Gst.Event.new_eos())
+        return True
+
+    @staticmethod
+    def media(pad):
+        caps = pad.get_current_caps() or pad.query_caps(None)
+        return caps.get_structure(0).get_name() if caps and caps.get_size() else "unknown caps"
+
+    def to_fakesink(self, pad):
+        sink = Gst.ElementFactory.make("fakesink", None)
+        sink.set_property("sync", False)
+        sink.set_property("async", False)
+        self.pipeline.add(sink)
+        sink.sync_state_with_parent()
+        pad.link(sink.get_static_pad("sink"))
+
+    def link(self, pad):
+        name = pad.get_name()
+        for kind, description, target_name, target_pad in self.branches:
+            if not name.startswith(kind):
+                continue
+            branch = Gst.parse_bin_from_description(description, True)
+            caps = pad.get_current_caps() or pad.query_caps(None)
+            if not caps.can_intersect(branch.get_static_pad("sink").query_caps(None)):
+                self.say(f"note: {name} ({self.media(pad)}) does not fit '{description}': left out")
+                return False
+            target = self.pipeline.get_by_name(target_name)
+            sink_pad = target.get_static_pad(target_pad) or target.request_pad_simple(target_pad)
+            if sink_pad is None:
+                self.say(f"note: {target_name} has no pad {target_pad}: {name} left out")
+                return False
+            self.pipeline.add(branch)
+            branch.sync_state_with_parent()
+            if (branch.get_static_pad("src").link(sink_pad) != Gst.PadLinkReturn.OK
+                    or pad.link(branch.get_static_pad("sink")) != Gst.PadLinkReturn.OK):
+                self.say(f"note: {name} ({self.media(pad)}) could not be linked to {target_name}: left out")
+                return False
+            self.say(f"branch {name} ({self.media(pad)}) -> {description} -> {target_name}.{sink_pad.get_name()}")
+            self.buffers[pad] = 1
+            pad.add_probe(Gst.PadProbeType.BUFFER, self.on_buffer)
+            return True
+        self.say(f"note: {name} ({self.media(pad)}): no --branch takes it, left out")
+        return False
+
+
 class Runner:
     def __init__(self, args):
         self.args = args
@@ -246,6 +368,7 @@ class Runner:
         self.stopping = False
         self.previous = {}  # element name -> (monotonic time, frames, bytes)
         self.time_code_reader = None
+        self.branches = []
         self.pipeline = Gst.parse_launch(" ".join(args.pipeline))
         if not isinstance(self.pipeline, Gst.Pipeline):  # a single element
             bin_ = Gst.Pipeline.new(None)
@@ -284,6 +407,10 @@ class Runner:
         if kind == Gst.MessageType.ELEMENT:
             structure = message.get_structure()
             if structure is not None and structure.get_name() == "gst-mediamtx-status":
+                if structure_value(structure, "state") == "connected":
+                    for branches in self.branches:
+                        if message.src == branches.source:
+                            branches.on_connected()
                 fields = [f"state={structure_value(structure, 'state')}",
                           f"attempt={structure_value(structure, 'attempt')}",
                           f"transport={structure_value(structure, 'transport')}"]
@@ -420,6 +547,16 @@ class Runner:
                 self.say(f"error: --read-time-code: {self.args.read_time_code} has no sink pad")
                 return 2
             self.time_code_reader = TimeCodeReader(pad)
+        branches = {}  # source name -> [(kind, description, target, pad)]
+        for spec in self.args.branch:
+            m = re.fullmatch(r"\s*([^.=\s]+)\.([^=\s]+)\s*=(.+)!\s*([^.!\s]+)\.(\S+)\s*", spec)
+            if not m or not self.pipeline.get_by_name(m.group(1)) or not self.pipeline.get_by_name(m.group(4)):
+                self.say(f"error: --branch '{spec}': expected 'SRC.KIND=DESCRIPTION ! TARGET.PAD' with elements "
+                         "SRC and TARGET in the pipeline")
+                return 2
+            branches.setdefault(m.group(1), []).append((m.group(2), m.group(3).strip(), m.group(4), m.group(5)))
+        self.branches = [Branches(self, self.pipeline.get_by_name(source), specs)
+                         for source, specs in branches.items()]
         if self.args.done_at:
             done = self.pipeline.get_by_name(self.args.done_at)
             if done is None:
@@ -448,6 +585,7 @@ def main():
     parser.add_argument("--eos-timeout", type=int, default=10)
     parser.add_argument("--done-at", default="")
     parser.add_argument("--write-time-code", default="")
+    parser.add_argument("--branch", action="append", default=[])
     parser.add_argument("--read-time-code", default="")
     parser.add_argument("pipeline", nargs="+")
     args = parser.parse_args()

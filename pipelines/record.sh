@@ -64,7 +64,9 @@ echo "record: writing $location"
 
 export MEDIAMTX_USER MEDIAMTX_PASS MEDIAMTX_TOKEN
 exec /usr/bin/python3 "$here/gst-mediamtx-run.py" --label record --stats-interval "$STATUS_INTERVAL" \
-  --duration "$DURATION" --eos-timeout 20 -- \
-  whepsrc name=src location="$WHEP_URL" decode=false audio=false video-codecs=H264 \
-  src. '!' queue '!' h264parse '!' splitmuxsink name=recorder muxer-factory="$muxer" \
-  max-size-time="$((SEGMENT_SECONDS * 1000000000))" location="$location"
+  --duration "$DURATION" --eos-timeout 20 \
+  --branch "src.video=queue ! h264parse ! recorder.video" \
+  --branch "src.audio=queue ! opusparse ! recorder.audio_%u" -- \
+  whepsrc name=src location="$WHEP_URL" decode=false audio=true video-codecs=H264 \
+  splitmuxsink name=recorder muxer-factory="$muxer" max-size-time="$((SEGMENT_SECONDS * 1000000000))" \
+  location="$location"
