@@ -7,11 +7,18 @@ usage() {
   cat <<USAGE
 Usage: $0 [--help]
 
-Records WHEP_URL's H.264 video to RECORD_DIR/PREFIX-START-NNNNN.EXT, a new file every
-SEGMENT_SECONDS (cut on the next keyframe). No segment is lost: when the server or publisher
-goes away whepsrc reconnects without ending the stream, so the current file simply continues;
-Ctrl-C, SIGINT or SIGTERM sends EOS so the file being written is finalized before exit. START is
-the time the recorder started (each restart begins a new series).
+Records WHEP_URL's H.264 video and its Opus audio, as the publisher sent them (no re-encoding), to
+RECORD_DIR/PREFIX-START-NNNNN.EXT, a new file every SEGMENT_SECONDS (cut on the next keyframe). No
+segment is lost: when the server or publisher goes away whepsrc reconnects without ending the
+stream, so the current file simply continues; Ctrl-C, SIGINT or SIGTERM sends EOS so the file being
+written is finalized before exit. START is the time the recorder started (each restart begins a new
+series).
+
+Audio: the tracks of a series are the streams present when recording starts (whepsrc's pads once
+all are exposed). A stream without audio gives video-only files (MediaMTX's placeholder audio track
+for it never sends anything and is not recorded); audio in another codec (G.711, G.722) is left out.
+Audio that appears later is recorded from the next start; if a reconnection brings video but no
+audio, the audio track ends there and the video goes on.
 
 Environment (defaults):
   WHEP_URL          http(s)://host:8889/PATH/whep or whep://host/PATH  (whep://localhost/raspberry-01)
@@ -21,7 +28,8 @@ Environment (defaults):
   RECORD_DIR        folder for the files (created)                     (./recordings)
   RECORD_PREFIX     file name prefix                                   (last part of the path)
   RECORD_FORMAT     mkv (matroskamux: readable up to the last cluster even after a power cut)
-                    or mp4 (mp4mux: readable once finalized)           (mkv)
+                    or mp4 (mp4mux: readable once finalized; Opus in MP4 is checked
+                    with GStreamer only, older players may skip it)    (mkv)
   SEGMENT_SECONDS   length of each file in seconds                     (600)
   STATUS_INTERVAL   seconds between stats lines, 0 = none              (10)
   DURATION          stop after this many seconds, 0 = never            (0)

@@ -13,7 +13,9 @@ video and an audio track, every segment of half a second or more has sound along
 the recording holds frames from before and after the restart (total decoded duration longer than
 the time recorded before the kill). Then a camera without audio (publish-camera.sh CAMERA=test):
 its files hold one video track and nothing else (MediaMTX's silent placeholder audio track, which
-never sends a packet, is not waited for).
+never sends a packet, is not waited for). Last, a camera with audio replaced by one without on the
+same path: the recorder ends the audio track and keeps recording the video (the last file holds
+video and no sound) instead of stalling on the missing audio.
 
 Environment (defaults):
   MEDIAMTX_BIN      MediaMTX binary                (~/.cache/gst-mediamtx/mediamtx-v1.20.1)
@@ -31,7 +33,7 @@ from checklib import Checks, expect, help_requested  # noqa: E402
 from mediamtxlib import Mediamtx  # noqa: E402
 from scriptrun import TEST_CAMERA, Script  # noqa: E402
 
-# Prints one line a file: "video FRAMES SECONDS" / "audio BUFFERS SECONDS" for each decoded stream.
+# Prints a line for each decoded stream: "video|audio BUFFERS SPAN-SECONDS SECONDS-OF-BUFFERS".
 DECODE = """import sys, gi
 gi.require_version('Gst', '1.0'); from gi.repository import Gst; Gst.init(None)
 p = Gst.parse_launch('filesrc name=f ! decodebin name=d')
@@ -42,8 +44,8 @@ def on_pad(_d, pad):
     sink = Gst.ElementFactory.make('fakesink'); sink.set_property('sync', False); sink.set_property('async', False)
     p.add(sink); sink.sync_state_with_parent(); pad.link(sink.get_static_pad('sink'))
     seen = streams.setdefault(kind, [])
-    sink.get_static_pad('sink').add_probe(Gst.PadProbeType.BUFFER,
-        lambda _pad, info: seen.append(info.get_buffer().pts) or Gst.PadProbeReturn.OK)
+    sink.get_static_pad('sink').add_probe(Gst.PadProbeType.BUFFER, lambda _pad, info:
+        seen.append((info.get_buffer().pts, info.get_buffer().duration)) or Gst.PadProbeReturn.OK)
 p.get_by_name('d').connect('pad-added', on_pad)
 p.set_state(Gst.State.PLAYING)
 m = p.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
@@ -51,20 +53,22 @@ p.set_state(Gst.State.NULL)
 if m is None or m.type != Gst.MessageType.EOS:
     print('error', m.parse_error()[0].message if m else 'timeout'); sys.exit(1)
 for kind, seen in sorted(streams.items()):
-    pts = [t for t in seen if t != Gst.CLOCK_TIME_NONE]
-    print(kind, len(seen), (max(pts) - min(pts)) / Gst.SECOND if pts else 0)
+    pts = [t for t, _ in seen if t != Gst.CLOCK_TIME_NONE]
+    played = sum(d for _, d in seen if d != Gst.CLOCK_TIME_NONE)
+    print(kind, len(seen), (max(pts) - min(pts)) / Gst.SECOND if pts else 0, played / Gst.SECOND)
 """
 
 
 def decode(path):
-    """{"video"|"audio": (buffers, seconds between the first and last)} of a file; fails on any error."""
+    """{"video"|"audio": (buffers, seconds between the first and the last, seconds of the buffers' durations)}
+    of a file; fails on any error."""
     out = subprocess.run(["/usr/bin/python3", "-c", DECODE, path], capture_output=True, text=True, timeout=90)
     expect(out.returncode == 0, f"{os.path.basename(path)} does not decode: {out.stdout}{out.stderr[-500:]}")
     streams = {}
     for line in out.stdout.split("\n"):
         if line.strip():
-            kind, buffers, seconds = line.split()
-            streams[kind] = (int(buffers), float(seconds))
+            kind, buffers, seconds, played = line.split()
+            streams[kind] = (int(buffers), float(seconds), float(played))
     return streams
 
 
@@ -112,8 +116,8 @@ def record_across_restart(server, record_format, work):
         name = os.path.basename(path)
         streams = decode(path)
         expect(sorted(streams) == ["audio", "video"], f"{name} has tracks {sorted(streams)}, expected audio and video")
-        frames, seconds = streams["video"]
-        audio_buffers, audio_seconds = streams["audio"]
+        frames, seconds, _ = streams["video"]
+        audio_buffers, _, audio_seconds = streams["audio"]  # the sound itself, not the span with a gap
         expect(frames > 0, f"{name} has no frames")
         expect(seconds < 0.5 or (audio_buffers > 0 and audio_seconds > seconds / 2),
                f"{name}: {seconds:.1f} s of video but {audio_seconds:.1f} s of sound ({audio_buffers} buffers)")
@@ -149,6 +153,52 @@ def record_without_audio(server, work):
     expect(total > 4, f"{total:.1f} s of video recorded in about 6 s")
 
 
+def audio_publisher(server, path):
+    """A camera with a microphone: H.264 + Opus (mediamtxsink encodes both)."""
+    return Script("gst-mediamtx-run.py", {}, args=[
+        "--label", "publisher", "--", "videotestsrc", "is-live=true", "pattern=ball", "!",
+        "video/x-raw,width=640,height=360,framerate=30/1", "!", "mediamtxsink", "name=publisher",
+        f"location={server.rtsp_url}/{path}", "bitrate=800", "audiotestsrc", "is-live=true", "wave=ticks", "!",
+        "publisher.audio"])
+
+
+def audio_goes_away(server, work):
+    """The publisher comes back without its microphone: the muxer must not wait for audio forever."""
+    folder = os.path.join(work, "switch")
+    first = audio_publisher(server, "switch")
+    second = None
+    recorder = None
+    try:
+        first.wait_for(r"status publisher state=connected", 60)
+        server.wait_path_ready("switch", 30)
+        recorder = Script("record.sh", {"WHEP_URL": server.whep_url("switch"), "RECORD_DIR": folder,
+                                        "RECORD_PREFIX": "cam", "SEGMENT_SECONDS": "3", "STATUS_INTERVAL": "1"})
+        recorder.wait_for(r"^record: branch audio_0[\s\S]*stats src state=connected .*frames=[1-9]", 60)
+        time.sleep(2)
+        first.close()
+        first = None
+        second = Script("publish-camera.sh", dict(TEST_CAMERA, MEDIAMTX_URL=server.rtsp_url, STREAM_PATH="switch"))
+        recorder.wait_for(r"^record: note: audio_0 brought nothing", 60)
+        # Frames still reach the files: a stats line with frames flowing after the note.
+        recorder.wait_for(r"note: audio_0 brought nothing[\s\S]*stats src state=connected fps=[1-9]"
+                          r"[\s\S]*stats src state=connected fps=[1-9]", 30)
+        time.sleep(3)
+        status = recorder.interrupt(60)
+        output = recorder.output()
+        expect(status == 0, f"record.sh exited {status} on Ctrl-C:\n{output[-2000:]}")
+        expect("record: eos" in output, f"no EOS before exit:\n{output[-1500:]}")
+    finally:
+        for script in (recorder, second, first):
+            if script:
+                script.close()
+    files = segments(folder, "mkv")
+    last = decode(files[-1])
+    expect(last.get("video", (0,))[0] > 30 and last.get("audio", (0,))[0] == 0,
+           f"the last file should hold the audio-less camera's video only: {last}")
+    for path in files[:-1]:
+        decode(path)
+
+
 def main():
     if help_requested(__doc__):
         return 0
@@ -158,12 +208,7 @@ def main():
     checks = Checks("record")
     work = tempfile.mkdtemp(prefix="check-record-")
     server = Mediamtx().start()
-    # A camera with a microphone: H.264 + Opus (mediamtxsink encodes both).
-    publisher = Script("gst-mediamtx-run.py", {}, args=[
-        "--label", "publisher", "--", "videotestsrc", "is-live=true", "pattern=ball", "!",
-        "video/x-raw,width=640,height=360,framerate=30/1", "!", "mediamtxsink", "name=publisher",
-        f"location={server.rtsp_url}/cam", "bitrate=800", "audiotestsrc", "is-live=true", "wave=ticks", "!",
-        "publisher.audio"])
+    publisher = audio_publisher(server, "cam")
     silent = Script("publish-camera.sh", dict(TEST_CAMERA, MEDIAMTX_URL=server.rtsp_url, STREAM_PATH="silent"))
     try:
         def publishing():
@@ -178,6 +223,8 @@ def main():
                            "Ctrl-C; every segment decodes with video and audio, none missing", record_across_restart,
                            server, record_format, work)
             checks.run("record.sh on a stream without audio: video-only files", record_without_audio, server, work)
+            checks.run("record.sh when the publisher comes back without audio: the audio track ends, the video goes "
+                       "on being recorded", audio_goes_away, server, work)
     finally:
         publisher.close()
         silent.close()
