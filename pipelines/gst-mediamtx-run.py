@@ -146,7 +146,7 @@ class TimeCodeWriter:
 
     def __init__(self, overlay):
         gi.require_version("GdkPixbuf", "2.0")
-        from gi.repository import GdkPixbuf  # pylint: disable=import-outside-toplevel
+        from gi.repository import GdkPixbuf
         self.pixbuf_type = GdkPixbuf
         self.overlay = overlay
         overlay.set_property("offset-x", CODE_X)
@@ -174,7 +174,7 @@ class TimeCodeReader:
 
     def __init__(self, pad):
         gi.require_version("GstVideo", "1.0")
-        from gi.repository import GstVideo  # pylint: disable=import-outside-toplevel
+        from gi.repository import GstVideo
         self.video = GstVideo
         self.caps = None
         self.info = None
