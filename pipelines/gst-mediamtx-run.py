@@ -14,7 +14,8 @@ Lines printed on stdout (the scripts' and services' log):
 
 Ctrl-C / SIGINT / SIGTERM and --duration send EOS, so muxers and encoders finish their files; if the
 EOS does not arrive within --eos-timeout seconds the pipeline is stopped anyway (exit 0 after a
-signal or --duration, 3 after --timeout).
+signal or --duration, 3 after --timeout); if stopping it takes over 10 s (a streaming thread stuck in
+an element), the process exits regardless (status 1 unless it already had one).
 
 Credentials come from the environment, never from the command line (argv is visible to every user):
 MEDIAMTX_USER / MEDIAMTX_PASS become user-id / user-pw of each mediamtxsink and the user:password
@@ -44,7 +45,8 @@ Options:
                         audio_0) until SRC has exposed all of them (its no-more-pads), then send
                         each pad whose name starts with KIND through a new DESCRIPTION bin into
                         TARGET's pad PAD (requested, for a request pad such as audio_%u), if the
-                        pad's caps fit what DESCRIPTION takes; SRC's other pads, and pads it exposes
+                        pad's caps fit what DESCRIPTION takes, in the order of the options (video
+                        first for splitmuxsink); SRC's other pads, and pads it exposes
                         later, end in a fakesink (a "note" line says so). A muxer such as
                         splitmuxsink then gets exactly the streams that are there: one linked to
                         a stream that never comes would wait for it forever.
@@ -59,6 +61,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -277,14 +280,23 @@ class Branches:
             GLib.idle_add(self.link_held)
 
     def link_held(self):
-        """Main loop: link every held pad through its branch, or into a fakesink, then release it."""
+        """Main loop: link every held pad through its branch, or into a fakesink, then release them all.
+        Pads are linked in the order of the --branch options and released only once all are linked:
+        splitmuxsink takes the first stream that brings data as the one it cuts on (the video)."""
         held, self.held = self.held, []
-        for pad, probe in held:
+
+        def order(entry):
+            name = entry[0].get_name()
+            kinds = [i for i, branch in enumerate(self.branches) if name.startswith(branch[0])]
+            return kinds[0] if kinds else len(self.branches)
+
+        for pad, _probe in sorted(held, key=order):
             if self.decided:
                 self.say(f"note: {pad.get_name()} ({self.media(pad)}) came after recording started: left out")
                 self.to_fakesink(pad)
             elif not self.link(pad):
                 self.to_fakesink(pad)
+        for pad, probe in held:
             pad.remove_probe(probe)
         self.decided = True
         return False
@@ -357,6 +369,9 @@ class Branches:
             return True
         self.say(f"note: {name} ({self.media(pad)}): no --branch takes it, left out")
         return False
+
+
+STOP_TIMEOUT_S = 10  # going to NULL after the main loop ended
 
 
 class Runner:
@@ -569,8 +584,18 @@ class Runner:
             self.pipeline.set_state(Gst.State.NULL)
             return 1
         self.loop.run()
+        # Stopping waits for every streaming thread; one stuck in an element must not keep the process
+        # (and a service stop) hanging.
+        stuck = threading.Timer(STOP_TIMEOUT_S, self.stop_stuck)
+        stuck.daemon = True
+        stuck.start()
         self.pipeline.set_state(Gst.State.NULL)
+        stuck.cancel()
         return self.exit_code
+
+    def stop_stuck(self):
+        self.say(f"the pipeline did not stop within {STOP_TIMEOUT_S} s: exiting anyway")
+        os._exit(self.exit_code or 1)
 
 
 def main():

@@ -95,9 +95,11 @@ def record_across_restart(server, record_format, work):
         time.sleep(5)
         before_kill = time.monotonic() - started
         server.kill()
-        recorder.wait_for(r"^record: status src state=reconnecting", 30)
-        time.sleep(2)
-        server.start()
+        try:
+            recorder.wait_for(r"^record: status src state=reconnecting", 30)
+            time.sleep(2)
+        finally:
+            server.start()  # also when the recorder failed: the next checks need the server
         server.wait_path_ready("cam", 60)
         # Connected again, with frames flowing: a stats line later than the reconnection.
         recorder.wait_for(r"state=reconnecting[\s\S]*status src state=connected[\s\S]*stats src state=connected "
