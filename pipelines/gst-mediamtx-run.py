@@ -49,7 +49,11 @@ Options:
                         first for splitmuxsink); SRC's other pads, and pads it exposes
                         later, end in a fakesink (a "note" line says so). A muxer such as
                         splitmuxsink then gets exactly the streams that are there: one linked to
-                        a stream that never comes would wait for it forever.
+                        a stream that never comes would wait for it forever. After a reconnection
+                        the other streams' buffers are dropped until the first one's (the video's)
+                        next keyframe, so no GOP stretches across the gap; a stream that a new
+                        session does not bring for 3 s while the others flow gets an EOS, so the
+                        muxer does not wait for it.
 
 Time code: the CLOCK_MONOTONIC time in milliseconds (modulo 2^20, about 17 minutes) plus a 12-bit
 check, as 2 rows of 16 black or white 16x16-pixel blocks at (16,16), big enough to survive H.264 at
@@ -266,6 +270,11 @@ class Branches:
         self.buffers = {}  # linked pad -> buffers since the session started (streaming threads count)
         self.session_started = None  # monotonic time of the source's last "connected" status
         self.ended = set()  # pads whose branch was ended with EOS because their stream went away
+        self.lead_pad = None  # the first linked stream (the video): the others wait for its keyframe
+        self.segments = {}  # linked pad -> segment events seen
+        self.sessions = 0  # the source's sessions seen (the most segments one pad has seen)
+        self.await_keyframe = False
+        self.resume_at = None  # running time of that keyframe: the others' older buffers are dropped
         source.connect("pad-added", self.on_pad_added)
         source.connect("no-more-pads", lambda _source: GLib.idle_add(self.link_held))
         GLib.timeout_add(500, self.check_starving)
@@ -301,9 +310,43 @@ class Branches:
         self.decided = True
         return False
 
-    def on_buffer(self, pad, _info):
+    def on_data(self, pad, info):
+        """Streaming threads. A reconnection (a new segment on any stream) leaves a gap; the first
+        stream's GOP (splitmuxsink cuts on the video) spans it, and sound from before the video's next
+        keyframe would stretch that GOP's audio across the gap, leaving a file whose video covers a
+        sliver of its length (qtdemux then skips that video track as a "preview"). So the other
+        streams' buffers are dropped from a new segment until the first stream's next keyframe."""
+        if info.type & Gst.PadProbeType.EVENT_DOWNSTREAM:
+            # Each session brings one segment per stream: a pad's second one starts session 2.
+            if info.get_event().type == Gst.EventType.SEGMENT:
+                self.segments[pad] = self.segments.get(pad, 0) + 1
+                if self.segments[pad] > self.sessions:
+                    self.sessions = self.segments[pad]
+                    if self.sessions > 1:
+                        self.await_keyframe = True
+                        self.resume_at = None
+            return Gst.PadProbeReturn.OK
         self.buffers[pad] = self.buffers.get(pad, 0) + 1
+        if pad == self.lead_pad:
+            if self.await_keyframe and not info.get_buffer().has_flags(Gst.BufferFlags.DELTA_UNIT):
+                self.await_keyframe = False
+                self.resume_at = self.running_time(pad, info.get_buffer())
+        elif self.await_keyframe:
+            return Gst.PadProbeReturn.DROP
+        elif self.resume_at is not None:
+            # what arrives after the keyframe but belongs before it would land in the old GOP too
+            running_time = self.running_time(pad, info.get_buffer())
+            if running_time is not None and running_time < self.resume_at:
+                return Gst.PadProbeReturn.DROP
         return Gst.PadProbeReturn.OK
+
+    @staticmethod
+    def running_time(pad, buffer):
+        event = pad.get_sticky_event(Gst.EventType.SEGMENT, 0)
+        if event is None or buffer.pts == Gst.CLOCK_TIME_NONE:
+            return None
+        running_time = event.parse_segment().to_running_time(Gst.Format.TIME, buffer.pts)
+        return None if running_time == Gst.CLOCK_TIME_NONE else running_time
 
     def on_connected(self):
         """Main loop: the source (re)connected; a new session starts the counts again."""
@@ -365,7 +408,9 @@ class Branches:
                 return False
             self.say(f"branch {name} ({self.media(pad)}) -> {description} -> {target_name}.{sink_pad.get_name()}")
             self.buffers[pad] = 1
-            pad.add_probe(Gst.PadProbeType.BUFFER, self.on_buffer)
+            if self.lead_pad is None:
+                self.lead_pad = pad
+            pad.add_probe(Gst.PadProbeType.BUFFER | Gst.PadProbeType.EVENT_DOWNSTREAM, self.on_data)
             return True
         self.say(f"note: {name} ({self.media(pad)}): no --branch takes it, left out")
         return False
