@@ -18,7 +18,8 @@ Audio: the tracks of a series are the streams present when recording starts (whe
 all are exposed). A stream without audio gives video-only files (MediaMTX's placeholder audio track
 for it never sends anything and is not recorded); audio in another codec (G.711, G.722) is left out.
 Audio that appears later is recorded from the next start; if a reconnection brings video but no
-audio, the audio track ends there and the video goes on.
+audio, the audio track ends there and the video goes on. After a reconnection the sound before the
+video's first keyframe (under a second) is dropped, so no file's last GOP spans the outage.
 
 Environment (defaults):
   WHEP_URL          http(s)://host:8889/PATH/whep or whep://host/PATH  (whep://localhost/raspberry-01)
