@@ -18,10 +18,17 @@ the machine. Otherwise (or with DEMO_NETNS=0) the local MediaMTX listens on this
 first non-loopback IPv4 address only, and the traffic stays on this machine.
 
 Status line fields: viewer state, fps and kbit/s received (whepsrc stats), frames, reconnects,
-publisher state and encoder (the moving-ball test pattern compresses far below VIDEO_BITRATE_KBPS, a
-ceiling for the encoder, so a few hundred kbit/s is normal); "first-frame" is whepsrc's time from connecting to the first decoded
-frame and "jitter-buffer" the receive buffer configured (LATENCY_MS): the parts of the delay the
-viewer controls. End-to-end (capture to display) latency is not measured by the demo.
+end-to-end latency, whepsrc's time from connecting to the first decoded frame, publisher state and
+encoder (the moving-ball test pattern compresses far below VIDEO_BITRATE_KBPS, a ceiling for the
+encoder, so a few hundred kbit/s is normal).
+
+"latency" is measured on every frame: the publisher draws its capture time (this machine's
+monotonic clock) into the top-left corner of the picture as black and white blocks (view.sh and
+publish-camera.sh TIME_CODE=1), and the viewer reads it back as the decoded frame goes to SINK at the
+time a display shows it (whepsrc's jitter buffer LATENCY_MS included; frames are paced like a
+display even for fakesink); the line shows the median over the last second: capture to display,
+less the sink's own drawing. "latency=n/a" when under half of the frames carried a readable code
+(another publisher on STREAM_PATH, or no frames yet).
 
 Environment (defaults):
   MEDIAMTX_URL   use this MediaMTX (rtsp://host:8554 or http://host:8889) instead of a local one (local)
@@ -197,10 +204,10 @@ fi
 # 4. Publisher and viewer.
 MEDIAMTX_URL="$publish_url" STREAM_PATH="$STREAM_PATH" CAMERA=test TEST_PATTERN=ball VIDEO_WIDTH="$VIDEO_WIDTH" \
   VIDEO_HEIGHT="$VIDEO_HEIGHT" VIDEO_FRAMERATE="$VIDEO_FRAMERATE" VIDEO_BITRATE_KBPS="$VIDEO_BITRATE_KBPS" \
-  STATUS_INTERVAL=1 DURATION=0 "$here/publish-camera.sh" > "$tmp/publish.log" 2>&1 &
+  TIME_CODE=1 STATUS_INTERVAL=1 DURATION=0 "$here/publish-camera.sh" > "$tmp/publish.log" 2>&1 &
 pids+=($!)
 echo "demo: publishing a test camera to $publish_url/$STREAM_PATH"
-WHEP_URL="$whep_url" SINK="$SINK" LATENCY_MS="$LATENCY_MS" STATUS_INTERVAL=1 DURATION=0 \
+WHEP_URL="$whep_url" SINK="$SINK" LATENCY_MS="$LATENCY_MS" TIME_CODE=1 STATUS_INTERVAL=1 DURATION=0 \
   "$here/view.sh" > "$tmp/view.log" 2>&1 &
 pids+=($!)
 echo "demo: viewing $whep_url with whepsrc"
@@ -224,9 +231,11 @@ while ((stopping == 0)); do
   ((frames > max_frames)) && max_frames=$frames
   ttff=$(field ttff-ms "$view_line")
   [[ -z "$ttff" || "$ttff" == "-1" ]] && ttff="-" || ttff="$(printf '%.0f' "$ttff") ms"
-  printf 'demo: %3ds viewer %-12s %5s fps %5s kbit/s frames=%-6s reconnects=%s first-frame=%s jitter-buffer=%s ms | publisher %s %s | snapshot %s\n' \
+  latency=$(field latency-ms "$view_line")
+  [[ "$latency" =~ ^[0-9]+$ ]] && latency="$latency ms" || latency="n/a"
+  printf 'demo: %3ds viewer %-12s %5s fps %5s kbit/s frames=%-6s reconnects=%s latency=%-7s first-frame=%s | publisher %s %s | snapshot %s\n' \
     "$elapsed" "$(field state "$view_line")" "$(field fps "$view_line")" "$(field kbps "$view_line")" "$frames" \
-    "$(field reconnects "$view_line")" "$ttff" "$LATENCY_MS" "$(field state "$publish_line")" \
+    "$(field reconnects "$view_line")" "$latency" "$ttff" "$(field state "$publish_line")" \
     "$(field encoder "$publish_line")" "$snapshot_state"
   if [[ "$snapshot_state" == "pending" ]] && ((frames > 0)); then
     WHEP_URL="$whep_url" OUTPUT="$SNAPSHOT" TIMEOUT=30 "$here/snapshot.sh" > "$tmp/snapshot.log" 2>&1 &

@@ -14,7 +14,8 @@ Lines printed on stdout (the scripts' and services' log):
 
 Ctrl-C / SIGINT / SIGTERM and --duration send EOS, so muxers and encoders finish their files; if the
 EOS does not arrive within --eos-timeout seconds the pipeline is stopped anyway (exit 0 after a
-signal or --duration, 3 after --timeout).
+signal or --duration, 3 after --timeout); if stopping it takes over 10 s (a streaming thread stuck in
+an element), the process exits regardless (status 1 unless it already had one).
 
 Credentials come from the environment, never from the command line (argv is visible to every user):
 MEDIAMTX_USER / MEDIAMTX_PASS become user-id / user-pw of each mediamtxsink and the user:password
@@ -30,11 +31,41 @@ Options:
   --done-at NAME        finish (exit 0) once the element called NAME has received a buffer or EOS,
                         without waiting for the whole pipeline: for snapshots (the encoder's
                         snapshot=true only refuses more frames, the live source keeps running)
+  --write-time-code NAME
+                        draw the capture time into every frame entering NAME, a gdkpixbufoverlay
+                        placed right after the camera (a time code, below)
+  --read-time-code NAME read the time code from every frame entering NAME (8-bit YUV, as decoded)
+                        and add latency-ms=P50 latency-samples=N to each whepsrc stats line: the
+                        median time from capture to here over the interval and the frames it was
+                        read from, or latency-ms=n/a when fewer than half of the frames carried a
+                        readable code (another publisher, a real camera, a picture scaled on the
+                        way)
+  --branch 'SRC.KIND=DESCRIPTION ! TARGET.PAD'
+                        (repeatable) hold every pad of the element SRC (a whepsrc: video_0,
+                        audio_0) until SRC has exposed all of them (its no-more-pads), then send
+                        each pad whose name starts with KIND through a new DESCRIPTION bin into
+                        TARGET's pad PAD (requested, for a request pad such as audio_%u), if the
+                        pad's caps fit what DESCRIPTION takes, in the order of the options (video
+                        first for splitmuxsink); SRC's other pads, and pads it exposes
+                        later, end in a fakesink (a "note" line says so). A muxer such as
+                        splitmuxsink then gets exactly the streams that are there: one linked to
+                        a stream that never comes would wait for it forever. After a reconnection
+                        the other streams' buffers are dropped until the first one's (the video's)
+                        next keyframe, so no GOP stretches across the gap; a stream that a new
+                        session does not bring for 3 s while the others flow gets an EOS, so the
+                        muxer does not wait for it.
+
+Time code: the CLOCK_MONOTONIC time in milliseconds (modulo 2^20, about 17 minutes) plus a 12-bit
+check, as 2 rows of 16 black or white 16x16-pixel blocks at (16,16), big enough to survive H.264 at
+a few hundred kbit/s. It measures end-to-end latency only when the publisher and the viewer run on
+the same machine (the same clock), as pipelines/demo.sh does.
 """
 import argparse
 import os
+import re
 import signal
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -81,6 +112,313 @@ def with_userinfo(location, user, password):
     return urllib.parse.urlunsplit(parts._replace(netloc=userinfo + "@" + parts.netloc))
 
 
+# ---- the time code: capture time drawn into frames, read back after the viewer's decoder ---------
+
+CODE_X, CODE_Y, CODE_BLOCK, CODE_COLUMNS, CODE_ROWS = 16, 16, 16, 16, 2
+CODE_VALUE_BITS, CODE_CHECK_BITS = 20, 12
+CODE_MODULO = 1 << CODE_VALUE_BITS
+# Formats whose first plane is 8-bit luma, one byte a pixel.
+LUMA_FORMATS = ("I420", "YV12", "NV12", "NV21", "Y42B", "Y444", "Y41B", "GRAY8")
+
+
+def code_check(value):
+    """12 check bits of a 20-bit value; neither all-black (0, 0) nor all-white passes."""
+    return (((value * 0x9E3779B1) >> 11) ^ 0x5A3) & ((1 << CODE_CHECK_BITS) - 1)
+
+
+def code_bits(value):
+    word = (value << CODE_CHECK_BITS) | code_check(value)
+    total = CODE_VALUE_BITS + CODE_CHECK_BITS
+    return [(word >> (total - 1 - i)) & 1 for i in range(total)]
+
+
+def code_value(bits):
+    """The value the bits carry, or None when the check does not match."""
+    word = 0
+    for bit in bits:
+        word = (word << 1) | bit
+    value = word >> CODE_CHECK_BITS
+    if word & ((1 << CODE_CHECK_BITS) - 1) != code_check(value):
+        return None
+    return value
+
+
+def now_ms():
+    return time.monotonic_ns() // 1000000
+
+
+class TimeCodeWriter:
+    """Sets the pixbuf of a gdkpixbufoverlay to the time code of now, just before each frame enters it
+    (a pad probe in the streaming thread; the overlay blends it into the frame it is about to process)."""
+
+    def __init__(self, overlay):
+        gi.require_version("GdkPixbuf", "2.0")
+        from gi.repository import GdkPixbuf
+        self.pixbuf_type = GdkPixbuf
+        self.overlay = overlay
+        overlay.set_property("offset-x", CODE_X)
+        overlay.set_property("offset-y", CODE_Y)
+        overlay.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, self.on_frame)
+
+    def on_frame(self, _pad, _info):
+        bits = code_bits(now_ms() % CODE_MODULO)
+        black, white = b"\x00\x00\x00\xff", b"\xff\xff\xff\xff"
+        data = b""
+        for row in range(CODE_ROWS):
+            line = b"".join((white if bit else black) * CODE_BLOCK
+                            for bit in bits[row * CODE_COLUMNS:(row + 1) * CODE_COLUMNS])
+            data += line * CODE_BLOCK
+        width, height = CODE_COLUMNS * CODE_BLOCK, CODE_ROWS * CODE_BLOCK
+        pixbuf = self.pixbuf_type.Pixbuf.new_from_bytes(GLib.Bytes.new(data), self.pixbuf_type.Colorspace.RGB,
+                                                        True, 8, width, height, width * 4)
+        self.overlay.set_property("pixbuf", pixbuf)
+        return Gst.PadProbeReturn.OK
+
+
+class TimeCodeReader:
+    """Reads the time code from frames passing a pad (streaming thread) and keeps the latencies until
+    the next stats line takes them (main loop)."""
+
+    def __init__(self, pad):
+        gi.require_version("GstVideo", "1.0")
+        from gi.repository import GstVideo
+        self.video = GstVideo
+        self.caps = None
+        self.info = None
+        self.latencies = []
+        self.frames = 0
+        pad.add_probe(Gst.PadProbeType.BUFFER, self.on_frame)
+
+    def luma_plane(self, pad, buffer):
+        """(offset, stride) of the luma plane, or None when the frame is not 8-bit YUV or too small."""
+        caps = pad.get_current_caps()
+        if caps is None:
+            return None
+        if self.caps is None or not caps.is_equal(self.caps):
+            self.caps = caps
+            self.info = self.video.VideoInfo.new_from_caps(caps)
+        info = self.info
+        if (info is None or info.finfo.name not in LUMA_FORMATS or info.width < CODE_X + CODE_COLUMNS * CODE_BLOCK
+                or info.height < CODE_Y + CODE_ROWS * CODE_BLOCK):
+            return None
+        meta = self.video.buffer_get_video_meta(buffer)
+        if meta is not None:
+            return meta.offset[0], meta.stride[0]
+        return info.offset[0], info.stride[0]
+
+    def read(self, pad, buffer):
+        """The time code of one frame, or None."""
+        plane = self.luma_plane(pad, buffer)
+        if plane is None:
+            return None
+        offset, stride = plane
+        bits = []
+        # The middle half of each block, on 4 lines through its middle: clearly black or white, or no code.
+        for row in range(CODE_ROWS):
+            sums = [0] * CODE_COLUMNS
+            top = CODE_Y + row * CODE_BLOCK + CODE_BLOCK // 2 - 2
+            for y in range(top, top + 4):
+                line = buffer.extract_dup(offset + y * stride + CODE_X, CODE_COLUMNS * CODE_BLOCK)
+                if len(line) < CODE_COLUMNS * CODE_BLOCK:
+                    return None
+                for column in range(CODE_COLUMNS):
+                    start = column * CODE_BLOCK + CODE_BLOCK // 4
+                    sums[column] += sum(line[start:start + CODE_BLOCK // 2])
+            for total in sums:
+                mean = total / (4 * CODE_BLOCK // 2)
+                if mean < 80:
+                    bits.append(0)
+                elif mean > 170:
+                    bits.append(1)
+                else:
+                    return None
+        return code_value(bits)
+
+    def on_frame(self, pad, info):
+        value = self.read(pad, info.get_buffer())
+        self.frames += 1
+        if value is not None:
+            latency = (now_ms() - value) % CODE_MODULO
+            if latency < 60000:  # older than a minute: not our clock's
+                self.latencies.append(latency)
+        return Gst.PadProbeReturn.OK
+
+    def take(self):
+        """(median latency in ms or None when under half of the frames had a code, frames read) since
+        the last call."""
+        latencies, frames = self.latencies, self.frames
+        self.latencies, self.frames = [], 0  # the streaming thread may append to the old list: fine
+        if not frames or len(latencies) * 2 < frames:
+            return None, len(latencies)
+        latencies.sort()
+        return latencies[len(latencies) // 2], len(latencies)
+
+
+STARVING_S = 3  # a linked stream without a buffer for this long, while another goes on, is ended
+
+
+class Branches:
+    """--branch: links a source's pads once it has exposed them all (see the usage text)."""
+
+    def __init__(self, runner, source, branches):
+        self.say = runner.say
+        self.pipeline = runner.pipeline
+        self.branches = branches  # [(kind, description, target element name, target pad name)]
+        self.held = []  # [(pad, probe id)] waiting for the main loop
+        self.decided = False  # the first set of pads is linked: later ones cannot join a muxer
+        self.source = source
+        self.buffers = {}  # linked pad -> buffers since the session started (streaming threads count)
+        self.session_started = None  # monotonic time of the source's last "connected" status
+        self.ended = set()  # pads whose branch was ended with EOS because their stream went away
+        self.lead_pad = None  # the first linked stream (the video): the others wait for its keyframe
+        self.segments = {}  # linked pad -> segment events seen
+        self.sessions = 0  # the source's sessions seen (the most segments one pad has seen)
+        self.await_keyframe = False
+        self.resume_at = None  # running time of that keyframe: the others' older buffers are dropped
+        source.connect("pad-added", self.on_pad_added)
+        source.connect("no-more-pads", lambda _source: GLib.idle_add(self.link_held))
+        GLib.timeout_add(500, self.check_starving)
+
+    def on_pad_added(self, _source, pad):
+        """Any thread: block the pad until the main loop has linked it."""
+        if pad.get_direction() != Gst.PadDirection.SRC:
+            return
+        probe = pad.add_probe(Gst.PadProbeType.BLOCK_DOWNSTREAM, lambda _pad, _info: Gst.PadProbeReturn.OK)
+        self.held.append((pad, probe))
+        if self.decided:
+            GLib.idle_add(self.link_held)
+
+    def link_held(self):
+        """Main loop: link every held pad through its branch, or into a fakesink, then release them all.
+        Pads are linked in the order of the --branch options and released only once all are linked:
+        splitmuxsink takes the first stream that brings data as the one it cuts on (the video)."""
+        held, self.held = self.held, []
+
+        def order(entry):
+            name = entry[0].get_name()
+            kinds = [i for i, branch in enumerate(self.branches) if name.startswith(branch[0])]
+            return kinds[0] if kinds else len(self.branches)
+
+        for pad, _probe in sorted(held, key=order):
+            if self.decided:
+                self.say(f"note: {pad.get_name()} ({self.media(pad)}) came after recording started: left out")
+                self.to_fakesink(pad)
+            elif not self.link(pad):
+                self.to_fakesink(pad)
+        for pad, probe in held:
+            pad.remove_probe(probe)
+        self.decided = True
+        return False
+
+    def on_data(self, pad, info):
+        """Streaming threads. A reconnection (a new segment on any stream) leaves a gap; the first
+        stream's GOP (splitmuxsink cuts on the video) spans it, and sound from before the video's next
+        keyframe would stretch that GOP's audio across the gap, leaving a file whose video covers a
+        sliver of its length (qtdemux then skips that video track as a "preview"). So the other
+        streams' buffers are dropped from a new segment until the first stream's next keyframe."""
+        if info.type & Gst.PadProbeType.EVENT_DOWNSTREAM:
+            # Each session brings one segment per stream: a pad's second one starts session 2.
+            if info.get_event().type == Gst.EventType.SEGMENT:
+                self.segments[pad] = self.segments.get(pad, 0) + 1
+                if self.segments[pad] > self.sessions:
+                    self.sessions = self.segments[pad]
+                    if self.sessions > 1:
+                        self.await_keyframe = True
+                        self.resume_at = None
+            return Gst.PadProbeReturn.OK
+        self.buffers[pad] = self.buffers.get(pad, 0) + 1
+        if pad == self.lead_pad:
+            if self.await_keyframe and not info.get_buffer().has_flags(Gst.BufferFlags.DELTA_UNIT):
+                self.await_keyframe = False
+                self.resume_at = self.running_time(pad, info.get_buffer())
+        elif self.await_keyframe:
+            return Gst.PadProbeReturn.DROP
+        elif self.resume_at is not None:
+            # what arrives after the keyframe but belongs before it would land in the old GOP too
+            running_time = self.running_time(pad, info.get_buffer())
+            if running_time is not None and running_time < self.resume_at:
+                return Gst.PadProbeReturn.DROP
+        return Gst.PadProbeReturn.OK
+
+    @staticmethod
+    def running_time(pad, buffer):
+        event = pad.get_sticky_event(Gst.EventType.SEGMENT, 0)
+        if event is None or buffer.pts == Gst.CLOCK_TIME_NONE:
+            return None
+        running_time = event.parse_segment().to_running_time(Gst.Format.TIME, buffer.pts)
+        return None if running_time == Gst.CLOCK_TIME_NONE else running_time
+
+    def on_connected(self):
+        """Main loop: the source (re)connected; a new session starts the counts again."""
+        self.session_started = time.monotonic()
+        for pad in self.buffers:
+            self.buffers[pad] = 0
+
+    def check_starving(self):
+        """A muxer waits for every stream it has: when a session brings no buffer for a stream while
+        another flows (the publisher came back without audio), end that stream (EOS into its branch)
+        so that the others are still recorded."""
+        if self.session_started is None or time.monotonic() - self.session_started < STARVING_S:
+            return True
+        if max(self.buffers.values(), default=0) < 10:
+            return True  # nothing flows (a publisher gone, the source reconnecting): nothing to tell
+        for pad, count in list(self.buffers.items()):
+            if count or pad in self.ended:
+                continue
+            self.ended.add(pad)
+            self.say(f"note: {pad.get_name()} brought nothing for {STARVING_S} s since connecting while the "
+                     "other streams flow: ending it, the rest is still recorded (it is recorded again from the "
+                     "next start)")
+            pad.get_peer().send_event(Gst.Event.new_eos())
+        return True
+
+    @staticmethod
+    def media(pad):
+        caps = pad.get_current_caps() or pad.query_caps(None)
+        return caps.get_structure(0).get_name() if caps and caps.get_size() else "unknown caps"
+
+    def to_fakesink(self, pad):
+        sink = Gst.ElementFactory.make("fakesink", None)
+        sink.set_property("sync", False)
+        sink.set_property("async", False)
+        self.pipeline.add(sink)
+        sink.sync_state_with_parent()
+        pad.link(sink.get_static_pad("sink"))
+
+    def link(self, pad):
+        name = pad.get_name()
+        for kind, description, target_name, target_pad in self.branches:
+            if not name.startswith(kind):
+                continue
+            branch = Gst.parse_bin_from_description(description, True)
+            caps = pad.get_current_caps() or pad.query_caps(None)
+            if not caps.can_intersect(branch.get_static_pad("sink").query_caps(None)):
+                self.say(f"note: {name} ({self.media(pad)}) does not fit '{description}': left out")
+                return False
+            target = self.pipeline.get_by_name(target_name)
+            sink_pad = target.get_static_pad(target_pad) or target.request_pad_simple(target_pad)
+            if sink_pad is None:
+                self.say(f"note: {target_name} has no pad {target_pad}: {name} left out")
+                return False
+            self.pipeline.add(branch)
+            branch.sync_state_with_parent()
+            if (branch.get_static_pad("src").link(sink_pad) != Gst.PadLinkReturn.OK
+                    or pad.link(branch.get_static_pad("sink")) != Gst.PadLinkReturn.OK):
+                self.say(f"note: {name} ({self.media(pad)}) could not be linked to {target_name}: left out")
+                return False
+            self.say(f"branch {name} ({self.media(pad)}) -> {description} -> {target_name}.{sink_pad.get_name()}")
+            self.buffers[pad] = 1
+            if self.lead_pad is None:
+                self.lead_pad = pad
+            pad.add_probe(Gst.PadProbeType.BUFFER | Gst.PadProbeType.EVENT_DOWNSTREAM, self.on_data)
+            return True
+        self.say(f"note: {name} ({self.media(pad)}): no --branch takes it, left out")
+        return False
+
+
+STOP_TIMEOUT_S = 10  # going to NULL after the main loop ended
+
+
 class Runner:
     def __init__(self, args):
         self.args = args
@@ -89,6 +427,8 @@ class Runner:
         self.exit_code = 0
         self.stopping = False
         self.previous = {}  # element name -> (monotonic time, frames, bytes)
+        self.time_code_reader = None
+        self.branches = []
         self.pipeline = Gst.parse_launch(" ".join(args.pipeline))
         if not isinstance(self.pipeline, Gst.Pipeline):  # a single element
             bin_ = Gst.Pipeline.new(None)
@@ -127,6 +467,10 @@ class Runner:
         if kind == Gst.MessageType.ELEMENT:
             structure = message.get_structure()
             if structure is not None and structure.get_name() == "gst-mediamtx-status":
+                if structure_value(structure, "state") == "connected":
+                    for branches in self.branches:
+                        if message.src == branches.source:
+                            branches.on_connected()
                 fields = [f"state={structure_value(structure, 'state')}",
                           f"attempt={structure_value(structure, 'attempt')}",
                           f"transport={structure_value(structure, 'transport')}"]
@@ -154,6 +498,10 @@ class Runner:
 
     def print_stats(self):
         now = time.monotonic()
+        latency = None
+        if self.time_code_reader is not None:
+            median, samples = self.time_code_reader.take()
+            latency = f"latency-ms={'n/a' if median is None else median} latency-samples={samples}"
         for element in iterate_elements(self.pipeline):
             kind = factory_name(element)
             if kind not in MEASURED:
@@ -183,6 +531,8 @@ class Runner:
                     value = structure_value(stats, field)
                     if value is not None:
                         fields.append(f"{label}={value:.3g}" if isinstance(value, float) else f"{label}={value}")
+                if latency is not None:
+                    fields.append(latency)
             else:
                 for field in ("attempts", "frames-dropped", "encoder", "transport"):
                     value = structure_value(stats, field)
@@ -240,6 +590,33 @@ class Runner:
             GLib.timeout_add(int(self.args.duration * 1000), self.stop, "duration reached")
         if self.args.timeout > 0:
             GLib.timeout_add(int(self.args.timeout * 1000), self.timed_out)
+        for option, name in (("--write-time-code", self.args.write_time_code),
+                             ("--read-time-code", self.args.read_time_code)):
+            if name and self.pipeline.get_by_name(name) is None:
+                self.say(f"error: {option}: no element called {name}")
+                return 2
+        if self.args.write_time_code:
+            overlay = self.pipeline.get_by_name(self.args.write_time_code)
+            if factory_name(overlay) != "gdkpixbufoverlay":
+                self.say(f"error: --write-time-code: {self.args.write_time_code} is not a gdkpixbufoverlay")
+                return 2
+            TimeCodeWriter(overlay)
+        if self.args.read_time_code:
+            pad = self.pipeline.get_by_name(self.args.read_time_code).get_static_pad("sink")
+            if pad is None:
+                self.say(f"error: --read-time-code: {self.args.read_time_code} has no sink pad")
+                return 2
+            self.time_code_reader = TimeCodeReader(pad)
+        branches = {}  # source name -> [(kind, description, target, pad)]
+        for spec in self.args.branch:
+            m = re.fullmatch(r"\s*([^.=\s]+)\.([^=\s]+)\s*=(.+)!\s*([^.!\s]+)\.(\S+)\s*", spec)
+            if not m or not self.pipeline.get_by_name(m.group(1)) or not self.pipeline.get_by_name(m.group(4)):
+                self.say(f"error: --branch '{spec}': expected 'SRC.KIND=DESCRIPTION ! TARGET.PAD' with elements "
+                         "SRC and TARGET in the pipeline")
+                return 2
+            branches.setdefault(m.group(1), []).append((m.group(2), m.group(3).strip(), m.group(4), m.group(5)))
+        self.branches = [Branches(self, self.pipeline.get_by_name(source), specs)
+                         for source, specs in branches.items()]
         if self.args.done_at:
             done = self.pipeline.get_by_name(self.args.done_at)
             if done is None:
@@ -252,8 +629,18 @@ class Runner:
             self.pipeline.set_state(Gst.State.NULL)
             return 1
         self.loop.run()
+        # Stopping waits for every streaming thread; one stuck in an element must not keep the process
+        # (and a service stop) hanging.
+        stuck = threading.Timer(STOP_TIMEOUT_S, self.stop_stuck)
+        stuck.daemon = True
+        stuck.start()
         self.pipeline.set_state(Gst.State.NULL)
+        stuck.cancel()
         return self.exit_code
+
+    def stop_stuck(self):
+        self.say(f"the pipeline did not stop within {STOP_TIMEOUT_S} s: exiting anyway")
+        os._exit(self.exit_code or 1)
 
 
 def main():
@@ -267,6 +654,9 @@ def main():
     parser.add_argument("--timeout", type=float, default=0)
     parser.add_argument("--eos-timeout", type=int, default=10)
     parser.add_argument("--done-at", default="")
+    parser.add_argument("--write-time-code", default="")
+    parser.add_argument("--branch", action="append", default=[])
+    parser.add_argument("--read-time-code", default="")
     parser.add_argument("pipeline", nargs="+")
     args = parser.parse_args()
     Gst.init(None)

@@ -27,6 +27,8 @@ Environment (defaults):
   KEYFRAME_INTERVAL   frames between keyframes, 0 = one second      (0)
   ENCODER             mediamtxsink encoder: auto or an element name (auto)
   TEST_PATTERN        videotestsrc pattern for CAMERA=test          (smpte)
+  TIME_CODE           1: draw the capture time into the top-left corner of each frame, for
+                      a viewer on this machine to measure latency (view.sh TIME_CODE=1) (0)
   STATUS_INTERVAL     seconds between stats lines, 0 = none         (10)
   DURATION            stop after this many seconds, 0 = never       (0)
 USAGE
@@ -48,6 +50,7 @@ VIDEO_BITRATE_KBPS="${VIDEO_BITRATE_KBPS:-2000}"
 KEYFRAME_INTERVAL="${KEYFRAME_INTERVAL:-0}"
 ENCODER="${ENCODER:-auto}"
 TEST_PATTERN="${TEST_PATTERN:-smpte}"
+TIME_CODE="${TIME_CODE:-0}"
 STATUS_INTERVAL="${STATUS_INTERVAL:-10}"
 DURATION="${DURATION:-0}"
 echo "publish-camera: MEDIAMTX_URL=$MEDIAMTX_URL STREAM_PATH=$STREAM_PATH MEDIAMTX_USER=${MEDIAMTX_USER:-<none>}" \
@@ -55,7 +58,8 @@ echo "publish-camera: MEDIAMTX_URL=$MEDIAMTX_URL STREAM_PATH=$STREAM_PATH MEDIAM
   "MEDIAMTX_TOKEN=$([[ -n "$MEDIAMTX_TOKEN" ]] && echo '<set>' || echo '<none>') CAMERA=$CAMERA" \
   "VIDEO_DEVICE=$VIDEO_DEVICE VIDEO_WIDTH=$VIDEO_WIDTH VIDEO_HEIGHT=$VIDEO_HEIGHT" \
   "VIDEO_FRAMERATE=$VIDEO_FRAMERATE VIDEO_BITRATE_KBPS=$VIDEO_BITRATE_KBPS KEYFRAME_INTERVAL=$KEYFRAME_INTERVAL" \
-  "ENCODER=$ENCODER TEST_PATTERN=$TEST_PATTERN STATUS_INTERVAL=$STATUS_INTERVAL DURATION=$DURATION"
+  "ENCODER=$ENCODER TEST_PATTERN=$TEST_PATTERN TIME_CODE=$TIME_CODE STATUS_INTERVAL=$STATUS_INTERVAL" \
+  "DURATION=$DURATION"
 
 # From a source tree, use the plugin just built.
 if [[ -z "${GST_PLUGIN_PATH:-}" && -d "$here/../build/plugins" ]]; then
@@ -96,7 +100,15 @@ case "$base" in
 esac
 sink+=(encoder="$ENCODER" bitrate="$VIDEO_BITRATE_KBPS" keyframe-interval="$KEYFRAME_INTERVAL")
 
+# The capture-time code (gst-mediamtx-run.py --write-time-code) goes in right after the camera.
+time_code=()
+if [[ "$TIME_CODE" == "1" ]]; then
+  source+=('!' gdkpixbufoverlay name=time-code)
+  time_code=(--write-time-code time-code)
+fi
+
 echo "publish-camera: camera $CAMERA -> ${sink[2]} ${sink[3]}"
 export MEDIAMTX_USER MEDIAMTX_PASS MEDIAMTX_TOKEN
 exec /usr/bin/python3 "$here/gst-mediamtx-run.py" --label publish-camera --stats-interval "$STATUS_INTERVAL" \
-  --duration "$DURATION" -- "${source[@]}" '!' queue max-size-buffers=2 leaky=downstream '!' "${sink[@]}"
+  --duration "$DURATION" "${time_code[@]}" -- "${source[@]}" '!' queue max-size-buffers=2 leaky=downstream '!' \
+  "${sink[@]}"

@@ -7,11 +7,19 @@ usage() {
   cat <<USAGE
 Usage: $0 [--help]
 
-Records WHEP_URL's H.264 video to RECORD_DIR/PREFIX-START-NNNNN.EXT, a new file every
-SEGMENT_SECONDS (cut on the next keyframe). No segment is lost: when the server or publisher
-goes away whepsrc reconnects without ending the stream, so the current file simply continues;
-Ctrl-C, SIGINT or SIGTERM sends EOS so the file being written is finalized before exit. START is
-the time the recorder started (each restart begins a new series).
+Records WHEP_URL's H.264 video and its Opus audio, as the publisher sent them (no re-encoding), to
+RECORD_DIR/PREFIX-START-NNNNN.EXT, a new file every SEGMENT_SECONDS (cut on the next keyframe). No
+segment is lost: when the server or publisher goes away whepsrc reconnects without ending the
+stream, so the current file simply continues; Ctrl-C, SIGINT or SIGTERM sends EOS so the file being
+written is finalized before exit. START is the time the recorder started (each restart begins a new
+series).
+
+Audio: the tracks of a series are the streams present when recording starts (whepsrc's pads once
+all are exposed). A stream without audio gives video-only files (MediaMTX's placeholder audio track
+for it never sends anything and is not recorded); audio in another codec (G.711, G.722) is left out.
+Audio that appears later is recorded from the next start; if a reconnection brings video but no
+audio, the audio track ends there and the video goes on. After a reconnection the sound before the
+video's first keyframe (under a second) is dropped, so no file's last GOP spans the outage.
 
 Environment (defaults):
   WHEP_URL          http(s)://host:8889/PATH/whep or whep://host/PATH  (whep://localhost/raspberry-01)
@@ -21,7 +29,8 @@ Environment (defaults):
   RECORD_DIR        folder for the files (created)                     (./recordings)
   RECORD_PREFIX     file name prefix                                   (last part of the path)
   RECORD_FORMAT     mkv (matroskamux: readable up to the last cluster even after a power cut)
-                    or mp4 (mp4mux: readable once finalized)           (mkv)
+                    or mp4 (mp4mux: readable once finalized; Opus in MP4 is checked
+                    with GStreamer only, older players may skip it)    (mkv)
   SEGMENT_SECONDS   length of each file in seconds                     (600)
   STATUS_INTERVAL   seconds between stats lines, 0 = none              (10)
   DURATION          stop after this many seconds, 0 = never            (0)
@@ -64,7 +73,9 @@ echo "record: writing $location"
 
 export MEDIAMTX_USER MEDIAMTX_PASS MEDIAMTX_TOKEN
 exec /usr/bin/python3 "$here/gst-mediamtx-run.py" --label record --stats-interval "$STATUS_INTERVAL" \
-  --duration "$DURATION" --eos-timeout 20 -- \
-  whepsrc name=src location="$WHEP_URL" decode=false audio=false video-codecs=H264 \
-  src. '!' queue '!' h264parse '!' splitmuxsink name=recorder muxer-factory="$muxer" \
-  max-size-time="$((SEGMENT_SECONDS * 1000000000))" location="$location"
+  --duration "$DURATION" --eos-timeout 20 \
+  --branch "src.video=queue ! h264parse ! recorder.video" \
+  --branch "src.audio=queue ! opusparse ! recorder.audio_%u" -- \
+  whepsrc name=src location="$WHEP_URL" decode=false audio=true video-codecs=H264 \
+  splitmuxsink name=recorder muxer-factory="$muxer" max-size-time="$((SEGMENT_SECONDS * 1000000000))" \
+  location="$location"

@@ -19,6 +19,10 @@ Environment (defaults):
   SINK              video sink element (with properties)                (autovideosink)
   AUDIO             1: play the audio too (autoaudiosink)               (0)
   LATENCY_MS        whepsrc jitter buffer in milliseconds               (50)
+  TIME_CODE         1: read the capture time a publisher on this machine drew into the
+                    frames (publish-camera.sh TIME_CODE=1) as each frame goes to the sink,
+                    paced like a display, and add latency-ms=P50 (capture to display, median
+                    over the interval; n/a without a readable code) to the stats lines  (0)
   STATUS_INTERVAL   seconds between stats lines, 0 = none    (1 with fakesink, else 10)
   DURATION          stop after this many seconds, 0 = never             (0)
 USAGE
@@ -33,13 +37,17 @@ MEDIAMTX_TOKEN="${MEDIAMTX_TOKEN:-}"
 SINK="${SINK:-autovideosink}"
 AUDIO="${AUDIO:-0}"
 LATENCY_MS="${LATENCY_MS:-50}"
+TIME_CODE="${TIME_CODE:-0}"
 if [[ "$SINK" == fakesink* ]]; then STATUS_INTERVAL="${STATUS_INTERVAL:-1}"; else STATUS_INTERVAL="${STATUS_INTERVAL:-10}"; fi
 DURATION="${DURATION:-0}"
 echo "view: WHEP_URL=$WHEP_URL MEDIAMTX_USER=${MEDIAMTX_USER:-<none>}" \
   "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>')" \
   "MEDIAMTX_TOKEN=$([[ -n "$MEDIAMTX_TOKEN" ]] && echo '<set>' || echo '<none>') SINK=$SINK AUDIO=$AUDIO" \
-  "LATENCY_MS=$LATENCY_MS STATUS_INTERVAL=$STATUS_INTERVAL DURATION=$DURATION"
+  "LATENCY_MS=$LATENCY_MS TIME_CODE=$TIME_CODE STATUS_INTERVAL=$STATUS_INTERVAL DURATION=$DURATION"
 
+if ! [[ "$LATENCY_MS" =~ ^[0-9]+$ ]]; then
+  echo "view: LATENCY_MS must be a whole number of milliseconds, not '$LATENCY_MS'" >&2; exit 2
+fi
 if [[ -z "${GST_PLUGIN_PATH:-}" && -d "$here/../build/plugins" ]]; then
   export GST_PLUGIN_PATH="$here/../build/plugins"
 fi
@@ -51,8 +59,21 @@ if [[ "$AUDIO" == "1" ]]; then
 else
   pipeline+=(audio=false)
 fi
-pipeline+=(src. '!' queue max-size-buffers=2 leaky=downstream '!' videoconvert '!' "${sink[@]}")
+# A display sink (sync=true) holds each frame until its time plus the pipeline latency (LATENCY_MS
+# and a few ms): the queue must hold that long, or it drops most frames (2 buffers showed 3 of 30
+# frames a second at LATENCY_MS=400); beyond 250 ms more (a sink that cannot keep up) it drops the
+# oldest.
+pipeline+=(src. '!' queue max-size-buffers=0 max-size-bytes=0 max-size-time="$(((LATENCY_MS + 250) * 1000000))"
+  leaky=downstream)
+# With TIME_CODE=1, frames are paced like a display would show them (identity sync=true, also for
+# fakesink) and the time code is read there, as a frame goes to the sink.
+time_code=()
+if [[ "$TIME_CODE" == "1" ]]; then
+  pipeline+=('!' identity sync=true)
+  time_code=(--read-time-code shown)
+fi
+pipeline+=('!' videoconvert name=shown '!' "${sink[@]}")
 
 export MEDIAMTX_USER MEDIAMTX_PASS MEDIAMTX_TOKEN
 exec /usr/bin/python3 "$here/gst-mediamtx-run.py" --label view --stats-interval "$STATUS_INTERVAL" \
-  --duration "$DURATION" -- "${pipeline[@]}"
+  --duration "$DURATION" "${time_code[@]}" -- "${pipeline[@]}"

@@ -42,6 +42,8 @@ packages=(
   # fuzzing (tests/fuzz): clang with libFuzzer and the sanitizer runtimes
   clang-14 libclang-rt-14-dev
   python3-yaml python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-bad-1.0
+  # pipelines/gst-mediamtx-run.py's time code (demo latency): GstVideo, GdkPixbuf for gdkpixbufoverlay
+  gir1.2-gst-plugins-base-1.0 gir1.2-gdkpixbuf-2.0
   # browser interop tests (tests/interop/): Debian's Chromium, driven by playwright-core from npm
   chromium
 )

@@ -1,12 +1,15 @@
 #!/usr/bin/python3
-"""pipelines/demo.sh, the main job: status lines, a snapshot, a clean stop on DURATION and on Ctrl-C.
+"""pipelines/demo.sh, the main job: status lines with a measured latency, a snapshot, a clean stop on
+DURATION and on Ctrl-C.
 
 Usage: check_demo.py [--help]   (run by meson test as root, outside any namespace: the demo makes its own)
 
-Runs demo.sh twice with a small test camera (SKIP_SETUP=1, SKIP_BUILD=1, the build tree under test):
-with DURATION=12 it must print a status line a second with the viewer connected and frames rising,
-write a PNG of the camera's size, and exit 0; with DURATION=0 it must stop within 20 s of Ctrl-C,
-exit 0 and leave no process behind.
+Runs demo.sh three times with a small test camera (SKIP_SETUP=1, SKIP_BUILD=1, the build tree under
+test): with DURATION=12 it must print a status line a second with the viewer connected, frames rising
+and a measured latency (0 < latency < 2000 ms), write a PNG of the camera's size, and exit 0; with
+LATENCY_MS=400 instead of 50 the measured latency must grow by the difference (350 ms, +-100: it is
+measured, not the setting echoed); with DURATION=0 it must stop within 20 s of Ctrl-C, exit 0 and
+leave no process behind.
 
 Environment (defaults):
   MEDIAMTX_BIN      MediaMTX binary        (~/.cache/gst-mediamtx/mediamtx-v1.20.1)
@@ -14,6 +17,7 @@ Environment (defaults):
 """
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +42,13 @@ def main():
     # GST_PLUGIN_PATH comes from BUILD_DIR: the demo adds it itself.
     os.environ.pop("GST_PLUGIN_PATH", None)
 
+    def latencies(out):
+        """The measured latencies (ms) of the status lines with frames, the first one left out (start-up)."""
+        found = re.findall(r"^demo: +\d+s viewer connected .*frames=[1-9]\d* .*latency=(\S+)", out, re.M)
+        values = [int(v) for v in found[1:] if v.isdigit()]
+        expect(len(values) >= 3, f"{len(values)} status lines with a measured latency: {found}\n{out[-3000:]}")
+        return values
+
     def with_duration():
         snapshot = os.path.join(work, "demo.png")
         demo = Script("demo.sh", dict(env, DURATION="12", SNAPSHOT=snapshot))
@@ -54,9 +65,30 @@ def main():
         expect(png_size(snapshot) == (640, 360), "snapshot is not a 640x360 PNG")
         expect(re.search(r"^demo: done: viewer received \d+ frames, snapshot " + re.escape(snapshot), out, re.M),
                f"no final line:\n{out[-800:]}")
+        measured = latencies(out)
+        expect(all(0 < v < 2000 for v in measured), f"implausible latencies: {measured}")
+        print(f"     LATENCY_MS=50: measured latency {measured} ms", flush=True)
+        return statistics.median(measured)
 
-    checks.run("demo.sh DURATION=12: status lines a second, connected, frames rising, snapshot PNG, exit 0",
-               with_duration)
+    at_50 = checks.run("demo.sh DURATION=12: status lines a second, connected, frames rising, measured latency, "
+                       "snapshot PNG, exit 0", with_duration)
+
+    def follows_jitter_buffer():
+        expect(isinstance(at_50, (int, float)), "no latency from the LATENCY_MS=50 run")
+        demo = Script("demo.sh", dict(env, DURATION="9", LATENCY_MS="400", SNAPSHOT=os.path.join(work, "400.png")))
+        try:
+            status = demo.wait(120)
+            out = demo.output()
+        finally:
+            demo.close()
+        expect(status == 0, f"exit {status}:\n{out[-3000:]}")
+        measured = latencies(out)
+        at_400 = statistics.median(measured)
+        print(f"     LATENCY_MS=400: measured latency {measured} ms", flush=True)
+        expect(250 <= at_400 - at_50 <= 450,
+               f"median {at_400} ms at LATENCY_MS=400 vs {at_50} ms at 50: expected about 350 ms more")
+
+    checks.run("demo.sh LATENCY_MS=400: the measured latency grows by about 350 ms", follows_jitter_buffer)
 
     def ctrl_c():
         demo = Script("demo.sh", dict(env, DURATION="0", SNAPSHOT=os.path.join(work, "ctrl-c.png")))

@@ -6,7 +6,9 @@ Usage: check_scripts.py [--help]   (run by meson test inside tests/testbed/netns
 Checks: every script answers --help and prints its settings; publish-camera.sh publishes a test
 camera over RTSP (the path becomes ready, its stats lines count frames); view.sh with SINK=fakesink
 prints whepsrc's connected status and one stats line a second with frames rising, and ends on
-DURATION; snapshot.sh writes a PNG of the published size, and a JPEG; snapshot.sh on a path nobody
+DURATION; with TIME_CODE=1 on both and LATENCY_MS=400, view.sh's stats lines carry a measured
+latency above 400 ms read from every frame (about 30 a second: none dropped on the way to a
+display-paced sink), and latency-ms=n/a for a publisher without the time code; snapshot.sh writes a PNG of the published size, and a JPEG; snapshot.sh on a path nobody
 publishes exits 3 after TIMEOUT with no file; publish-camera.sh over WHIP (an http:// MEDIAMTX_URL)
 is viewable; a password given in MEDIAMTX_PASS is never printed.
 
@@ -50,7 +52,7 @@ def main():
         def publish_rtsp():
             nonlocal publisher
             publisher = Script("publish-camera.sh", dict(TEST_CAMERA, MEDIAMTX_URL=server.rtsp_url,
-                                                         STREAM_PATH="cam", MEDIAMTX_PASS=secret))
+                                                         STREAM_PATH="cam", MEDIAMTX_PASS=secret, TIME_CODE="1"))
             publisher.wait_for(r"^publish-camera: MEDIAMTX_URL=.* CAMERA=test", 10)
             publisher.wait_for(r"status publisher state=connected .*transport=rtsp", 60)
             server.wait_path_ready("cam", 30)
@@ -60,7 +62,7 @@ def main():
 
         def view_headless():
             status, out = run_script("view.sh", {"WHEP_URL": server.whep_url("cam"), "SINK": "fakesink",
-                                                 "DURATION": "8"}, 90)
+                                                 "DURATION": "8", "TIME_CODE": "1", "LATENCY_MS": "400"}, 90)
             expect(status == 0, f"view.sh exited {status}:\n{out[-2000:]}")
             expect(re.search(r"^view: WHEP_URL=.* SINK=fakesink", out, re.M), "no settings line")
             expect(re.search(r"^view: status src state=connected .*transport=webrtc", out, re.M),
@@ -68,8 +70,14 @@ def main():
             frames = stats_frames(out, "src")
             expect(len(frames) >= 5, f"{len(frames)} stats lines in 8 s, expected about one a second:\n{out}")
             expect(frames[-1] > 30 and frames == sorted(frames), f"frames do not rise: {frames}")
+            # A full second of frames: the lines after the first with a measured latency.
+            measured = re.findall(r"^view: stats src .*latency-ms=(\d+) latency-samples=(\d+)", out, re.M)[1:]
+            expect(len(measured) >= 3, f"{len(measured)} stats lines with a measured latency:\n{out[-2000:]}")
+            expect(all(400 < int(ms) < 1400 for ms, _ in measured), f"latency not 400-1400 ms: {measured}")
+            expect(all(int(n) >= 20 for _, n in measured), f"under 20 frames a second read (dropped?): {measured}")
 
-        checks.run("view.sh SINK=fakesink: connected, one stats line a second, frames rising", view_headless)
+        checks.run("view.sh SINK=fakesink TIME_CODE=1 LATENCY_MS=400: connected, one stats line a second, frames "
+                   "rising, measured latency from every frame", view_headless)
 
         def snapshot_png():
             output = os.path.join(work, "cam.png")
@@ -108,11 +116,19 @@ def main():
                 status, out = run_script("snapshot.sh", {"WHEP_URL": server.whep_url("whipcam"), "OUTPUT": output}, 90)
                 expect(status == 0, f"snapshot.sh exited {status}:\n{out[-2000:]}")
                 expect(png_size(output) == (640, 360), "wrong PNG size")
+                # No time code in this picture: no latency figure rather than a wrong one.
+                status, out = run_script("view.sh", {"WHEP_URL": server.whep_url("whipcam"), "SINK": "fakesink",
+                                                     "DURATION": "5", "TIME_CODE": "1"}, 60)
+                expect(status == 0, f"view.sh exited {status}:\n{out[-2000:]}")
+                lines = re.findall(r"^view: stats src state=connected .*frames=[1-9].*", out, re.M)
+                expect(lines and all("latency-ms=n/a" in line for line in lines),
+                       f"view.sh TIME_CODE=1 without a time code in the picture:\n{out[-2000:]}")
                 expect(whip.interrupt(30) == 0, f"publish-camera.sh did not exit 0 on Ctrl-C:\n{whip.output()[-1500:]}")
             finally:
                 whip.close()
 
-        checks.run("publish-camera.sh with an http:// MEDIAMTX_URL publishes over WHIP", publish_whip)
+        checks.run("publish-camera.sh with an http:// MEDIAMTX_URL publishes over WHIP; view.sh TIME_CODE=1 "
+                   "says latency-ms=n/a for its picture without a time code", publish_whip)
 
         def stop_publisher():
             expect(publisher is not None, "no publisher")
