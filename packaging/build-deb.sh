@@ -95,8 +95,9 @@ shlibs="$(cd "$stage" && DEB_HOST_ARCH="$arch" dpkg-shlibdeps -O -e"${plugin#"$s
 
 # Elements the plugin and the scripts create at run time (not linked, so not in shlibs):
 # webrtcbin, h264parse (bad), rtspclientsink (rtsp), rtp/rtsp elements (good), videoconvert and
-# friends (base), libnice (nice), gst-launch-1.0 (tools).
-runtime="gstreamer1.0-plugins-base (>= 1.22), gstreamer1.0-plugins-good (>= 1.22), gstreamer1.0-plugins-bad (>= 1.22), gstreamer1.0-nice, gstreamer1.0-rtsp (>= 1.22), gstreamer1.0-tools (>= 1.22)"
+# friends (base), libnice (nice), gst-launch-1.0 (tools). Every script runs pipelines/gst-mediamtx-run.py
+# (PyGObject + the Gst typelib); its TIME_CODE=1 draws and reads with GstVideo and GdkPixbuf (Recommends).
+runtime="gstreamer1.0-plugins-base (>= 1.22), gstreamer1.0-plugins-good (>= 1.22), gstreamer1.0-plugins-bad (>= 1.22), gstreamer1.0-nice, gstreamer1.0-rtsp (>= 1.22), gstreamer1.0-tools (>= 1.22), python3, python3-gi, gir1.2-gstreamer-1.0"
 installed_size="$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)"
 cat > "$pkg/DEBIAN/control" <<EOF
 Package: gst-mediamtx
@@ -105,7 +106,7 @@ Architecture: $arch
 Maintainer: $MAINTAINER
 Installed-Size: $installed_size
 Depends: $shlibs, $runtime, systemd
-Recommends: gstreamer1.0-plugins-ugly, gstreamer1.0-libav
+Recommends: gstreamer1.0-plugins-ugly, gstreamer1.0-libav, gir1.2-gst-plugins-base-1.0, gir1.2-gdkpixbuf-2.0
 Suggests: gstreamer1.0-libcamera
 Section: video
 Priority: optional
