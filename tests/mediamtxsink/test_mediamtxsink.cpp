@@ -589,7 +589,8 @@ GST_START_TEST(test_publish_whip) {
   fail_unless_equals_int(frames.width(), 320);
   gst_element_set_state(viewer, GST_STATE_NULL);
   gst_object_unref(viewer);
-  fail_unless_equals_string(stats_string(pub, "state").c_str(), "connected");
+  const std::string state = stats_string(pub, "state");
+  fail_unless_equals_string(state.c_str(), "connected");
   fail_unless(bus.errors().empty(), "%s", joined_errors(bus).c_str());
   stop_pipeline(pub);
   /* the WHIP session was DELETEd: the path is free at once */
