@@ -221,13 +221,17 @@ void WhipPublisher::stop(GstBin *bin, bool graceful) {
     peer->release_sync();
     loop_->run_sync([&] { peer.reset(); });
   }
-  for (GstElement *e : elements_) {
-    gst_element_set_locked_state(e, TRUE);
-    gst_element_set_state(e, GST_STATE_NULL);
-  }
+  /* Downstream first, as a bin does: webrtcbin before the queues and payloaders. A queue thread can
+   * be blocked inside webrtcbin (its sinks wait for preroll once the pipeline is PAUSED, holding
+   * rtpbin's lock on the way); stopping the queue's task first waited for that thread forever
+   * (found by Valgrind: test_publish_whip hung in set_state(NULL)). */
   if (webrtc_) {
     gst_element_set_locked_state(webrtc_, TRUE);
     gst_element_set_state(webrtc_, GST_STATE_NULL);
+  }
+  for (auto it = elements_.rbegin(); it != elements_.rend(); ++it) {
+    gst_element_set_locked_state(*it, TRUE);
+    gst_element_set_state(*it, GST_STATE_NULL);
   }
   for (std::size_t i = 0; i < request_pads_.size(); ++i)
     gst_element_release_request_pad(webrtc_, request_pads_[i]);
