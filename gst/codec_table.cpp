@@ -5,7 +5,9 @@
 namespace gstmtx {
 
 const std::vector<RtpCodec> &rtp_codecs() {
-  static const std::vector<RtpCodec> codecs = {
+  /* Never destroyed: an element's loop thread may still read it while exit() runs the static
+   * destructors (a use-after-free Valgrind found at process exit with a whepsrc retrying). */
+  static const auto *codecs = new std::vector<RtpCodec>{
       {"H264", "video", 90000, "rtph264depay", "rtph264pay", "h264parse",
        "video/x-h264,stream-format=byte-stream,alignment=au; video/x-h264,stream-format=avc,alignment=au",
        "packetization-mode=(string)1,profile-level-id=(string)42e01f,level-asymmetry-allowed=(string)1"},
@@ -20,7 +22,7 @@ const std::vector<RtpCodec> &rtp_codecs() {
       {"PCMU", "audio", 8000, "rtppcmudepay", "rtppcmupay", nullptr, "audio/x-mulaw", "", 0},
       {"PCMA", "audio", 8000, "rtppcmadepay", "rtppcmapay", nullptr, "audio/x-alaw", "", 8},
   };
-  return codecs;
+  return *codecs;
 }
 
 const RtpCodec *find_rtp_codec(const std::string &name) {

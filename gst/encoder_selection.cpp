@@ -63,8 +63,9 @@ bool RegistryEncoderProber::usable(const std::string &factory) const {
 }
 
 const std::vector<std::string> &auto_encoder_candidates() {
-  static const std::vector<std::string> candidates = {"v4l2h264enc", "x264enc", "openh264enc"};
-  return candidates;
+  /* never destroyed: a control thread may still read it while exit() runs the static destructors */
+  static const auto *candidates = new std::vector<std::string>{"v4l2h264enc", "x264enc", "openh264enc"};
+  return *candidates;
 }
 
 bool is_hardware_encoder(const std::string &factory) { return factory.rfind("v4l2", 0) == 0; }

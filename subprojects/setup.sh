@@ -32,6 +32,8 @@ packages=(
   # build
   build-essential pkg-config meson ninja-build
   libglib2.0-dev libsoup-3.0-dev libjson-glib-dev
+  # tests: OpenSSL headers (tests/testbed/openssl_exit.cpp)
+  libssl-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   # runtime: webrtcbin (bad) + libnice, rtspclientsink (gstreamer1.0-rtsp), encoders and decoders
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad

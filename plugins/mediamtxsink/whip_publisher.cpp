@@ -190,9 +190,10 @@ void WhipPublisher::stop(GstBin *bin, bool graceful) {
     gst_element_set_locked_state(webrtc_, TRUE);
     gst_element_set_state(webrtc_, GST_STATE_NULL);
   }
-  for (GstElement *e : elements_) {
-    gst_element_set_locked_state(e, TRUE);
-    gst_element_set_state(e, GST_STATE_NULL);
+  /* then the queues and payloaders, downstream first as a bin does */
+  for (auto it = elements_.rbegin(); it != elements_.rend(); ++it) {
+    gst_element_set_locked_state(*it, TRUE);
+    gst_element_set_state(*it, GST_STATE_NULL);
   }
   for (std::size_t i = 0; i < request_pads_.size(); ++i)
     gst_element_release_request_pad(webrtc_, request_pads_[i]);

@@ -20,10 +20,11 @@ private:
   std::set<std::string> present_, working_;
 };
 
-static std::string value_of(const std::vector<EncoderProperty> &props, const std::string &name) {
+/* points into `props` (not a temporary: fail_unless_equals_string keeps the pointer past the call) */
+static const char *value_of(const std::vector<EncoderProperty> &props, const std::string &name) {
   for (const auto &p : props)
     if (p.name == name)
-      return p.value;
+      return p.value.c_str();
   return "<unset>";
 }
 
@@ -45,7 +46,8 @@ GST_START_TEST(test_auto_skips_hardware_that_does_not_open) {
   fail_unless_equals_string(choice.factory.c_str(), "x264enc");
   fail_unless(choice.reason.find("v4l2h264enc") != std::string::npos, "reason: %s", choice.reason.c_str());
   /* empty means auto too */
-  fail_unless_equals_string(choose_encoder("", prober).factory.c_str(), "x264enc");
+  const std::string empty_means_auto = choose_encoder("", prober).factory;
+  fail_unless_equals_string(empty_means_auto.c_str(), "x264enc");
 }
 GST_END_TEST;
 
@@ -67,7 +69,8 @@ GST_END_TEST;
 
 GST_START_TEST(test_named_encoder) {
   FakeProber prober({"x264enc", "openh264enc"}, {"x264enc", "openh264enc"});
-  fail_unless_equals_string(choose_encoder("openh264enc", prober).factory.c_str(), "openh264enc");
+  const std::string named = choose_encoder("openh264enc", prober).factory;
+  fail_unless_equals_string(named.c_str(), "openh264enc");
   EncoderChoice missing = choose_encoder("nvh264enc", prober);
   fail_if(missing.ok());
   fail_unless(missing.reason.find("'nvh264enc' is not installed") != std::string::npos, "reason: %s",
@@ -103,14 +106,14 @@ GST_END_TEST;
 GST_START_TEST(test_low_latency_settings) {
   EncoderTuning tuning{2500, 15, "main"};
   auto x264 = encoder_settings("x264enc", tuning);
-  fail_unless_equals_string(value_of(x264, "tune").c_str(), "zerolatency");
-  fail_unless_equals_string(value_of(x264, "bframes").c_str(), "0");
-  fail_unless_equals_string(value_of(x264, "key-int-max").c_str(), "15");
-  fail_unless_equals_string(value_of(x264, "bitrate").c_str(), "2500"); /* kbit/s */
+  fail_unless_equals_string(value_of(x264, "tune"), "zerolatency");
+  fail_unless_equals_string(value_of(x264, "bframes"), "0");
+  fail_unless_equals_string(value_of(x264, "key-int-max"), "15");
+  fail_unless_equals_string(value_of(x264, "bitrate"), "2500"); /* kbit/s */
 
   auto openh264 = encoder_settings("openh264enc", tuning);
-  fail_unless_equals_string(value_of(openh264, "bitrate").c_str(), "2500000"); /* bit/s */
-  fail_unless_equals_string(value_of(openh264, "gop-size").c_str(), "15");
+  fail_unless_equals_string(value_of(openh264, "bitrate"), "2500000"); /* bit/s */
+  fail_unless_equals_string(value_of(openh264, "gop-size"), "15");
 
   auto v4l2 = encoder_settings("v4l2h264enc", tuning);
   std::string controls = value_of(v4l2, "extra-controls");

@@ -1,4 +1,5 @@
 #include "mediamtx_server.h"
+#include "pipeline_helpers.h"
 
 #include <arpa/inet.h>
 #include <gio/gio.h>
@@ -277,7 +278,7 @@ bool MediamtxServer::path_ready(const std::string &path) const {
 }
 
 bool MediamtxServer::wait_path_ready(const std::string &path, int timeout_ms) const {
-  gint64 deadline = g_get_monotonic_time() + timeout_ms * 1000LL;
+  gint64 deadline = g_get_monotonic_time() + scaled_ms(timeout_ms) * 1000LL;
   while (g_get_monotonic_time() < deadline) {
     if (path_ready(path))
       return true;

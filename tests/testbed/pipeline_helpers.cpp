@@ -2,6 +2,8 @@
 
 #include <gst/check/gstcheck.h>
 
+#include <cstdlib>
+
 namespace testbed {
 
 std::string x264_rtsp_publisher(const MediamtxServer &server, const std::string &path, int width, int height) {
@@ -221,8 +223,17 @@ int BusWatcher::count_element_messages(const char *name, const char *field, cons
   return n;
 }
 
+int scaled_ms(int timeout_ms) {
+  static const int scale = [] {
+    const char *env = g_getenv("TESTBED_TIME_SCALE");
+    const int value = env ? atoi(env) : 1;
+    return value >= 1 ? value : 1;
+  }();
+  return timeout_ms * scale;
+}
+
 bool wait_until(const std::function<bool()> &cond, int timeout_ms) {
-  gint64 deadline = g_get_monotonic_time() + timeout_ms * 1000LL;
+  gint64 deadline = g_get_monotonic_time() + scaled_ms(timeout_ms) * 1000LL;
   while (true) {
     if (cond())
       return true;
@@ -238,7 +249,7 @@ bool set_state_and_wait(GstElement *element, GstState state, int timeout_ms) {
     return false;
   if (ret == GST_STATE_CHANGE_NO_PREROLL || ret == GST_STATE_CHANGE_SUCCESS)
     return true;
-  ret = gst_element_get_state(element, nullptr, nullptr, timeout_ms * GST_MSECOND);
+  ret = gst_element_get_state(element, nullptr, nullptr, scaled_ms(timeout_ms) * GST_MSECOND);
   return ret == GST_STATE_CHANGE_SUCCESS || ret == GST_STATE_CHANGE_NO_PREROLL;
 }
 

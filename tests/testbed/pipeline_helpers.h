@@ -93,10 +93,14 @@ private:
   std::atomic<int> eos_{0};
 };
 
-/* Polls cond() every 20 ms for up to timeout_ms; true as soon as it holds. */
+/* timeout_ms times TESTBED_TIME_SCALE (default 1): the sanitizer and Valgrind runs
+ * (tests/faults/asan.sh, valgrind.sh) stretch every wait of the tests that way. */
+int scaled_ms(int timeout_ms);
+
+/* Polls cond() every 20 ms for up to scaled_ms(timeout_ms); true as soon as it holds. */
 bool wait_until(const std::function<bool()> &cond, int timeout_ms);
 
-/* Sets the state and waits for it (live pipelines return NO_PREROLL). */
+/* Sets the state and waits for it, up to scaled_ms(timeout_ms) (live pipelines return NO_PREROLL). */
 bool set_state_and_wait(GstElement *element, GstState state, int timeout_ms = 10000);
 
 /* gst_parse_launch or fail the test with the parse error. */
