@@ -10,7 +10,8 @@ set -euo pipefail
 # name : program (relative to the build directory) : needs a network namespace : mode
 # mode strict: the program must also pass; sanitizers-only: for suites with wall-clock bounds that
 # the instrumented build (2-3x slower) can miss, failed assertions and timeouts are printed but do
-# not count, a sanitizer report, a crash or a program that never reports its checks still does.
+# not count, a sanitizer report, a crash, a program that never reports its checks or one where
+# fewer than half of the checks pass (the code was not exercised) still does.
 suites=(
   "inspect:-:no:strict"
   "unit:tests/unit_gstmtx:no:strict"
@@ -132,6 +133,11 @@ run_one() {
     verdict="FAILED (sanitizer report)"
   elif ((status == 0)); then
     verdict=ok
+  elif [[ "$mode" == sanitizers-only ]] && grep -q '^[0-9]*%: Checks:' "$log" &&
+    (($(grep -oE '^[0-9]+%: Checks:' "$log" | tail -n 1 | cut -d% -f1) < 50)); then
+    # a run where most checks fail did not exercise the code (a helper program missing, a server
+    # that never started): not a sanitizer-clean run
+    verdict="FAILED (most checks failed: $(grep -E '^[0-9]+%: Checks:' "$log" | tail -n 1))"
   elif [[ "$mode" == sanitizers-only ]] && grep -q '^[0-9]*%: Checks:' "$log" &&
     ! grep -E ':E:' "$log" | grep -vq 'Test timeout expired'; then
     verdict="ok (failed checks under ASan, not counted: $(grep -cE ':[FE]:' "$log"))"
