@@ -255,6 +255,9 @@ class TimeCodeReader:
 
 
 STARVING_S = 3  # a linked stream without a buffer for this long, while another goes on, is ended
+# The lead stream (the video) waits longer: after a reconnection MediaMTX sends H.264 from the
+# publisher's next keyframe, which can be seconds away (it cannot ask an RTSP publisher for one).
+LEAD_STARVING_S = 10
 
 
 class Branches:
@@ -358,15 +361,21 @@ class Branches:
         """A muxer waits for every stream it has: when a session brings no buffer for a stream while
         another flows (the publisher came back without audio), end that stream (EOS into its branch)
         so that the others are still recorded."""
-        if self.session_started is None or time.monotonic() - self.session_started < STARVING_S:
+        if self.session_started is None:
+            return True
+        waited = time.monotonic() - self.session_started
+        if waited < STARVING_S:
             return True
         if max(self.buffers.values(), default=0) < 10:
             return True  # nothing flows (a publisher gone, the source reconnecting): nothing to tell
         for pad, count in list(self.buffers.items()):
             if count or pad in self.ended:
                 continue
+            grace = LEAD_STARVING_S if pad == self.lead_pad else STARVING_S
+            if waited < grace:
+                continue
             self.ended.add(pad)
-            self.say(f"note: {pad.get_name()} brought nothing for {STARVING_S} s since connecting while the "
+            self.say(f"note: {pad.get_name()} brought nothing for {grace} s since connecting while the "
                      "other streams flow: ending it, the rest is still recorded (it is recorded again from the "
                      "next start)")
             pad.get_peer().send_event(Gst.Event.new_eos())
