@@ -8,6 +8,7 @@ static gboolean plugin_init(GstPlugin *plugin) {
   (void)plugin;
 #ifdef MEDIAMTX_HAVE_WHEPSRC
   ok &= GST_ELEMENT_REGISTER(whepsrc, plugin);
+  ok &= GST_ELEMENT_REGISTER(mtxwhepsrc, plugin);
 #endif
 #ifdef MEDIAMTX_HAVE_MEDIAMTXSINK
   ok &= GST_ELEMENT_REGISTER(mediamtxsink, plugin);

@@ -209,7 +209,7 @@ struct ReconnectBinPrivate {
   std::atomic<guint64> buffers_out{0};
 };
 
-struct _GstReconnectBin {
+struct _GstMtxReconnectBin {
   GstBin parent;
   ReconnectBinPrivate *priv;
 };
@@ -221,25 +221,25 @@ static GstStateChangeReturn gst_reconnect_bin_change_state(GstElement *element, 
 static GstClock *gst_reconnect_bin_provide_clock(GstElement *element);
 static void gst_reconnect_bin_handle_message(GstBin *bin, GstMessage *message);
 
-static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error);
+static bool reconnect_bin_build_child(GstMtxReconnectBin *self, std::string *error);
 static std::string reconnect_bin_summarize(const std::string &description);
-static bool reconnect_bin_adopt_children(GstReconnectBin *self, std::string *description, std::string *error,
+static bool reconnect_bin_adopt_children(GstMtxReconnectBin *self, std::string *description, std::string *error,
                                          std::vector<GstPad *> *peers);
-static void reconnect_bin_create_control(GstReconnectBin *self);
-static void reconnect_bin_release_control(GstReconnectBin *self);
-static void reconnect_bin_post(GstReconnectBin *self, std::function<void()> command);
-static void reconnect_bin_watch_stall(GstReconnectBin *self);
-static void reconnect_bin_report_failure(GstReconnectBin *self, guint generation, FailureKind kind,
+static void reconnect_bin_create_control(GstMtxReconnectBin *self);
+static void reconnect_bin_release_control(GstMtxReconnectBin *self);
+static void reconnect_bin_post(GstMtxReconnectBin *self, std::function<void()> command);
+static void reconnect_bin_watch_stall(GstMtxReconnectBin *self);
+static void reconnect_bin_report_failure(GstMtxReconnectBin *self, guint generation, FailureKind kind,
                                          const GError *error, const char *debug);
-static void reconnect_bin_sync_child_state(GstReconnectBin *self, GstState state);
-static void reconnect_bin_on_connected(GstReconnectBin *self, guint generation);
-static void reconnect_bin_resync_child(GstReconnectBin *self, guint generation);
-static void reconnect_bin_on_failure(GstReconnectBin *self, guint generation, FailureKind kind, GQuark domain,
+static void reconnect_bin_sync_child_state(GstMtxReconnectBin *self, GstState state);
+static void reconnect_bin_on_connected(GstMtxReconnectBin *self, guint generation);
+static void reconnect_bin_resync_child(GstMtxReconnectBin *self, guint generation);
+static void reconnect_bin_on_failure(GstMtxReconnectBin *self, guint generation, FailureKind kind, GQuark domain,
                                      gint code, const std::string &message, const std::string &debug);
-static void reconnect_bin_start_child(GstReconnectBin *self, bool is_restart);
-static void reconnect_bin_start_fallback(GstReconnectBin *self, guint failed_generation);
-static void reconnect_bin_stop_fallback(GstReconnectBin *self);
-static void reconnect_bin_teardown_child(GstReconnectBin *self);
+static void reconnect_bin_start_child(GstMtxReconnectBin *self, bool is_restart);
+static void reconnect_bin_start_fallback(GstMtxReconnectBin *self, guint failed_generation);
+static void reconnect_bin_stop_fallback(GstMtxReconnectBin *self);
+static void reconnect_bin_teardown_child(GstMtxReconnectBin *self);
 static GstPadProbeReturn reconnect_bin_src_probe(GstPad *pad, GstPadProbeInfo *info, gpointer user_data);
 static GstFlowReturn reconnect_bin_sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buffer);
 static GstFlowReturn reconnect_bin_sink_chain_list(GstPad *pad, GstObject *parent, GstBufferList *list);
@@ -263,10 +263,10 @@ GType gst_reconnect_bin_fallback_get_type(void) {
   return type;
 }
 
-G_DEFINE_TYPE(GstReconnectBin, gst_reconnect_bin, GST_TYPE_BIN);
+G_DEFINE_TYPE(GstMtxReconnectBin, gst_reconnect_bin, GST_TYPE_BIN);
 GST_ELEMENT_REGISTER_DEFINE(reconnectbin, "reconnectbin", GST_RANK_NONE, GST_TYPE_RECONNECT_BIN);
 
-static void gst_reconnect_bin_class_init(GstReconnectBinClass *klass) {
+static void gst_reconnect_bin_class_init(GstMtxReconnectBinClass *klass) {
   GObjectClass *gobject_class = G_OBJECT_CLASS(klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS(klass);
   GstBinClass *bin_class = GST_BIN_CLASS(klass);
@@ -362,14 +362,14 @@ static void gst_reconnect_bin_class_init(GstReconnectBinClass *klass) {
 }
 
 /* called from the application thread (g_object_new) */
-static void gst_reconnect_bin_init(GstReconnectBin *self) {
+static void gst_reconnect_bin_init(GstMtxReconnectBin *self) {
   self->priv = new ReconnectBinPrivate();
   gst_segment_init(&self->priv->src.child_segment, GST_FORMAT_TIME);
 }
 
 /* called from the thread dropping the last reference; the element is in NULL: no threads run */
 static void gst_reconnect_bin_finalize(GObject *object) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(object);
+  GstMtxReconnectBin *self = GST_RECONNECT_BIN(object);
   ReconnectBinPrivate *priv = self->priv;
   for (GstEvent *event : priv->src.pending)
     gst_event_unref(event);
@@ -395,7 +395,7 @@ static gstmtx::RetryPolicy reconnect_bin_policy(const Settings &settings) {
 
 /* called from the application thread */
 static void gst_reconnect_bin_set_property(GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(object);
+  GstMtxReconnectBin *self = GST_RECONNECT_BIN(object);
   ReconnectBinPrivate *priv = self->priv;
   if (prop_id == PROP_CHILD) {
     if (GST_STATE(self) != GST_STATE_NULL || GST_STATE_TARGET(self) != GST_STATE_NULL) {
@@ -441,7 +441,7 @@ static void gst_reconnect_bin_set_property(GObject *object, guint prop_id, const
 
 /* called from any application thread */
 static void gst_reconnect_bin_get_property(GObject *object, guint prop_id, GValue *value, GParamSpec *pspec) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(object);
+  GstMtxReconnectBin *self = GST_RECONNECT_BIN(object);
   ReconnectBinPrivate *priv = self->priv;
   std::lock_guard<std::mutex> guard(priv->lock);
   const Settings &s = priv->settings;
@@ -473,7 +473,7 @@ static void gst_reconnect_bin_get_property(GObject *object, guint prop_id, GValu
 
 /* called from the application thread */
 static GstStateChangeReturn gst_reconnect_bin_change_state(GstElement *element, GstStateChange transition) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(element);
+  GstMtxReconnectBin *self = GST_RECONNECT_BIN(element);
   ReconnectBinPrivate *priv = self->priv;
 
   switch (transition) {
@@ -624,7 +624,7 @@ static GstClock *gst_reconnect_bin_provide_clock(GstElement *) { return nullptr;
  * control thread during a state change). Child errors become warnings and a restart; the
  * child's asynchronous state changes are ours, not the pipeline's. */
 static void gst_reconnect_bin_handle_message(GstBin *bin, GstMessage *message) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(bin);
+  GstMtxReconnectBin *self = GST_RECONNECT_BIN(bin);
   ReconnectBinPrivate *priv = self->priv;
   GstObject *src = GST_MESSAGE_SRC(message);
 
@@ -722,7 +722,7 @@ static void gst_reconnect_bin_handle_message(GstBin *bin, GstMessage *message) {
 
 /* Turns children added directly (gst-launch bin syntax) into a description, then removes them.
  * Called from the application thread on NULL->READY. */
-static bool reconnect_bin_adopt_children(GstReconnectBin *self, std::string *description, std::string *error,
+static bool reconnect_bin_adopt_children(GstMtxReconnectBin *self, std::string *description, std::string *error,
                                          std::vector<GstPad *> *peers) {
   std::vector<GstElement *> elements; /* in the order they were added */
   GST_OBJECT_LOCK(self);
@@ -940,7 +940,7 @@ static void reconnect_bin_ghost_request_pad(GstBin *child) {
 
 /* GObject/state-change thread, or the control thread. Builds a fresh child instance from the
  * description, adds it (state locked: we drive it) and ghosts/re-targets its pads. */
-static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error) {
+static bool reconnect_bin_build_child(GstMtxReconnectBin *self, std::string *error) {
   ReconnectBinPrivate *priv = self->priv;
   std::string description;
   {
@@ -1051,7 +1051,7 @@ static bool reconnect_bin_build_child(GstReconnectBin *self, std::string *error)
 
 /* Application thread, NULL->READY: the control thread (kept from an earlier run if READY->NULL
  * came from the control thread itself). */
-static void reconnect_bin_create_control(GstReconnectBin *self) {
+static void reconnect_bin_create_control(GstMtxReconnectBin *self) {
   ReconnectBinPrivate *priv = self->priv;
   if (priv->loop)
     return;
@@ -1064,7 +1064,7 @@ static void reconnect_bin_create_control(GstReconnectBin *self) {
 
 /* Application thread, READY->NULL: ends the control thread, unless this is that thread (the
  * application set NULL from a bus handler there): then it ends in finalize. */
-static void reconnect_bin_release_control(GstReconnectBin *self) {
+static void reconnect_bin_release_control(GstMtxReconnectBin *self) {
   ReconnectBinPrivate *priv = self->priv;
   std::unique_ptr<gstmtx::EventLoop> loop;
   std::unique_ptr<gstmtx::TaskGate> control;
@@ -1080,7 +1080,7 @@ static void reconnect_bin_release_control(GstReconnectBin *self) {
 
 /* Any thread: queues `command` for the control thread (dropped when the element is not running,
  * or stops before its turn). */
-static void reconnect_bin_post(GstReconnectBin *self, std::function<void()> command) {
+static void reconnect_bin_post(GstMtxReconnectBin *self, std::function<void()> command) {
   ReconnectBinPrivate *priv = self->priv;
   std::lock_guard<std::mutex> guard(priv->lock);
   if (!priv->control)
@@ -1092,7 +1092,7 @@ static void reconnect_bin_post(GstReconnectBin *self, std::function<void()> comm
 }
 
 /* Control thread (or any thread when it only posts): the shared status message. */
-static void reconnect_bin_post_status(GstReconnectBin *self, ConnectionState state, int attempt,
+static void reconnect_bin_post_status(GstMtxReconnectBin *self, ConnectionState state, int attempt,
                                       const std::string &reason, gint64 retry_in_ms = -1) {
   ReconnectBinPrivate *priv = self->priv;
   gstmtx::StatusUpdate update;
@@ -1109,7 +1109,7 @@ static void reconnect_bin_post_status(GstReconnectBin *self, ConnectionState sta
 }
 
 /* Any thread: running time of the pipeline clock now, or NONE when not playing. */
-static GstClockTime reconnect_bin_now_running_time(GstReconnectBin *self) {
+static GstClockTime reconnect_bin_now_running_time(GstMtxReconnectBin *self) {
   if (GST_STATE(self) != GST_STATE_PLAYING)
     return GST_CLOCK_TIME_NONE;
   g_autoptr(GstClock) clock = gst_element_get_clock(GST_ELEMENT(self));
@@ -1121,7 +1121,7 @@ static GstClockTime reconnect_bin_now_running_time(GstReconnectBin *self) {
 }
 
 /* Any thread: reports that child generation `generation` failed; the control thread decides. */
-static void reconnect_bin_report_failure(GstReconnectBin *self, guint generation, FailureKind kind,
+static void reconnect_bin_report_failure(GstMtxReconnectBin *self, guint generation, FailureKind kind,
                                          const GError *error, const char *debug) {
   GQuark domain = error ? error->domain : 0;
   gint code = error ? error->code : 0;
@@ -1132,7 +1132,7 @@ static void reconnect_bin_report_failure(GstReconnectBin *self, guint generation
 
 /* Control thread, after every task and when a stall could first be seen: a child that produced
  * nothing for stall-timeout fails; otherwise the next check is scheduled. */
-static void reconnect_bin_watch_stall(GstReconnectBin *self) {
+static void reconnect_bin_watch_stall(GstMtxReconnectBin *self) {
   ReconnectBinPrivate *priv = self->priv;
   const auto now = SteadyClock::now();
   guint generation = 0;
@@ -1160,7 +1160,7 @@ static void reconnect_bin_watch_stall(GstReconnectBin *self) {
 
 /* Control thread (or the application thread on PAUSED->READY once the control thread is
  * joined): unlinks the child, stops it and removes it from the bin. */
-static void reconnect_bin_teardown_child(GstReconnectBin *self) {
+static void reconnect_bin_teardown_child(GstMtxReconnectBin *self) {
   ReconnectBinPrivate *priv = self->priv;
   GstElement *old;
   {
@@ -1193,7 +1193,7 @@ static void reconnect_bin_teardown_child(GstReconnectBin *self) {
 
 /* Control thread: sends a force-key-unit event upstream so the encoder feeding a restarted sink
  * child sends a keyframe now. */
-static void reconnect_bin_request_keyframe(GstReconnectBin *self) {
+static void reconnect_bin_request_keyframe(GstMtxReconnectBin *self) {
   if (!self->priv->sink.ghost)
     return;
   GST_DEBUG_OBJECT(self, "asking upstream for a keyframe");
@@ -1203,7 +1203,7 @@ static void reconnect_bin_request_keyframe(GstReconnectBin *self) {
 
 /* Control thread: points the child's clock and times at ours, as GstBin would for an unlocked
  * child. */
-static void reconnect_bin_prepare_child_times(GstReconnectBin *self, GstElement *child) {
+static void reconnect_bin_prepare_child_times(GstMtxReconnectBin *self, GstElement *child) {
   g_autoptr(GstClock) clock = gst_element_get_clock(GST_ELEMENT(self));
   gst_element_set_clock(child, clock);
   gst_element_set_base_time(child, gst_element_get_base_time(GST_ELEMENT(self)));
@@ -1212,7 +1212,7 @@ static void reconnect_bin_prepare_child_times(GstReconnectBin *self, GstElement 
 
 /* Control thread: starts the child (a fresh instance unless the one built at setup was never
  * started) in the bin's desired state. */
-static void reconnect_bin_start_child(GstReconnectBin *self, bool is_restart) {
+static void reconnect_bin_start_child(GstMtxReconnectBin *self, bool is_restart) {
   ReconnectBinPrivate *priv = self->priv;
   bool need_build;
   int attempt;
@@ -1276,7 +1276,7 @@ static void reconnect_bin_start_child(GstReconnectBin *self, bool is_restart) {
 }
 
 /* Control thread: the bin's state changed (PAUSED or PLAYING): drive the child there. */
-static void reconnect_bin_sync_child_state(GstReconnectBin *self, GstState state) {
+static void reconnect_bin_sync_child_state(GstMtxReconnectBin *self, GstState state) {
   ReconnectBinPrivate *priv = self->priv;
   GstElement *child = nullptr;
   bool start = false;
@@ -1320,7 +1320,7 @@ static void reconnect_bin_sync_child_state(GstReconnectBin *self, GstState state
 
 /* Control thread: the child of `generation` finished an asynchronous state change; take it on
  * to the state the bin wants. */
-static void reconnect_bin_resync_child(GstReconnectBin *self, guint generation) {
+static void reconnect_bin_resync_child(GstMtxReconnectBin *self, guint generation) {
   ReconnectBinPrivate *priv = self->priv;
   GstElement *child;
   GstState desired;
@@ -1342,7 +1342,7 @@ static void reconnect_bin_resync_child(GstReconnectBin *self, guint generation) 
 }
 
 /* Control thread: the child of `generation` delivers (source: first buffer; sink: PLAYING). */
-static void reconnect_bin_on_connected(GstReconnectBin *self, guint generation) {
+static void reconnect_bin_on_connected(GstMtxReconnectBin *self, guint generation) {
   ReconnectBinPrivate *priv = self->priv;
   int attempt;
   {
@@ -1360,7 +1360,7 @@ static void reconnect_bin_on_connected(GstReconnectBin *self, guint generation) 
 
 /* Control thread: child `generation` failed. Restart it after the backoff delay, or give up
  * and post the child's own error. */
-static void reconnect_bin_on_failure(GstReconnectBin *self, guint generation, FailureKind kind, GQuark domain,
+static void reconnect_bin_on_failure(GstMtxReconnectBin *self, guint generation, FailureKind kind, GQuark domain,
                                      gint code, const std::string &message, const std::string &debug) {
   ReconnectBinPrivate *priv = self->priv;
   std::optional<gstmtx::Millis> delay;
@@ -1469,7 +1469,7 @@ static GstEvent *reconnect_bin_shifted_segment(SourceSide &src, GstEvent *origin
 /* Child streaming thread, stream lock held: the first buffer of a child run at `pts`. Chooses
  * the shift that keeps running time continuous (never backwards, and not behind the clock when
  * a restarted child begins its timeline again from zero), then sends the held events. */
-static void reconnect_bin_src_begin_output(GstReconnectBin *self, SourceSide &src, GstClockTime pts) {
+static void reconnect_bin_src_begin_output(GstMtxReconnectBin *self, SourceSide &src, GstClockTime pts) {
   src.shift = 0;
   const GstClockTime now_rt = reconnect_bin_now_running_time(self);
   if (src.child_segment.format == GST_FORMAT_TIME && GST_CLOCK_TIME_IS_VALID(pts)) {
@@ -1500,7 +1500,7 @@ static void reconnect_bin_src_begin_output(GstReconnectBin *self, SourceSide &sr
 }
 
 /* Child streaming thread, stream lock held: bookkeeping for a buffer going downstream. */
-static void reconnect_bin_src_track_buffer(GstReconnectBin *self, SourceSide &src, GstBuffer *buffer) {
+static void reconnect_bin_src_track_buffer(GstMtxReconnectBin *self, SourceSide &src, GstBuffer *buffer) {
   if (GST_BUFFER_DURATION_IS_VALID(buffer))
     src.last_duration = GST_BUFFER_DURATION(buffer);
   if (src.child_segment.format == GST_FORMAT_TIME && GST_BUFFER_PTS_IS_VALID(buffer)) {
@@ -1526,7 +1526,7 @@ static void reconnect_bin_src_track_buffer(GstReconnectBin *self, SourceSide &sr
 /* Probe on the internal side of the src ghost pad. Called from the child's streaming thread,
  * with the internal pad's stream lock held for serialized data. */
 static GstPadProbeReturn reconnect_bin_src_probe(GstPad *, GstPadProbeInfo *info, gpointer user_data) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(user_data);
+  GstMtxReconnectBin *self = GST_RECONNECT_BIN(user_data);
   ReconnectBinPrivate *priv = self->priv;
   SourceSide &src = priv->src;
 
@@ -1590,7 +1590,7 @@ static GstPadProbeReturn reconnect_bin_src_probe(GstPad *, GstPadProbeInfo *info
  * internal pad keeps every sticky event it accepts, so the child's data flow stays valid; what
  * goes downstream is decided here. */
 static gboolean reconnect_bin_src_internal_event(GstPad *pad, GstObject *, GstEvent *event) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(gst_pad_get_element_private(pad));
+  GstMtxReconnectBin *self = GST_RECONNECT_BIN(gst_pad_get_element_private(pad));
   SourceSide &src = self->priv->src;
   switch (GST_EVENT_TYPE(event)) {
   case GST_EVENT_STREAM_START:
@@ -1679,7 +1679,7 @@ static GstBuffer *reconnect_bin_black_frame(const GstVideoInfo *info) {
 
 /* Fallback thread: while the source child of `failed_generation` is down, pushes fallback
  * frames, silence or GAP events at the stream's cadence on the pipeline clock. */
-static void reconnect_bin_fallback_loop(GstReconnectBin *self, guint failed_generation) {
+static void reconnect_bin_fallback_loop(GstMtxReconnectBin *self, guint failed_generation) {
   ReconnectBinPrivate *priv = self->priv;
   SourceSide &src = priv->src;
   g_autoptr(GstClock) clock = gst_element_get_clock(GST_ELEMENT(self));
@@ -1795,7 +1795,7 @@ static void reconnect_bin_fallback_loop(GstReconnectBin *self, guint failed_gene
 
 /* Control thread: starts the fallback for a source bin whose child of `failed_generation` went
  * down. */
-static void reconnect_bin_start_fallback(GstReconnectBin *self, guint failed_generation) {
+static void reconnect_bin_start_fallback(GstMtxReconnectBin *self, guint failed_generation) {
   ReconnectBinPrivate *priv = self->priv;
   if (!priv->src.ghost || GST_STATE_TARGET(self) != GST_STATE_PLAYING)
     return;
@@ -1804,7 +1804,7 @@ static void reconnect_bin_start_fallback(GstReconnectBin *self, guint failed_gen
 }
 
 /* Control thread or application thread (shutdown): stops and joins the fallback thread. */
-static void reconnect_bin_stop_fallback(GstReconnectBin *self) {
+static void reconnect_bin_stop_fallback(GstMtxReconnectBin *self) {
   ReconnectBinPrivate *priv = self->priv;
   if (!priv->fallback.joinable())
     return;
@@ -1821,7 +1821,7 @@ static void reconnect_bin_stop_fallback(GstReconnectBin *self) {
 /* Application thread (queries from downstream, any thread): answer latency while the child is
  * down with the last answer it gave. */
 static gboolean reconnect_bin_src_query(GstPad *pad, GstObject *parent, GstQuery *query) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(parent);
+  GstMtxReconnectBin *self = GST_RECONNECT_BIN(parent);
   ReconnectBinPrivate *priv = self->priv;
   gboolean ret = gst_pad_query_default(pad, parent, query);
   if (GST_QUERY_TYPE(query) != GST_QUERY_LATENCY)
@@ -1845,7 +1845,7 @@ static gboolean reconnect_bin_src_query(GstPad *pad, GstObject *parent, GstQuery
 
 /* Upstream streaming thread: a buffer for the child, dropped and counted while it is down. */
 static GstFlowReturn reconnect_bin_sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buffer) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(parent);
+  GstMtxReconnectBin *self = GST_RECONNECT_BIN(parent);
   ReconnectBinPrivate *priv = self->priv;
   if (!priv->sink.up) {
     priv->buffers_dropped++;
@@ -1875,7 +1875,7 @@ static GstFlowReturn reconnect_bin_sink_chain(GstPad *pad, GstObject *parent, Gs
 
 /* Upstream streaming thread */
 static GstFlowReturn reconnect_bin_sink_chain_list(GstPad *pad, GstObject *parent, GstBufferList *list) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(parent);
+  GstMtxReconnectBin *self = GST_RECONNECT_BIN(parent);
   ReconnectBinPrivate *priv = self->priv;
   if (!priv->sink.up) {
     priv->buffers_dropped += gst_buffer_list_length(list);
@@ -1893,7 +1893,7 @@ static GstFlowReturn reconnect_bin_sink_chain_list(GstPad *pad, GstObject *paren
 
 /* Upstream streaming thread (serialized events) or any thread (flushes). */
 static gboolean reconnect_bin_sink_event(GstPad *pad, GstObject *parent, GstEvent *event) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(parent);
+  GstMtxReconnectBin *self = GST_RECONNECT_BIN(parent);
   ReconnectBinPrivate *priv = self->priv;
   const GstEventType type = GST_EVENT_TYPE(event);
   if (type == GST_EVENT_EOS)
@@ -1933,7 +1933,7 @@ static gboolean reconnect_bin_sink_event(GstPad *pad, GstObject *parent, GstEven
 
 /* Upstream threads: caps questions while the child is down get permissive answers. */
 static gboolean reconnect_bin_sink_query(GstPad *pad, GstObject *parent, GstQuery *query) {
-  GstReconnectBin *self = GST_RECONNECT_BIN(parent);
+  GstMtxReconnectBin *self = GST_RECONNECT_BIN(parent);
   if (!self->priv->sink.up) {
     switch (GST_QUERY_TYPE(query)) {
     case GST_QUERY_ACCEPT_CAPS:

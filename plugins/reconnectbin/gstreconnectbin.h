@@ -7,7 +7,7 @@
 G_BEGIN_DECLS
 
 #define GST_TYPE_RECONNECT_BIN (gst_reconnect_bin_get_type())
-G_DECLARE_FINAL_TYPE(GstReconnectBin, gst_reconnect_bin, GST, RECONNECT_BIN, GstBin)
+G_DECLARE_FINAL_TYPE(GstMtxReconnectBin, gst_reconnect_bin, GST, RECONNECT_BIN, GstBin)
 
 #define GST_TYPE_RECONNECT_BIN_FALLBACK (gst_reconnect_bin_fallback_get_type())
 GType gst_reconnect_bin_fallback_get_type(void);

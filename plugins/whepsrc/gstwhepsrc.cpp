@@ -118,7 +118,7 @@ struct Settings {
 /* One exposed output: the ghost pad lives for the element's life, the chain behind it is rebuilt
  * for every session. */
 struct Output {
-  GstWhepSrc *self = nullptr;
+  GstMtxWhepSrc *self = nullptr;
   std::string media;          /* "video" | "audio" */
   GstPad *ghost = nullptr;    /* owned by the element once added */
   GstElement *chain = nullptr;
@@ -182,7 +182,7 @@ struct GstWhepSrcPrivate {
   std::shared_ptr<bool> alive = std::make_shared<bool>(true); /* for timers that outlive a session */
 };
 
-struct _GstWhepSrc {
+struct _GstMtxWhepSrc {
   GstBin parent;
   GstWhepSrcPrivate *priv;
 };
@@ -190,11 +190,14 @@ struct _GstWhepSrc {
 static void gst_whep_src_uri_handler_init(gpointer g_iface, gpointer iface_data);
 
 #define gst_whep_src_parent_class parent_class
-G_DEFINE_TYPE_WITH_CODE(GstWhepSrc, gst_whep_src, GST_TYPE_BIN,
+G_DEFINE_TYPE_WITH_CODE(GstMtxWhepSrc, gst_whep_src, GST_TYPE_BIN,
                         G_IMPLEMENT_INTERFACE(GST_TYPE_URI_HANDLER, gst_whep_src_uri_handler_init));
 GST_ELEMENT_REGISTER_DEFINE_WITH_CODE(whepsrc, "whepsrc", GST_RANK_NONE, GST_TYPE_WHEP_SRC,
                                       GST_DEBUG_CATEGORY_INIT(gst_whep_src_debug, "whepsrc", 0,
                                                               "WHEP viewer source"));
+/* The same element under a name only this plugin uses: gst-plugins-rs registers a `whepsrc` too, and
+ * with both installed the registry keeps whichever it scanned last under that name. */
+GST_ELEMENT_REGISTER_DEFINE(mtxwhepsrc, "mtxwhepsrc", GST_RANK_NONE, GST_TYPE_WHEP_SRC);
 
 static void gst_whep_src_finalize(GObject *object);
 static void gst_whep_src_set_property(GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec);
@@ -202,16 +205,16 @@ static void gst_whep_src_get_property(GObject *object, guint prop_id, GValue *va
 static GstStateChangeReturn gst_whep_src_change_state(GstElement *element, GstStateChange transition);
 static gboolean gst_whep_src_send_event(GstElement *element, GstEvent *event);
 static void gst_whep_src_handle_message(GstBin *bin, GstMessage *message);
-static void start_session(GstWhepSrc *self);
-static void stop_session(GstWhepSrc *self, bool synchronous_delete);
-static void on_session_failed(GstWhepSrc *self, gstmtx::SessionError error);
-static void start_hls(GstWhepSrc *self);
+static void start_session(GstMtxWhepSrc *self);
+static void stop_session(GstMtxWhepSrc *self, bool synchronous_delete);
+static void on_session_failed(GstMtxWhepSrc *self, gstmtx::SessionError error);
+static void start_hls(GstMtxWhepSrc *self);
 static gstmtx::Headers extra_headers_of(const GstStructure *s);
-static void stop_hls(GstWhepSrc *self);
-static void on_hls_failed(GstWhepSrc *self, const std::string &reason);
-static GstStructure *build_stats(GstWhepSrc *self);
+static void stop_hls(GstMtxWhepSrc *self);
+static void on_hls_failed(GstMtxWhepSrc *self, const std::string &reason);
+static GstStructure *build_stats(GstMtxWhepSrc *self);
 
-static void gst_whep_src_class_init(GstWhepSrcClass *klass) {
+static void gst_whep_src_class_init(GstMtxWhepSrcClass *klass) {
   GObjectClass *gobject_class = G_OBJECT_CLASS(klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS(klass);
 
@@ -350,7 +353,7 @@ static void gst_whep_src_class_init(GstWhepSrcClass *klass) {
   GST_BIN_CLASS(klass)->handle_message = GST_DEBUG_FUNCPTR(gst_whep_src_handle_message);
 }
 
-static void gst_whep_src_init(GstWhepSrc *self) {
+static void gst_whep_src_init(GstMtxWhepSrc *self) {
   self->priv = new GstWhepSrcPrivate();
   GST_OBJECT_FLAG_SET(self, GST_ELEMENT_FLAG_SOURCE);
   gst_bin_set_suppressed_flags(GST_BIN(self),
@@ -358,7 +361,7 @@ static void gst_whep_src_init(GstWhepSrc *self) {
 }
 
 static void gst_whep_src_finalize(GObject *object) {
-  GstWhepSrc *self = GST_WHEP_SRC(object);
+  GstMtxWhepSrc *self = GST_WHEP_SRC(object);
   GstWhepSrcPrivate *priv = self->priv;
   if (priv->settings.extra_headers)
     gst_structure_free(priv->settings.extra_headers);
@@ -374,7 +377,7 @@ static std::string dup_string(const GValue *value) {
 }
 
 static void gst_whep_src_set_property(GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec) {
-  GstWhepSrc *self = GST_WHEP_SRC(object);
+  GstMtxWhepSrc *self = GST_WHEP_SRC(object);
   std::lock_guard<std::mutex> guard(self->priv->lock);
   Settings &s = self->priv->settings;
   switch (prop_id) {
@@ -415,7 +418,7 @@ static void gst_whep_src_set_property(GObject *object, guint prop_id, const GVal
 }
 
 static void gst_whep_src_get_property(GObject *object, guint prop_id, GValue *value, GParamSpec *pspec) {
-  GstWhepSrc *self = GST_WHEP_SRC(object);
+  GstMtxWhepSrc *self = GST_WHEP_SRC(object);
   if (prop_id == PROP_STATS) {
     /* takes the lock itself and calls into webrtcbin without it */
     g_value_take_boxed(value, build_stats(self));
@@ -458,7 +461,7 @@ static void gst_whep_src_get_property(GObject *object, guint prop_id, GValue *va
 /* A copy of the settings for use without the lock. The copy never holds the borrowed
  * extra-headers structure: it comes out as header pairs in *extra_headers when asked for.
  * Any thread. */
-static Settings settings_snapshot(GstWhepSrc *self, gstmtx::Headers *extra_headers = nullptr) {
+static Settings settings_snapshot(GstMtxWhepSrc *self, gstmtx::Headers *extra_headers = nullptr) {
   std::lock_guard<std::mutex> guard(self->priv->lock);
   Settings s = self->priv->settings;
   if (extra_headers)
@@ -468,7 +471,7 @@ static Settings settings_snapshot(GstWhepSrc *self, gstmtx::Headers *extra_heade
 }
 
 /* Validates the settings and creates the control thread and HTTP client. */
-static bool prepare(GstWhepSrc *self) {
+static bool prepare(GstMtxWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
   const Settings s = settings_snapshot(self);
   if (s.location.empty()) {
@@ -524,7 +527,7 @@ static bool prepare(GstWhepSrc *self) {
   return true;
 }
 
-static void release(GstWhepSrc *self) {
+static void release(GstMtxWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
   if (priv->loop) {
     priv->loop->run_sync([&] {
@@ -535,7 +538,7 @@ static void release(GstWhepSrc *self) {
 }
 
 static GstStateChangeReturn gst_whep_src_change_state(GstElement *element, GstStateChange transition) {
-  GstWhepSrc *self = GST_WHEP_SRC(element);
+  GstMtxWhepSrc *self = GST_WHEP_SRC(element);
   GstWhepSrcPrivate *priv = self->priv;
 
   switch (transition) {
@@ -593,7 +596,7 @@ static GstStateChangeReturn gst_whep_src_change_state(GstElement *element, GstSt
 /* EOS from the application (gst-launch -e, a recorder's shutdown): end every output so muxers
  * finalize their files. */
 static gboolean gst_whep_src_send_event(GstElement *element, GstEvent *event) {
-  GstWhepSrc *self = GST_WHEP_SRC(element);
+  GstMtxWhepSrc *self = GST_WHEP_SRC(element);
   if (GST_EVENT_TYPE(event) == GST_EVENT_EOS) {
     self->priv->eos_requested = true;
     std::vector<GstPad *> pads;
@@ -634,7 +637,7 @@ static bool inside_hls_bin(GstObject *object) {
 /* An error inside the session (webrtcbin, a depayloader, a decoder) ends that session, not the
  * pipeline: it becomes a warning and a reconnection. Called from the posting thread. */
 static void gst_whep_src_handle_message(GstBin *bin, GstMessage *message) {
-  GstWhepSrc *self = GST_WHEP_SRC(bin);
+  GstMtxWhepSrc *self = GST_WHEP_SRC(bin);
   GstElement *hls;
   {
     std::lock_guard<std::mutex> guard(self->priv->lock);
@@ -693,7 +696,7 @@ static void gst_whep_src_handle_message(GstBin *bin, GstMessage *message) {
 /* ---- status ---- */
 
 /* called on the control thread */
-static void post_status(GstWhepSrc *self, gstmtx::ConnectionState state, const std::string &reason,
+static void post_status(GstMtxWhepSrc *self, gstmtx::ConnectionState state, const std::string &reason,
                         gint64 retry_in_ms = -1, const char *transport = nullptr) {
   int attempt;
   {
@@ -712,7 +715,7 @@ static void post_status(GstWhepSrc *self, gstmtx::ConnectionState state, const s
  * asks for a keyframe (RTCP PLI through the depayloader) while waiting. Counts media for stats and
  * the no-media watchdog. Called from the streaming thread. */
 struct KeyframeGate {
-  GstWhepSrc *self;
+  GstMtxWhepSrc *self;
   bool is_video;
   bool open = false;
   gint64 last_request_us = 0;
@@ -772,7 +775,7 @@ static GstElement *make_element(const char *factory) {
 
 /* Builds depayloader ! [parser] ! [decoder] for `codec` into a bin with ghost pads "sink"/"src".
  * Called from the streaming thread. */
-static GstElement *build_receive_chain(GstWhepSrc *self, const gstmtx::RtpCodec &codec, bool decode,
+static GstElement *build_receive_chain(GstMtxWhepSrc *self, const gstmtx::RtpCodec &codec, bool decode,
                                        std::string *error) {
   GstElement *chain = gst_bin_new(nullptr);
   GstElement *depay = make_element(codec.depayloader);
@@ -842,7 +845,7 @@ static GstElement *build_receive_chain(GstWhepSrc *self, const gstmtx::RtpCodec 
 /* Points this media's ghost pad (made on first use) at `src`, the output of `chain`. From WebRTC
  * (`webrtc` and `generation` identify the session, which must still be current) or from the HLS
  * fallback (`webrtc` nullptr). A WebRTC stream takes a pad back from HLS. Streaming thread. */
-static bool attach_output(GstWhepSrc *self, const std::string &media, GstElement *chain, GstPad *src, bool from_hls,
+static bool attach_output(GstMtxWhepSrc *self, const std::string &media, GstElement *chain, GstPad *src, bool from_hls,
                           GstElement *webrtc, guint generation) {
   GstWhepSrcPrivate *priv = self->priv;
   Output *target = nullptr;
@@ -933,7 +936,7 @@ static bool attach_output(GstWhepSrc *self, const std::string &media, GstElement
 /* webrtcbin exposed a stream: build its chain and (re)target our ghost pad.
  * Called from webrtcbin's streaming thread. */
 static void on_webrtc_pad_added(GstElement *webrtc, GstPad *pad, gpointer data) {
-  GstWhepSrc *self = GST_WHEP_SRC(data);
+  GstMtxWhepSrc *self = GST_WHEP_SRC(data);
   GstWhepSrcPrivate *priv = self->priv;
   if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC)
     return;
@@ -1024,7 +1027,7 @@ static GstPadProbeReturn hls_clock_probe(GstPad *, GstPadProbeInfo *info, gpoint
 
 /* decodebin/parsebin of the HLS chain exposed a stream. Streaming thread. */
 static void on_hls_stream(GstElement *decoder, GstPad *pad, gpointer data) {
-  GstWhepSrc *self = GST_WHEP_SRC(data);
+  GstMtxWhepSrc *self = GST_WHEP_SRC(data);
   GstWhepSrcPrivate *priv = self->priv;
   g_autoptr(GstCaps) caps = gst_pad_get_current_caps(pad);
   if (!caps)
@@ -1059,7 +1062,7 @@ static void on_hls_stream(GstElement *decoder, GstPad *pad, gpointer data) {
 
 /* hlsdemux exposed a rendition: decode or parse it. Streaming thread. */
 static void on_hls_rendition(GstElement *demux, GstPad *pad, gpointer data) {
-  GstWhepSrc *self = GST_WHEP_SRC(data);
+  GstMtxWhepSrc *self = GST_WHEP_SRC(data);
   bool decode;
   {
     std::lock_guard<std::mutex> guard(self->priv->lock);
@@ -1078,7 +1081,7 @@ static void on_hls_rendition(GstElement *demux, GstPad *pad, gpointer data) {
 
 /* No HLS media for `timeout_ms` (hlsdemux can stall, e.g. on the gap segments MediaMTX lists while
  * its muxer warms up): restart the HLS chain. Control thread. */
-static void schedule_hls_watchdog(GstWhepSrc *self, guint timeout_ms) {
+static void schedule_hls_watchdog(GstMtxWhepSrc *self, guint timeout_ms) {
   GstWhepSrcPrivate *priv = self->priv;
   priv->loop->cancel(priv->hls_watchdog_timer);
   priv->hls_watchdog_timer = priv->loop->schedule(gstmtx::Millis(500), [self, timeout_ms] {
@@ -1096,7 +1099,7 @@ static void schedule_hls_watchdog(GstWhepSrc *self, guint timeout_ms) {
 }
 
 /* Starts playing the path over HLS. Control thread. */
-static void start_hls(GstWhepSrc *self) {
+static void start_hls(GstMtxWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
   if (priv->hls || !priv->running)
     return;
@@ -1144,7 +1147,7 @@ static void start_hls(GstWhepSrc *self) {
 }
 
 /* Stops the HLS fallback; its outputs lose their target until WebRTC takes them. Control thread. */
-static void stop_hls(GstWhepSrc *self) {
+static void stop_hls(GstMtxWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
   priv->loop->cancel(priv->hls_restart_timer);
   priv->hls_restart_timer = 0;
@@ -1189,7 +1192,7 @@ static void stop_hls(GstWhepSrc *self) {
 }
 
 /* An error inside the HLS chain: restart it after the retry delay, unless WebRTC is back. */
-static void on_hls_failed(GstWhepSrc *self, const std::string &reason) {
+static void on_hls_failed(GstMtxWhepSrc *self, const std::string &reason) {
   GstWhepSrcPrivate *priv = self->priv;
   if (!priv->hls)
     return;
@@ -1225,7 +1228,7 @@ static gstmtx::Headers extra_headers_of(const GstStructure *s) {
   return headers;
 }
 
-static void schedule_media_watchdog(GstWhepSrc *self, guint timeout_ms);
+static void schedule_media_watchdog(GstMtxWhepSrc *self, guint timeout_ms);
 
 /* rtpjitterbuffer's rtx-next-seqnum (on by default) expects the packet after the newest one at an
  * estimated time and, once it is later than that by the latency, requests it and calls it lost;
@@ -1239,7 +1242,7 @@ static void on_new_jitterbuffer(GstElement *, GstElement *jitterbuffer, guint, g
 }
 
 /* Creates a webrtcbin with recvonly transceivers and starts the WHEP exchange. */
-static void start_session(GstWhepSrc *self) {
+static void start_session(GstMtxWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
   if (!priv->running)
     return;
@@ -1363,7 +1366,7 @@ static void start_session(GstWhepSrc *self) {
 }
 
 /* No media for `timeout` since the session started or since the last buffer: fail the session. */
-static void schedule_media_watchdog(GstWhepSrc *self, guint timeout_ms) {
+static void schedule_media_watchdog(GstMtxWhepSrc *self, guint timeout_ms) {
   GstWhepSrcPrivate *priv = self->priv;
   priv->loop->cancel(priv->media_timer);
   priv->media_timer = priv->loop->schedule(gstmtx::Millis(250), [self, timeout_ms] {
@@ -1388,7 +1391,7 @@ static void schedule_media_watchdog(GstWhepSrc *self, guint timeout_ms) {
 /* Tears the current session down: DELETE on the server, webrtcbin and chains out of the bin,
  * ghost pads left in place without a target. Control thread (synchronous_delete=false) or
  * application thread during a state change (true). */
-static void stop_session(GstWhepSrc *self, bool synchronous_delete) {
+static void stop_session(GstMtxWhepSrc *self, bool synchronous_delete) {
   GstWhepSrcPrivate *priv = self->priv;
   std::unique_ptr<gstmtx::WebrtcPeer> peer;
   if (synchronous_delete) {
@@ -1464,7 +1467,7 @@ static void stop_session(GstWhepSrc *self, bool synchronous_delete) {
 }
 
 /* called on the control thread */
-static void on_session_failed(GstWhepSrc *self, gstmtx::SessionError error) {
+static void on_session_failed(GstMtxWhepSrc *self, gstmtx::SessionError error) {
   GstWhepSrcPrivate *priv = self->priv;
   if (!priv->running)
     return;
@@ -1525,7 +1528,7 @@ static void on_session_failed(GstWhepSrc *self, gstmtx::SessionError error) {
 
 /* ---- stats (application thread) ---- */
 
-static GstStructure *build_stats(GstWhepSrc *self) {
+static GstStructure *build_stats(GstMtxWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
   GstElement *webrtc = nullptr;
   GstStructure *s;
@@ -1638,13 +1641,13 @@ static const gchar *const *gst_whep_src_uri_get_protocols(GType) {
 }
 
 static gchar *gst_whep_src_uri_get_uri(GstURIHandler *handler) {
-  GstWhepSrc *self = GST_WHEP_SRC(handler);
+  GstMtxWhepSrc *self = GST_WHEP_SRC(handler);
   std::lock_guard<std::mutex> guard(self->priv->lock);
   return self->priv->settings.location.empty() ? nullptr : g_strdup(self->priv->settings.location.c_str());
 }
 
 static gboolean gst_whep_src_uri_set_uri(GstURIHandler *handler, const gchar *uri, GError **error) {
-  GstWhepSrc *self = GST_WHEP_SRC(handler);
+  GstMtxWhepSrc *self = GST_WHEP_SRC(handler);
   std::string reason;
   if (!gstmtx::parse_webrtc_http_location(uri ? uri : "", gstmtx::HttpEndpointKind::Whep, &reason)) {
     g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI, "Invalid WHEP URI: %s", reason.c_str());

@@ -6,6 +6,6 @@
 G_BEGIN_DECLS
 
 #define GST_TYPE_WHEP_SRC (gst_whep_src_get_type())
-G_DECLARE_FINAL_TYPE(GstWhepSrc, gst_whep_src, GST, WHEP_SRC, GstBin)
+G_DECLARE_FINAL_TYPE(GstMtxWhepSrc, gst_whep_src, GST, WHEP_SRC, GstBin)
 
 G_END_DECLS
