@@ -1230,7 +1230,6 @@ static void on_failure(GstMediamtxSink *self, ControlState &cs, const Command &c
   auto *priv = self->priv;
   const std::string url = gstmtx::redact_url(priv->publisher_config.url);
   teardown(self);
-  cs.backoff.on_disconnected(gstmtx::Clock::now());
   if (cs.finished)
     return;
   if (command.fatal) {
@@ -1242,7 +1241,7 @@ static void on_failure(GstMediamtxSink *self, ControlState &cs, const Command &c
         ("%s: %s", command.reason.c_str(), command.debug.c_str()));
     return;
   }
-  auto delay = cs.backoff.next_delay();
+  auto delay = cs.backoff.next_delay(gstmtx::Clock::now());
   if (!delay) {
     cs.failed = true;
     post_status(self, gstmtx::ConnectionState::Failed, cs.backoff.attempts(), command.reason);
@@ -1308,7 +1307,7 @@ static void handle_command(GstMediamtxSink *self, const Command &command) {
     if (!priv->publisher || command.generation != priv->generation)
       break;
     priv->mode = static_cast<int>(LinkMode::Connected);
-    cs.backoff.on_connected(gstmtx::Clock::now());
+    cs.backoff.on_delivered(); /* interim: the controller port replaces this */
     GST_INFO_OBJECT(self, "publishing to %s", gstmtx::redact_url(priv->publisher_config.url).c_str());
     post_status(self, gstmtx::ConnectionState::Connected, cs.backoff.attempts(), "");
     GstPad *video_tail = nullptr;

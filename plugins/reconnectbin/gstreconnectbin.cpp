@@ -389,7 +389,6 @@ static gstmtx::RetryPolicy reconnect_bin_policy(const Settings &settings) {
   policy.max_delay = gstmtx::Millis{std::max(settings.max_retry_delay, settings.retry_delay)};
   policy.max_retries = settings.max_retries;
   policy.jitter = settings.retry_jitter;
-  policy.stable_period = gstmtx::Millis{settings.stable_period};
   return policy;
 }
 
@@ -1349,7 +1348,7 @@ static void reconnect_bin_on_connected(GstMtxReconnectBin *self, guint generatio
     std::lock_guard<std::mutex> guard(priv->lock);
     if (generation != priv->generation || !priv->child_running || priv->state == ConnectionState::Connected)
       return;
-    priv->backoff.on_connected(SteadyClock::now());
+    priv->backoff.on_delivered(); /* interim: the controller port replaces this */
     attempt = priv->backoff.attempts();
   }
   GST_INFO_OBJECT(self, "child generation %u connected", generation);
@@ -1385,8 +1384,8 @@ static void reconnect_bin_on_failure(GstMtxReconnectBin *self, guint generation,
     }
     reason = std::string(failure_kind_name(kind)) + ": " + (message.empty() ? "end of stream" : message);
     priv->last_reason = reason;
-    priv->backoff.on_disconnected(now);
-    delay = priv->backoff.next_delay();
+
+    delay = priv->backoff.next_delay(now);
     attempt = priv->backoff.attempts();
     max_retries = priv->backoff.policy().max_retries;
     if (!delay)

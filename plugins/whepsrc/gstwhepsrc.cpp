@@ -1352,7 +1352,7 @@ static void start_session(GstMtxWhepSrc *self) {
   events.connected = [self]() {
     /* media can only flow from now on: the no-media window starts again */
     self->priv->last_media_us = g_get_monotonic_time();
-    self->priv->backoff.on_connected(gstmtx::Clock::now());
+    self->priv->backoff.on_delivered(); /* interim: the controller port replaces this */
     self->priv->consecutive_failures = 0;
     post_status(self, gstmtx::ConnectionState::Connected,
                 self->priv->hls ? "WebRTC connected: leaving the HLS fallback" : "WebRTC connected");
@@ -1476,10 +1476,7 @@ static void on_session_failed(GstMtxWhepSrc *self, gstmtx::SessionError error) {
     std::lock_guard<std::mutex> guard(priv->lock);
     priv->last_error = error.message;
   }
-  const bool was_connected = priv->peer && priv->peer->is_connected();
   stop_session(self, false);
-  if (was_connected)
-    priv->backoff.on_disconnected(gstmtx::Clock::now());
 
   if (error.fatal()) {
     post_status(self, gstmtx::ConnectionState::Failed, error.message);
@@ -1502,7 +1499,7 @@ static void on_session_failed(GstMtxWhepSrc *self, gstmtx::SessionError error) {
     GST_INFO_OBJECT(self, "WebRTC failed %d times: falling back to HLS", priv->consecutive_failures);
     start_hls(self);
   }
-  auto delay = priv->backoff.next_delay(error.retry_after);
+  auto delay = priv->backoff.next_delay(gstmtx::Clock::now(), error.retry_after);
   if (!delay && priv->hls)
     delay = gstmtx::Millis(max_retry_delay); /* HLS plays: keep trying to get back to WebRTC */
   if (!delay) {
