@@ -159,7 +159,7 @@ void ReconnectController::post(std::function<void()> fn) {
 
 /* ---- sessions ---- */
 
-unsigned ReconnectController::begin_session(const std::string &reason) {
+unsigned ReconnectController::begin_session(const std::string &reason, bool announce) {
   const unsigned session = ++session_;
   int attempt;
   {
@@ -168,7 +168,8 @@ unsigned ReconnectController::begin_session(const std::string &reason) {
     attempt = attempt_;
   }
   GST_DEBUG_OBJECT(element_, "session %u (attempt %d)", session, attempt);
-  post_status(ConnectionState::Connecting, reason);
+  if (announce)
+    post_status(ConnectionState::Connecting, reason);
   return session;
 }
 

@@ -113,9 +113,9 @@ public:
   void post(std::function<void()> fn);
 
   /* ---- sessions ---- */
-  /* Control thread: a new attempt; posts "connecting" (first) or "reconnecting" (later) and
-   * returns its id. */
-  unsigned begin_session(const std::string &reason = {});
+  /* Control thread: a new attempt; posts "connecting" and returns its id. `announce` false: no
+   * status is posted, the element's own one stands (e.g. "fallback" while a fallback plays). */
+  unsigned begin_session(const std::string &reason = {}, bool announce = true);
   unsigned current_session() const { return session_.load(); }
   /* Control thread: the session is up. */
   void connected(unsigned session, const std::string &reason = {});
