@@ -127,7 +127,15 @@ static void stats_tick(GstMtxWhepSrc *self) {
   priv->stats_timer = 0;
   update_peer_timings(self);
   request_webrtc_stats(self);
-  priv->stats_timer = priv->controller.gate().schedule(gstmtx::Millis(kStatsIntervalMs), [self] { stats_tick(self); });
+  /* until webrtcbin reports the selected candidate pair (it may not have one yet when the session
+   * connects), ask again soon */
+  bool complete;
+  {
+    std::lock_guard<std::mutex> guard(priv->stats->lock);
+    complete = priv->stats->have_webrtc && !priv->stats->webrtc.remote_candidate.empty();
+  }
+  priv->stats_timer = priv->controller.gate().schedule(gstmtx::Millis(complete ? kStatsIntervalMs : kStatsRetryMs),
+                                                       [self] { stats_tick(self); });
 }
 
 void start_stats_ticks(GstMtxWhepSrc *self) {

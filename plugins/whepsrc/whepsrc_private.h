@@ -43,6 +43,8 @@ constexpr guint kDefaultHlsFallbackAttempts = 3;
 constexpr int kRtcpSilenceMs = 3000;
 /* how often webrtcbin's statistics are read into the stats cache while a session runs */
 constexpr int kStatsIntervalMs = 1000;
+/* ... and how soon again while the last reading lacks the selected candidate pair */
+constexpr int kStatsRetryMs = 100;
 /* marks the HLS bins, current and retired (a retired one is torn down asynchronously) */
 inline constexpr const char *kHlsMarker = "gst-mediamtx-hls";
 
