@@ -78,8 +78,11 @@ MEASURED = ("whepsrc", "mediamtxsink")
 
 
 def factory_name(element):
+    """The element's factory name; whepsrc under either of its names (the plugin registers the same
+    type as `whepsrc` and `mtxwhepsrc`, and an instance reports the last one registered)."""
     factory = element.get_factory()
-    return factory.get_name() if factory else ""
+    name = factory.get_name() if factory else ""
+    return "whepsrc" if name == "mtxwhepsrc" else name
 
 
 def iterate_elements(pipeline):
