@@ -2,8 +2,8 @@
  *
  * Upstream is never blocked and never answered with an error: while the child is down its
  * buffers are dropped and counted; sticky events are kept on the ghost pad and replayed to the
- * next child. One flow policy for buffers and buffer lists (a list counts as its buffers): a flow
- * error from the child is swallowed, its data counted as dropped, and the child restarted. A
+ * next child. One flow policy for buffers and buffer lists (a list is passed on as its buffers): a
+ * flow error from the child is swallowed, its data counted as dropped, and the child restarted. A
  * restarted child starts on a keyframe (gstmtx::KeyframeGate: deltas dropped, a force-key-unit
  * event upstream). The first data a child accepts is its delivery: the controller's outage ends.
  */
@@ -25,29 +25,36 @@ void reconnect_bin_sink_begin(GstMtxReconnectBin *self, guint generation) {
   sink.up = true;
 }
 
-/* Upstream streaming thread: whether the data starting with `first` may go to the child now
- * (false while it waits for a keyframe). */
-static bool reconnect_bin_sink_admit(GstPad *pad, ReconnectBinSinkSide &sink, const GstBuffer *first) {
-  if (!sink.keyframe.is_closed())
-    return true;
-  g_autoptr(GstPad) peer = gst_pad_get_peer(pad);
-  return sink.keyframe.admit(peer, first);
-}
-
-/* Upstream streaming thread: the one flow policy of the sink side, for `n` buffers the child
- * answered with `ret`. Upstream only ever sees OK (or the EOS it asked for): a flow error of the
- * child counts the data as dropped and restarts the child. */
-static GstFlowReturn reconnect_bin_sink_flow(GstMtxReconnectBin *self, GstFlowReturn ret, guint n) {
+/* Upstream streaming thread: the one flow policy of the sink side, for one buffer. Upstream only
+ * ever gets OK (or the EOS it asked for): a buffer the child is down for, or that waits for a
+ * keyframe, is dropped and counted; one the child refuses with a flow error is counted as dropped
+ * and the child restarted (`*refused` set). */
+static GstFlowReturn reconnect_bin_sink_push(GstMtxReconnectBin *self, GstPad *pad, GstObject *parent,
+                                             GstBuffer *buffer, bool *refused) {
   ReconnectBinPrivate *priv = self->priv;
-  const guint generation = priv->sink.generation;
+  ReconnectBinSinkSide &sink = priv->sink;
+  bool admit = sink.up;
+  if (admit && sink.keyframe.is_closed()) {
+    g_autoptr(GstPad) peer = gst_pad_get_peer(pad); /* a new request goes into upstream's src pad */
+    admit = sink.keyframe.admit(peer, buffer);
+  }
+  if (!admit) {
+    priv->buffers_dropped++;
+    gst_buffer_unref(buffer);
+    return GST_FLOW_OK;
+  }
+  const guint generation = sink.generation;
+  priv->watchdog.note_input(std::chrono::steady_clock::now());
+  const GstFlowReturn ret = gst_proxy_pad_chain_default(pad, parent, buffer);
   if (ret == GST_FLOW_OK) {
     priv->controller.delivered(generation); /* cheap after the first: the outage is over */
     return ret;
   }
-  if (ret == GST_FLOW_EOS && priv->sink.upstream_eos)
+  if (ret == GST_FLOW_EOS && sink.upstream_eos)
     return ret;
-  priv->buffers_dropped += n;
-  if (ret <= GST_FLOW_NOT_NEGOTIATED && priv->sink.up) {
+  priv->buffers_dropped++;
+  if (ret <= GST_FLOW_NOT_NEGOTIATED && sink.up) {
+    *refused = true;
     gstmtx::Failure failure = gstmtx::Failure::retry("the child refused data");
     failure.debug = std::string("flow return ") + gst_flow_get_name(ret);
     failure.domain = GST_STREAM_ERROR;
@@ -58,33 +65,29 @@ static GstFlowReturn reconnect_bin_sink_flow(GstMtxReconnectBin *self, GstFlowRe
   return GST_FLOW_OK;
 }
 
-/* Upstream streaming thread: a buffer for the child, dropped and counted while it is down. */
+/* Upstream streaming thread: a buffer for the child. */
 GstFlowReturn reconnect_bin_sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buffer) {
-  GstMtxReconnectBin *self = GST_RECONNECT_BIN(parent);
-  ReconnectBinPrivate *priv = self->priv;
-  if (!priv->sink.up || !reconnect_bin_sink_admit(pad, priv->sink, buffer)) {
-    priv->buffers_dropped++;
-    gst_buffer_unref(buffer);
-    return GST_FLOW_OK;
-  }
-  priv->watchdog.note_input(std::chrono::steady_clock::now());
-  return reconnect_bin_sink_flow(self, gst_proxy_pad_chain_default(pad, parent, buffer), 1);
+  bool refused = false;
+  return reconnect_bin_sink_push(GST_RECONNECT_BIN(parent), pad, parent, buffer, &refused);
 }
 
-/* Upstream streaming thread: a list is treated like its buffers (judged by its first for the
- * keyframe). */
+/* Upstream streaming thread: a list is treated like its buffers, one by one (so what the child
+ * took and what was dropped is known exactly); once the child refused one, the rest of the list
+ * is dropped and counted too. */
 GstFlowReturn reconnect_bin_sink_chain_list(GstPad *pad, GstObject *parent, GstBufferList *list) {
   GstMtxReconnectBin *self = GST_RECONNECT_BIN(parent);
-  ReconnectBinPrivate *priv = self->priv;
   const guint n = gst_buffer_list_length(list);
-  if (!priv->sink.up ||
-      !reconnect_bin_sink_admit(pad, priv->sink, n ? gst_buffer_list_get(list, 0) : nullptr)) {
-    priv->buffers_dropped += n;
-    gst_buffer_list_unref(list);
-    return GST_FLOW_OK;
+  GstFlowReturn ret = GST_FLOW_OK;
+  bool refused = false;
+  for (guint i = 0; i < n && ret == GST_FLOW_OK; ++i) {
+    if (refused) {
+      self->priv->buffers_dropped += n - i;
+      break;
+    }
+    ret = reconnect_bin_sink_push(self, pad, parent, gst_buffer_ref(gst_buffer_list_get(list, i)), &refused);
   }
-  priv->watchdog.note_input(std::chrono::steady_clock::now());
-  return reconnect_bin_sink_flow(self, gst_proxy_pad_chain_list_default(pad, parent, list), n);
+  gst_buffer_list_unref(list);
+  return ret;
 }
 
 /* Upstream streaming thread (serialized events) or any thread (flushes). */
