@@ -11,7 +11,6 @@
 
 #define GST_CAT_DEFAULT gst_reconnect_bin_debug
 
-
 /* Control thread: child `generation` starts taking input. Data goes to it from now on, deltas
  * only after a keyframe: asks upstream for one at once (and again while waiting). */
 void reconnect_bin_sink_begin(GstMtxReconnectBin *self, guint generation) {
