@@ -96,7 +96,7 @@ export GST_REGISTRY_FORK=no
 # shellcheck disable=SC2086
 check "unit tests under qemu-aarch64: $ARM64_TESTS" \
   meson test -C "$ARM64_BUILD_DIR" --no-rebuild --print-errorlogs $ARM64_TESTS
-echo "arm64/cross: element tests against MediaMTX under qemu: SKIPPED: they run in a network" \
+echo "arm64/cross: note: the element tests against MediaMTX are not run under qemu: they run in a network" \
   "namespace through tests/testbed/netns-run.sh, which execs the test directly (it needs qemu registered" \
   "in binfmt_misc, which this machine does not mount), and rtspclientsink (gstreamer1.0-rtsp:arm64) is not" \
   "co-installable with the amd64 one on Debian 12"
