@@ -73,6 +73,9 @@ if [[ ! -f "$ARM64_BUILD_DIR/build.ninja" ]]; then
   check "configure $ARM64_BUILD_DIR with packaging/aarch64-linux-gnu.ini" \
     meson setup "$ARM64_BUILD_DIR" --cross-file packaging/aarch64-linux-gnu.ini --prefix=/usr \
       --buildtype=release -Dpkg_config_path="$CROSS_EXTRA_DIR/pkgconfig" -Dwerror=true >/dev/null
+else  # a build directory made before the package came from it: same settings now
+  check "reconfigure $ARM64_BUILD_DIR (prefix /usr, release)" \
+    meson configure "$ARM64_BUILD_DIR" --prefix=/usr --buildtype=release -Dwerror=true >/dev/null
 fi
 # The plugin and the programs of ARM64_TESTS, not every test program of the tree.
 plugin_target=plugins/libgstmediamtx.so
