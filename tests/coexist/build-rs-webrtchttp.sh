@@ -17,6 +17,8 @@ Environment (defaults):
                          (\$HOME/.cache/gst-mediamtx/rs-webrtchttp-<version>)
   CARGO                  cargo program                  (cargo on PATH, else \$HOME/.cargo/bin/cargo)
   CARGO_PROFILE          cargo profile: dev or release                        (dev)
+  CARGO_PROFILE_DEV_DEBUG  debug info of the dev profile: 0 compiles in about 10 % less CPU
+                         time and makes a 20 MB .so instead of 95 MB        (0)
 EOF
 }
 [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
@@ -25,8 +27,9 @@ RS_WEBRTCHTTP_VERSION="${RS_WEBRTCHTTP_VERSION:-0.15.4}"
 RS_CACHE_DIR="${RS_CACHE_DIR:-$HOME/.cache/gst-mediamtx/rs-webrtchttp-$RS_WEBRTCHTTP_VERSION}"
 CARGO="${CARGO:-$(command -v cargo || echo "$HOME/.cargo/bin/cargo")}"
 CARGO_PROFILE="${CARGO_PROFILE:-dev}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-0}"
 echo "build-rs-webrtchttp: RS_WEBRTCHTTP_VERSION=$RS_WEBRTCHTTP_VERSION RS_CACHE_DIR=$RS_CACHE_DIR" \
-  "CARGO=$CARGO CARGO_PROFILE=$CARGO_PROFILE" >&2
+  "CARGO=$CARGO CARGO_PROFILE=$CARGO_PROFILE CARGO_PROFILE_DEV_DEBUG=$CARGO_PROFILE_DEV_DEBUG" >&2
 
 so="$RS_CACHE_DIR/lib/libgstwebrtchttp.so"
 if [[ -f "$so" ]]; then
