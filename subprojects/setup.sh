@@ -41,6 +41,7 @@ packages=(
   # tests: namespaces and fault injection, memory checks, script and YAML checks, Python embedding
   iproute2 iptables nftables curl ca-certificates openssl procps psmisc valgrind shellcheck
   libnetfilter-queue-dev  # tests/faults/nfq_delay.cpp: delay and jitter (no tc netem in the test kernel)
+  systemd  # systemd-analyze: tests/pipelines/check_systemd.py verifies the units (a container may lack it)
   # fuzzing (tests/fuzz): clang with libFuzzer and the sanitizer runtimes
   clang-14 libclang-rt-14-dev
   python3-yaml python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-bad-1.0
