@@ -19,6 +19,7 @@ struct MediaProbe {
   bool is_video;
   unsigned session;         /* the controller's session the chain belongs to */
   gstmtx::KeyframeGate gate;
+  bool flowing = false;     /* [streaming thread] the chain's first buffer was seen */
 };
 
 /* Counts media for stats and the no-media watchdog, tells the controller the session delivered,
@@ -33,6 +34,18 @@ static GstPadProbeReturn media_probe(GstPad *pad, GstPadProbeInfo *info, gpointe
     priv->media_watchdog.note_output(gstmtx::StallWatchdog::Clock::now());
     priv->media_seen = true;
     priv->controller.delivered(probe->session);
+    if (!probe->flowing) {
+      probe->flowing = true;
+      /* from the first media on, a server that goes quiet is gone (3 s), not only from its second
+       * RTCP report: a server killed right after a reconnection is noticed as fast */
+      GstMtxWhepSrc *self = probe->self;
+      const unsigned session = probe->session;
+      priv->controller.post([self, session] {
+        GstWhepSrcPrivate *p = self->priv;
+        if (session == p->controller.current_session() && p->peer)
+          p->peer->expect_rtcp();
+      });
+    }
   }
   if (!probe->is_video)
     return GST_PAD_PROBE_OK;
