@@ -1,0 +1,194 @@
+/* Restart storm (issue 15, "Done when"): a real MediaMTX SIGKILLed 8 times, outages of 0.1-4 s and
+ * 5-9 s of service between (seeded: TESTBED_STORM_SEED, default 15), restarted on the same ports,
+ * while these run together with default retry settings:
+ *   - an RTSP publisher (mediamtxsink, path "a") and a WHIP publisher (mediamtxsink transport=whip,
+ *     path "b"), raw 320x240 at 30 fps, keyframe-interval=30 (one keyframe a second);
+ *   - whepsrc viewers on "a" and on "b";
+ *   - reconnectbin child="rtspsrc protocols=tcp ... /a ! rtph264depay ! avdec_h264" (a user agent
+ *     that does not start with "GStreamer": MediaMTX sleeps 1 s in SETUP for those).
+ * After every restart, from the moment the new server answers its API:
+ *   (a) each publisher's path is ready within retry-delay + 1 s;
+ *   (b) each viewer shows new frames within 5 s + one keyframe interval;
+ *   (c) reconnectbin delivers new frames within retry-delay + 2 s + one keyframe interval.
+ * The next kill comes after the drawn service time, or once every check passed or ran out of its
+ * bound if that is later (a slow recovery is measured, not cut short). A table is printed per
+ * restart; the test fails with the worst case. */
+#include <gst/check/gstcheck.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mediamtx_server.h"
+#include "pipeline_helpers.h"
+
+using namespace testbed;
+
+namespace {
+
+constexpr int kRestarts = 8;
+constexpr int kRetryDelayMs = 1000;    /* the elements' default retry-delay */
+constexpr int kKeyframeIntervalMs = 1000; /* keyframe-interval=30 at 30 fps */
+constexpr int kNewFrames = 3;          /* "new frames": this many counted after the return */
+
+/* One thing measured after every restart. */
+struct Check {
+  std::string name;
+  int bound_ms;
+  std::function<bool()> recovered; /* polled from the server's return on */
+  gint64 delay_ms = -1;            /* -1: not within the observation window */
+};
+
+std::string publisher(const std::string &name, const std::string &props) {
+  return std::string(kLiveTestVideo) + " ! mediamtxsink name=" + name + " keyframe-interval=30 " + props;
+}
+
+}  // namespace
+
+GST_START_TEST(test_restart_storm) {
+  fail_unless(in_test_namespace());
+  tolerate_rtspclientsink_socket_criticals();
+  const char *seed_env = g_getenv("TESTBED_STORM_SEED");
+  const unsigned seed = seed_env ? static_cast<unsigned>(g_ascii_strtoull(seed_env, nullptr, 10)) : 15u;
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> outage_ms(100, 4000), service_ms(5000, 9000);
+  g_print("storm: seed %u (TESTBED_STORM_SEED), %d restarts, retry-delay %d ms, keyframe interval %d ms\n", seed,
+          kRestarts, kRetryDelayMs, kKeyframeIntervalMs);
+
+  const gint64 test_start = g_get_monotonic_time();
+  MediamtxServer server;
+  fail_unless(server.start());
+
+  TestPipeline rtsp_pub(publisher("pa", "location=" + server.rtsp_url("a")));
+  TestPipeline whip_pub(publisher("pb", "transport=whip location=" + server.whip_url("b")));
+  fail_unless(rtsp_pub.play());
+  fail_unless(whip_pub.play());
+  fail_unless(server.wait_path_ready("a", 15000), "path a never ready: %s", rtsp_pub.bus.error_text().c_str());
+  fail_unless(server.wait_path_ready("b", 15000), "path b never ready: %s", whip_pub.bus.error_text().c_str());
+
+  TestPipeline viewer_a("whepsrc name=src location=" + server.whep_url("a") + " ! fakesink name=sink sync=false async=false",
+                        "sink");
+  TestPipeline viewer_b("whepsrc name=src location=" + server.whep_url("b") + " ! fakesink name=sink sync=false async=false",
+                        "sink");
+  TestPipeline bin("reconnectbin name=r child=\"rtspsrc latency=0 protocols=tcp user-agent=storm-test location=" +
+                       server.rtsp_url("a") + " ! rtph264depay ! avdec_h264\" ! fakesink name=sink sync=false async=false",
+                   "sink");
+  fail_unless(viewer_a.play());
+  fail_unless(viewer_b.play());
+  fail_unless(bin.play());
+  fail_unless(wait_until([&] {
+    return viewer_a.frames.count() >= 10 && viewer_b.frames.count() >= 10 && bin.frames.count() >= 10;
+  }, 20000), "no frames before the storm: viewer a %d, viewer b %d, reconnectbin %d", viewer_a.frames.count(),
+              viewer_b.frames.count(), bin.frames.count());
+
+  struct Row {
+    int outage_ms;
+    int service_ms;
+    std::vector<gint64> delays;
+  };
+  std::vector<Row> rows;
+  std::vector<std::string> names;
+  std::vector<int> bounds;
+  std::string worst;
+  gint64 worst_excess = G_MININT64;
+
+  g_usleep(static_cast<gulong>(service_ms(rng)) * 1000);
+  for (int restart = 1; restart <= kRestarts; ++restart) {
+    const int outage = outage_ms(rng);
+    const int service = service_ms(rng);
+    server.kill_hard();
+    g_usleep(static_cast<gulong>(outage) * 1000);
+    fail_unless(server.start(), "restart %d: the server did not start again", restart);
+    const gint64 back = g_get_monotonic_time();
+    const int a0 = viewer_a.frames.count(), b0 = viewer_b.frames.count(), r0 = bin.frames.count();
+
+    std::vector<Check> checks = {
+        {"path a (rtsp)", kRetryDelayMs + 1000, [&] { return server.path_ready("a"); }},
+        {"path b (whip)", kRetryDelayMs + 1000, [&] { return server.path_ready("b"); }},
+        {"viewer a", 5000 + kKeyframeIntervalMs, [&] { return viewer_a.frames.count() >= a0 + kNewFrames; }},
+        {"viewer b", 5000 + kKeyframeIntervalMs, [&] { return viewer_b.frames.count() >= b0 + kNewFrames; }},
+        {"reconnectbin", kRetryDelayMs + 2000 + kKeyframeIntervalMs,
+         [&] { return bin.frames.count() >= r0 + kNewFrames; }},
+    };
+    int longest_bound = 0;
+    for (const auto &c : checks)
+      longest_bound = std::max(longest_bound, c.bound_ms);
+    while (true) {
+      const gint64 now_ms = (g_get_monotonic_time() - back) / 1000;
+      bool all_resolved = true;
+      for (auto &c : checks) {
+        if (c.delay_ms < 0 && c.recovered())
+          c.delay_ms = (g_get_monotonic_time() - back) / 1000;
+        if (c.delay_ms < 0 && now_ms <= c.bound_ms)
+          all_resolved = false;
+      }
+      if (now_ms >= service && (all_resolved || now_ms > longest_bound))
+        break;
+      g_usleep(20000);
+    }
+    const gint64 observed_ms = (g_get_monotonic_time() - back) / 1000;
+
+    Row row{outage, service, {}};
+    if (names.empty()) {
+      for (const auto &c : checks) {
+        names.push_back(c.name);
+        bounds.push_back(c.bound_ms);
+      }
+    }
+    for (const auto &c : checks) {
+      row.delays.push_back(c.delay_ms);
+      /* never recovered in the window: counts as the window's length past the bound */
+      const gint64 excess = (c.delay_ms < 0 ? observed_ms + 1 : c.delay_ms) - c.bound_ms;
+      if (excess > worst_excess) {
+        worst_excess = excess;
+        worst = "restart " + std::to_string(restart) + " (outage " + std::to_string(outage) + " ms): " + c.name +
+                (c.delay_ms < 0 ? " no new frames/ready in " + std::to_string(observed_ms) + " ms"
+                                : " after " + std::to_string(c.delay_ms) + " ms") +
+                ", bound " + std::to_string(c.bound_ms) + " ms";
+      }
+    }
+    rows.push_back(row);
+    g_print("storm: restart %d: outage %d ms, service %d ms, observed %" G_GINT64_FORMAT " ms\n", restart, outage,
+            service, observed_ms);
+  }
+
+  g_print("\nstorm table (ms from the server's return; '-' = not within the window; bound in brackets)\n");
+  g_print("%-8s %-7s", "restart", "outage");
+  for (size_t i = 0; i < names.size(); ++i)
+    g_print(" %16s", (names[i] + " [" + std::to_string(bounds[i]) + "]").c_str());
+  g_print("\n");
+  for (size_t r = 0; r < rows.size(); ++r) {
+    g_print("%-8zu %-7d", r + 1, rows[r].outage_ms);
+    for (size_t i = 0; i < rows[r].delays.size(); ++i) {
+      const gint64 d = rows[r].delays[i];
+      std::string cell = d < 0 ? "-" : std::to_string(d);
+      if (d < 0 || d > bounds[i])
+        cell += " !";
+      g_print(" %16s", cell.c_str());
+    }
+    g_print("\n");
+  }
+  g_print("storm: worst case: %s; total %" G_GINT64_FORMAT " s\n", worst.c_str(),
+          (g_get_monotonic_time() - test_start) / G_USEC_PER_SEC);
+
+  /* no element gave up with an error */
+  for (TestPipeline *p : {&rtsp_pub, &whip_pub, &viewer_a, &viewer_b, &bin})
+    fail_unless(p->bus.errors().empty(), "error on the bus: %s", p->bus.error_text().c_str());
+  fail_unless(worst_excess <= 0, "storm: a recovery exceeded its bound; worst case: %s", worst.c_str());
+}
+GST_END_TEST;
+
+static Suite *storm_suite(void) {
+  Suite *s = suite_create("storm");
+  TCase *tc = tcase_create("storm");
+  tcase_set_timeout(tc, 240);
+  tcase_add_test(tc, test_restart_storm);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+GST_CHECK_MAIN(storm);
