@@ -162,7 +162,9 @@ GST_START_TEST(test_whip_401_is_not_authorized) {
   fail_unless(e.error, "401: no error");
   fail_unless(e.domain == GST_RESOURCE_ERROR && e.code == GST_RESOURCE_ERROR_NOT_AUTHORIZED,
               "401: %s/%d, not RESOURCE/NOT_AUTHORIZED", g_quark_to_string(e.domain), e.code);
-  fail_unless_equals_int(faults.requests("status-401", "POST"), 1);
+  /* not retried: the OPTIONS asking for ICE servers already gets the 401, or else the POST */
+  fail_unless(faults.requests("status-401", "POST") <= 1 && faults.requests("status-401") <= 2,
+              "401 retried: %d requests", faults.requests("status-401"));
 }
 GST_END_TEST;
 
