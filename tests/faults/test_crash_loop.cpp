@@ -4,7 +4,8 @@
  * later ones are at the cap (800, less at most the 20 % jitter), for:
  *   - reconnectbin whose rtspsrc child cannot connect (a closed port);
  *   - reconnectbin whose child starts but errors on its first buffer, before passing it on;
- *   - whepsrc against a WHEP endpoint answering 500 forever (tests/testbed/fault_server);
+ *   - whepsrc against a WHEP endpoint answering 500, or 404 (nothing published), forever
+ *     (tests/testbed/fault_server);
  *   - mediamtxsink against a closed RTSP port. */
 #include <gst/check/gstcheck.h>
 
@@ -97,6 +98,14 @@ GST_START_TEST(test_whepsrc_server_error_forever) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_whepsrc_not_found_forever) {
+  fail_unless(in_test_namespace());
+  FaultServer faults;
+  check_escalates("whepsrc (HTTP 404 forever)", "whepsrc name=src" + kRetry + "location=" + faults.url("status-404") +
+                                                    " ! fakesink sync=false async=false");
+}
+GST_END_TEST;
+
 GST_START_TEST(test_mediamtxsink_closed_port) {
   fail_unless(in_test_namespace());
   const int port = free_port();
@@ -112,6 +121,7 @@ static Suite *crash_loop_suite(void) {
   tcase_add_test(tc, test_reconnectbin_unreachable_child);
   tcase_add_test(tc, test_reconnectbin_child_fails_before_media);
   tcase_add_test(tc, test_whepsrc_server_error_forever);
+  tcase_add_test(tc, test_whepsrc_not_found_forever);
   tcase_add_test(tc, test_mediamtxsink_closed_port);
   suite_add_tcase(s, tc);
   return s;

@@ -142,13 +142,21 @@ GST_START_TEST(test_whip_untrusted_certificate) {
 }
 GST_END_TEST;
 
-/* The four faults are told apart: no two share a message. */
+/* The message of an error at `url`, with the URL (which differs per fault route) taken out. */
+static std::string message_without_url(const std::string &url) {
+  std::string m = publish_until_error(url, 8000).message;
+  for (size_t at; (at = m.find(url)) != std::string::npos;)
+    m.replace(at, url.size(), "<url>");
+  return m;
+}
+
+/* The faults are told apart: no two share a message (the URL left aside). */
 GST_START_TEST(test_whip_errors_differ) {
   fail_unless(in_test_namespace());
   FaultServer faults;
-  const std::string m400 = publish_until_error(faults.url("status-400", "cam", "whip"), 8000).message;
-  const std::string m415 = publish_until_error(faults.url("status-415", "cam", "whip"), 8000).message;
-  const std::string mloop = publish_until_error(faults.url("loop", "cam", "whip"), 8000).message;
+  const std::string m400 = message_without_url(faults.url("status-400", "cam", "whip"));
+  const std::string m415 = message_without_url(faults.url("status-415", "cam", "whip"));
+  const std::string mloop = message_without_url(faults.url("loop", "cam", "whip"));
   fail_if(m400 == m415, "400 and 415 give the same text: '%s'", m400.c_str());
   fail_if(m400 == mloop, "400 and the redirect loop give the same text: '%s'", m400.c_str());
   fail_if(m415 == mloop, "415 and the redirect loop give the same text: '%s'", m415.c_str());

@@ -2,7 +2,7 @@
  * webrtcbin is blocked, it returns within 100 ms.
  *
  * How webrtcbin is blocked, for real: webrtcbin runs its operations (get-stats among them) one at
- * a time on its "gst-pc-ops" thread and replies to a get-stats promise from there, so the promise's
+ * a time on its operations thread ("<webrtcbin name>:pc" in 1.22) and replies to a get-stats promise from there, so the promise's
  * change function runs on that thread. The test asks webrtcbin for statistics itself with a
  * promise whose change function waits (up to 3 s) for the test to release it: until then every
  * other operation queued on that webrtcbin, whepsrc's own get-stats included, waits. */
