@@ -24,6 +24,8 @@
 #include <algorithm>
 #include <cinttypes>
 #include <functional>
+#include <mutex>
+#include <utility>
 #include <memory>
 #include <random>
 #include <string>
@@ -43,10 +45,45 @@ constexpr int kNewFrames = 3;          /* "new frames": this many counted after 
 constexpr int kSilenceDetectionMs = 3000; /* a WHIP peer learns of a restart from 3 s of silence */
 
 /* One thing measured after every restart. */
+/* The gst-mediamtx-status messages of one pipeline, stamped when posted: printed for a check
+ * that missed its bound, so the table's '!' comes with the element's own account. */
+class StatusLog {
+public:
+  void attach(TestPipeline &p) {
+    p.bus.set_sync_action([this](GstMessage *msg) {
+      const GstStructure *s = GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ELEMENT ? gst_message_get_structure(msg) : nullptr;
+      if (!s || !gst_structure_has_name(s, "gst-mediamtx-status"))
+        return;
+      gint64 in_ms = -1;
+      gst_structure_get_int64(s, "retry-in-ms", &in_ms);
+      const char *state = gst_structure_get_string(s, "state");
+      const char *reason = gst_structure_get_string(s, "reason");
+      std::lock_guard<std::mutex> guard(lock_);
+      entries_.push_back({g_get_monotonic_time(), std::string(state ? state : "?") +
+                                                      (in_ms >= 0 ? " retry-in-ms=" + std::to_string(in_ms) : "") +
+                                                      (reason && *reason ? " (" + std::string(reason) + ")" : "")});
+    });
+  }
+  /* everything posted since `since` (monotonic us), times relative to `zero` */
+  std::string since(gint64 since, gint64 zero) const {
+    std::lock_guard<std::mutex> guard(lock_);
+    std::string out;
+    for (const auto &[t, text] : entries_)
+      if (t >= since)
+        out += "      " + std::to_string((t - zero) / 1000) + " ms: " + text + "\n";
+    return out;
+  }
+
+private:
+  mutable std::mutex lock_;
+  std::vector<std::pair<gint64, std::string>> entries_;
+};
+
 struct Check {
   std::string name;
   int bound_ms;
   std::function<bool()> recovered; /* polled from the server's return on */
+  const StatusLog *log;            /* the element that should recover */
   gint64 delay_ms = -1;            /* -1: not within the observation window */
 };
 
@@ -78,6 +115,8 @@ GST_START_TEST(test_restart_storm) {
   MediamtxServer server;
   fail_unless(server.start());
 
+  /* before the pipelines: they post to these until they are gone */
+  StatusLog rtsp_log, whip_log, viewer_a_log, viewer_b_log, bin_log;
   TestPipeline rtsp_pub(publisher("pa", "location=" + server.rtsp_url("a")));
   TestPipeline whip_pub(publisher("pb", "transport=whip location=" + server.whip_url("b")));
   fail_unless(rtsp_pub.play());
@@ -94,6 +133,11 @@ GST_START_TEST(test_restart_storm) {
   TestPipeline bin("reconnectbin name=r" + retry_override() + "child=\"rtspsrc latency=0 protocols=tcp user-agent=storm-test location=" +
                        server.rtsp_url("a") + " ! rtph264depay ! avdec_h264\" ! fakesink name=sink sync=false async=false",
                    "sink");
+  rtsp_log.attach(rtsp_pub);
+  whip_log.attach(whip_pub);
+  viewer_a_log.attach(viewer_a);
+  viewer_b_log.attach(viewer_b);
+  bin_log.attach(bin);
   fail_unless(viewer_a.play());
   fail_unless(viewer_b.play());
   fail_unless(bin.play());
@@ -117,6 +161,7 @@ GST_START_TEST(test_restart_storm) {
   for (int restart = 1; restart <= kRestarts; ++restart) {
     const int outage = outage_ms(rng);
     const int service = service_ms(rng);
+    const gint64 killed = g_get_monotonic_time();
     server.kill_hard();
     g_usleep(static_cast<gulong>(outage) * 1000);
     fail_unless(server.start(), "restart %d: the server did not start again", restart);
@@ -125,13 +170,14 @@ GST_START_TEST(test_restart_storm) {
 
     const int whip_detection = std::max(0, kSilenceDetectionMs - outage);
     std::vector<Check> checks = {
-        {"path a (rtsp)", kRetryDelayMs + 1000, [&] { return server.path_ready("a"); }},
-        {"path b (whip)", kRetryDelayMs + 1000 + whip_detection, [&] { return server.path_ready("b"); }},
-        {"viewer a", 5000 + kKeyframeIntervalMs, [&] { return viewer_a.frames.count() >= a0 + kNewFrames; }},
+        {"path a (rtsp)", kRetryDelayMs + 1000, [&] { return server.path_ready("a"); }, &rtsp_log},
+        {"path b (whip)", kRetryDelayMs + 1000 + whip_detection, [&] { return server.path_ready("b"); }, &whip_log},
+        {"viewer a", 5000 + kKeyframeIntervalMs, [&] { return viewer_a.frames.count() >= a0 + kNewFrames; },
+         &viewer_a_log},
         {"viewer b", 5000 + kKeyframeIntervalMs + whip_detection,
-         [&] { return viewer_b.frames.count() >= b0 + kNewFrames; }},
+         [&] { return viewer_b.frames.count() >= b0 + kNewFrames; }, &viewer_b_log},
         {"reconnectbin", kRetryDelayMs + 2000 + kKeyframeIntervalMs,
-         [&] { return bin.frames.count() >= r0 + kNewFrames; }},
+         [&] { return bin.frames.count() >= r0 + kNewFrames; }, &bin_log},
     };
     int longest_bound = 0;
     for (const auto &c : checks)
@@ -172,6 +218,12 @@ GST_START_TEST(test_restart_storm) {
     rows.push_back(row);
     g_print("storm: restart %d: outage %d ms, service %d ms, observed %" G_GINT64_FORMAT " ms\n", restart, outage,
             service, observed_ms);
+    for (const auto &c : checks) {
+      if (c.delay_ms >= 0 && c.delay_ms <= c.bound_ms)
+        continue;
+      g_print("    %s missed %d ms; its status messages since the kill (ms from the server's return):\n%s",
+              c.name.c_str(), c.bound_ms, c.log->since(killed, back).c_str());
+    }
   }
 
   g_print("\nstorm table (ms from the server's return / bound; '-' = not within the window; '!' = over)\n");
