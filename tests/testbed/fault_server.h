@@ -15,6 +15,7 @@
  *   reset             closes the connection without an answer
  *   relay             forwards to the real server, returns its answer
  *   relay-no-location forwards, strips Location
+ *   unavailable-once  the first POST: 503 with Retry-After: 2; later requests: as relay
  * Every request is counted per route.
  */
 #pragma once
@@ -23,6 +24,9 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include <glib.h>
 
 typedef struct _SoupServer SoupServer;
 typedef struct _GMainContext GMainContext;
@@ -38,6 +42,8 @@ public:
   std::string url(const std::string &fault, const std::string &path = "cam", const char *kind = "whep") const;
   int requests(const std::string &fault) const;
   int requests(const std::string &fault, const std::string &method) const;
+  /* g_get_monotonic_time() of every request to `fault` with `method`, in order */
+  std::vector<gint64> request_times(const std::string &fault, const std::string &method) const;
   /* the request headers of the last request to `fault`, "name: value" lines */
   std::string last_headers(const std::string &fault) const;
   int port() const { return port_; }
@@ -58,6 +64,7 @@ private:
   mutable std::mutex lock_;
   std::map<std::string, int> counts_;
   std::map<std::string, std::string> headers_;
+  std::map<std::string, std::vector<gint64>> times_;
 };
 
 }  // namespace testbed
