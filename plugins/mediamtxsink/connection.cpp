@@ -257,7 +257,9 @@ void handle_command(GstMediamtxSink *self, Command command, unsigned generation)
  * refused credentials cannot be fixed by retrying; anything else is worth another attempt. */
 gstmtx::Failure failure_from_error(GstMediamtxSink *self, const GError *err, const std::string &debug) {
   const std::string url = gstmtx::redact_url(self->priv->publisher_config.url);
-  const std::string text = err ? err->message : "unknown error";
+  std::string text = err ? err->message : "unknown error";
+  while (!text.empty() && (text.back() == '.' || text.back() == ' '))
+    text.pop_back(); /* GStreamer's texts end with a period; ours follows */
   /* rtspclientsink posts "No supported authentication protocol was found" (debug) once the server
    * refused every credential it could offer, or RESOURCE/NOT_AUTHORIZED; its text may carry the
    * 401 itself. */
