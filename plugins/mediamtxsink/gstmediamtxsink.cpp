@@ -411,7 +411,7 @@ static gboolean prepare(GstMediamtxSink *self, gstmtx::HttpClientConfig *http_co
   config.whip = whip;
   /* MediaMTX (gortsplib) sleeps 1 s in SETUP for any User-Agent starting with "GStreamer" (a
    * workaround for an old rtspclientsink race): that second is paid on every reconnection.
-   * rtspclientsink 1.22 publishes reliably without it (docs/benchmarks.md: latency). */
+   * rtspclientsink 1.22 publishes reliably without it (docs/architecture.md, MediaMTX behaviour). */
   config.user_agent = "gst-mediamtx/" PACKAGE_VERSION " mediamtxsink";
   http_config->user_agent = config.user_agent;
   http_config->tls_ca_file = s.tls_ca_file;
