@@ -236,7 +236,8 @@ static void check_server_restart(const char *rtsp_transport) {
   fail_unless_equals_int(static_cast<int>(pub.stat_uint64("sessions")), 1);
   fail_unless_equals_int(static_cast<int>(pub.stat_uint64("reconnects")), 0);
   fail_unless_equals_int(static_cast<int>(pub.stat_uint64("attempts")), 0);
-  fail_unless_equals_string(connection_state(pub.pipeline).c_str(), "connected");
+  const std::string connection = connection_state(pub.pipeline);
+  fail_unless_equals_string(connection.c_str(), "connected");
 
   server.kill_hard();
   /* the camera keeps flowing while the server is gone, and the sink drops and counts */
