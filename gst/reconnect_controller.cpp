@@ -269,7 +269,9 @@ void ReconnectController::give_up(const Failure &failure) {
   std::string text = failure.message;
   std::string debug = failure.debug;
   if (!failure.fatal()) {
-    text = "Gave up after " + std::to_string(backoff_.attempts()) + " attempts: " + failure.message;
+    /* every retry failed, and so did the first attempt */
+    const int failed = backoff_.attempts() + 1;
+    text = "Gave up after " + std::to_string(failed) + (failed == 1 ? " attempt: " : " attempts: ") + failure.message;
     debug += std::string(debug.empty() ? "" : "\n") + name_ + " gave up (max-retries=" +
              std::to_string(s.max_retries) + "); raise max-retries, or set it to -1 to retry forever";
   }

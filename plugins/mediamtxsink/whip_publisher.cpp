@@ -13,8 +13,9 @@ namespace mediamtxsink {
 namespace {
 constexpr guint64 kQueueMaxTime = 200 * GST_MSECOND;
 /* liveness: MediaMTX sends RTCP receiver reports every second; a silent server is gone (libnice
- * 0.1.21 would take far longer to call the ICE connection failed): gst/rtcp_liveness.h */
-constexpr std::chrono::milliseconds kRtcpSilence{4000};
+ * 0.1.21 would take far longer to call the ICE connection failed): gst/rtcp_liveness.h. 3 s, as a
+ * viewer's: a restarted server is noticed within 3 s, so the path is back soon after it. */
+constexpr std::chrono::milliseconds kRtcpSilence{3000};
 
 /* The payloader and RTP caps for what the stable half outputs. */
 struct SendFormat {

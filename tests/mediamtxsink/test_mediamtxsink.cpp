@@ -441,7 +441,7 @@ GST_START_TEST(test_gives_up_after_max_retries) {
   fail_unless(wait_until([&] { return !pub.bus.errors().empty(); }, 10000), "never gave up");
   std::string error = pub.bus.errors().front();
   /* the controller's give-up text (retry budget spent), then what failed and what to check */
-  fail_unless(error.find("Gave up after 2 attempts") != std::string::npos, "%s", error.c_str());
+  fail_unless(error.find("Gave up after 3 attempts") != std::string::npos, "%s", error.c_str());
   fail_unless(error.find("could not publish to") != std::string::npos, "%s", error.c_str());
   fail_unless_equals_int(pub.bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting"), 2);
   fail_unless(pub.bus.count_element_messages("gst-mediamtx-status", "state", "failed") == 1);
