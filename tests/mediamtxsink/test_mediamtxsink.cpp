@@ -120,7 +120,7 @@ GST_START_TEST(test_publish_raw_video) {
 }
 GST_END_TEST;
 
-/* rtspclientsink's sinks wait on the clock with a live source (~29 ms, DESIGN.md): inside
+/* rtspclientsink's sinks wait on the clock with a live source (~29 ms, docs/architecture.md): inside
  * mediamtxsink they must not. */
 GST_START_TEST(test_no_clock_wait_before_the_network) {
   fail_unless(in_test_namespace());
