@@ -23,6 +23,7 @@
 #include <gst/video/video.h>
 #include <gst/webrtc/webrtc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -1212,19 +1213,36 @@ static void on_hls_failed(GstMtxWhepSrc *self, const std::string &reason) {
 
 /* ---- sessions (control thread) ---- */
 
+/* Calls fn(field name, value) for every field of s. gst_structure_foreach (quark names) is
+ * deprecated from GStreamer 1.26 on, where gst_structure_foreach_id_str replaces it. */
+template <typename Fn> static void for_each_field(const GstStructure *s, Fn fn) {
+#if GST_CHECK_VERSION(1, 26, 0)
+  gst_structure_foreach_id_str(
+      s,
+      [](const GstIdStr *field, const GValue *value, gpointer data) -> gboolean {
+        (*static_cast<Fn *>(data))(gst_id_str_as_str(field), value);
+        return TRUE;
+      },
+      &fn);
+#else
+  gst_structure_foreach(
+      s,
+      [](GQuark field, const GValue *value, gpointer data) -> gboolean {
+        (*static_cast<Fn *>(data))(g_quark_to_string(field), value);
+        return TRUE;
+      },
+      &fn);
+#endif
+}
+
 static gstmtx::Headers extra_headers_of(const GstStructure *s) {
   gstmtx::Headers headers;
   if (!s)
     return headers;
-  gst_structure_foreach(
-      s,
-      [](GQuark field, const GValue *value, gpointer data) -> gboolean {
-        auto *h = static_cast<gstmtx::Headers *>(data);
-        if (G_VALUE_HOLDS_STRING(value) && g_value_get_string(value))
-          h->emplace_back(g_quark_to_string(field), g_value_get_string(value));
-        return TRUE;
-      },
-      &headers);
+  for_each_field(s, [&headers](const char *field, const GValue *value) {
+    if (G_VALUE_HOLDS_STRING(value) && g_value_get_string(value))
+      headers.emplace_back(field, g_value_get_string(value));
+  });
   return headers;
 }
 
@@ -1574,49 +1592,45 @@ static GstStructure *build_stats(GstMtxWhepSrc *self) {
       std::map<std::string, std::string> candidates; /* id -> "address:port (type)" */
       std::map<std::string, std::pair<std::string, std::string>> pairs;
     } acc;
-    gst_structure_foreach(
-        reply,
-        [](GQuark, const GValue *value, gpointer data) -> gboolean {
-          auto *a = static_cast<Accumulator *>(data);
-          if (!GST_VALUE_HOLDS_STRUCTURE(value))
-            return TRUE;
-          const GstStructure *st = gst_value_get_structure(value);
-          GstWebRTCStatsType type;
-          if (!gst_structure_get(st, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, nullptr))
-            return TRUE;
-          const char *id = gst_structure_get_string(st, "id");
-          if (type == GST_WEBRTC_STATS_INBOUND_RTP) {
-            gint64 lost = 0;
-            double j = 0;
-            if (gst_structure_get_int64(st, "packets-lost", &lost) && lost > 0)
-              a->packets_lost += static_cast<guint64>(lost);
-            if (gst_structure_get_double(st, "jitter", &j))
-              a->jitter = std::max(a->jitter, j);
-          } else if (type == GST_WEBRTC_STATS_REMOTE_INBOUND_RTP || type == GST_WEBRTC_STATS_REMOTE_OUTBOUND_RTP) {
-            double r;
-            if (gst_structure_get_double(st, "round-trip-time", &r))
-              a->rtt = r;
-          } else if ((type == GST_WEBRTC_STATS_LOCAL_CANDIDATE || type == GST_WEBRTC_STATS_REMOTE_CANDIDATE) && id) {
-            const char *addr = gst_structure_get_string(st, "address");
-            guint port = 0;
-            gst_structure_get_uint(st, "port", &port);
-            const char *ctype = gst_structure_get_string(st, "candidate-type");
-            const char *proto = gst_structure_get_string(st, "protocol");
-            a->candidates[id] = std::string(addr ? addr : "?") + ":" + std::to_string(port) + " " +
-                                (proto ? proto : "") + " " + (ctype ? ctype : "?");
-          } else if (type == GST_WEBRTC_STATS_CANDIDATE_PAIR && id) {
-            const char *l = gst_structure_get_string(st, "local-candidate-id");
-            const char *r = gst_structure_get_string(st, "remote-candidate-id");
-            a->pairs[id] = {l ? l : "", r ? r : ""};
-            if (a->first_pair.empty())
-              a->first_pair = id;
-          } else if (type == GST_WEBRTC_STATS_TRANSPORT) {
-            if (const char *sel = gst_structure_get_string(st, "selected-candidate-pair-id"))
-              a->selected_pair = sel;
-          }
-          return TRUE;
-        },
-        &acc);
+    for_each_field(reply, [&acc](const char *, const GValue *value) {
+      auto *a = &acc;
+      if (!GST_VALUE_HOLDS_STRUCTURE(value))
+        return;
+      const GstStructure *st = gst_value_get_structure(value);
+      GstWebRTCStatsType type;
+      if (!gst_structure_get(st, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, nullptr))
+        return;
+      const char *id = gst_structure_get_string(st, "id");
+      if (type == GST_WEBRTC_STATS_INBOUND_RTP) {
+        gint64 lost = 0;
+        double j = 0;
+        if (gst_structure_get_int64(st, "packets-lost", &lost) && lost > 0)
+          a->packets_lost += static_cast<guint64>(lost);
+        if (gst_structure_get_double(st, "jitter", &j))
+          a->jitter = std::max(a->jitter, j);
+      } else if (type == GST_WEBRTC_STATS_REMOTE_INBOUND_RTP || type == GST_WEBRTC_STATS_REMOTE_OUTBOUND_RTP) {
+        double r;
+        if (gst_structure_get_double(st, "round-trip-time", &r))
+          a->rtt = r;
+      } else if ((type == GST_WEBRTC_STATS_LOCAL_CANDIDATE || type == GST_WEBRTC_STATS_REMOTE_CANDIDATE) && id) {
+        const char *addr = gst_structure_get_string(st, "address");
+        guint port = 0;
+        gst_structure_get_uint(st, "port", &port);
+        const char *ctype = gst_structure_get_string(st, "candidate-type");
+        const char *proto = gst_structure_get_string(st, "protocol");
+        a->candidates[id] = std::string(addr ? addr : "?") + ":" + std::to_string(port) + " " +
+                            (proto ? proto : "") + " " + (ctype ? ctype : "?");
+      } else if (type == GST_WEBRTC_STATS_CANDIDATE_PAIR && id) {
+        const char *l = gst_structure_get_string(st, "local-candidate-id");
+        const char *r = gst_structure_get_string(st, "remote-candidate-id");
+        a->pairs[id] = {l ? l : "", r ? r : ""};
+        if (a->first_pair.empty())
+          a->first_pair = id;
+      } else if (type == GST_WEBRTC_STATS_TRANSPORT) {
+        if (const char *sel = gst_structure_get_string(st, "selected-candidate-pair-id"))
+          a->selected_pair = sel;
+      }
+    });
     auto pair = acc.pairs.find(acc.selected_pair.empty() ? acc.first_pair : acc.selected_pair);
     if (pair != acc.pairs.end()) {
       acc.pair_local = acc.candidates[pair->second.first];
