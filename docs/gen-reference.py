@@ -141,10 +141,12 @@ class Renderer:
                 for number in sorted(values):
                     v = values[number]
                     rows.append((str(number), v.value_nick, v.value_name))
-            else:  # PyGObject 3.50: the class is a Python enum
-                for number in sorted({int(m) for m in pspec.enum_class}):
-                    v = GObject.enum_get_value(pspec.enum_class, number)
-                    rows.append((str(number), v.value_nick, v.value_name))
+            else:  # PyGObject 3.50: a GObject.EnumClass, read through GObject.enum_get_value
+                klass = pspec.enum_class
+                for number in range(klass.minimum, min(klass.maximum, klass.minimum + 4096) + 1):
+                    v = GObject.enum_get_value(klass, number)
+                    if v is not None:
+                        rows.append((str(number), v.value_nick, v.value_name))
         elif GObject.type_is_a(pspec.value_type, GObject.TYPE_FLAGS):
             values = getattr(pspec.flags_class, "__flags_values__", {})
             for number in sorted(values):

@@ -27,7 +27,7 @@ stages="${*:-amd64 arm64 deb}"
 # shellcheck disable=SC1091
 . /etc/os-release
 echo "trixie inside: $PRETTY_NAME, GStreamer $(pkg-config --modversion gstreamer-1.0)," \
-  "$(gcc --version | head -n 1), libnice $(pkg-config --modversion nice 2>/dev/null || dpkg-query -W -f='${Version}' libnice10)"
+  "$(gcc --version | head -n 1), libnice $(dpkg-query -W -f='${Version}' libnice10:amd64)"
 echo "trixie inside: TRIXIE_BUILD_DIR=$TRIXIE_BUILD_DIR TRIXIE_SUITES=$TRIXIE_SUITES TRIXIE_JOBS=$TRIXIE_JOBS ARM64_DEV=$ARM64_DEV"
 
 passed=0 failed=0

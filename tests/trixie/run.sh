@@ -17,7 +17,8 @@ usage() {
   cat <<EOF
 Usage: $0 [--help] [STAGE...]
 
-Stages (default: all): amd64 arm64 deb. Needs root (debootstrap, chroot, mounts, namespaces).
+Stages (default: all): amd64 arm64 deb; "rootfs" alone only makes (or checks) the cached root
+file system. Needs root (debootstrap, chroot, mounts, namespaces).
 
 Environment (defaults):
   TRIXIE_ROOT        cached root file system        (\$HOME/.cache/gst-mediamtx/trixie-amd64)
@@ -80,9 +81,10 @@ packages=(
 # Their amd64 twins conflict with these on Debian 13 (libgstreamer1.0-dev:arm64 Conflicts
 # libgstreamer1.0-dev; plugins-bad's arm64 -dev wants libopencv-dev:arm64): unpacked, not
 # installed, into $arm64_dev, .pc files pointing at the installed arm64 runtimes.
+# A run that finds another one making the root waits for it (flock on $TRIXIE_ROOT.lock).
 unpacked=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev libsoup-3.0-dev)
 arm64_dev=/opt/arm64-dev
-stamp_text="mirror=$TRIXIE_MIRROR packages=${packages[*]} unpacked=${unpacked[*]} v2"
+stamp_text="mirror=$TRIXIE_MIRROR packages=${packages[*]} unpacked=${unpacked[*]} v3"
 stamp="$TRIXIE_ROOT/.gst-mediamtx-stamp"
 
 make_rootfs() {
@@ -131,20 +133,30 @@ EOF
     for p in "$@"; do apt-get download -qq -o APT::Sandbox::User=root "$p:arm64"; dpkg-deb -x "${p}"_*_arm64.deb "$d"; done
     lib="$d/usr/lib/aarch64-linux-gnu"
     for link in "$lib"/*.so; do ln -sf "/usr/lib/aarch64-linux-gnu/$(readlink "$link")" "$link"; done
-    sed -i -e "s|^prefix=.*|prefix=$d/usr|" -e "/^Requires.private:/d" "$lib"/pkgconfig/*.pc
+    # headers and link-time libraries from here; the plugin directory stays the system one
+    sed -i -e "s|^includedir=.*|includedir=$d/usr/include|" -e "s|^libdir=.*|libdir=$lib|" \
+      -e "s|^pluginsdir=.*|pluginsdir=/usr/lib/aarch64-linux-gnu/gstreamer-1.0|" \
+      -e "/^Requires.private:/d" "$lib"/pkgconfig/*.pc
+    # where the -dev packages would put them, so pkg-config finds them as on Debian 12
+    cp "$lib"/pkgconfig/*.pc /usr/lib/aarch64-linux-gnu/pkgconfig/
     cd / && rm -rf /tmp/dl' _ "$arm64_dev" "${unpacked[@]}"
   echo "$stamp_text" > "$new/.gst-mediamtx-stamp"
   mv "$new" "$TRIXIE_ROOT"
   rm -f "$new.log"
 }
 
+mkdir -p "$(dirname "$TRIXIE_ROOT")"
+exec 9>"$TRIXIE_ROOT.lock"
+flock 9
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$stamp_text" ]]; then
   echo "trixie: making the root file system in $TRIXIE_ROOT (Debian 13 from $TRIXIE_MIRROR)"
   make_rootfs
 else
   echo "trixie: reusing $TRIXIE_ROOT"
 fi
+flock -u 9
 echo "trixie: root file system ready after $((SECONDS - start)) s"
+[[ "$stages" == rootfs ]] && exit 0
 
 # ---- inside: an overlay on the cached root (thrown away), the tree at /src ----
 work="$(mktemp -d)"
