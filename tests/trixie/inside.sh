@@ -108,7 +108,7 @@ if [[ " $stages " == *" deb "* ]]; then
   if deb="$(BUILD_DIR="$TRIXIE_BUILD_DIR-arm64-deb" CROSS=1 CROSS_PKG_PATH="$ARM64_DEV/pkgconfig" \
     packaging/build-deb.sh 2>"$log" | tail -n 1)" &&
     [[ "$(dpkg-deb -f "$deb" Architecture)" == arm64 ]] &&
-    dpkg-deb -c "$deb" | grep -q "/usr/lib/aarch64-linux-gnu/gstreamer-1.0/libgstmediamtx.so$"; then
+    dpkg-deb -c "$deb" | grep "/usr/lib/aarch64-linux-gnu/gstreamer-1.0/libgstmediamtx.so$" >/dev/null; then
     ok "arm64 package $deb ($((SECONDS - t)) s)"
   else
     tail -n 40 "$log"; bad "arm64 package"
