@@ -10,7 +10,9 @@ Usage: docs/gen-reference.py [--check] [--help]
 Each page holds what the element says about itself: description, classification, rank, URI
 handling, interfaces, pad templates with caps, every property (type, blurb, flags, range, default,
 enum/flags values), the element's own signals and actions, and the fields of the
-`gst-mediamtx-status` bus message (parsed from gst/status.h). Nothing machine-dependent (paths,
+`gst-mediamtx-status` bus message (parsed from gst/status.h). An alias (a second element name
+registered for the same GType, e.g. mtxwhepsrc for whepsrc) gets a short page pointing to the
+element's page: of the names of one GType the shortest is the element, the others its aliases. Nothing machine-dependent (paths,
 dates) is written, so the output only changes when the elements do.
 
 Environment (defaults):
@@ -278,7 +280,28 @@ class Renderer:
         element.set_state(Gst.State.NULL)
         return "\n".join(out).rstrip("\n") + "\n"
 
-    def index_page(self, plugin, factories, status_lines):
+    def alias_page(self, factory, primary):
+        Gst = self.Gst
+        name, target = factory.get_name(), primary.get_name()
+        gtype = factory.get_element_type()
+        out = [GENERATED_NOTE, "", f"# {name}", "",
+               f"Another name for [`{target}`]({target}.md): the same element (type `{gtype.name}`), with the same "
+               "pads, properties, signals and messages; only the name differs. Another plugin may register an "
+               f"element named `{target}` too (gst-plugins-rs does), and the registry keeps one element per name; "
+               f"`{name}` is registered by this plugin only, so `gst-launch-1.0 {name} ...` and "
+               f"`gst_element_factory_make (\"{name}\", NULL)` always give this plugin's element. Which "
+               f"`{target}` wins when both are installed: [coexistence.md](../coexistence.md).", "",
+               "| | |", "|---|---|",
+               f"| Rank | {int(factory.get_rank())} |"]
+        uri_type = factory.get_uri_type()
+        if uri_type != Gst.URIType.UNKNOWN:
+            protocols = ", ".join(f"`{p}://`" for p in sorted(factory.get_uri_protocols()))
+            kind = "source" if uri_type == Gst.URIType.SRC else "sink"
+            out.append(f"| URI handler | {kind}: {protocols} |")
+        return "\n".join(out) + "\n"
+
+    def index_page(self, plugin, factories, status_lines, aliases=None):
+        aliases = aliases or {}
         out = [GENERATED_NOTE, "", f"# Plugin `{plugin.get_name()}`", "",
                md_escape(plugin.get_description()), "",
                "| | |", "|---|---|",
@@ -292,8 +315,11 @@ class Renderer:
             out += ["| element | classification | description |", "|---|---|---|"]
             for factory in factories:
                 name = factory.get_name()
-                out.append(f"| [`{name}`]({name}.md) | `{md_escape(factory.get_metadata('klass'))}` | "
-                           f"{md_escape(factory.get_metadata('description'))} |")
+                description = md_escape(factory.get_metadata('description'))
+                if name in aliases:
+                    target = aliases[name].get_name()
+                    description = f"Another name for [`{target}`]({target}.md), registered by this plugin only"
+                out.append(f"| [`{name}`]({name}.md) | `{md_escape(factory.get_metadata('klass'))}` | {description} |")
             out.append("")
         out += status_lines
         return "\n".join(out).rstrip("\n") + "\n"
@@ -344,12 +370,25 @@ def render_all(out_dir, plugin_name, header_path):
         raise RuntimeError(f"plugin {plugin_name!r} was loaded from {filename}, not from {plugin_dir} "
                            "(an installed copy shadows the build?)")
     renderer = Renderer(GObject, Gst, library_modules)
-    factories = sorted((f for f in registry.get_feature_list_by_plugin(plugin_name)
+    factories = sorted(((f.load() or f) for f in registry.get_feature_list_by_plugin(plugin_name)
                         if isinstance(f, Gst.ElementFactory)), key=lambda f: f.get_name())
-    section = status_section(header_path)
-    pages = {"README.md": renderer.index_page(plugin, factories, section)}
+    # Names of one GType: the shortest is the element, the others are its aliases.
+    by_type = {}
     for factory in factories:
-        pages[factory.get_name() + ".md"] = renderer.element_page(factory, section)
+        by_type.setdefault(factory.get_element_type().name, []).append(factory)
+    aliases = {}
+    for names in by_type.values():
+        names.sort(key=lambda f: (len(f.get_name()), f.get_name()))
+        for alias in names[1:]:
+            aliases[alias.get_name()] = names[0]
+    section = status_section(header_path)
+    pages = {"README.md": renderer.index_page(plugin, factories, section, aliases)}
+    for factory in factories:
+        name = factory.get_name()
+        if name in aliases:
+            pages[name + ".md"] = renderer.alias_page(factory, aliases[name])
+        else:
+            pages[name + ".md"] = renderer.element_page(factory, section)
     os.makedirs(out_dir, exist_ok=True)
     for name, text in pages.items():
         with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:

@@ -11,15 +11,20 @@ bool Backoff::exhausted() const {
   return policy_.max_retries >= 0 && attempts_ >= policy_.max_retries;
 }
 
-std::optional<Millis> Backoff::next_delay(Millis at_least) {
+std::optional<Millis> Backoff::next_delay(Clock::time_point now, Millis at_least) {
   if (exhausted())
     return std::nullopt;
+  if (attempts_ == 0)
+    outage_started_ = now;
 
   const double base = static_cast<double>(std::max<Millis::rep>(policy_.initial_delay.count(), 0));
   const double cap = static_cast<double>(std::max<Millis::rep>(policy_.max_delay.count(), 0));
   /* Clamp the exponent so the power never overflows whatever the attempt count. */
   const int exponent = std::min(attempts_, 62);
   double delay = std::min(base * std::pow(std::max(policy_.multiplier, 1.0), exponent), cap);
+  /* ... but never much longer than the outage has lasted: a short outage gets short waits */
+  const double age = static_cast<double>(std::chrono::duration_cast<Millis>(now - outage_started_).count());
+  delay = std::min(delay, std::max(base, age * std::clamp(policy_.outage_fraction, 0.0, 1.0)));
 
   const double jitter = std::clamp(policy_.jitter, 0.0, 1.0);
   if (jitter > 0.0 && delay > 0.0) {
@@ -33,17 +38,8 @@ std::optional<Millis> Backoff::next_delay(Millis at_least) {
   return Millis{static_cast<Millis::rep>(std::llround(delay))};
 }
 
-void Backoff::on_connected(Clock::time_point now) { connected_at_ = now; }
+void Backoff::on_delivered() { attempts_ = 0; }
 
-void Backoff::on_disconnected(Clock::time_point now) {
-  if (connected_at_ && now - *connected_at_ >= policy_.stable_period)
-    attempts_ = 0;
-  connected_at_.reset();
-}
-
-void Backoff::reset() {
-  attempts_ = 0;
-  connected_at_.reset();
-}
+void Backoff::reset() { attempts_ = 0; }
 
 }  // namespace gstmtx

@@ -2,6 +2,10 @@
 
 #include <condition_variable>
 
+#ifdef __linux__
+#include <pthread.h>
+#endif
+
 namespace gstmtx {
 
 namespace {
@@ -20,7 +24,11 @@ void free_task(gpointer data) { delete static_cast<Task *>(data); }
 EventLoop::EventLoop(std::string name) : context_(g_main_context_new()), loop_(g_main_loop_new(context_, FALSE)) {
   /* The thread holds its own references: when the loop is destroyed from its own thread (detached
    * below), the thread still finishes with them after this object is gone. */
-  thread_ = std::thread([context = g_main_context_ref(context_), loop = g_main_loop_ref(loop_)] {
+  thread_ = std::thread([context = g_main_context_ref(context_), loop = g_main_loop_ref(loop_), name] {
+#ifdef __linux__
+    /* visible in top -H, gdb and /proc: "mtx-whepsrc" (the kernel keeps 15 characters) */
+    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+#endif
     g_main_context_push_thread_default(context);
     g_main_loop_run(loop);
     /* let cancelled async operations deliver their callbacks before the context goes */
@@ -34,7 +42,6 @@ EventLoop::EventLoop(std::string name) : context_(g_main_context_new()), loop_(g
   /* Return once the loop runs: g_main_loop_run() would forget a quit from a destructor that came
    * before it started, and the thread would never end. */
   run_sync([] {});
-  (void)name;
 }
 
 EventLoop::~EventLoop() {

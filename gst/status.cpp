@@ -2,16 +2,30 @@
 
 namespace gstmtx {
 
+namespace {
+const GEnumValue kStateValues[] = {
+    {static_cast<gint>(ConnectionState::Idle), "Not started", "idle"},
+    {static_cast<gint>(ConnectionState::Connecting), "Connecting (first attempt)", "connecting"},
+    {static_cast<gint>(ConnectionState::Connected), "Connected", "connected"},
+    {static_cast<gint>(ConnectionState::Reconnecting), "Waiting to reconnect", "reconnecting"},
+    {static_cast<gint>(ConnectionState::Fallback), "Playing a fallback (HLS, black, freeze...)", "fallback"},
+    {static_cast<gint>(ConnectionState::Failed), "Failed: gave up", "failed"},
+    {static_cast<gint>(ConnectionState::Stopped), "Stopped", "stopped"},
+    {0, nullptr, nullptr},
+};
+}  // namespace
+
+GType connection_state_get_type() {
+  static gsize type = 0;
+  if (g_once_init_enter(&type))
+    g_once_init_leave(&type, g_enum_register_static("GstMtxConnectionState", kStateValues));
+  return type;
+}
+
 const char *connection_state_name(ConnectionState state) {
-  switch (state) {
-  case ConnectionState::Idle: return "idle";
-  case ConnectionState::Connecting: return "connecting";
-  case ConnectionState::Connected: return "connected";
-  case ConnectionState::Reconnecting: return "reconnecting";
-  case ConnectionState::Fallback: return "fallback";
-  case ConnectionState::Failed: return "failed";
-  case ConnectionState::Stopped: return "stopped";
-  }
+  for (const GEnumValue *v = kStateValues; v->value_nick; ++v)
+    if (v->value == static_cast<gint>(state))
+      return v->value_nick;
   return "unknown";
 }
 

@@ -17,6 +17,10 @@ inline constexpr const char *kStatusMessageName = "gst-mediamtx-status";
 
 enum class ConnectionState { Idle, Connecting, Connected, Reconnecting, Fallback, Failed, Stopped };
 
+/* The registered GEnum "GstMtxConnectionState" (values as ConnectionState, nicks as the message's
+ * `state` strings): the type of every element's read-only `connection-state` property. */
+GType connection_state_get_type();
+/* The state's nick: "idle", "connecting", ... */
 const char *connection_state_name(ConnectionState state);
 
 struct StatusUpdate {

@@ -91,7 +91,7 @@ SessionError WebrtcHttpSession::classify(const HttpResponse &r, const SessionCon
       return e;
     case HttpFailure::Tls:
       /* an untrusted certificate will not become trusted by retrying */
-      e.kind = SessionErrorKind::Config;
+      e.kind = SessionErrorKind::Tls;
       e.message = where + ": " + r.error + " (set tls-ca-file to the server's CA, or tls-validation=false)";
       return e;
     case HttpFailure::TooLarge:

@@ -16,30 +16,16 @@
 #include <string>
 #include <vector>
 
+#include "failure.h"
 #include "http_client.h"
 #include "link_header.h"
 #include "mediamtx_url.h"
 
 namespace gstmtx {
 
-enum class SessionErrorKind {
-  None,
-  Retry,        /* network, timeout, 5xx, 404 (nothing published yet), 409, 429, bad answer */
-  Unauthorized, /* 401/403: fatal, credentials */
-  Rejected,     /* 400/406/415/422/488 and other 4xx: the server refused our offer: fatal */
-  Config,       /* redirect loop, bad URL, unusable CA file: fatal */
-};
-
-struct SessionError {
-  SessionErrorKind kind = SessionErrorKind::None;
-  unsigned http_status = 0;
-  std::chrono::milliseconds retry_after{0}; /* from Retry-After, capped */
-  std::string message;  /* for users: what happened and what to do, no secrets */
-  std::string debug;    /* server body (truncated) and details */
-  bool fatal() const { return kind == SessionErrorKind::Unauthorized || kind == SessionErrorKind::Rejected ||
-                              kind == SessionErrorKind::Config; }
-  explicit operator bool() const { return kind != SessionErrorKind::None; }
-};
+/* A session's failures are the elements' Failure (failure.h): classified once, here. */
+using SessionErrorKind = FailureKind;
+using SessionError = Failure;
 
 struct SessionConfig {
   std::string endpoint;              /* http(s) URL of the WHEP/WHIP endpoint, no userinfo */

@@ -415,6 +415,12 @@ void WebrtcPeer::on_connection_state(GstWebRTCPeerConnectionState state) {
   }
 }
 
+/* called on the loop thread */
+void WebrtcPeer::expect_rtcp() {
+  if (liveness_ && !finished_)
+    liveness_->arm(RtcpLiveness::Clock::now());
+}
+
 /* called on the loop thread, from the connection on */
 void WebrtcPeer::watch_rtcp() {
   std::weak_ptr<bool> alive = alive_;

@@ -72,6 +72,9 @@ public:
   const PeerTimings &timings() const { return timings_; }
   WebrtcHttpSession &session() { return session_; }
   bool is_connected() const { return connected_; }
+  /* Media flows, so the server owes RTCP reports from now on: silence counts from here even before
+   * its first report (a server killed in a session's first seconds is noticed as fast as later). */
+  void expect_rtcp();
 
 private:
   void maybe_set_local_description();

@@ -4,7 +4,7 @@
 # the library dependencies, dpkg-deb --root-owner-group --build. Prints the .deb path as its last line.
 #
 #   packaging/build-deb.sh                                   # amd64, from a /usr build in build-deb
-#   BUILD_DIR=build-arm64-deb CROSS=1 packaging/build-deb.sh # arm64, cross (packaging/aarch64-linux-gnu.ini)
+#   BUILD_DIR=build-arm64 CROSS=1 packaging/build-deb.sh     # arm64, cross (packaging/aarch64-linux-gnu.ini)
 set -euo pipefail
 
 usage() {
@@ -19,6 +19,8 @@ Environment (defaults):
   CROSS            1: cross build for arm64 with packaging/aarch64-linux-gnu.ini (0)
   CROSS_PKG_PATH   extra pkg-config dir for the cross build (packaging/cross-setup.sh prints it)
   OUT_DIR          where the .deb is written                                  (BUILD_DIR/deb)
+  BUILD_TARGETS    ninja targets to build in BUILD_DIR, e.g. plugins/libgstmediamtx.so
+                   when BUILD_DIR is a test build already built                (all)
   MAINTAINER       Maintainer field        (gst-mediamtx maintainers <gst-mediamtx@localhost>)
 EOF
 }
@@ -30,8 +32,10 @@ BUILD_DIR="${BUILD_DIR:-build-deb}"
 CROSS="${CROSS:-0}"
 CROSS_PKG_PATH="${CROSS_PKG_PATH:-}"
 OUT_DIR="${OUT_DIR:-$BUILD_DIR/deb}"
+BUILD_TARGETS="${BUILD_TARGETS:-}"
 MAINTAINER="${MAINTAINER:-gst-mediamtx maintainers <gst-mediamtx@localhost>}"
-echo "build-deb: BUILD_DIR=$BUILD_DIR CROSS=$CROSS CROSS_PKG_PATH=$CROSS_PKG_PATH OUT_DIR=$OUT_DIR" >&2
+echo "build-deb: BUILD_DIR=$BUILD_DIR CROSS=$CROSS CROSS_PKG_PATH=$CROSS_PKG_PATH OUT_DIR=$OUT_DIR" \
+  "BUILD_TARGETS=${BUILD_TARGETS:-<all>}" >&2
 
 if [[ "$CROSS" == "1" ]]; then
   arch=arm64
@@ -45,7 +49,8 @@ if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
   meson setup "$BUILD_DIR" "${setup_args[@]}" --prefix=/usr --buildtype=release -Dtests=disabled \
     -Dwerror=true >&2
 fi
-ninja -C "$BUILD_DIR" >&2
+# shellcheck disable=SC2086
+ninja -C "$BUILD_DIR" $BUILD_TARGETS >&2
 
 version="$(meson introspect --projectinfo "$BUILD_DIR" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')"
 stage="$(mktemp -d)"
@@ -139,8 +144,8 @@ cat > "$pkg/DEBIAN/prerm" <<'EOF'
 # gst-mediamtx: stop the services before their files go.
 set -e
 if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
-  systemctl stop gst-mediamtx-publisher.service gst-mediamtx-viewer.service \
-    gst-mediamtx-recorder.service >/dev/null 2>&1 || true
+  systemctl stop gst-mediamtx-publisher.service 'gst-mediamtx-publisher@*.service' \
+    gst-mediamtx-viewer.service gst-mediamtx-recorder.service >/dev/null 2>&1 || true
 fi
 exit 0
 EOF

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the arm64 cross build needs on Debian 12 amd64 (idempotent, needs root for apt-get):
 # arm64 multiarch, Debian's aarch64 cross toolchain, qemu-user-static, the arm64 -dev packages and
-# the arm64 GStreamer plugins the tests load under qemu. Prints the extra pkg-config directory to
+# the arm64 GStreamer plugins the tests load under qemu, and unpacks the arm64 gst-inspect-1.0 into
+# CROSS_EXTRA_DIR/bin. tests/run.sh runs it on every run (a second run installs nothing). Prints the extra pkg-config directory to
 # pass as -Dpkg_config_path= as its last line (see libsoup below).
 set -euo pipefail
 
@@ -37,7 +38,7 @@ unpacked=(libsoup-3.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   [[ $(id -u) -eq 0 ]] || { echo "cross-setup: needs root to add the arm64 architecture" >&2; exit 1; }
   dpkg --add-architecture arm64
-  apt-get update -qq
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -46,14 +47,14 @@ done
 if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || { echo "cross-setup: needs root to install ${missing[*]}" >&2; exit 1; }
   echo "cross-setup: installing ${missing[*]}" >&2
-  apt-get update -qq
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
   # Never let apt trade an amd64 package for an arm64 one: refuse when the plan removes anything.
   if apt-get install -s --no-install-recommends "${missing[@]}" 2>&1 | grep -q '^Remv '; then
     echo "cross-setup: installing ${missing[*]} would remove packages; not installing:" >&2
     apt-get install -s --no-install-recommends "${missing[@]}" 2>&1 | grep '^Remv ' >&2
     exit 1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
 # The .pc files of the unpacked packages: libdir is a folder of .so links to the installed arm64
@@ -61,10 +62,11 @@ fi
 # Requires.private goes (only static linking needs it).
 pcdir="$CROSS_EXTRA_DIR/pkgconfig"
 stamp="$CROSS_EXTRA_DIR/unpacked.list"
-if [[ "$(cat "$stamp" 2>/dev/null)" != "${unpacked[*]}" ]]; then
+if [[ "$(cat "$stamp" 2>/dev/null)" != "${unpacked[*]} gstreamer1.0-tools" ]]; then
   tmp="$(mktemp -d)"
+  chown _apt "$tmp" 2>/dev/null || true  # apt-get download runs as _apt
   trap 'rm -rf "$tmp"' EXIT
-  rm -rf "$pcdir" "${CROSS_EXTRA_DIR:?}/lib"
+  rm -rf "$pcdir" "${CROSS_EXTRA_DIR:?}/lib" "${CROSS_EXTRA_DIR:?}/bin"
   mkdir -p "$pcdir" "$CROSS_EXTRA_DIR/lib"
   for p in "${unpacked[@]}"; do
     (cd "$tmp" && apt-get download -qq "$p:arm64" >&2)
@@ -77,6 +79,11 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "${unpacked[*]}" ]]; then
   for pc in "$libdir"/pkgconfig/*.pc; do
     sed -e "s|^libdir=.*|libdir=$CROSS_EXTRA_DIR/lib|" -e '/^Requires.private:/d' "$pc" > "$pcdir/$(basename "$pc")"
   done
-  echo "${unpacked[*]}" > "$stamp"
+  # The arm64 gst-inspect-1.0 (gstreamer1.0-tools:arm64 is not co-installable either), to inspect
+  # the arm64 package's plugin under qemu (tests/arm64/check-deb.sh DEB_ARCH=arm64).
+  (cd "$tmp" && apt-get download -qq gstreamer1.0-tools:arm64 >&2)
+  dpkg-deb -x "$tmp"/gstreamer1.0-tools_*_arm64.deb "$tmp/tools"
+  install -D -m 0755 "$tmp/tools/usr/bin/gst-inspect-1.0" "$CROSS_EXTRA_DIR/bin/gst-inspect-1.0"
+  echo "${unpacked[*]} gstreamer1.0-tools" > "$stamp"
 fi
 echo "$pcdir"

@@ -77,9 +77,20 @@ from gi.repository import GLib, Gst  # noqa: E402
 MEASURED = ("whepsrc", "mediamtxsink")
 
 
+# Our elements by GType. whepsrc and mtxwhepsrc are one GType under two names, and an element
+# reports as its factory whichever name was registered last (mtxwhepsrc), so the name it was
+# created by cannot be read back. Another plugin's whepsrc (gst-plugins-rs: GstWhepSrc) is not ours.
+OWN_TYPES = {"GstMtxWhepSrc": "whepsrc"}
+
+
 def factory_name(element):
+    """The element's kind: its factory name, "whepsrc" for ours under either name, "" for a foreign whepsrc."""
+    own = OWN_TYPES.get(element.__gtype__.name)
+    if own:
+        return own
     factory = element.get_factory()
-    return factory.get_name() if factory else ""
+    name = factory.get_name() if factory else ""
+    return "" if name in OWN_TYPES.values() else name
 
 
 def iterate_elements(pipeline):

@@ -19,6 +19,8 @@ Environment (defaults):
   MEDIAMTX_PASS       its password (never printed)                  (none)
   MEDIAMTX_TOKEN      bearer token instead (never printed)          (none)
   CAMERA              auto, libcamera, v4l2 or test                 (auto)
+  LIBCAMERA_CAMERA    libcamerasrc camera-name, for a Pi with two camera modules (Pi 5); the
+                      names: rpicam-hello --list-cameras, or cam --list   (first camera)
   VIDEO_DEVICE        V4L2 device for CAMERA=v4l2/auto              (/dev/video0)
   VIDEO_WIDTH         width in pixels                               (1280)
   VIDEO_HEIGHT        height in pixels                              (720)
@@ -42,6 +44,7 @@ MEDIAMTX_USER="${MEDIAMTX_USER:-}"
 MEDIAMTX_PASS="${MEDIAMTX_PASS:-}"
 MEDIAMTX_TOKEN="${MEDIAMTX_TOKEN:-}"
 CAMERA="${CAMERA:-auto}"
+LIBCAMERA_CAMERA="${LIBCAMERA_CAMERA:-}"
 VIDEO_DEVICE="${VIDEO_DEVICE:-/dev/video0}"
 VIDEO_WIDTH="${VIDEO_WIDTH:-1280}"
 VIDEO_HEIGHT="${VIDEO_HEIGHT:-720}"
@@ -56,7 +59,7 @@ DURATION="${DURATION:-0}"
 echo "publish-camera: MEDIAMTX_URL=$MEDIAMTX_URL STREAM_PATH=$STREAM_PATH MEDIAMTX_USER=${MEDIAMTX_USER:-<none>}" \
   "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>')" \
   "MEDIAMTX_TOKEN=$([[ -n "$MEDIAMTX_TOKEN" ]] && echo '<set>' || echo '<none>') CAMERA=$CAMERA" \
-  "VIDEO_DEVICE=$VIDEO_DEVICE VIDEO_WIDTH=$VIDEO_WIDTH VIDEO_HEIGHT=$VIDEO_HEIGHT" \
+  "LIBCAMERA_CAMERA=${LIBCAMERA_CAMERA:-<first>} VIDEO_DEVICE=$VIDEO_DEVICE VIDEO_WIDTH=$VIDEO_WIDTH VIDEO_HEIGHT=$VIDEO_HEIGHT" \
   "VIDEO_FRAMERATE=$VIDEO_FRAMERATE VIDEO_BITRATE_KBPS=$VIDEO_BITRATE_KBPS KEYFRAME_INTERVAL=$KEYFRAME_INTERVAL" \
   "ENCODER=$ENCODER TEST_PATTERN=$TEST_PATTERN TIME_CODE=$TIME_CODE STATUS_INTERVAL=$STATUS_INTERVAL" \
   "DURATION=$DURATION"
@@ -71,9 +74,12 @@ has_element() { gst-inspect-1.0 --exists "$1"; }
 # has no num-buffers of its own).
 source_works() { timeout 15 gst-launch-1.0 -q "$@" '!' fakesink num-buffers=1 >/dev/null 2>&1; }
 
+libcamera_source=(libcamerasrc)
+[[ -n "$LIBCAMERA_CAMERA" ]] && libcamera_source+=(camera-name="$LIBCAMERA_CAMERA")
+
 case "$CAMERA" in
   auto)
-    if has_element libcamerasrc && source_works libcamerasrc; then
+    if has_element libcamerasrc && source_works "${libcamera_source[@]}"; then
       CAMERA=libcamera
     elif has_element v4l2src && [[ -c "$VIDEO_DEVICE" ]] && source_works v4l2src device="$VIDEO_DEVICE"; then
       CAMERA=v4l2
@@ -87,7 +93,7 @@ esac
 
 caps="video/x-raw,width=$VIDEO_WIDTH,height=$VIDEO_HEIGHT,framerate=$VIDEO_FRAMERATE/1"
 case "$CAMERA" in
-  libcamera) source=(libcamerasrc '!' "$caps") ;;
+  libcamera) source=("${libcamera_source[@]}" '!' "$caps") ;;
   v4l2) source=(v4l2src device="$VIDEO_DEVICE" '!' videorate '!' videoscale '!' videoconvert '!' "$caps") ;;
   test) source=(videotestsrc is-live=true pattern="$TEST_PATTERN" '!' "$caps") ;;
 esac

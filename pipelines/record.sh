@@ -76,6 +76,6 @@ exec /usr/bin/python3 "$here/gst-mediamtx-run.py" --label record --stats-interva
   --duration "$DURATION" --eos-timeout 20 \
   --branch "src.video=queue ! h264parse ! recorder.video" \
   --branch "src.audio=queue ! opusparse ! recorder.audio_%u" -- \
-  whepsrc name=src location="$WHEP_URL" decode=false audio=true video-codecs=H264 \
+  mtxwhepsrc name=src location="$WHEP_URL" decode=false audio=true video-codecs=H264 \
   splitmuxsink name=recorder muxer-factory="$muxer" max-size-time="$((SEGMENT_SECONDS * 1000000000))" \
   location="$location"

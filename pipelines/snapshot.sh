@@ -43,7 +43,7 @@ rm -f "$partial"
 export MEDIAMTX_USER MEDIAMTX_PASS MEDIAMTX_TOKEN
 status=0
 /usr/bin/python3 "$here/gst-mediamtx-run.py" --label snapshot --timeout "$TIMEOUT" --done-at out -- \
-  whepsrc location="$WHEP_URL" audio=false '!' videoconvert '!' "${encoder[@]}" '!' \
+  mtxwhepsrc location="$WHEP_URL" audio=false '!' videoconvert '!' "${encoder[@]}" '!' \
   filesink name=out async=false location="$partial" || status=$?
 if ((status == 0)) && [[ -s "$partial" ]]; then
   mv -f "$partial" "$OUTPUT"

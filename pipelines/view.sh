@@ -53,7 +53,8 @@ if [[ -z "${GST_PLUGIN_PATH:-}" && -d "$here/../build/plugins" ]]; then
 fi
 
 read -r -a sink <<<"$SINK"
-pipeline=(whepsrc name=src location="$WHEP_URL" latency="$LATENCY_MS")
+# mtxwhepsrc: our whepsrc under a name gst-plugins-rs does not also register (docs/coexistence.md).
+pipeline=(mtxwhepsrc name=src location="$WHEP_URL" latency="$LATENCY_MS")
 if [[ "$AUDIO" == "1" ]]; then
   pipeline+=(audio=true src. '!' queue '!' audioconvert '!' audioresample '!' autoaudiosink)
 else

@@ -50,6 +50,7 @@ packages=(
   # tests: namespaces and fault injection, memory checks, script and YAML checks, Python embedding
   iproute2 iptables nftables curl ca-certificates openssl procps psmisc valgrind shellcheck
   libnetfilter-queue-dev  # tests/faults/nfq_delay.cpp: delay and jitter (no tc netem in the test kernel)
+  systemd  # systemd-analyze: tests/pipelines/check_systemd.py verifies the units (a container may lack it)
   # fuzzing (tests/fuzz): clang with libFuzzer and the sanitizer runtimes
   "clang-$clang_version" "libclang-rt-$clang_version-dev"
   # tests/trixie: the Debian 13 root file system

@@ -8,8 +8,12 @@ usage() {
   cat <<EOF
 Usage: $0 [--help] [MESON_TEST_ARGS...]
 
-Runs subprojects/setup.sh (Debian packages, MediaMTX build, cached), configures and builds with
+Runs subprojects/setup.sh (Debian packages, MediaMTX build, cached), packaging/cross-setup.sh
+(the arm64 cross tool chain, qemu-user and the arm64 -dev packages) and
+tests/coexist/build-rs-webrtchttp.sh (gst-plugins-rs' webrtchttp from crates.io, cached outside
+the repository, for coexist/registry), configures and builds with
 warnings as errors, then 'meson test' with any extra arguments (e.g. a suite: --suite whepsrc).
+The arm64 test (arm64/cross) fails rather than skips without the cross tools (ARM64_REQUIRED=1).
 Needs root (network namespaces, apt-get).
 
 Environment (defaults):
@@ -35,10 +39,21 @@ fi
 
 if [[ "$SKIP_SETUP" != "1" ]]; then
   MEDIAMTX_BIN="${MEDIAMTX_BIN:-$(subprojects/setup.sh | tail -n 1)}"
+  setup_start=$SECONDS
+  packaging/cross-setup.sh >/dev/null
+  echo "run.sh: arm64 cross setup (packaging/cross-setup.sh) took $((SECONDS - setup_start)) s" >&2
+  # gst-plugins-rs' webrtchttp for coexist/registry, built here (cached) rather than while the
+  # timing-sensitive tests run; on failure that test builds again and reports why.
+  setup_start=$SECONDS
+  tests/coexist/build-rs-webrtchttp.sh >/dev/null ||
+    echo "run.sh: tests/coexist/build-rs-webrtchttp.sh failed or skipped: coexist/registry says why" >&2
+  echo "run.sh: gst-plugins-rs webrtchttp (tests/coexist/build-rs-webrtchttp.sh) took $((SECONDS - setup_start)) s" >&2
 else
   MEDIAMTX_BIN="${MEDIAMTX_BIN:-$(subprojects/build-mediamtx.sh | tail -n 1)}"
 fi
 export MEDIAMTX_BIN
+# Every run checks the Pi build: arm64/cross fails, never skips, when the cross tools are missing.
+export ARM64_REQUIRED=1
 echo "run.sh: MEDIAMTX_BIN=$MEDIAMTX_BIN" >&2
 
 # The Debian 13 lane's root file system (network and disk bound, ~10 min the first time) is made

@@ -5,9 +5,12 @@
  * links each stream's output pad, and removes them again. RTSP (rtspclientsink) is the first
  * implementation; WHIP (the shared WebRTC-HTTP session + webrtcbin) plugs in the same way.
  *
- * Errors: every element a Publisher adds to the bin is named with network_element_name(), so
- * GstBin::handle_message can tell a network-half error (retried) from any other child's error
- * (forwarded), and which connection attempt it belongs to, without a lock.
+ * Errors are typed (gstmtx::Failure, failure.h): start() returns why it cannot even start, a
+ * publisher with its own protocol code (WHIP) passes its session's Failure through unchanged
+ * (FailedCallback), and every element a Publisher adds to the bin is named with
+ * network_element_name(), so GstBin::handle_message can tell a network-half error (classified by
+ * the element) from any other child's error (forwarded), and which session it belongs to, without
+ * a lock.
  */
 #pragma once
 
@@ -16,6 +19,8 @@
 #include <functional>
 #include <string>
 #include <vector>
+
+#include "failure.h"
 
 namespace mediamtxsink {
 
@@ -39,14 +44,16 @@ class Publisher {
 public:
   /* Called once the first media leaves for the server (any thread; must not block). */
   using ConnectedCallback = std::function<void(unsigned generation)>;
+  /* The session failed, as its protocol code tells (any thread; must not block). */
+  using FailedCallback = std::function<void(unsigned generation, gstmtx::Failure failure)>;
 
   virtual ~Publisher() = default;
   virtual const char *transport_name() const = 0;
 
   /* Control thread. Adds the network half to `bin` and links every stream's pad to it, then
-   * brings it to the bin's state. False with a user-facing *error when it cannot even start
-   * (missing plugin, bad URL): that is not retried. */
-  virtual bool start(GstBin *bin, const std::vector<PublisherStream> &streams, std::string *error) = 0;
+   * brings it to the bin's state. False with *error when it cannot even start (a missing plugin:
+   * MissingPlugin, a stream it cannot carry: Config); the element then tears it down (stop). */
+  virtual bool start(GstBin *bin, const std::vector<PublisherStream> &streams, gstmtx::Failure *error) = 0;
   /* Control thread. The stream pads are already unlinked: sets everything start() added to NULL
    * and removes it. `graceful`: the session ended normally (EOS, pipeline stopped), so end it
    * properly with the server (RTSP TEARDOWN, WHIP DELETE) within a short bound; otherwise the

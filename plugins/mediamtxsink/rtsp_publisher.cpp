@@ -77,10 +77,11 @@ GstPadProbeReturn RtspPublisher::on_first_data(GstPad *pad, GstPadProbeInfo *, g
   return GST_PAD_PROBE_REMOVE;
 }
 
-bool RtspPublisher::start(GstBin *bin, const std::vector<PublisherStream> &streams, std::string *error) {
+bool RtspPublisher::start(GstBin *bin, const std::vector<PublisherStream> &streams, gstmtx::Failure *error) {
   sink_ = gst_element_factory_make("rtspclientsink", network_element_name(generation_, "rtspclientsink").c_str());
   if (!sink_) {
-    *error = "the rtspclientsink element is missing: install gstreamer1.0-rtsp";
+    *error = gstmtx::Failure::of_kind(gstmtx::FailureKind::MissingPlugin,
+                                      "the rtspclientsink element is missing: install gstreamer1.0-rtsp");
     return false;
   }
   gst_object_ref_sink(sink_);
@@ -103,7 +104,7 @@ bool RtspPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
     gst_bin_add(bin, queue);
     GstPad *request = gst_element_request_pad_simple(sink_, "sink_%u");
     if (!request) {
-      *error = "rtspclientsink refused a stream";
+      *error = gstmtx::Failure::of_kind(gstmtx::FailureKind::Config, "rtspclientsink refused a stream");
       return false;
     }
     sink_request_pads_.push_back(request);
@@ -111,7 +112,7 @@ bool RtspPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
     g_autoptr(GstPad) queue_sink = gst_element_get_static_pad(queue, "sink");
     if (GST_PAD_LINK_FAILED(gst_pad_link(queue_src, request)) ||
         GST_PAD_LINK_FAILED(gst_pad_link(streams[i].pad, queue_sink))) {
-      *error = "cannot link a stream into rtspclientsink";
+      *error = gstmtx::Failure::of_kind(gstmtx::FailureKind::Config, "cannot link a stream into rtspclientsink");
       return false;
     }
   }

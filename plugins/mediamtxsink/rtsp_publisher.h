@@ -15,7 +15,7 @@ public:
   RtspPublisher(PublisherConfig config, unsigned generation, ConnectedCallback on_connected);
   ~RtspPublisher() override;
   const char *transport_name() const override { return "rtsp"; }
-  bool start(GstBin *bin, const std::vector<PublisherStream> &streams, std::string *error) override;
+  bool start(GstBin *bin, const std::vector<PublisherStream> &streams, gstmtx::Failure *error) override;
   void stop(GstBin *bin, bool graceful) override;
   void on_message(GstMessage *message) override;
 

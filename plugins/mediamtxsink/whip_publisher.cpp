@@ -13,8 +13,9 @@ namespace mediamtxsink {
 namespace {
 constexpr guint64 kQueueMaxTime = 200 * GST_MSECOND;
 /* liveness: MediaMTX sends RTCP receiver reports every second; a silent server is gone (libnice
- * 0.1.21 would take far longer to call the ICE connection failed): gst/rtcp_liveness.h */
-constexpr std::chrono::milliseconds kRtcpSilence{4000};
+ * 0.1.21 would take far longer to call the ICE connection failed): gst/rtcp_liveness.h. 3 s, as a
+ * viewer's: a restarted server is noticed within 3 s, so the path is back soon after it. */
+constexpr std::chrono::milliseconds kRtcpSilence{3000};
 
 /* The payloader and RTP caps for what the stable half outputs. */
 struct SendFormat {
@@ -22,7 +23,7 @@ struct SendFormat {
   int payload_type;
 };
 
-bool send_format_for(GstPad *pad, bool is_video, SendFormat *format, std::string *error) {
+bool send_format_for(GstPad *pad, bool is_video, SendFormat *format, gstmtx::Failure *error) {
   g_autoptr(GstCaps) caps = gst_pad_get_current_caps(pad);
   if (!caps)
     caps = gst_pad_query_caps(pad, nullptr); /* before the first buffer: what the parser can give */
@@ -32,11 +33,23 @@ bool send_format_for(GstPad *pad, bool is_video, SendFormat *format, std::string
   } else if (!is_video && g_str_equal(name, "audio/x-opus")) {
     *format = {gstmtx::find_rtp_codec("OPUS"), gstmtx::kFirstAudioPayloadType};
   } else {
-    *error = std::string("WHIP publishing takes H.264 video and Opus audio, not ") + (*name ? name : "unknown caps") +
-             ": use transport=rtsp";
+    *error = gstmtx::Failure::of_kind(gstmtx::FailureKind::Config,
+                                      std::string("WHIP publishing takes H.264 video and Opus audio, not ") +
+                                          (*name ? name : "unknown caps") + ": use transport=rtsp");
     return false;
   }
   return true;
+}
+
+/* What a user can do when the server refused our offer: MediaMTX's rules for WHIP, and what the
+ * server said (the start of its answer). */
+void explain_rejection(gstmtx::Failure *failure) {
+  const std::size_t body = failure->debug.find(": ");
+  if (body != std::string::npos && body + 2 < failure->debug.size())
+    failure->message += ": " + failure->debug.substr(body + 2, 200);
+  failure->message += ". MediaMTX takes WHIP video only as H.264 constrained baseline (profile-level-id 42001f or "
+                      "42e01f, packetization-mode 1) and audio as Opus: keep profile=constrained-baseline for raw "
+                      "video, or publish other H.264 over transport=rtsp";
 }
 }  // namespace
 
@@ -60,7 +73,7 @@ WhipPublisher::~WhipPublisher() {
 }
 
 /* Control thread. */
-bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &streams, std::string *error) {
+bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &streams, gstmtx::Failure *error) {
   std::vector<SendFormat> formats(streams.size());
   for (std::size_t i = 0; i < streams.size(); ++i)
     if (!send_format_for(streams[i].pad, streams[i].is_video, &formats[i], error))
@@ -68,7 +81,8 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
 
   webrtc_ = gst_element_factory_make("webrtcbin", network_element_name(generation_, "webrtcbin").c_str());
   if (!webrtc_) {
-    *error = "webrtcbin is missing: install gstreamer1.0-plugins-bad and gstreamer1.0-nice";
+    *error = gstmtx::Failure::of_kind(gstmtx::FailureKind::MissingPlugin,
+                                      "webrtcbin is missing: install gstreamer1.0-plugins-bad and gstreamer1.0-nice");
     return false;
   }
   gst_object_ref_sink(webrtc_);
@@ -87,7 +101,9 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
         gst_object_unref(queue);
       if (pay)
         gst_object_unref(pay);
-      *error = std::string("element ") + formats[i].codec->payloader + " is missing";
+      *error = gstmtx::Failure::of_kind(gstmtx::FailureKind::MissingPlugin,
+                                        std::string("element ") + formats[i].codec->payloader +
+                                            " is missing: install gstreamer1.0-plugins-good");
       return false;
     }
     gst_object_ref_sink(queue);
@@ -108,7 +124,7 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
      * before media has flowed (webrtcbin 1.22 otherwise gives a NULL offer) */
     GstPad *request = gst_element_request_pad_simple(webrtc_, "sink_%u");
     if (!request) {
-      *error = "webrtcbin refused a stream";
+      *error = gstmtx::Failure::of_kind(gstmtx::FailureKind::Config, "webrtcbin refused a stream");
       return false;
     }
     request_pads_.push_back(request);
@@ -128,7 +144,7 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
     g_autoptr(GstPad) queue_sink = gst_element_get_static_pad(queue, "sink");
     if (GST_PAD_LINK_FAILED(gst_pad_link(pay_src, request)) ||
         GST_PAD_LINK_FAILED(gst_pad_link(streams[i].pad, queue_sink))) {
-      *error = "cannot link a stream into webrtcbin";
+      *error = gstmtx::Failure::of_kind(gstmtx::FailureKind::Config, "cannot link a stream into webrtcbin");
       return false;
     }
   }
@@ -151,9 +167,11 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
     if (on_connected_)
       on_connected_(generation);
   };
-  events.failed = [this, generation](gstmtx::SessionError e) {
+  events.failed = [this, generation](gstmtx::Failure failure) {
+    if (failure.kind == gstmtx::FailureKind::Rejected)
+      explain_rejection(&failure);
     if (on_failed_)
-      on_failed_(generation, e.message, e.debug, e.fatal());
+      on_failed_(generation, std::move(failure));
   };
   loop_.run_sync([&] {
     peer_ = std::make_unique<gstmtx::WebrtcPeer>(loop_, http_, webrtc_, session, peer_config, events);

@@ -2,7 +2,9 @@
  * payloader into one webrtcbin, negotiated with the WHIP endpoint by the same WebRTC-HTTP code
  * (gst/webrtc_peer.h) that whepsrc uses for WHEP. It runs on the element's control thread (its
  * EventLoop) and sends through the element's HttpClient, which outlive it: a DELETE sent as it
- * stops completes after it is gone. */
+ * stops completes after it is gone. Failures are the WebRTC-HTTP session's own gstmtx::Failure
+ * (401/403 Unauthorized, 400/415 Rejected, TLS, redirect loop Config, 503 + Retry-After...),
+ * passed on with a hint added where MediaMTX's rules explain a rejected offer. */
 #pragma once
 
 #include <memory>
@@ -16,14 +18,11 @@ namespace mediamtxsink {
 
 class WhipPublisher : public Publisher {
 public:
-  /* From the loop thread: the WHIP exchange or the connection failed. */
-  using FailedCallback = std::function<void(unsigned generation, std::string reason, std::string debug, bool fatal)>;
-
   WhipPublisher(PublisherConfig config, unsigned generation, gstmtx::EventLoop &loop, gstmtx::HttpClient &http,
                 ConnectedCallback on_connected, FailedCallback on_failed);
   ~WhipPublisher() override;
   const char *transport_name() const override { return "whip"; }
-  bool start(GstBin *bin, const std::vector<PublisherStream> &streams, std::string *error) override;
+  bool start(GstBin *bin, const std::vector<PublisherStream> &streams, gstmtx::Failure *error) override;
   void stop(GstBin *bin, bool graceful) override;
 
 private:

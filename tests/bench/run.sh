@@ -13,7 +13,7 @@ Full benchmark run (about 16 minutes at the defaults). Needs root (network names
 
 Environment (defaults):
   BUILD_DIR        build directory                                  (build)
-  MEDIAMTX_BIN     MediaMTX binary      (/root/.cache/gst-mediamtx/mediamtx-v1.20.1)
+  MEDIAMTX_BIN     MediaMTX binary      ($HOME/.cache/gst-mediamtx/mediamtx-v1.20.1)
   OUT              results directory                                (\$BUILD_DIR/bench-results)
   PLOTS            where the PNG plots go                           (docs/bench)
   FRAMES           frames per latency configuration                 (1000)
@@ -31,7 +31,7 @@ EOF
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 BUILD_DIR="${BUILD_DIR:-build}"
-MEDIAMTX_BIN="${MEDIAMTX_BIN:-/root/.cache/gst-mediamtx/mediamtx-v1.20.1}"
+MEDIAMTX_BIN="${MEDIAMTX_BIN:-$HOME/.cache/gst-mediamtx/mediamtx-v1.20.1}"
 OUT="${OUT:-$BUILD_DIR/bench-results}"
 PLOTS="${PLOTS:-docs/bench}"
 FRAMES="${FRAMES:-1000}"
@@ -64,7 +64,7 @@ describe_machine() {
   echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
   echo "os: $(sed -n 's/^PRETTY_NAME=//p' /etc/os-release | tr -d '"')"
   echo "gstreamer: $(gst-launch-1.0 --version | sed -n 2p)"
-  echo "mediamtx: $MEDIAMTX_BIN"
+  echo "mediamtx: $("$MEDIAMTX_BIN" --version 2>/dev/null || basename "$MEDIAMTX_BIN")"
   echo "git: $(git rev-parse --short HEAD)"
 }
 describe_machine >"$OUT/machine.txt"

@@ -5,7 +5,9 @@ Usage: check_reference.py [--help]   (GST_PLUGIN_PATH must point at the build's 
 
 Checks: `docs/gen-reference.py --check` passes (no stale, missing or extra page); every element
 `gst-inspect-1.0 mediamtx` lists has a page and every page an element; each page's property list
-has exactly the names `gst-inspect-1.0 <element>` prints. The same property comparison runs on a
+has exactly the names `gst-inspect-1.0 <element>` prints; an alias page (a second name of an
+element, e.g. mtxwhepsrc) points to a page that exists and the alias has exactly the properties of
+the element it names. The same property comparison runs on a
 few stock GStreamer plugins rendered to a temporary folder, so the generator is exercised on bins,
 sources, enums, flags and signals even while the mediamtx plugin has few elements.
 
@@ -55,6 +57,28 @@ def page_properties(path):
     return sorted(re.findall(r"^### `([\w-]+)`", section.group(1), re.M))
 
 
+ALIAS = re.compile(r"^Another name for \[`([\w-]+)`\]\(([\w-]+)\.md\)", re.M)
+
+
+def alias_target(path):
+    """The element an alias page points to, or None for a full page."""
+    with open(path, encoding="utf-8") as f:
+        m = ALIAS.search(f.read())
+    if not m:
+        return None
+    expect(m.group(1) == m.group(2), f"{os.path.basename(path)} names `{m.group(1)}` but links {m.group(2)}.md")
+    return m.group(1)
+
+
+def compare_alias(alias, page):
+    target = alias_target(page)
+    target_page = os.path.join(os.path.dirname(page), target + ".md")
+    expect(os.path.exists(target_page) and alias_target(target_page) is None,
+           f"{alias} points to {target}.md, which is not a full element page")
+    aliased, own = inspect_properties(alias), inspect_properties(target)
+    expect(aliased and aliased == own, f"{alias} has properties {aliased}, {target} has {own}")
+
+
 def compare_properties(element, page):
     documented = page_properties(page)
     inspected = inspect_properties(element)
@@ -93,7 +117,10 @@ def main():
         checks.run("one page per element, no page without an element", pages_match_elements)
         for element in elements:
             page = os.path.join(reference_dir, element + ".md")
-            if os.path.exists(page):
+            if os.path.exists(page) and alias_target(page):
+                checks.run(f"{element}: alias page points to {alias_target(page)}.md, same properties", compare_alias,
+                           element, page)
+            elif os.path.exists(page):
                 checks.run(f"{element}: documented properties == gst-inspect-1.0 properties", compare_properties,
                            element, page)
 

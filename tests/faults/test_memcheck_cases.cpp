@@ -45,7 +45,7 @@ GST_START_TEST(test_memcheck_fault_cases) {
   fail_unless(in_test_namespace());
   FaultServer faults;
   assert_error(faults.url("status-400"), "max-retries=3", "HTTP 400");
-  assert_error(faults.url("status-500"), "max-retries=2", "Gave up after 2 attempts");
+  assert_error(faults.url("status-500"), "max-retries=2", "Gave up after 3 attempts");
   assert_error(faults.url("loop"), "", "redirects in a loop");
   assert_error(faults.url("huge"), "max-retries=1", "oversized answer");
   assert_error(faults.url("garbage"), "max-retries=1", "without a valid SDP answer");

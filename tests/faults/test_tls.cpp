@@ -48,7 +48,7 @@ struct Outcome {
   std::vector<std::string> errors, warnings;
   gint64 elapsed_ms = 0;
   int frames = 0;
-  int attempts = 0;
+  int sessions = 0; /* sessions started: 1 for a fatal failure at the first try */
 };
 
 /* Runs whepsrc until an error, `want_frames` decoded frames, or `budget_ms`. */
@@ -72,7 +72,7 @@ static Outcome run_viewer(const std::string &url, const std::string &props, int 
     GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
     GstStructure *stats = nullptr;
     g_object_get(src, "stats", &stats, nullptr);
-    gst_structure_get_int(stats, "attempts", &out.attempts);
+    gst_structure_get_int(stats, "sessions", &out.sessions);
     gst_structure_free(stats);
     gst_object_unref(src);
     gst_element_set_state(pipeline, GST_STATE_NULL);
@@ -124,12 +124,12 @@ GST_START_TEST(test_tls_untrusted_certificate_is_fatal) {
   fail_unless(o.errors.size() == 1, "errors: %s", joined(o.errors).c_str());
   fail_unless(any_contains(o.errors, "TLS"), "%s", joined(o.errors).c_str());
   fail_unless(any_contains(o.errors, "tls-ca-file"), "%s", joined(o.errors).c_str());
-  fail_unless_equals_int(o.attempts, 1);
+  fail_unless_equals_int(o.sessions, 1);
   fail_unless(o.elapsed_ms < 3000, "took %" G_GINT64_FORMAT " ms", o.elapsed_ms);
   /* a CA that did not sign the server's certificate is no better */
   o = run_viewer(url, std::string(kFast) + "tls-ca-file=" + pki.other_ca, 8000, 0);
   fail_unless(any_contains(o.errors, "TLS"), "%s", joined(o.errors).c_str());
-  fail_unless_equals_int(o.attempts, 1);
+  fail_unless_equals_int(o.sessions, 1);
 }
 GST_END_TEST;
 
@@ -156,7 +156,7 @@ GST_START_TEST(test_tls_hostname_mismatch_is_fatal) {
   fail_unless(server.start());
   Outcome o = run_viewer(server.whep_url("cam"), std::string(kFast) + "tls-ca-file=" + pki.ca, 8000, 0);
   fail_unless(any_contains(o.errors, "TLS"), "%s", joined(o.errors).c_str());
-  fail_unless_equals_int(o.attempts, 1);
+  fail_unless_equals_int(o.sessions, 1);
 }
 GST_END_TEST;
 
@@ -180,7 +180,7 @@ GST_START_TEST(test_tls_missing_ca_file_is_fatal) {
   Outcome o = run_viewer("https://127.0.0.1:9/cam/whep", std::string(kFast) + "tls-ca-file=/nonexistent/ca.pem",
                          5000, 0);
   fail_unless(any_contains(o.errors, "cannot load CA file"), "%s", joined(o.errors).c_str());
-  fail_unless_equals_int(o.attempts, 0);
+  fail_unless_equals_int(o.sessions, 0);
 }
 GST_END_TEST;
 

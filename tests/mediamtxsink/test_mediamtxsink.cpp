@@ -37,6 +37,48 @@ struct Publisher : TestPipeline {
   guint64 stat_uint64(const char *field) const { return stats_uint64("pub", field); }
 };
 
+/* The domain and code of the first error on a pipeline's bus (recorded from a sync handler). */
+struct FirstError {
+  explicit FirstError(TestPipeline &p) : pipeline(p) {
+    pipeline.bus.set_sync_action([this](GstMessage *msg) {
+      if (GST_MESSAGE_TYPE(msg) != GST_MESSAGE_ERROR)
+        return;
+      GError *err = nullptr;
+      gst_message_parse_error(msg, &err, nullptr);
+      std::lock_guard<std::mutex> guard(lock);
+      if (!domain) {
+        domain = err->domain;
+        code = err->code;
+      }
+      g_clear_error(&err);
+    });
+  }
+  ~FirstError() { pipeline.bus.set_sync_action(nullptr); }
+  bool is(GQuark d, int c) {
+    std::lock_guard<std::mutex> guard(lock);
+    if (domain == d && code == c)
+      return true;
+    g_printerr("first error: %s/%d\n", domain ? g_quark_to_string(domain) : "none", code);
+    return false;
+  }
+  TestPipeline &pipeline;
+  std::mutex lock;
+  GQuark domain = 0;
+  int code = 0;
+};
+
+/* The element's connection-state property, as its nick ("connected"...). */
+static std::string connection_state(GstElement *pipeline) {
+  GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline), "pub");
+  fail_unless(sink != nullptr);
+  gint value = 0;
+  g_object_get(sink, "connection-state", &value, nullptr);
+  GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(sink), "connection-state");
+  GEnumValue *nick = g_enum_get_value(G_PARAM_SPEC_ENUM(pspec)->enum_class, value);
+  gst_object_unref(sink);
+  return nick ? nick->value_nick : "";
+}
+
 /* True when an element whose klass says "Encoder" is anywhere inside `bin`. */
 static bool bin_has_encoder(GstBin *bin) {
   bool found = false;
@@ -190,6 +232,12 @@ static void check_server_restart(const char *rtsp_transport) {
                 std::to_string(max_retry_ms), "camera");
   fail_unless(pub.play());
   fail_unless(server.wait_path_ready("cam", 10000));
+  fail_unless(wait_until([&] { return pub.state() == "connected"; }, 5000), "state %s", pub.state().c_str());
+  fail_unless_equals_int(static_cast<int>(pub.stat_uint64("sessions")), 1);
+  fail_unless_equals_int(static_cast<int>(pub.stat_uint64("reconnects")), 0);
+  fail_unless_equals_int(static_cast<int>(pub.stat_uint64("attempts")), 0);
+  const std::string connection = connection_state(pub.pipeline);
+  fail_unless_equals_string(connection.c_str(), "connected");
 
   server.kill_hard();
   /* the camera keeps flowing while the server is gone, and the sink drops and counts */
@@ -211,6 +259,12 @@ static void check_server_restart(const char *rtsp_transport) {
   fail_unless(reader_gets_frames(server, "cam", 320, 240));
   std::string state = pub.state();
   fail_unless_equals_string(state.c_str(), "connected");
+  /* the outage is over once media flows again: attempts back to 0; every retry was a session */
+  fail_unless_equals_int(static_cast<int>(pub.stat_uint64("attempts")), 0);
+  fail_unless(pub.stat_uint64("reconnects") >= 1);
+  fail_unless_equals_int(static_cast<int>(pub.stat_uint64("sessions")),
+                         static_cast<int>(pub.stat_uint64("reconnects")) + 1);
+  fail_if(pub.stat("last-error").empty(), "no last-error after the outage");
   fail_unless(pub.bus.errors().empty(), "%s", pub.bus.error_text().c_str());
 }
 
@@ -382,14 +436,18 @@ GST_START_TEST(test_gives_up_after_max_retries) {
   server.kill_hard();
   Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub max-retries=2 retry-delay=100 "
                 "location=" + server.rtsp_url("cam"));
+  FirstError first(pub);
   fail_unless(pub.play());
   fail_unless(wait_until([&] { return !pub.bus.errors().empty(); }, 10000), "never gave up");
   std::string error = pub.bus.errors().front();
-  fail_unless(error.find("gave up publishing") != std::string::npos, "%s", error.c_str());
+  /* the controller's give-up text (retry budget spent), then what failed and what to check */
+  fail_unless(error.find("Gave up after 3 attempts") != std::string::npos, "%s", error.c_str());
+  fail_unless(error.find("could not publish to") != std::string::npos, "%s", error.c_str());
   fail_unless_equals_int(pub.bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting"), 2);
   fail_unless(pub.bus.count_element_messages("gst-mediamtx-status", "state", "failed") == 1);
   std::string state = pub.state();
   fail_unless_equals_string(state.c_str(), "failed");
+  fail_unless(first.is(GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_WRITE));
 }
 GST_END_TEST;
 
@@ -521,10 +579,26 @@ GST_START_TEST(test_whip_rejects_h265) {
   fail_unless(server.start());
   Publisher pub(std::string(kRawVideo) + " ! x265enc speed-preset=ultrafast tune=zerolatency ! "
                 "mediamtxsink name=pub transport=whip location=" + server.whip_url("cam"));
+  FirstError first(pub);
   gst_element_set_state(pub.pipeline, GST_STATE_PLAYING);
   fail_unless(wait_until([&] { return !pub.bus.errors().empty(); }, 10000));
   std::string error = pub.bus.errors().front();
   fail_unless(error.find("transport=rtsp") != std::string::npos, "%s", error.c_str());
+  /* a setting that cannot work (typed Config), not a missing plugin nor refused credentials */
+  fail_unless(first.is(GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS));
+}
+GST_END_TEST;
+
+/* An https WHIP location with a CA file that cannot be read: refused at READY->PAUSED. */
+GST_START_TEST(test_whip_unusable_ca_file) {
+  Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub transport=whip "
+                "tls-ca-file=/nonexistent/ca.pem location=https://127.0.0.1:8889/cam/whip");
+  FirstError first(pub);
+  gst_element_set_state(pub.pipeline, GST_STATE_PLAYING);
+  fail_unless(wait_until([&] { return !pub.bus.errors().empty(); }, 5000));
+  std::string error = pub.bus.errors().front();
+  fail_unless(error.find("tls-ca-file") != std::string::npos, "%s", error.c_str());
+  fail_unless(first.is(GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS));
 }
 GST_END_TEST;
 
@@ -603,13 +677,18 @@ GST_START_TEST(test_wrong_credentials_are_an_error) {
   fail_unless(server.start());
   Publisher pub(std::string(kRawVideo) + " ! mediamtxsink name=pub user-id=publisher "
                 "user-pw=wrong-pw-123 location=" + server.rtsp_url("cam"));
+  FirstError first(pub);
   fail_unless(pub.play());
   fail_unless(wait_until([&] { return !pub.bus.errors().empty(); }, 15000), "no error for wrong credentials");
   std::string error = pub.bus.errors().front();
   fail_unless(error.find("refused the credentials") != std::string::npos, "%s", error.c_str());
   fail_unless(error.find("wrong-pw-123") == std::string::npos, "password leaked: %s", error.c_str());
+  fail_unless(error.find("set user-id and user-pw") != std::string::npos, "%s", error.c_str());
   std::string state = pub.state();
   fail_unless_equals_string(state.c_str(), "failed");
+  /* rtspclientsink's refusal is typed Unauthorized: one attempt, no retries */
+  fail_unless(first.is(GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_AUTHORIZED));
+  fail_unless_equals_int(pub.bus.count_element_messages("gst-mediamtx-status", "state", "reconnecting"), 0);
 }
 GST_END_TEST;
 
@@ -652,6 +731,7 @@ static Suite *mediamtxsink_suite(void) {
   tcase_add_test(tc, test_path_taken_by_another_publisher);
   tcase_add_test(tc, test_whip_server_restart_keeps_publishing);
   tcase_add_test(tc, test_whip_rejects_h265);
+  tcase_add_test(tc, test_whip_unusable_ca_file);
   tcase_add_test(tc, test_wrong_credentials_are_an_error);
   tcase_add_test(tc, test_credentials_from_location);
   tcase_add_test(tc, test_stop_from_bus_handler_connecting);

@@ -9,7 +9,10 @@ verify` reports nothing (run on a copy whose ExecStart points at the script in p
 exists yet, else at a stub, since verify insists the command exists); `systemd-analyze security
 --offline` rates it at most MAX_EXPOSURE; Restart=always, RestartSec, the EnvironmentFile under
 /etc/gst-mediamtx, the gst-mediamtx account (created by the sysusers.d file) with the video group
-for the camera and display units, no device-closing hardening on those. Then the env examples:
+for the camera and display units, no device-closing hardening on those. The template unit for
+several cameras (gst-mediamtx-publisher@.service) is verified the same way (systemd-analyze
+instantiates it) and must differ from the single publisher only in its per-instance env file, its
+default STREAM_PATH (the instance name) and its description. Then the env examples:
 each parses the same way for systemd and for a shell, and when the script a unit runs exists,
 every variable of its example appears in the script's --help.
 
@@ -29,11 +32,14 @@ from checklib import REPO_ROOT, Checks, expect, help_requested  # noqa: E402
 
 SYSTEMD_DIR = os.path.join(REPO_ROOT, "pipelines/deploy/systemd")
 UNITS = {
-    # unit: (script it runs, env file, needs devices)
-    "gst-mediamtx-publisher.service": ("publish-camera.sh", "publisher.env", True),
-    "gst-mediamtx-viewer.service": ("view.sh", "viewer.env", True),
-    "gst-mediamtx-recorder.service": ("record.sh", "recorder.env", False),
+    # unit: (script it runs, env file, needs devices, env example)
+    "gst-mediamtx-publisher.service": ("publish-camera.sh", "publisher.env", True, "publisher.env.example"),
+    "gst-mediamtx-publisher@.service": ("publish-camera.sh", "publisher-%i.env", True, "publisher.env.example"),
+    "gst-mediamtx-viewer.service": ("view.sh", "viewer.env", True, "viewer.env.example"),
+    "gst-mediamtx-recorder.service": ("record.sh", "recorder.env", False, "recorder.env.example"),
 }
+# What the template may change from the single publisher (every other line is the same).
+TEMPLATE_CHANGES = {("Unit", "Description"), ("Service", "Environment"), ("Service", "EnvironmentFile")}
 ENV_LINE = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>[^\s'\"\\$`]*)$")
 
 
@@ -105,7 +111,8 @@ def main():
     try:
         stubs = os.path.join(work, "stubs")
         os.mkdir(stubs)
-        for unit, (script, env_name, needs_devices) in UNITS.items():
+        examples_checked = set()
+        for unit, (script, env_name, needs_devices, example_name) in UNITS.items():
             entries = parse_unit(texts[unit])
 
             def get(section, key):
@@ -135,6 +142,20 @@ def main():
                 expect(get("Install", "WantedBy") == ["multi-user.target"], "not WantedBy=multi-user.target")
 
             checks.run(f"{unit}: restart policy, env file, account, hardening", structure)
+
+            if unit.endswith("@.service"):
+                def template():
+                    single = parse_unit(texts[unit.replace("@.service", ".service")])
+                    keys = set(entries) | set(single)
+                    drift = sorted(f"[{section}] {key}" for section, key in keys - TEMPLATE_CHANGES
+                                   if entries.get((section, key)) != single.get((section, key)))
+                    expect(not drift, f"differs from the single unit in {drift}")
+                    want = ["STREAM_PATH=%i"] + single.get(("Service", "Environment"), [])
+                    expect(get("Service", "Environment") == want,
+                           f"Environment is {get('Service', 'Environment')}, not {want}")
+                    expect("%i" in " ".join(get("Unit", "Description")), "the description does not name the instance")
+
+                checks.run(f"{unit}: the single publisher per instance (env file, STREAM_PATH=%i)", template)
 
             copy = os.path.join(work, unit)
             real_script = os.path.join(REPO_ROOT, "pipelines", script)
@@ -167,7 +188,10 @@ def main():
 
             checks.run(f"{unit}: systemd-analyze security exposure <= {max_exposure}", exposure)
 
-            example = os.path.join(SYSTEMD_DIR, env_name + ".example")
+            if example_name in examples_checked:
+                continue
+            examples_checked.add(example_name)
+            example = os.path.join(SYSTEMD_DIR, example_name)
 
             def env_file():
                 values = parse_env_file(example)
@@ -181,18 +205,18 @@ def main():
                     expect(shell.get(name) == value, f"{name}: systemd reads {value!r}, a shell {shell.get(name)!r}")
                 return values
 
-            values = checks.run(f"{env_name}.example parses for systemd and shell alike", env_file)
+            values = checks.run(f"{example_name} parses for systemd and shell alike", env_file)
 
             def env_matches_script():
                 out = subprocess.run([real_script, "--help"], capture_output=True, text=True, timeout=30)
                 expect(out.returncode == 0, f"{script} --help exited {out.returncode}")
                 unknown = [name for name in values if name not in out.stdout + out.stderr]
-                expect(not unknown, f"{env_name}.example sets {unknown}, which {script} --help does not mention")
+                expect(not unknown, f"{example_name} sets {unknown}, which {script} --help does not mention")
 
             if values and not os.access(real_script, os.X_OK):
-                print(f"note {env_name}.example not cross-checked: pipelines/{script} does not exist yet", flush=True)
+                print(f"note {example_name} not cross-checked: pipelines/{script} does not exist yet", flush=True)
             elif values:
-                checks.run(f"{env_name}.example only sets variables {script} knows", env_matches_script)
+                checks.run(f"{example_name} only sets variables {script} knows", env_matches_script)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return checks.finish()

@@ -1,9 +1,11 @@
-/* reconnectbin without network: restart on EOS, error and stall, the retry budget, the sink side
- * (drops while down, force-key-unit after a restart), fallback frames, gst-launch bin syntax. */
+/* reconnectbin without network: restart on EOS, error and stall, the retry budget and rule, the
+ * sink side (drops while down, force-key-unit after a restart), fallback frames, gst-launch bin
+ * syntax. Buffer lists on the sink side: test_reconnectbin_lists.cpp. */
 #include <gst/check/gstcheck.h>
 #include <gst/video/video.h>
 
 #include <string>
+#include <vector>
 
 #include "pipeline_helpers.h"
 #include "status.h"
@@ -138,6 +140,39 @@ GST_START_TEST(test_sink_side_upstream_eos_while_down) {
   g_usleep(3500 * 1000); /* past the retry delay: no restart may follow */
   fail_unless_equals_int(pipeline.stat("restarts"), 0);
   fail_unless(pipeline.bus.count_element_messages(gstmtx::kStatusMessageName, "state", "stopped") >= 1);
+  fail_unless(pipeline.bus.errors().empty());
+  fail_unless_equals_int(pipeline.stop(), GST_STATE_CHANGE_SUCCESS);
+}
+GST_END_TEST;
+
+/* The retry rule: a child run that delivered data ends the outage, so a child that delivers and
+ * then ends is always restarted after retry-delay, however short its runs (the old stable-period
+ * rule doubled the delay here). A child failing before delivering anything backs off to
+ * max-retry-delay: tests/faults/test_crash_loop.cpp. */
+static std::vector<gint64> retry_delays(const TestPipeline &pipeline) {
+  std::vector<gint64> delays;
+  for (GstStructure *s : pipeline.bus.element_messages(gstmtx::kStatusMessageName)) {
+    gint64 ms = -1;
+    if (g_strcmp0(gst_structure_get_string(s, "state"), "reconnecting") == 0 &&
+        gst_structure_get_int64(s, "retry-in-ms", &ms))
+      delays.push_back(ms);
+    gst_structure_free(s);
+  }
+  return delays;
+}
+
+GST_START_TEST(test_delivered_run_ends_outage) {
+  BinPipeline pipeline("reconnectbin name=r retry-delay=30 max-retry-delay=2000 retry-jitter=0 "
+                       "child=\"videotestsrc num-buffers=3 ! capsfilter caps=video/x-raw,width=32,height=24\" "
+                       "! fakesink sync=false");
+  fail_unless(pipeline.play());
+  fail_unless(wait_until([&] { return pipeline.stat("restarts") >= 10; }, 30000), "only %d restarts",
+              static_cast<int>(pipeline.stat("restarts")));
+  const auto delays = retry_delays(pipeline);
+  fail_unless(delays.size() >= 10);
+  for (gint64 ms : delays)
+    fail_unless(ms == 30, "a run that delivered data must end the outage: retry in %lld ms",
+                static_cast<long long>(ms));
   fail_unless(pipeline.bus.errors().empty());
   fail_unless_equals_int(pipeline.stop(), GST_STATE_CHANGE_SUCCESS);
 }
@@ -287,6 +322,7 @@ static Suite *reconnectbin_suite(void) {
   tcase_add_test(tc, test_stall_restarts_child);
   tcase_add_test(tc, test_sink_side_drops_while_down);
   tcase_add_test(tc, test_sink_side_upstream_eos_while_down);
+  tcase_add_test(tc, test_delivered_run_ends_outage);
   tcase_add_test(tc, test_fallback_black_frames_while_down);
   tcase_add_test(tc, test_fallback_freeze_and_silence);
   tcase_add_test(tc, test_eos_passes_without_restart_on_eos);

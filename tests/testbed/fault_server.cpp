@@ -77,8 +77,11 @@ void handle(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *
     reply(msg, status, "application/json", error_body);
     if (status == 503)
       soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Retry-After", "1");
+  } else if (fault == "unavailable-once" && method == "POST" && self->requests(fault, method) == 1) {
+    reply(msg, 503, "application/json", error_body);
+    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Retry-After", "2");
   } else if (method == "OPTIONS" || method == "DELETE" || method == "PATCH") {
-    if (fault == "relay" || fault == "relay-no-location" || fault == "redirect")
+    if (fault == "relay" || fault == "relay-no-location" || fault == "redirect" || fault == "unavailable-once")
       relay(self, msg, rest, self->relay_base());
     else if (fault == "relay-here")
       relay(self, msg, rest, here);
@@ -112,7 +115,7 @@ void handle(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *
       g_io_stream_close(stream, nullptr, nullptr);
       g_object_unref(stream);
     }
-  } else if (fault == "relay") {
+  } else if (fault == "relay" || fault == "unavailable-once") {
     relay(self, msg, rest, self->relay_base());
   } else if (fault == "relay-here") {
     relay(self, msg, rest, here);
@@ -177,6 +180,7 @@ void FaultServer::count(const std::string &fault, const std::string &method) {
   std::lock_guard<std::mutex> guard(lock_);
   counts_[fault]++;
   counts_[fault + " " + method]++;
+  times_[fault + " " + method].push_back(g_get_monotonic_time());
 }
 
 void FaultServer::record_headers(const std::string &fault, const std::string &headers) {
@@ -205,6 +209,12 @@ int FaultServer::requests(const std::string &fault) const {
   std::lock_guard<std::mutex> guard(lock_);
   auto it = counts_.find(fault);
   return it == counts_.end() ? 0 : it->second;
+}
+
+std::vector<gint64> FaultServer::request_times(const std::string &fault, const std::string &method) const {
+  std::lock_guard<std::mutex> guard(lock_);
+  auto it = times_.find(fault + " " + method);
+  return it == times_.end() ? std::vector<gint64>() : it->second;
 }
 
 int FaultServer::requests(const std::string &fault, const std::string &method) const {

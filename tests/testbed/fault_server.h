@@ -16,6 +16,7 @@
  *   relay             forwards to the real server, returns its answer
  *   relay-no-location forwards, strips Location
  *   relay-here        forwards, Location kept on this route (PATCH and DELETE come here too)
+ *   unavailable-once  the first POST: 503 with Retry-After: 2; later requests: as relay
  * Every request is counted per route; request bodies are kept per route and method.
  */
 #pragma once
@@ -25,6 +26,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <glib.h>
 
 typedef struct _SoupServer SoupServer;
 typedef struct _GMainContext GMainContext;
@@ -41,6 +44,8 @@ public:
   std::string url(const std::string &fault, const std::string &path = "cam", const char *kind = "whep") const;
   int requests(const std::string &fault) const;
   int requests(const std::string &fault, const std::string &method) const;
+  /* g_get_monotonic_time() of every request to `fault` with `method`, in order */
+  std::vector<gint64> request_times(const std::string &fault, const std::string &method) const;
   /* the request headers of the last request to `fault`, "name: value" lines */
   std::string last_headers(const std::string &fault) const;
   /* the bodies of every `method` request to `fault`, in order */
@@ -65,6 +70,7 @@ private:
   std::map<std::string, int> counts_;
   std::map<std::string, std::string> headers_;
   std::map<std::string, std::vector<std::string>> bodies_;
+  std::map<std::string, std::vector<gint64>> times_;
 };
 
 }  // namespace testbed

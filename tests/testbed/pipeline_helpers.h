@@ -24,7 +24,7 @@ std::string x264_rtsp_publisher(const MediamtxServer &server, const std::string 
                                 int height = 240);
 
 /* A reader of `path` over RTSP that decodes H.264 into fakesink "sink". The user agent must not
- * start with "GStreamer": MediaMTX sleeps 1 s in SETUP for those (DESIGN.md). */
+ * start with "GStreamer": MediaMTX sleeps 1 s in SETUP for those (docs/architecture.md). */
 std::string rtsp_h264_reader(const MediamtxServer &server, const std::string &path, const std::string &user_agent);
 
 /* The `stats` structure of the element named `element` in `pipeline` (free it), nullptr if none. */

@@ -9,6 +9,7 @@
 #include "event_loop.h"
 #include "link_header.h"
 #include "mediamtx_url.h"
+#include "reconnect_controller.h"
 #include "rtcp_liveness.h"
 #include "status.h"
 #include "task_gate.h"
@@ -24,20 +25,51 @@ using namespace gstmtx;
   } while (0)
 using namespace std::chrono_literals;
 
+/* A long outage: attempts ~8 s apart, so the outage-age bound never holds the exponential back. */
 GST_START_TEST(test_backoff_grows_and_caps) {
   RetryPolicy p;
   p.initial_delay = 100ms;
   p.max_delay = 1000ms;
   p.jitter = 0.0;
   Backoff b(p, 1);
-  fail_unless_equals_int(b.next_delay()->count(), 100);
-  fail_unless_equals_int(b.next_delay()->count(), 200);
-  fail_unless_equals_int(b.next_delay()->count(), 400);
-  fail_unless_equals_int(b.next_delay()->count(), 800);
-  fail_unless_equals_int(b.next_delay()->count(), 1000);
+  auto t = Clock::now();
+  auto next = [&] { auto d = b.next_delay(t); t += 8s; return d->count(); };
+  fail_unless_equals_int(next(), 100);
+  fail_unless_equals_int(next(), 200);
+  fail_unless_equals_int(next(), 400);
+  fail_unless_equals_int(next(), 800);
+  fail_unless_equals_int(next(), 1000);
   for (int i = 0; i < 200; ++i)
-    fail_unless_equals_int(b.next_delay()->count(), 1000);
+    fail_unless_equals_int(next(), 1000);
   fail_unless_equals_int(b.attempts(), 205);
+}
+GST_END_TEST;
+
+/* Attempts that fail at once, one after the other (a server down, a crash-looping child): the wait
+ * stays near the initial delay while the outage is young, then grows with the outage's age up to
+ * the cap, never beyond a fifth of the age. */
+GST_START_TEST(test_backoff_bounded_by_outage_age) {
+  RetryPolicy p;
+  p.initial_delay = 1000ms;
+  p.max_delay = 30000ms;
+  p.jitter = 0.0;
+  Backoff b(p, 1);
+  auto t = Clock::now();
+  const auto t0 = t;
+  std::vector<long> waits;
+  while (t - t0 < 400s) {
+    long d = b.next_delay(t)->count();
+    const long age = std::chrono::duration_cast<Millis>(t - t0).count();
+    fail_unless(d <= std::max(1000L, age / 5 + 1), "wait %ld ms at outage age %ld ms", d, age);
+    waits.push_back(d);
+    t += Millis(d);
+  }
+  /* a 4 s outage never meets a wait longer than the initial delay */
+  fail_unless_equals_int(waits[0], 1000);
+  fail_unless_equals_int(waits[4], 1000);
+  /* and it still backs off to the cap */
+  fail_unless_equals_int(waits.back(), 30000);
+  fail_unless(waits.size() < 60, "%zu attempts in 400 s", waits.size());
 }
 GST_END_TEST;
 
@@ -45,14 +77,18 @@ GST_START_TEST(test_backoff_budget) {
   RetryPolicy p;
   p.max_retries = 3;
   Backoff b(p, 1);
-  fail_unless(b.next_delay().has_value());
-  fail_unless(b.next_delay().has_value());
-  fail_unless(b.next_delay().has_value());
-  fail_unless(!b.next_delay().has_value());
+  const auto t = Clock::now();
+  fail_unless(b.next_delay(t).has_value());
+  fail_unless(b.next_delay(t).has_value());
+  fail_unless(b.next_delay(t).has_value());
+  fail_unless(!b.next_delay(t).has_value());
   fail_unless(b.exhausted());
+  /* media delivered: a new outage has the whole budget again */
+  b.on_delivered();
+  fail_unless(b.next_delay(t).has_value());
   p.max_retries = 0;
   Backoff never(p, 1);
-  fail_unless(!never.next_delay().has_value());
+  fail_unless(!never.next_delay(t).has_value());
 }
 GST_END_TEST;
 
@@ -64,8 +100,9 @@ GST_START_TEST(test_backoff_jitter_bounds) {
   p.jitter = 0.25;
   Backoff b(p, 42);
   long lo = 1000000, hi = 0;
+  const auto t = Clock::now();
   for (int i = 0; i < 2000; ++i) {
-    long d = b.next_delay()->count();
+    long d = b.next_delay(t)->count();
     lo = std::min(lo, d);
     hi = std::max(hi, d);
   }
@@ -74,28 +111,26 @@ GST_START_TEST(test_backoff_jitter_bounds) {
 }
 GST_END_TEST;
 
-GST_START_TEST(test_backoff_retry_after_and_stable_reset) {
+GST_START_TEST(test_backoff_retry_after_and_delivered_reset) {
   RetryPolicy p;
   p.initial_delay = 100ms;
   p.max_delay = 5000ms;
   p.jitter = 0.0;
-  p.stable_period = 10s;
   Backoff b(p, 1);
   /* Retry-After lengthens the wait, past max_delay, up to max_server_delay */
   p.max_server_delay = 60000ms;
   b.set_policy(p);
-  fail_unless_equals_int(b.next_delay(3000ms)->count(), 3000);
-  fail_unless_equals_int(b.next_delay(20000ms)->count(), 20000);
-  fail_unless_equals_int(b.next_delay(86400000ms)->count(), 60000);
-  auto t0 = Clock::now();
-  /* a short connection does not reset the count */
-  b.on_connected(t0);
-  b.on_disconnected(t0 + 2s);
+  auto t = Clock::now();
+  fail_unless_equals_int(b.next_delay(t, 3000ms)->count(), 3000);
+  fail_unless_equals_int(b.next_delay(t, 20000ms)->count(), 20000);
+  fail_unless_equals_int(b.next_delay(t, 86400000ms)->count(), 60000);
   fail_unless_equals_int(b.attempts(), 3);
-  b.on_connected(t0);
-  b.on_disconnected(t0 + 11s);
+  /* a session that delivered media ends the outage, however short it was */
+  b.on_delivered();
   fail_unless_equals_int(b.attempts(), 0);
-  fail_unless_equals_int(b.next_delay()->count(), 100);
+  t += 100s; /* a new outage: its age starts now */
+  fail_unless_equals_int(b.next_delay(t)->count(), 100);
+  fail_unless_equals_int(b.next_delay(t + 10s)->count(), 200);
 }
 GST_END_TEST;
 
@@ -432,13 +467,135 @@ GST_START_TEST(test_task_gate_close_from_loop_thread) {
 }
 GST_END_TEST;
 
+/* ---- ReconnectController: one run through its hooks, on a plain bin ---- */
+
+namespace {
+struct ControllerProbe {
+  std::mutex lock;
+  std::vector<std::string> states;
+  std::vector<gint64> retry_in;
+  std::atomic<int> starts{0}, teardowns{0};
+  GQuark error_domain = 0;
+  int error_code = 0;
+};
+
+GstBusSyncReply controller_bus(GstBus *, GstMessage *message, gpointer data) {
+  auto *probe = static_cast<ControllerProbe *>(data);
+  std::lock_guard<std::mutex> guard(probe->lock);
+  if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ELEMENT &&
+      gst_message_has_name(message, kStatusMessageName)) {
+    const GstStructure *st = gst_message_get_structure(message);
+    probe->states.push_back(gst_structure_get_string(st, "state"));
+    gint64 in = -1;
+    gst_structure_get_int64(st, "retry-in-ms", &in);
+    probe->retry_in.push_back(in);
+  } else if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR) {
+    GError *error = nullptr;
+    gst_message_parse_error(message, &error, nullptr);
+    probe->error_domain = error->domain;
+    probe->error_code = error->code;
+    g_error_free(error);
+  }
+  return GST_BUS_DROP;
+}
+
+bool wait_for(const std::function<bool()> &done, int ms = 3000) {
+  for (int i = 0; i < ms / 10 && !done(); ++i)
+    g_usleep(10000);
+  return done();
+}
+}  // namespace
+
+GST_START_TEST(test_controller_retry_and_give_up) {
+  GstElement *bin = gst_bin_new("controlled");
+  GstBus *bus = gst_bus_new();
+  gst_element_set_bus(bin, bus);
+  ControllerProbe probe;
+  gst_bus_set_sync_handler(bus, controller_bus, &probe, nullptr);
+  {
+    ReconnectController controller(bin, "unit", StreamDirection::Write);
+    GValue v = G_VALUE_INIT;
+    g_value_init(&v, G_TYPE_UINT);
+    g_value_set_uint(&v, 50);
+    fail_unless(controller.set_property(10, 10 + ReconnectController::kRetryDelay, &v));
+    fail_if(controller.set_property(10, 9, &v), "not one of the controller's properties");
+    g_value_unset(&v);
+    ReconnectController::Hooks hooks;
+    std::atomic<unsigned> session{0};
+    hooks.start = [&] {
+      probe.starts++;
+      session = controller.begin_session();
+    };
+    hooks.teardown = [&](const Failure &) { probe.teardowns++; };
+    controller.set_hooks(hooks);
+    controller.prepare();
+    controller.start();
+    controller.post(hooks.start);
+    fail_unless(wait_for([&] { return probe.starts == 1; }));
+    const unsigned first = session;
+    controller.report_failure(first, Failure::retry("server went away"));
+    fail_unless(wait_for([&] { return probe.starts == 2; }), "no retry");
+    /* a report about the first session, after the second began, changes nothing */
+    controller.report_failure(first, Failure::retry("late"));
+    controller.delivered(session);
+    controller.loop().run_sync([] {});
+    fail_unless_equals_int(probe.teardowns.load(), 1);
+    /* a fatal failure of the current session: no retry, the error's domain and code */
+    controller.report_failure(session, Failure::of_kind(FailureKind::Unauthorized, "credentials refused"));
+    fail_unless(wait_for([&] {
+      std::lock_guard<std::mutex> guard(probe.lock);
+      return probe.error_code != 0;
+    }));
+    g_usleep(200000);
+    fail_unless_equals_int(probe.starts.load(), 2);
+    fail_unless(probe.error_domain == GST_RESOURCE_ERROR);
+    fail_unless_equals_int(probe.error_code, GST_RESOURCE_ERROR_NOT_AUTHORIZED);
+    fail_unless(controller.state() == ConnectionState::Failed);
+    fail_unless(controller.stop());
+    controller.release();
+  }
+  {
+    std::lock_guard<std::mutex> guard(probe.lock);
+    const std::vector<std::string> want{"connecting", "reconnecting", "connecting", "failed", "stopped"};
+    fail_unless(probe.states == want, "states: %zu", probe.states.size());
+    fail_unless(probe.retry_in[1] >= 40 && probe.retry_in[1] <= 60, "retry in %lld ms",
+                static_cast<long long>(probe.retry_in[1]));
+  }
+  gst_bus_set_sync_handler(bus, nullptr, nullptr, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(bin);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_failure_error_codes) {
+  GQuark domain;
+  int code;
+  failure_error_code(Failure::of_kind(FailureKind::Rejected, "415"), StreamDirection::Write, &domain, &code);
+  fail_unless(domain == GST_RESOURCE_ERROR && code == GST_RESOURCE_ERROR_OPEN_WRITE);
+  failure_error_code(Failure::of_kind(FailureKind::Rejected, "400"), StreamDirection::Read, &domain, &code);
+  fail_unless(domain == GST_RESOURCE_ERROR && code == GST_RESOURCE_ERROR_OPEN_READ);
+  failure_error_code(Failure::of_kind(FailureKind::Tls, "untrusted"), StreamDirection::Write, &domain, &code);
+  fail_unless(domain == GST_RESOURCE_ERROR && code == GST_RESOURCE_ERROR_OPEN_READ_WRITE);
+  failure_error_code(Failure::of_kind(FailureKind::Config, "loop"), StreamDirection::Write, &domain, &code);
+  fail_unless(domain == GST_RESOURCE_ERROR && code == GST_RESOURCE_ERROR_SETTINGS);
+  failure_error_code(Failure::of_kind(FailureKind::MissingPlugin, "x264enc"), StreamDirection::Write, &domain, &code);
+  fail_unless(domain == GST_CORE_ERROR && code == GST_CORE_ERROR_MISSING_PLUGIN);
+  Failure child = Failure::retry("child failed");
+  child.domain = GST_STREAM_ERROR;
+  child.code = GST_STREAM_ERROR_DECODE;
+  failure_error_code(child, StreamDirection::Read, &domain, &code);
+  fail_unless(domain == GST_STREAM_ERROR && code == GST_STREAM_ERROR_DECODE);
+}
+GST_END_TEST;
+
 static Suite *gstmtx_suite(void) {
   Suite *s = suite_create("gstmtx");
   TCase *tc = tcase_create("backoff");
   tcase_add_test(tc, test_backoff_grows_and_caps);
   tcase_add_test(tc, test_backoff_budget);
   tcase_add_test(tc, test_backoff_jitter_bounds);
-  tcase_add_test(tc, test_backoff_retry_after_and_stable_reset);
+  tcase_add_test(tc, test_backoff_retry_after_and_delivered_reset);
+  tcase_add_test(tc, test_backoff_bounded_by_outage_age);
   suite_add_tcase(s, tc);
   tc = tcase_create("url");
   tcase_add_test(tc, test_url_whep_scheme);
@@ -462,6 +619,8 @@ static Suite *gstmtx_suite(void) {
   tcase_add_test(tc, test_rtcp_liveness_armed);
   suite_add_tcase(s, tc);
   tc = tcase_create("control");
+  tcase_add_test(tc, test_controller_retry_and_give_up);
+  tcase_add_test(tc, test_failure_error_codes);
   tcase_add_test(tc, test_ascii_lower);
   tcase_add_test(tc, test_event_loop_destroyed_at_once);
   tcase_add_test(tc, test_task_gate_drops_stale_tasks);

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -669,6 +671,67 @@ static GstElement *find_by_factory(GstElement *bin, const char *factory) {
   return found;
 }
 
+/* Blocks webrtcbin's operations queue (its "gst-pc-ops" thread runs a promise's change function)
+ * until released. */
+struct OpsBlocker {
+  std::mutex lock;
+  std::condition_variable cond;
+  bool entered = false, released = false;
+  static void change(GstPromise *, gpointer data) {
+    auto *b = static_cast<OpsBlocker *>(data);
+    std::unique_lock<std::mutex> guard(b->lock);
+    b->entered = true;
+    b->cond.notify_all();
+    b->cond.wait_for(guard, std::chrono::seconds(10), [b] { return b->released; });
+  }
+  void release() {
+    std::lock_guard<std::mutex> guard(lock);
+    released = true;
+    cond.notify_all();
+  }
+};
+
+/* Reading `stats` never waits on webrtcbin: with its operations blocked, the property comes back
+ * at once (from the figures read on the last stats tick), and fresh figures follow once webrtcbin
+ * is free again. */
+GST_START_TEST(test_stats_never_wait_on_webrtcbin) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  Publisher pub(rtsp_publisher(server, "cam"));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  Viewer viewer(whep_viewer(server, "cam", "audio=false"));
+  fail_unless(viewer.play());
+  fail_unless(viewer.wait_frames(10, 15000));
+  GstElement *webrtc = find_by_factory(viewer.pipeline, "webrtcbin");
+  fail_unless(webrtc != nullptr);
+  OpsBlocker blocker;
+  GstPromise *promise = gst_promise_new_with_change_func(OpsBlocker::change, &blocker, nullptr);
+  g_signal_emit_by_name(webrtc, "get-stats", nullptr, promise);
+  {
+    std::unique_lock<std::mutex> guard(blocker.lock);
+    fail_unless(blocker.cond.wait_for(guard, std::chrono::seconds(5), [&] { return blocker.entered; }));
+  }
+  gint64 slowest_us = 0;
+  for (int i = 0; i < 5; ++i) {
+    const gint64 start = g_get_monotonic_time();
+    GstStructure *stats = viewer.stats();
+    slowest_us = std::max(slowest_us, g_get_monotonic_time() - start);
+    fail_unless(stats != nullptr);
+    fail_unless_equals_string(gst_structure_get_string(stats, "state"), "connected");
+    fail_unless(gst_structure_has_field(stats, "remote-candidate")); /* the last tick's figures */
+    gst_structure_free(stats);
+    g_usleep(200 * 1000);
+  }
+  fail_unless(slowest_us < 100 * 1000, "stats took %" G_GINT64_FORMAT " us with webrtcbin blocked", slowest_us);
+  blocker.release();
+  gst_promise_unref(promise);
+  gst_object_unref(webrtc);
+  fail_unless(viewer.wait_frames(10, 10000));
+  fail_unless(viewer.bus->errors().empty());
+}
+GST_END_TEST;
+
 /* What the handshake and receive tuning leaves in webrtcbin (the numbers behind them are in
  * docs/benchmarks.md): libnice paces checks 5 ms apart and keeps nominating with binding-request
  * keepalives; the jitter buffer requests retransmissions only for real gaps. And the handshake
@@ -754,6 +817,7 @@ static Suite *whepsrc_suite(void) {
   tcase_add_test(tc, test_no_trickle);
   tcase_add_test(tc, test_link_header_ice_servers);
   tcase_add_test(tc, test_webrtc_tuning);
+  tcase_add_test(tc, test_stats_never_wait_on_webrtcbin);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -73,7 +73,7 @@ GST_START_TEST(test_500_retries_then_gives_up) {
   FaultServer faults;
   Outcome o = run_viewer(faults.url("status-500"), std::string(kFast) + "max-retries=2", 5000);
   fail_unless(o.error);
-  assert_contains(o.message, "Gave up after 2 attempts");
+  assert_contains(o.message, "Gave up after 3 attempts");
   assert_contains(o.message, "HTTP 500");
   fail_unless_equals_int(faults.requests("status-500", "POST"), 3);
 }
