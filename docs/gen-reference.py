@@ -138,10 +138,17 @@ class Renderer:
         GObject = self.GObject
         rows = []
         if GObject.type_is_a(pspec.value_type, GObject.TYPE_ENUM):
-            values = getattr(pspec.enum_class, "__enum_values__", {})
-            for number in sorted(values):
-                v = values[number]
-                rows.append((str(number), v.value_nick, v.value_name))
+            values = getattr(pspec.enum_class, "__enum_values__", None)
+            if values:
+                for number in sorted(values):
+                    v = values[number]
+                    rows.append((str(number), v.value_nick, v.value_name))
+            else:  # PyGObject 3.50: a GObject.EnumClass, read through GObject.enum_get_value
+                klass = pspec.enum_class
+                for number in range(klass.minimum, min(klass.maximum, klass.minimum + 4096) + 1):
+                    v = GObject.enum_get_value(klass, number)
+                    if v is not None:
+                        rows.append((str(number), v.value_nick, v.value_name))
         elif GObject.type_is_a(pspec.value_type, GObject.TYPE_FLAGS):
             values = getattr(pspec.flags_class, "__flags_values__", {})
             for number in sorted(values):
@@ -151,15 +158,25 @@ class Renderer:
                 rows.append((f"0x{number:08x}", nick, name))
         return rows
 
+    def enum_nick(self, pspec, number):
+        """The nick of an enum value: PyGObject 3.42 lists the values in __enum_values__, 3.50
+        (enum classes built on Python's enum module) answers GObject.enum_get_value."""
+        values = getattr(pspec.enum_class, "__enum_values__", None) or {}
+        if number in values:
+            return values[number].value_nick
+        try:
+            v = self.GObject.enum_get_value(pspec.enum_class, number)
+        except TypeError:
+            v = None
+        return v.value_nick if v is not None else "?"
+
     def default_text(self, pspec):
         GObject = self.GObject
         type_name = pspec.value_type.name
         value = getattr(pspec, "default_value", None)
         if GObject.type_is_a(pspec.value_type, GObject.TYPE_ENUM):
-            values = getattr(pspec.enum_class, "__enum_values__", {})
             number = int(value) if value is not None else 0
-            nick = values[number].value_nick if number in values else "?"
-            return f"`{number}, \"{nick}\"`"
+            return f"`{number}, \"{self.enum_nick(pspec, number)}\"`"
         if GObject.type_is_a(pspec.value_type, GObject.TYPE_FLAGS):
             number = int(value) if value is not None else 0
             return f"`0x{number:08x}`"

@@ -333,8 +333,15 @@ void WebrtcPeer::on_answer(OfferAnswer answer, SessionError error) {
 
 /* called on the loop thread */
 void WebrtcPeer::on_local_candidate(unsigned mline, std::string candidate) {
-  if (!config_.trickle || finished_ || candidate.empty())
+  if (!config_.trickle || finished_)
     return;
+  if (candidate.empty()) {
+    /* webrtcbin 1.24+ signals the end of gathering with an empty candidate (once per transport):
+     * not a candidate to PATCH, but the end of candidates; send what is still pending. */
+    if (answered_)
+      flush_candidates(true);
+    return;
+  }
   (void)mline; /* bundled: every candidate goes with the first m-line */
   pending_candidates_.push_back(std::move(candidate));
   if (!answered_ || flush_timer_)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what gst-mediamtx needs on Debian 12 (or Raspberry Pi OS 12) and builds the pinned
+# Installs what gst-mediamtx needs on Debian 12 or 13 (or Raspberry Pi OS 12 or 13) and builds the pinned
 # MediaMTX used by the tests and the demo. Idempotent: a second run installs nothing and reuses the
 # cached MediaMTX. Prints the MediaMTX binary path as its last line.
 set -euo pipefail
@@ -28,6 +28,15 @@ done
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
+# Package names that differ between releases: the clang with libFuzzer (Debian 13 has no clang-14).
+# shellcheck disable=SC1091
+release="$(. /etc/os-release && echo "${VERSION_ID:-12}")"
+case "$release" in
+  12) clang_version=14 ;;
+  *) clang_version=19 ;;
+esac
+echo "setup: Debian release $release (clang-$clang_version)" >&2
+
 packages=(
   # build
   build-essential pkg-config meson ninja-build
@@ -43,7 +52,9 @@ packages=(
   libnetfilter-queue-dev  # tests/faults/nfq_delay.cpp: delay and jitter (no tc netem in the test kernel)
   systemd  # systemd-analyze: tests/pipelines/check_systemd.py verifies the units (a container may lack it)
   # fuzzing (tests/fuzz): clang with libFuzzer and the sanitizer runtimes
-  clang-14 libclang-rt-14-dev
+  "clang-$clang_version" "libclang-rt-$clang_version-dev"
+  # tests/trixie: the Debian 13 root file system
+  debootstrap
   python3-yaml python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-bad-1.0
   # pipelines/gst-mediamtx-run.py's time code (demo latency): GstVideo, GdkPixbuf for gdkpixbufoverlay
   gir1.2-gst-plugins-base-1.0 gir1.2-gdkpixbuf-2.0

@@ -326,15 +326,10 @@ static gstmtx::Headers extra_headers_of(const GstStructure *s) {
   gstmtx::Headers headers;
   if (!s)
     return headers;
-  gst_structure_foreach(
-      s,
-      [](GQuark field, const GValue *value, gpointer data) -> gboolean {
-        auto *h = static_cast<gstmtx::Headers *>(data);
-        if (G_VALUE_HOLDS_STRING(value) && g_value_get_string(value))
-          h->emplace_back(g_quark_to_string(field), g_value_get_string(value));
-        return TRUE;
-      },
-      &headers);
+  whepsrc_for_each_field(s, [&headers](const char *field, const GValue *value) {
+    if (G_VALUE_HOLDS_STRING(value) && g_value_get_string(value))
+      headers.emplace_back(field, g_value_get_string(value));
+  });
   return headers;
 }
 

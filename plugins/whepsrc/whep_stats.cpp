@@ -25,49 +25,45 @@ static WebrtcStats parse_webrtc_stats(const GstStructure *reply) {
     std::map<std::string, std::string> candidates; /* id -> "address:port (type)" */
     std::map<std::string, std::pair<std::string, std::string>> pairs;
   } acc;
-  gst_structure_foreach(
-      reply,
-      [](GQuark, const GValue *value, gpointer data) -> gboolean {
-        auto *a = static_cast<Accumulator *>(data);
-        if (!GST_VALUE_HOLDS_STRUCTURE(value))
-          return TRUE;
-        const GstStructure *st = gst_value_get_structure(value);
-        GstWebRTCStatsType type;
-        if (!gst_structure_get(st, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, nullptr))
-          return TRUE;
-        const char *id = gst_structure_get_string(st, "id");
-        if (type == GST_WEBRTC_STATS_INBOUND_RTP) {
-          gint64 lost = 0;
-          double j = 0;
-          if (gst_structure_get_int64(st, "packets-lost", &lost) && lost > 0)
-            a->packets_lost += static_cast<guint64>(lost);
-          if (gst_structure_get_double(st, "jitter", &j))
-            a->jitter = std::max(a->jitter, j);
-        } else if (type == GST_WEBRTC_STATS_REMOTE_INBOUND_RTP || type == GST_WEBRTC_STATS_REMOTE_OUTBOUND_RTP) {
-          double r;
-          if (gst_structure_get_double(st, "round-trip-time", &r))
-            a->rtt = r;
-        } else if ((type == GST_WEBRTC_STATS_LOCAL_CANDIDATE || type == GST_WEBRTC_STATS_REMOTE_CANDIDATE) && id) {
-          const char *addr = gst_structure_get_string(st, "address");
-          guint port = 0;
-          gst_structure_get_uint(st, "port", &port);
-          const char *ctype = gst_structure_get_string(st, "candidate-type");
-          const char *proto = gst_structure_get_string(st, "protocol");
-          a->candidates[id] = std::string(addr ? addr : "?") + ":" + std::to_string(port) + " " +
-                              (proto ? proto : "") + " " + (ctype ? ctype : "?");
-        } else if (type == GST_WEBRTC_STATS_CANDIDATE_PAIR && id) {
-          const char *l = gst_structure_get_string(st, "local-candidate-id");
-          const char *r = gst_structure_get_string(st, "remote-candidate-id");
-          a->pairs[id] = {l ? l : "", r ? r : ""};
-          if (a->first_pair.empty())
-            a->first_pair = id;
-        } else if (type == GST_WEBRTC_STATS_TRANSPORT) {
-          if (const char *sel = gst_structure_get_string(st, "selected-candidate-pair-id"))
-            a->selected_pair = sel;
-        }
-        return TRUE;
-      },
-      &acc);
+  whepsrc_for_each_field(reply, [&acc](const char *, const GValue *value) {
+    auto *a = &acc;
+    if (!GST_VALUE_HOLDS_STRUCTURE(value))
+      return;
+    const GstStructure *st = gst_value_get_structure(value);
+    GstWebRTCStatsType type;
+    if (!gst_structure_get(st, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, nullptr))
+      return;
+    const char *id = gst_structure_get_string(st, "id");
+    if (type == GST_WEBRTC_STATS_INBOUND_RTP) {
+      gint64 lost = 0;
+      double j = 0;
+      if (gst_structure_get_int64(st, "packets-lost", &lost) && lost > 0)
+        a->packets_lost += static_cast<guint64>(lost);
+      if (gst_structure_get_double(st, "jitter", &j))
+        a->jitter = std::max(a->jitter, j);
+    } else if (type == GST_WEBRTC_STATS_REMOTE_INBOUND_RTP || type == GST_WEBRTC_STATS_REMOTE_OUTBOUND_RTP) {
+      double r;
+      if (gst_structure_get_double(st, "round-trip-time", &r))
+        a->rtt = r;
+    } else if ((type == GST_WEBRTC_STATS_LOCAL_CANDIDATE || type == GST_WEBRTC_STATS_REMOTE_CANDIDATE) && id) {
+      const char *addr = gst_structure_get_string(st, "address");
+      guint port = 0;
+      gst_structure_get_uint(st, "port", &port);
+      const char *ctype = gst_structure_get_string(st, "candidate-type");
+      const char *proto = gst_structure_get_string(st, "protocol");
+      a->candidates[id] = std::string(addr ? addr : "?") + ":" + std::to_string(port) + " " +
+                          (proto ? proto : "") + " " + (ctype ? ctype : "?");
+    } else if (type == GST_WEBRTC_STATS_CANDIDATE_PAIR && id) {
+      const char *l = gst_structure_get_string(st, "local-candidate-id");
+      const char *r = gst_structure_get_string(st, "remote-candidate-id");
+      a->pairs[id] = {l ? l : "", r ? r : ""};
+      if (a->first_pair.empty())
+        a->first_pair = id;
+    } else if (type == GST_WEBRTC_STATS_TRANSPORT) {
+      if (const char *sel = gst_structure_get_string(st, "selected-candidate-pair-id"))
+        a->selected_pair = sel;
+    }
+  });
   auto pair = acc.pairs.find(acc.selected_pair.empty() ? acc.first_pair : acc.selected_pair);
   WebrtcStats out;
   out.packets_lost = acc.packets_lost;

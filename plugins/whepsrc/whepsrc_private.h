@@ -31,6 +31,28 @@
 #include "stall_watchdog.h"
 #include "webrtc_peer.h"
 
+/* Calls fn(field name, value) for every field of s. gst_structure_foreach (quark names) is
+ * deprecated from GStreamer 1.26 on, where gst_structure_foreach_id_str replaces it. */
+template <typename Fn> static inline void whepsrc_for_each_field(const GstStructure *s, Fn fn) {
+#if GST_CHECK_VERSION(1, 26, 0)
+  gst_structure_foreach_id_str(
+      s,
+      [](const GstIdStr *field, const GValue *value, gpointer data) -> gboolean {
+        (*static_cast<Fn *>(data))(gst_id_str_as_str(field), value);
+        return TRUE;
+      },
+      &fn);
+#else
+  gst_structure_foreach(
+      s,
+      [](GQuark field, const GValue *value, gpointer data) -> gboolean {
+        (*static_cast<Fn *>(data))(g_quark_to_string(field), value);
+        return TRUE;
+      },
+      &fn);
+#endif
+}
+
 GST_DEBUG_CATEGORY_EXTERN(gst_whep_src_debug);
 #define GST_CAT_DEFAULT gst_whep_src_debug
 

@@ -68,9 +68,20 @@ read -r -a selected <<<"${selected//$'\n'/ }"
 echo "asan: ASAN_BUILD_DIR=$ASAN_BUILD_DIR MEDIAMTX_BIN=$MEDIAMTX_BIN ASAN_JOBS=$ASAN_JOBS suites: ${selected[*]}"
 
 start_all=$SECONDS
+# Quiet while it works; on failure the build's own output is shown (a hidden compiler error is no
+# help to anyone).
+build_log="$(mktemp)"
+trap 'rm -f "$build_log"' EXIT
+quiet() {
+  if ! "$@" >"$build_log" 2>&1; then
+    cat "$build_log" >&2
+    echo "asan: FAILED: $*" >&2
+    exit 1
+  fi
+}
 if [[ ! -f "$ASAN_BUILD_DIR/build.ninja" ]]; then
-  meson setup "$ASAN_BUILD_DIR" "$root" -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
-    -Dbuildtype=debug -Dmediamtx="$MEDIAMTX_BIN" >/dev/null
+  quiet meson setup "$ASAN_BUILD_DIR" "$root" -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dbuildtype=debug -Dmediamtx="$MEDIAMTX_BIN"
 fi
 targets=(plugins/libgstmediamtx.so)
 for name in "${selected[@]}"; do
@@ -84,7 +95,7 @@ for name in "${selected[@]}"; do
     if grep -q 'build tests/faults/nfq-delay:' "$ASAN_BUILD_DIR/build.ninja"; then targets+=(tests/faults/nfq-delay); fi
   fi
 done
-ninja -C "$ASAN_BUILD_DIR" "${targets[@]}" >/dev/null
+quiet ninja -C "$ASAN_BUILD_DIR" "${targets[@]}"
 echo "asan: built in $((SECONDS - start_all)) s"
 
 # For uninstrumented programs: the ASan runtime, and libstdc++ so that its __cxa_throw interceptor

@@ -9,11 +9,11 @@ usage() {
 Usage: $0 [--help]
 
 Compiles gst/*.cpp and tests/fuzz/fuzz_targets.cpp once with -fsanitize=fuzzer-no-link,address,undefined,
-then links fuzz-<target> for every target. Needs clang++ (subprojects/setup.sh installs clang-14 and
-libclang-rt-14-dev) and the -dev packages of GStreamer, libsoup 3 and GLib.
+then links fuzz-<target> for every target. Needs clang++ (subprojects/setup.sh installs clang-N and
+libclang-rt-N-dev: 14 on Debian 12, 19 on Debian 13) and the -dev packages of GStreamer, libsoup 3 and GLib.
 
 Environment (defaults):
-  FUZZ_CXX        clang++ to use                 (clang++, else clang++-14)
+  FUZZ_CXX        clang++ to use                 (clang++, else the newest clang++-N)
   FUZZ_BUILD_DIR  output directory               (build-fuzz)
   FUZZ_SANITIZE   sanitizers besides fuzzer      (address,undefined)
   FUZZ_JOBS       parallel compile jobs          (nproc)
@@ -22,8 +22,12 @@ EOF2
 [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# clang++, else the newest versioned one (Debian 12: clang++-14, Debian 13: clang++-19)
 default_cxx=clang++
-command -v clang++ >/dev/null || default_cxx=clang++-14
+if ! command -v clang++ >/dev/null; then
+  newest="$(compgen -c clang++- | grep -E '^clang\+\+-[0-9]+$' | sort -t- -k2 -n | tail -n 1 || true)"
+  default_cxx="${newest:-clang++-14}"
+fi
 FUZZ_CXX="${FUZZ_CXX:-$default_cxx}"
 FUZZ_BUILD_DIR="${FUZZ_BUILD_DIR:-$root/build-fuzz}"
 FUZZ_SANITIZE="${FUZZ_SANITIZE:-address,undefined}"
@@ -31,7 +35,7 @@ FUZZ_JOBS="${FUZZ_JOBS:-$(nproc)}"
 echo "fuzz build: FUZZ_CXX=$FUZZ_CXX FUZZ_BUILD_DIR=$FUZZ_BUILD_DIR FUZZ_SANITIZE=$FUZZ_SANITIZE FUZZ_JOBS=$FUZZ_JOBS" >&2
 
 if ! command -v "$FUZZ_CXX" >/dev/null; then
-  echo "fuzz build: $FUZZ_CXX not found (install clang-14 libclang-rt-14-dev, or run subprojects/setup.sh)" >&2
+  echo "fuzz build: $FUZZ_CXX not found (install clang and libclang-rt-N-dev, or run subprojects/setup.sh)" >&2
   exit 1
 fi
 

@@ -34,8 +34,8 @@ FUZZ_MAX_LEN="${FUZZ_MAX_LEN:-8192}"
 FUZZ_JOBS="${FUZZ_JOBS:-$(nproc)}"
 echo "fuzz: FUZZ_SECONDS=$FUZZ_SECONDS FUZZ_BUILD_DIR=$FUZZ_BUILD_DIR FUZZ_WORK_DIR=$FUZZ_WORK_DIR FUZZ_MAX_LEN=$FUZZ_MAX_LEN FUZZ_JOBS=$FUZZ_JOBS"
 
-if ! command -v clang++ >/dev/null && ! command -v clang++-14 >/dev/null; then
-  echo "fuzz: clang is not installed, skipping (subprojects/setup.sh installs clang-14)"
+if ! command -v clang++ >/dev/null && ! compgen -c clang++- | grep -Eq '^clang\+\+-[0-9]+$'; then
+  echo "fuzz: clang is not installed, skipping (subprojects/setup.sh installs it)"
   exit 77
 fi
 export FUZZ_BUILD_DIR

@@ -18,7 +18,8 @@ void reply(SoupServerMessage *msg, guint status, const char *content_type, const
 }
 
 /* Forwards the request to the real server synchronously (this thread only serves tests). */
-void relay(FaultServer *self, SoupServerMessage *msg, const std::string &rest, bool keep_location) {
+/* location_base: what the answer's Location path is put under ("" drops it). */
+void relay(FaultServer *self, SoupServerMessage *msg, const std::string &rest, const std::string &location_base) {
   std::string target = self->relay_base() + rest;
   g_autoptr(SoupSession) session = soup_session_new_with_options("timeout", 5, nullptr);
   g_autoptr(SoupMessage) out = soup_message_new(soup_server_message_get_method(msg), target.c_str());
@@ -43,8 +44,8 @@ void relay(FaultServer *self, SoupServerMessage *msg, const std::string &rest, b
   if (const char *etag = soup_message_headers_get_one(soup_message_get_response_headers(out), "ETag"))
     soup_message_headers_replace(h, "ETag", etag);
   const char *location = soup_message_headers_get_one(soup_message_get_response_headers(out), "Location");
-  if (keep_location && location)
-    soup_message_headers_replace(h, "Location", (self->relay_base() + location).c_str());
+  if (!location_base.empty() && location)
+    soup_message_headers_replace(h, "Location", (location_base + location).c_str());
 }
 
 void handle(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *, gpointer data) {
@@ -63,7 +64,12 @@ void handle(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *
     while (soup_message_headers_iter_next(&iter, &name, &value))
       lines += std::string(name) + ": " + value + "\n";
     self->record_headers(fault, lines);
+    g_autoptr(GBytes) body = soup_message_body_flatten(soup_server_message_get_request_body(msg));
+    gsize size = 0;
+    const char *data = body ? static_cast<const char *>(g_bytes_get_data(body, &size)) : nullptr;
+    self->record_body(fault, method, data ? std::string(data, size) : std::string());
   }
+  const std::string here = self->base_url() + "/relay-here";
   const std::string error_body = "{\"status\":\"error\",\"error\":\"injected fault " + fault + "\"}";
 
   if (fault.rfind("status-", 0) == 0) {
@@ -76,7 +82,9 @@ void handle(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *
     soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Retry-After", "2");
   } else if (method == "OPTIONS" || method == "DELETE" || method == "PATCH") {
     if (fault == "relay" || fault == "relay-no-location" || fault == "redirect" || fault == "unavailable-once")
-      relay(self, msg, rest, true);
+      relay(self, msg, rest, self->relay_base());
+    else if (fault == "relay-here")
+      relay(self, msg, rest, here);
     else
       reply(msg, method == "OPTIONS" ? 204 : 200, nullptr, "");
   } else if (fault == "garbage") {
@@ -108,9 +116,11 @@ void handle(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *
       g_object_unref(stream);
     }
   } else if (fault == "relay" || fault == "unavailable-once") {
-    relay(self, msg, rest, true);
+    relay(self, msg, rest, self->relay_base());
+  } else if (fault == "relay-here") {
+    relay(self, msg, rest, here);
   } else if (fault == "relay-no-location") {
-    relay(self, msg, rest, false);
+    relay(self, msg, rest, "");
   } else {
     reply(msg, 404, "text/plain", "unknown fault route");
   }
@@ -160,8 +170,10 @@ FaultServer::~FaultServer() {
   g_main_context_unref(context_);
 }
 
+std::string FaultServer::base_url() const { return "http://" + host_ + ":" + std::to_string(port_); }
+
 std::string FaultServer::url(const std::string &fault, const std::string &path, const char *kind) const {
-  return "http://" + host_ + ":" + std::to_string(port_) + "/" + fault + "/" + path + "/" + kind;
+  return base_url() + "/" + fault + "/" + path + "/" + kind;
 }
 
 void FaultServer::count(const std::string &fault, const std::string &method) {
@@ -174,6 +186,17 @@ void FaultServer::count(const std::string &fault, const std::string &method) {
 void FaultServer::record_headers(const std::string &fault, const std::string &headers) {
   std::lock_guard<std::mutex> guard(lock_);
   headers_[fault] = headers;
+}
+
+void FaultServer::record_body(const std::string &fault, const std::string &method, std::string body) {
+  std::lock_guard<std::mutex> guard(lock_);
+  bodies_[fault + " " + method].push_back(std::move(body));
+}
+
+std::vector<std::string> FaultServer::bodies(const std::string &fault, const std::string &method) const {
+  std::lock_guard<std::mutex> guard(lock_);
+  auto it = bodies_.find(fault + " " + method);
+  return it == bodies_.end() ? std::vector<std::string>() : it->second;
 }
 
 std::string FaultServer::last_headers(const std::string &fault) const {

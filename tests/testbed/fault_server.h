@@ -15,8 +15,9 @@
  *   reset             closes the connection without an answer
  *   relay             forwards to the real server, returns its answer
  *   relay-no-location forwards, strips Location
+ *   relay-here        forwards, Location kept on this route (PATCH and DELETE come here too)
  *   unavailable-once  the first POST: 503 with Retry-After: 2; later requests: as relay
- * Every request is counted per route.
+ * Every request is counted per route; request bodies are kept per route and method.
  */
 #pragma once
 
@@ -39,6 +40,7 @@ public:
   /* relay_base: e.g. "http://10.77.0.1:8889" of a real MediaMTX (may be empty) */
   explicit FaultServer(std::string relay_base = "");
   ~FaultServer();
+  std::string base_url() const; /* http://<addr>:<port> */
   std::string url(const std::string &fault, const std::string &path = "cam", const char *kind = "whep") const;
   int requests(const std::string &fault) const;
   int requests(const std::string &fault, const std::string &method) const;
@@ -46,11 +48,14 @@ public:
   std::vector<gint64> request_times(const std::string &fault, const std::string &method) const;
   /* the request headers of the last request to `fault`, "name: value" lines */
   std::string last_headers(const std::string &fault) const;
+  /* the bodies of every `method` request to `fault`, in order */
+  std::vector<std::string> bodies(const std::string &fault, const std::string &method) const;
   int port() const { return port_; }
 
   /* internal */
   void count(const std::string &fault, const std::string &method);
   void record_headers(const std::string &fault, const std::string &headers);
+  void record_body(const std::string &fault, const std::string &method, std::string body);
   const std::string &relay_base() const { return relay_base_; }
 
 private:
@@ -64,6 +69,7 @@ private:
   mutable std::mutex lock_;
   std::map<std::string, int> counts_;
   std::map<std::string, std::string> headers_;
+  std::map<std::string, std::vector<std::string>> bodies_;
   std::map<std::string, std::vector<gint64>> times_;
 };
 

@@ -3,6 +3,7 @@
 #include <gst/check/gstcheck.h>
 
 #include <string>
+#include <vector>
 
 #include "fault_server.h"
 #include "mediamtx_server.h"
@@ -171,6 +172,24 @@ GST_START_TEST(test_redirect_and_missing_location_still_play) {
   fail_unless(o.frames >= 10);
   fail_unless_equals_int(faults.requests("relay-no-location", "DELETE"), 0);
   fail_unless_equals_int(faults.requests("relay-no-location", "PATCH"), 0);
+
+  /* trickle through this server: the PATCHes carry real candidates only. webrtcbin 1.24+ ends
+   * gathering with an empty candidate per transport: the end of candidates, never a PATCH with an
+   * empty "a=candidate:" line. */
+  o = run_viewer(faults.url("relay-here"), relaxed, 15000, 10);
+  fail_if(o.error, "%s", o.message.c_str());
+  fail_unless(o.frames >= 10);
+  const std::vector<std::string> patches = faults.bodies("relay-here", "PATCH");
+  fail_if(patches.empty(), "no trickle PATCH reached the server");
+  for (const std::string &body : patches) {
+    fail_unless(body.find("a=candidate:") != std::string::npos, "PATCH without a candidate:\n%s", body.c_str());
+    for (size_t at = body.find("a=candidate:"); at != std::string::npos; at = body.find("a=candidate:", at + 1)) {
+      const size_t end = body.find_first_of("\r\n", at);
+      fail_unless(end == std::string::npos || end > at + 12 + 10, "empty or short candidate in PATCH:\n%s",
+                  body.c_str());
+    }
+  }
+  fail_unless_equals_int(faults.requests("relay-here", "DELETE"), 1);
 
   gst_element_set_state(pub, GST_STATE_NULL);
   gst_object_unref(pub);
