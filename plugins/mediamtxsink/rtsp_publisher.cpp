@@ -199,9 +199,12 @@ void RtspPublisher::on_message(GstMessage *message) {
     g_autofree char *debug = nullptr;
     gst_message_parse_warning(message, &warning, &debug);
     if (warning && warning->domain == GST_RESOURCE_ERROR && !broken_.exchange(true)) {
-      GST_INFO_OBJECT(sink_, "connection broken (attempt %u): %s", generation_, debug ? debug : "");
-      GError *error = g_error_new(GST_RESOURCE_ERROR, warning->code, "The RTSP connection to the server broke: %s",
-                                  debug ? debug : warning->message);
+      /* the debug text is "file(line): function (): element path:\nwhat happened" */
+      const char *what = debug ? std::strrchr(debug, '\n') : nullptr;
+      what = what ? what + 1 : warning->message;
+      GST_INFO_OBJECT(sink_, "connection broken (attempt %u): %s", generation_, what);
+      GError *error =
+          g_error_new(GST_RESOURCE_ERROR, warning->code, "The RTSP connection to the server broke: %s", what);
       gst_element_post_message(sink_, gst_message_new_error(GST_OBJECT(sink_), error, debug));
       g_error_free(error);
     }
