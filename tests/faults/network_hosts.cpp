@@ -75,7 +75,24 @@ TestHost::TestHost(std::string name, int subnet) : name_(std::move(name)), subne
 TestHost::~TestHost() { stop(); }
 
 bool TestHost::create() {
-  if (!spawn({NETNS_PIPELINE_PATH}, &pid_, &stdin_fd_, &stdout_fd_))
+  /* NETNS_PIPELINE_WRAPPER: a command the host program runs under (e.g. "valgrind
+   * --error-exitcode=99 ..."), for the hosts named in NETNS_PIPELINE_WRAP (comma-separated;
+   * default: every host). A tool's non-zero exit status then fails the test like any death. */
+  std::vector<std::string> args;
+  const char *wrapper = g_getenv("NETNS_PIPELINE_WRAPPER");
+  const char *wrapped = g_getenv("NETNS_PIPELINE_WRAP");
+  g_auto(GStrv) names = g_strsplit(wrapped ? wrapped : "", ",", -1);
+  if (wrapper && *wrapper && (!wrapped || !*wrapped || g_strv_contains(names, name_.c_str()))) {
+    g_auto(GStrv) words = nullptr;
+    if (!g_shell_parse_argv(wrapper, nullptr, &words, nullptr)) {
+      g_printerr("host %s: cannot parse NETNS_PIPELINE_WRAPPER\n", name_.c_str());
+      return false;
+    }
+    for (char **w = words; *w; ++w)
+      args.emplace_back(*w);
+  }
+  args.emplace_back(NETNS_PIPELINE_PATH);
+  if (!spawn(args, &pid_, &stdin_fd_, &stdout_fd_))
     return false;
   reader_ = std::thread([this] { read_lines(); });
   if (!testbed::wait_until([this] { std::lock_guard<std::mutex> g(lock_); return netns_ready_; }, 5000)) {
