@@ -58,8 +58,9 @@ bool spawn(const std::vector<std::string> &args, pid_t *pid, int *stdin_fd, int 
   argv.push_back(nullptr);
   GError *err = nullptr;
   GPid child = 0;
-  if (!g_spawn_async_with_pipes(nullptr, argv.data(), nullptr, G_SPAWN_DO_NOT_REAP_CHILD, nullptr, nullptr, &child,
-                                stdin_fd, stdout_fd, nullptr, &err)) {
+  const auto flags = static_cast<GSpawnFlags>(G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH);
+  if (!g_spawn_async_with_pipes(nullptr, argv.data(), nullptr, flags, nullptr, nullptr, &child, stdin_fd, stdout_fd,
+                                nullptr, &err)) {
     g_printerr("cannot start %s: %s\n", args[0].c_str(), err->message);
     g_clear_error(&err);
     return false;
