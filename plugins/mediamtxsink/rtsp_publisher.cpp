@@ -2,8 +2,10 @@
 
 #include <gst/base/gstbasesink.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 GST_DEBUG_CATEGORY_EXTERN(gst_mediamtx_sink_debug);
 #define GST_CAT_DEFAULT gst_mediamtx_sink_debug
@@ -37,7 +39,8 @@ GST_DEBUG_CATEGORY_EXTERN(gst_mediamtx_sink_debug);
  *     timeout of each socket write, connect and request): a stalled link fails the attempt within
  *     that time, and a send thread can never stay inside a write longer than that.
  *  3. on stop, first starves the send threads: a drop probe on every sink inside rtspclientsink
- *     (its appsinks feed the send threads), so they get no new work; then lets rtspclientsink end
+ *     (its appsinks feed the send threads), so they get no new work; after a failure it gives
+ *     them kSenderDrainTime to fail on the flushed connection; then lets rtspclientsink end
  *     the session with CLOSE where it can (graceful), and then sets NULL. By then a send thread is
  *     idle, or finishing a write that fails at once: NULL's first step flushes (cancels) the
  *     connection whenever rtspclientsink's task is busy, and its task only goes idle through a
@@ -52,6 +55,9 @@ constexpr const char *kNetworkPrefix = "mtx-net-";
 /* rtspclientsink's `tcp-timeout` (its default is 20 s): see point 2 above. MediaMTX answers
  * every request at once (SETUP after 1 s for "GStreamer" user agents). */
 constexpr guint64 kTcpTimeoutUs = 5 * G_USEC_PER_SEC;
+/* How long a failed connection's send threads get to fail on it before rtspclientsink changes
+ * state (stop()). */
+constexpr std::chrono::milliseconds kSenderDrainTime{200};
 /* Media older than this is dropped while a connection is being set up or is slow. */
 constexpr guint64 kQueueMaxTime = 200 * GST_MSECOND;
 /* How long a graceful stop waits for rtspclientsink to finish its TEARDOWN. rtspclientsink 1.22
@@ -234,6 +240,14 @@ void RtspPublisher::stop(GstBin *bin, bool graceful) {
   if (sink_) {
     /* point 3 above: before any state change of rtspclientsink */
     starve_senders();
+    if (!graceful) {
+      /* A failed connection: rtspclientsink's receive loop has usually just stopped and flushed
+       * (cancelled) it. Its state changes below start commands that un-flush it for a moment;
+       * first give each send thread the time to try the media it was handed before the probes
+       * and fail on the flushed connection, which removes its transport for good (no more
+       * writes from it). */
+      std::this_thread::sleep_for(kSenderDrainTime);
+    }
     gst_element_set_locked_state(sink_, TRUE);
     if (graceful && connected_) {
       /* READY queues the TEARDOWN on rtspclientsink's task; NULL right away could stop the task
