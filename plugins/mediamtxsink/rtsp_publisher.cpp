@@ -44,7 +44,9 @@ GST_DEBUG_CATEGORY_EXTERN(gst_mediamtx_sink_debug);
  *     the session with CLOSE where it can (graceful), and then sets NULL. By then a send thread is
  *     idle, or finishing a write that fails at once: NULL's first step flushes (cancels) the
  *     connection whenever rtspclientsink's task is busy, and its task only goes idle through a
- *     path that flushes it too.
+ *     path that flushes it too. This is ordering on top of rtspclientsink's single-slot command
+ *     queue, not a lock: the test counts are in docs/reliability.md (fix 7); publishing through
+ *     our own GstRTSPConnection code would be the way to make it a guarantee.
  * tests/faults/test_network_faults.cpp fails on any crash or GLib critical of the publisher
  * process; docs/reliability.md has the measurements. */
 
