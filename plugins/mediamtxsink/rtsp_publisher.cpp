@@ -2,16 +2,64 @@
 
 #include <gst/base/gstbasesink.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 GST_DEBUG_CATEGORY_EXTERN(gst_mediamtx_sink_debug);
 #define GST_CAT_DEFAULT gst_mediamtx_sink_debug
+
+/* Never a send into a closed connection.
+ *
+ * rtspclientsink (gst-rtsp-server's gst/rtsp-sink, 1.22 to 1.26) writes media from one "send"
+ * thread per stream (GstRTSPStream's send_func: appsink sample -> transport backlog ->
+ * do_send_data -> gst_rtsp_connection_send_messages_usec), under its send locks. It closes the
+ * connection from other threads without those locks (gst_rtsp_conninfo_close: unrefs the
+ * GSocketConnection, which frees its GOutputStream). Two of its paths close while a send thread
+ * may be inside a write:
+ *  - the in-place reconnect: with `udp-reconnect` TRUE (its default, and despite the name also for
+ *    TCP) its receive loop answers end-of-file from the server (e.g. MediaMTX dropping the
+ *    session after a partition heals, or a server killed with a clean FIN) with
+ *    gst_rtsp_conninfo_reconnect(): close + connect on the same GstRTSPConnection, nothing
+ *    stopped first. A send blocked in g_output_stream_writev() on the full socket (the link was
+ *    down) returns into the freed stream: g_output_stream_clear_pending() on freed memory, a
+ *    GLib critical on 1.22, a segfault with MALLOC_PERTURB_ on 1.26; a send starting after the
+ *    close sees NULL (`g_socket_get_timeout`/`g_output_stream_writev` criticals).
+ *  - READY->NULL (gst_rtsp_client_sink_stop -> _close(only_close)): closes the connection first
+ *    and joins the send threads only afterwards (in _cleanup). Its CLOSE command (PAUSED->READY)
+ *    is safe: it stops the transports and joins the send threads before it closes.
+ *
+ * So this publisher:
+ *  1. sets `udp-reconnect=false`: rtspclientsink never reconnects in place. End-of-file becomes a
+ *     RESOURCE warning (and the receive loop stops, flushing the connection, which interrupts a
+ *     blocked send); on_message turns that warning into this attempt's error, and mediamtxsink
+ *     throws the element away and builds a fresh one, as for any other failure.
+ *  2. bounds every blocking network call inside rtspclientsink (`tcp-timeout`, kTcpTimeout: the
+ *     timeout of each socket write, connect and request): a stalled link fails the attempt within
+ *     that time, and a send thread can never stay inside a write longer than that.
+ *  3. on stop, first starves the send threads: a drop probe on every sink inside rtspclientsink
+ *     (its appsinks feed the send threads), so they get no new work; after a failure it gives
+ *     them kSenderDrainTime to fail on the flushed connection; then lets rtspclientsink end
+ *     the session with CLOSE where it can (graceful), and then sets NULL. By then a send thread is
+ *     idle, or finishing a write that fails at once: NULL's first step flushes (cancels) the
+ *     connection whenever rtspclientsink's task is busy, and its task only goes idle through a
+ *     path that flushes it too. This is ordering on top of rtspclientsink's single-slot command
+ *     queue, not a lock: the test counts are in docs/reliability.md (fix 7); publishing through
+ *     our own GstRTSPConnection code would be the way to make it a guarantee.
+ * tests/faults/test_network_faults.cpp fails on any crash or GLib critical of the publisher
+ * process; docs/reliability.md has the measurements. */
 
 namespace mediamtxsink {
 
 namespace {
 constexpr const char *kNetworkPrefix = "mtx-net-";
+/* rtspclientsink's `tcp-timeout` (its default is 20 s): see point 2 above. MediaMTX answers
+ * every request at once (SETUP after 1 s for "GStreamer" user agents). */
+constexpr guint64 kTcpTimeoutUs = 5 * G_USEC_PER_SEC;
+/* How long a failed connection's send threads get to fail on it before rtspclientsink changes
+ * state (stop()). */
+constexpr std::chrono::milliseconds kSenderDrainTime{200};
 /* Media older than this is dropped while a connection is being set up or is slow. */
 constexpr guint64 kQueueMaxTime = 200 * GST_MSECOND;
 /* How long a graceful stop waits for rtspclientsink to finish its TEARDOWN. rtspclientsink 1.22
@@ -44,6 +92,8 @@ RtspPublisher::RtspPublisher(PublisherConfig config, unsigned generation, Connec
     : config_(std::move(config)), generation_(generation), on_connected_(std::move(on_connected)) {}
 
 RtspPublisher::~RtspPublisher() {
+  for (GstPad *pad : sender_pads_)
+    gst_object_unref(pad);
   for (GstPad *pad : sink_request_pads_)
     gst_object_unref(pad);
   for (GstElement *queue : queues_)
@@ -62,10 +112,30 @@ void RtspPublisher::on_deep_element_added(GstBin *, GstBin *, GstElement *elemen
     return;
   GST_DEBUG_OBJECT(element, "rtspclientsink sink %s: no clock wait", G_OBJECT_TYPE_NAME(element));
   g_object_set(element, "sync", FALSE, "async", FALSE, nullptr);
-  g_autoptr(GstPad) pad = gst_element_get_static_pad(element, "sink");
-  if (pad)
+  GstPad *pad = gst_element_get_static_pad(element, "sink");
+  if (!pad)
+    return;
+  const auto buffers = static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST);
+  gst_pad_add_probe(pad, buffers, on_first_data, self, nullptr);
+  /* kept to starve the send threads on stop (a sink added while stopping is starved at once) */
+  std::lock_guard<std::mutex> lk(self->senders_lock_);
+  if (self->senders_starved_)
+    gst_pad_add_probe(pad, buffers, drop_media, nullptr, nullptr);
+  self->sender_pads_.push_back(pad);
+}
+
+/* Called from rtspclientsink's streaming threads once stop() began. */
+GstPadProbeReturn RtspPublisher::drop_media(GstPad *, GstPadProbeInfo *, gpointer) { return GST_PAD_PROBE_DROP; }
+
+/* Control thread: no more media reaches rtspclientsink's stream send threads (point 3). */
+void RtspPublisher::starve_senders() {
+  std::lock_guard<std::mutex> lk(senders_lock_);
+  if (senders_starved_)
+    return;
+  senders_starved_ = true;
+  for (GstPad *pad : sender_pads_)
     gst_pad_add_probe(pad, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
-                      on_first_data, self, nullptr);
+                      drop_media, nullptr, nullptr);
 }
 
 /* Called from rtspclientsink's streaming threads. */
@@ -91,6 +161,8 @@ bool RtspPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
   if (!config_.user_agent.empty())
     g_object_set(sink_, "user-agent", config_.user_agent.c_str(), nullptr);
   gst_util_set_object_arg(G_OBJECT(sink_), "protocols", config_.tcp ? "tcp" : "udp");
+  /* points 1 and 2 above: never an in-place reconnect; no network call blocks longer than this */
+  g_object_set(sink_, "udp-reconnect", FALSE, "tcp-timeout", kTcpTimeoutUs, nullptr);
   deep_added_id_ = g_signal_connect(sink_, "deep-element-added", G_CALLBACK(on_deep_element_added), this);
   gst_bin_add(bin, sink_);
 
@@ -125,6 +197,28 @@ bool RtspPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
 
 /* Any thread (rtspclientsink's task posts its progress and errors). */
 void RtspPublisher::on_message(GstMessage *message) {
+  if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_WARNING && sink_ && GST_MESSAGE_SRC(message) == GST_OBJECT(sink_) &&
+      !stopping_) {
+    /* Every RESOURCE warning of rtspclientsink itself is a broken connection it will not recover
+     * from without its in-place reconnect ("The server closed the connection.", "Could not send
+     * keep-alive"): its receive loop has stopped and its sends fail. This attempt has failed: post
+     * it as rtspclientsink's error (on this thread; the bin's handle_message sees it next). */
+    GError *warning = nullptr;
+    g_autofree char *debug = nullptr;
+    gst_message_parse_warning(message, &warning, &debug);
+    if (warning && warning->domain == GST_RESOURCE_ERROR && !broken_.exchange(true)) {
+      /* the debug text is "file(line): function (): element path:\nwhat happened" */
+      const char *what = debug ? std::strrchr(debug, '\n') : nullptr;
+      what = what ? what + 1 : warning->message;
+      GST_INFO_OBJECT(sink_, "connection broken (attempt %u): %s", generation_, what);
+      GError *error =
+          g_error_new(GST_RESOURCE_ERROR, warning->code, "The RTSP connection to the server broke: %s", what);
+      gst_element_post_message(sink_, gst_message_new_error(GST_OBJECT(sink_), error, debug));
+      g_error_free(error);
+    }
+    g_clear_error(&warning);
+    return;
+  }
   bool closed = GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR;
   if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_PROGRESS) {
     GstProgressType type;
@@ -144,11 +238,18 @@ void RtspPublisher::on_message(GstMessage *message) {
 }
 
 void RtspPublisher::stop(GstBin *bin, bool graceful) {
-  if (sink_ && deep_added_id_) {
-    g_signal_handler_disconnect(sink_, deep_added_id_);
-    deep_added_id_ = 0;
-  }
+  stopping_ = true;
   if (sink_) {
+    /* point 3 above: before any state change of rtspclientsink */
+    starve_senders();
+    if (!graceful) {
+      /* A failed connection: rtspclientsink's receive loop has usually just stopped and flushed
+       * (cancelled) it. Its state changes below start commands that un-flush it for a moment;
+       * first give each send thread the time to try the media it was handed before the probes
+       * and fail on the flushed connection, which removes its transport for good (no more
+       * writes from it). */
+      std::this_thread::sleep_for(kSenderDrainTime);
+    }
     gst_element_set_locked_state(sink_, TRUE);
     if (graceful && connected_) {
       /* READY queues the TEARDOWN on rtspclientsink's task; NULL right away could stop the task
@@ -177,6 +278,10 @@ void RtspPublisher::stop(GstBin *bin, bool graceful) {
   }
   if (sink_ && GST_OBJECT_PARENT(sink_) == GST_OBJECT(bin))
     gst_bin_remove(bin, sink_);
+  if (sink_ && deep_added_id_) {
+    g_signal_handler_disconnect(sink_, deep_added_id_);
+    deep_added_id_ = 0;
+  }
 }
 
 }  // namespace mediamtxsink

@@ -1,5 +1,9 @@
 /* gst-mediamtx: the RTSP network half of mediamtxsink: per stream a small leaky queue (so a
- * slow or blocked connection never blocks the camera) into one rtspclientsink. */
+ * slow or blocked connection never blocks the camera) into one rtspclientsink.
+ *
+ * rtspclientsink is used so that it never closes its connection while one of its stream send
+ * threads may be writing into it (rtsp_publisher.cpp says how): each attempt's element is
+ * built, used once and thrown away, never reconnected in place. */
 #pragma once
 
 #include <atomic>
@@ -22,6 +26,8 @@ public:
 private:
   static void on_deep_element_added(GstBin *bin, GstBin *sub_bin, GstElement *element, gpointer user_data);
   static GstPadProbeReturn on_first_data(GstPad *pad, GstPadProbeInfo *info, gpointer user_data);
+  static GstPadProbeReturn drop_media(GstPad *pad, GstPadProbeInfo *info, gpointer user_data);
+  void starve_senders();
 
   PublisherConfig config_;
   unsigned generation_;
@@ -31,6 +37,11 @@ private:
   std::vector<GstPad *> sink_request_pads_;
   gulong deep_added_id_ = 0;
   std::atomic<bool> connected_{false};
+  std::atomic<bool> stopping_{false};   /* stop() began: rtspclientsink's warnings are expected */
+  std::atomic<bool> broken_{false};     /* a connection warning was turned into this attempt's error */
+  std::mutex senders_lock_;
+  std::vector<GstPad *> sender_pads_;   /* ref: sink pads of rtspclientsink's internal sinks */
+  bool senders_starved_ = false;        /* under senders_lock_: drop probes on sender_pads_ */
   std::mutex close_lock_;
   std::condition_variable close_cond_;
   bool closed_ = false; /* rtspclientsink finished closing (TEARDOWN answered) or failed */

@@ -1,5 +1,6 @@
 #include "network_hosts.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +19,9 @@
 namespace faults {
 
 namespace {
+
+/* how long a host gets to stop its pipeline and exit after "quit" (generous: sanitizer builds) */
+constexpr int kQuitTimeoutMs = 15000;
 
 bool run(const std::string &command) {
   const int status = system(command.c_str());
@@ -54,8 +58,9 @@ bool spawn(const std::vector<std::string> &args, pid_t *pid, int *stdin_fd, int 
   argv.push_back(nullptr);
   GError *err = nullptr;
   GPid child = 0;
-  if (!g_spawn_async_with_pipes(nullptr, argv.data(), nullptr, G_SPAWN_DO_NOT_REAP_CHILD, nullptr, nullptr, &child,
-                                stdin_fd, stdout_fd, nullptr, &err)) {
+  const auto flags = static_cast<GSpawnFlags>(G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH);
+  if (!g_spawn_async_with_pipes(nullptr, argv.data(), nullptr, flags, nullptr, nullptr, &child, stdin_fd, stdout_fd,
+                                nullptr, &err)) {
     g_printerr("cannot start %s: %s\n", args[0].c_str(), err->message);
     g_clear_error(&err);
     return false;
@@ -71,7 +76,24 @@ TestHost::TestHost(std::string name, int subnet) : name_(std::move(name)), subne
 TestHost::~TestHost() { stop(); }
 
 bool TestHost::create() {
-  if (!spawn({NETNS_PIPELINE_PATH}, &pid_, &stdin_fd_, &stdout_fd_))
+  /* NETNS_PIPELINE_WRAPPER: a command the host program runs under (e.g. "valgrind
+   * --error-exitcode=99 ..."), for the hosts named in NETNS_PIPELINE_WRAP (comma-separated;
+   * default: every host). A tool's non-zero exit status then fails the test like any death. */
+  std::vector<std::string> args;
+  const char *wrapper = g_getenv("NETNS_PIPELINE_WRAPPER");
+  const char *wrapped = g_getenv("NETNS_PIPELINE_WRAP");
+  g_auto(GStrv) names = g_strsplit(wrapped ? wrapped : "", ",", -1);
+  if (wrapper && *wrapper && (!wrapped || !*wrapped || g_strv_contains(names, name_.c_str()))) {
+    g_auto(GStrv) words = nullptr;
+    if (!g_shell_parse_argv(wrapper, nullptr, &words, nullptr)) {
+      g_printerr("host %s: cannot parse NETNS_PIPELINE_WRAPPER\n", name_.c_str());
+      return false;
+    }
+    for (char **w = words; *w; ++w)
+      args.emplace_back(*w);
+  }
+  args.emplace_back(NETNS_PIPELINE_PATH);
+  if (!spawn(args, &pid_, &stdin_fd_, &stdout_fd_))
     return false;
   reader_ = std::thread([this] { read_lines(); });
   if (!testbed::wait_until([this] { std::lock_guard<std::mutex> g(lock_); return netns_ready_; }, 5000)) {
@@ -94,22 +116,64 @@ bool TestHost::play(const std::string &pipeline) {
   return stdin_fd_ >= 0 && write(stdin_fd_, line.data(), line.size()) == static_cast<ssize_t>(line.size());
 }
 
-void TestHost::stop() {
+std::string TestHost::stop() {
   if (stdin_fd_ >= 0) {
+    {
+      std::lock_guard<std::mutex> guard(lock_);
+      if (!exited_)
+        quit_sent_ = true;
+    }
     if (write(stdin_fd_, "quit\n", 5) != 5)
       g_printerr("host %s: already gone\n", name_.c_str());
     close(stdin_fd_);
     stdin_fd_ = -1;
   }
-  reap(pid_, 5000);
+  if (pid_ > 0 && !testbed::wait_until([this] { return exited(); }, kQuitTimeoutMs)) {
+    g_printerr("host %s: still running %d ms after quit: killing it\n", name_.c_str(), kQuitTimeoutMs);
+    {
+      std::lock_guard<std::mutex> guard(lock_);
+      killed_by_test_ = true;
+    }
+    kill(pid_, SIGKILL);
+  }
   if (reader_.joinable())
-    reader_.join();
+    reader_.join(); /* it reaps the process */
+  pid_ = -1;
   if (stdout_fd_ >= 0) {
     close(stdout_fd_);
     stdout_fd_ = -1;
   }
   /* normally gone with the namespace */
   (void)!system(("ip link del " + server_interface() + " 2>/dev/null").c_str());
+  std::lock_guard<std::mutex> guard(lock_);
+  if (killed_by_test_)
+    return "did not exit within " + std::to_string(kQuitTimeoutMs) + " ms of quit (killed)";
+  return death_locked();
+}
+
+bool TestHost::exited() const {
+  std::lock_guard<std::mutex> guard(lock_);
+  return exited_;
+}
+
+std::string TestHost::death() const {
+  std::lock_guard<std::mutex> guard(lock_);
+  return death_locked();
+}
+
+std::string TestHost::death_locked() const {
+  if (!exited_ || killed_by_test_)
+    return "";
+  if (wait_status_ == -1)
+    return "ended, exit status unknown";
+  if (WIFSIGNALED(wait_status_))
+    return "killed by signal " + std::to_string(WTERMSIG(wait_status_)) + " (" + strsignal(WTERMSIG(wait_status_)) +
+           ")" + (WCOREDUMP(wait_status_) ? ", core dumped" : "");
+  if (WIFEXITED(wait_status_) && WEXITSTATUS(wait_status_) != 0)
+    return "exited with status " + std::to_string(WEXITSTATUS(wait_status_));
+  if (!quit_sent_)
+    return "exited on its own with status 0 before the test told it to quit";
+  return "";
 }
 
 bool TestHost::run_inside(const std::string &command) const {
@@ -149,6 +213,17 @@ void TestHost::read_lines() {
   }
   free(line);
   fclose(in);
+  /* the output ends when the process does: reap it now, so a death is seen during the test */
+  int status = 0;
+  pid_t reaped;
+  do
+    reaped = waitpid(pid_, &status, 0);
+  while (reaped < 0 && errno == EINTR);
+  std::lock_guard<std::mutex> guard(lock_);
+  exited_ = true;
+  wait_status_ = reaped == pid_ ? status : -1;
+  if (!quit_sent_)
+    g_printerr("host %s: process ended during the test\n", name_.c_str());
 }
 
 std::vector<gint64> TestHost::frames() const {
@@ -162,7 +237,8 @@ int TestHost::frame_count() const {
 }
 
 bool TestHost::wait_frames(int count, int timeout_ms) const {
-  return testbed::wait_until([&] { return frame_count() >= count; }, timeout_ms);
+  testbed::wait_until([&] { return frame_count() >= count || exited(); }, timeout_ms);
+  return frame_count() >= count;
 }
 
 int TestHost::status_count(const char *state, gint64 since) const {
@@ -385,7 +461,8 @@ Outcome measure_recovery(const TestHost &viewer, gint64 started, gint64 healed, 
   Outcome out;
   gint64 steady = -1;
   /* (the steady second has arrived when this returns) */
-  testbed::wait_until([&] { return (steady = steady_from(viewer.frames(), healed, kFreeze)) >= 0; }, timeout_ms);
+  testbed::wait_until(
+      [&] { return (steady = steady_from(viewer.frames(), healed, kFreeze)) >= 0 || viewer.exited(); }, timeout_ms);
   const std::vector<gint64> frames = viewer.frames();
   const gint64 end = steady >= 0 ? steady : g_get_monotonic_time();
   out.recovered = steady >= 0;

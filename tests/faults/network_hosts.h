@@ -12,7 +12,11 @@
  *
  * Cleanup: a client host dies with the test process (PR_SET_PDEATHSIG), and its namespace, veth
  * pair and firewall rules with it; rules in the server namespace are removed by their LinkFault
- * and flushed by reset_server_firewall() at the start of every test. */
+ * and flushed by reset_server_firewall() at the start of every test.
+ *
+ * A host process that dies during a test (a crash, an abort, any exit before the test told it to
+ * quit, or a non-zero exit status) is a failure: each TestHost reaps its process as soon as it
+ * ends and records how (death()); the tests check it during their waits and at the end. */
 #pragma once
 
 #include <gst/gst.h>
@@ -42,8 +46,16 @@ public:
   bool create();
   /* Plays `pipeline` (gst-launch syntax; frames are counted at the element named "sink"). */
   bool play(const std::string &pipeline);
-  /* Stops the pipeline ("quit", then SIGKILL after 5 s) and removes the namespace. */
-  void stop();
+  /* Stops the pipeline ("quit", then SIGKILL after kQuitTimeoutMs) and removes the namespace.
+   * Returns how the process ended when that was not a clean exit after "quit" (see death()),
+   * or that it had to be killed; empty when it ended cleanly (or was never started). */
+  std::string stop();
+  /* Empty while the process runs, or when it exited with status 0 after "quit"; otherwise what
+   * happened: "killed by signal 11 (Segmentation fault)", "exited with status 1", "exited on
+   * its own with status 0 before the test told it to quit". */
+  std::string death() const;
+  /* the process has ended (however) */
+  bool exited() const;
 
   std::string address() const { return "10.78." + std::to_string(subnet_) + ".2"; }
   std::string server_address() const { return "10.78." + std::to_string(subnet_) + ".1"; }
@@ -56,6 +68,7 @@ public:
   /* monotonic times (us) of every frame at the host's "sink" element */
   std::vector<gint64> frames() const;
   int frame_count() const;
+  /* false after timeout_ms, or at once when the process has ended */
   bool wait_frames(int count, int timeout_ms) const;
   /* gst-mediamtx-status messages with this state, received at or after `since` (monotonic us) */
   int status_count(const char *state, gint64 since = 0) const;
@@ -69,6 +82,7 @@ public:
 
 private:
   void read_lines();
+  std::string death_locked() const; /* lock_ held */
 
   std::string name_;
   int subnet_;
@@ -82,6 +96,11 @@ private:
   std::vector<gint64> frames_;
   std::vector<std::pair<gint64, std::string>> statuses_;
   std::vector<std::string> errors_, criticals_;
+  /* the process: reaped by the reader thread once its output ends (under lock_) */
+  bool quit_sent_ = false;
+  bool exited_ = false;
+  bool killed_by_test_ = false;
+  int wait_status_ = 0;
 };
 
 /* Firewall rules of one fault; removed when it goes out of scope (or by clear()). */
@@ -162,7 +181,8 @@ struct Outcome {
 };
 
 /* Waits up to timeout_ms after `healed` for a steady second of frames at `viewer` and measures
- * the fault that began at `started` (monotonic us). */
+ * the fault that began at `started` (monotonic us). Returns early (not recovered) when the
+ * viewer's process ended. */
 Outcome measure_recovery(const TestHost &viewer, gint64 started, gint64 healed, int timeout_ms);
 
 /* Prints "FAULT name=<name> recovered=yes|no recover_ms=... frames_lost=... freezes=...

@@ -2,12 +2,19 @@
  * MediaMTX, on three hosts: publisher, server and viewer each in its own network namespace, joined
  * by veth pairs (tests/faults/network_hosts.h). Each fault test prints one line of figures
  * ("FAULT name=... recovered=... recover_ms=... frames_lost=... freezes=..."), tabulated in
- * docs/reliability.md. The soak at the end runs both pipelines in this process. */
+ * docs/reliability.md. The soak at the end runs both pipelines in this process.
+ *
+ * Every fault test fails when the publisher's or the viewer's process dies (a crash, an abort, any
+ * exit before the test ends it, a non-zero exit status, or no exit after "quit"): checked during
+ * the waits (ThreeHosts::check_alive) and at the end (ThreeHosts::finish), with any GLib critical
+ * or warning either process logged. */
 #include <gst/check/gstcheck.h>
 
 #include <dirent.h>
 #include <malloc.h>
+#include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -60,18 +67,41 @@ struct ThreeHosts {
     const std::string location = publisher_transport == "whip" ? whip_url() : rtsp_url();
     fail_unless(publisher.play(std::string(kMovingCamera) + " ! mediamtxsink " + kPublisherSettings +
                                " transport=" + publisher_transport + " location=" + location));
-    fail_unless(server.wait_path_ready("cam", 15000), "nothing published");
+    const bool published = server.wait_path_ready("cam", 15000);
+    check_alive();
+    fail_unless(published, "nothing published");
     fail_unless(viewer.play(std::string("whepsrc name=src ") + viewer_settings + " location=" + whep_url() +
                             " ! fakesink name=sink sync=false async=false"));
-    fail_unless(viewer.wait_frames(kFps, 20000), "no frames at the viewer (%d)", viewer.frame_count());
+    const bool frames = viewer.wait_frames(kFps, 20000);
+    check_alive();
+    fail_unless(frames, "no frames at the viewer (%d)", viewer.frame_count());
   }
-  /* Neither host posted an error, and the viewer logged no GLib critical (as gst-check would fail
-   * it in-process). The publisher's criticals are only counted: rtspclientsink 1.22 logs some
-   * when its connection goes away under a streaming thread (docs/reliability.md). */
-  void check_no_errors() const {
+  /* Both host processes still run (or ended cleanly when told to). */
+  void check_alive() const {
+    for (const TestHost *host : {&publisher, &viewer}) {
+      const std::string death = host->death();
+      fail_unless(death.empty(), "the %s process died during the test: %s%s", host->name().c_str(), death.c_str(),
+                  last_critical(*host).c_str());
+    }
+  }
+  /* The end of every fault test: both processes alive, neither host posted an error or logged a
+   * GLib critical or warning (as gst-check would fail it in-process), and both exit cleanly on
+   * "quit" (status 0, within TestHost's bound). */
+  void finish() {
+    check_alive();
     fail_unless(publisher.errors().empty(), "publisher error: %s", publisher.errors().front().c_str());
     fail_unless(viewer.errors().empty(), "viewer error: %s", viewer.errors().front().c_str());
+    fail_unless(publisher.criticals().empty(), "publisher critical: %s", publisher.criticals().front().c_str());
     fail_unless(viewer.criticals().empty(), "viewer critical: %s", viewer.criticals().front().c_str());
+    for (TestHost *host : {&viewer, &publisher}) {
+      const std::string end = host->stop();
+      fail_unless(end.empty(), "the %s process did not end cleanly: %s%s", host->name().c_str(), end.c_str(),
+                  last_critical(*host).c_str());
+    }
+  }
+  static std::string last_critical(const TestHost &host) {
+    const auto criticals = host.criticals();
+    return criticals.empty() ? "" : " (last critical: " + criticals.back() + ")";
   }
   /* "criticals=N" for the FAULT line; each one printed on its own line */
   std::string criticals() const {
@@ -125,13 +155,44 @@ static Outcome fault_for(ThreeHosts &hosts, int seconds, Apply apply, int recove
   LinkFault fault;
   const gint64 started = g_get_monotonic_time();
   fail_unless(apply(fault));
-  g_usleep(seconds * G_USEC_PER_SEC);
+  const gint64 heal_at = started + seconds * G_USEC_PER_SEC;
+  while (g_get_monotonic_time() < heal_at) {
+    hosts.check_alive();
+    g_usleep(std::min<gint64>(100 * 1000, std::max<gint64>(0, heal_at - g_get_monotonic_time())));
+  }
   if (dropped_at_viewer)
     *dropped_at_viewer = fault.host_packets(hosts.viewer);
   fault.clear();
   const gint64 healed = g_get_monotonic_time();
-  return measure_recovery(hosts.viewer, started, healed, recover_timeout_ms);
+  const Outcome outcome = measure_recovery(hosts.viewer, started, healed, recover_timeout_ms);
+  hosts.check_alive();
+  return outcome;
 }
+
+/* The harness itself: a host process that aborts, or exits with an error, is seen as dead at
+ * once (so ThreeHosts::check_alive and finish fail the fault test), and one told to quit ends
+ * cleanly. */
+GST_START_TEST(test_host_death_is_seen) {
+  fail_unless(in_test_namespace());
+  TestHost crashed("crash", 5), failed("fail", 6), quits("quits", 7);
+  fail_unless(crashed.create() && failed.create() && quits.create());
+  fail_unless(crashed.play("videotestsrc is-live=true ! fakesink name=sink"));
+  fail_unless(quits.play("videotestsrc is-live=true ! fakesink name=sink"));
+  fail_unless(crashed.wait_frames(5, 10000) && quits.wait_frames(5, 10000));
+  fail_unless(crashed.death().empty() && quits.death().empty());
+  /* SIGABRT, as abort() would: a SIGSEGV would also be reported by AddressSanitizer in faults/asan */
+  fail_unless(kill(crashed.pid(), SIGABRT) == 0);
+  fail_unless(wait_until([&] { return crashed.exited(); }, 5000));
+  fail_unless(crashed.death().find("killed by signal 6") == 0, "%s", crashed.death().c_str());
+  /* netns-pipeline exits with status 1 on a pipeline it cannot parse */
+  fail_unless(failed.play("no-such-element-anywhere"));
+  fail_unless(wait_until([&] { return failed.exited(); }, 5000));
+  const std::string failure = failed.death();
+  fail_unless_equals_string(failure.c_str(), "exited with status 1");
+  fail_unless(quits.stop().empty());
+  fail_unless(!crashed.stop().empty());
+}
+GST_END_TEST;
 
 /* The viewer's link cut for 10 s (every packet, both ways): it reconnects on its own and frames
  * resume in the same pipeline. */
@@ -143,7 +204,7 @@ GST_START_TEST(test_viewer_partition_10s) {
   fail_unless(o.recovered, "no steady frames within 20 s of the network coming back");
   fail_unless(o.reconnects >= 1, "the viewer never noticed the partition");
   fail_unless(o.freezes >= 1);
-  hosts.check_no_errors();
+  hosts.finish();
 }
 GST_END_TEST;
 
@@ -160,7 +221,7 @@ static void publisher_partition(const char *transport, const char *name) {
   print_outcome(name, o, extra);
   fail_unless(o.recovered, "no steady frames at the viewer within 30 s of the network coming back");
   fail_unless(o.freezes >= 1, "frames kept flowing through a publisher partition?");
-  hosts.check_no_errors();
+  hosts.finish();
 }
 
 GST_START_TEST(test_publisher_partition_10s) { publisher_partition("rtsp", "publisher-partition-10s-rtsp"); }
@@ -183,6 +244,7 @@ GST_START_TEST(test_server_sigkill_x10) {
     g_usleep(500 * 1000);
     fail_unless(hosts.server.start(), "cycle %d: server did not start", cycle);
     const Outcome o = measure_recovery(hosts.viewer, killed, g_get_monotonic_time(), 20000);
+    hosts.check_alive();
     fail_unless(o.recovered, "cycle %d: no steady frames within 20 s of the restart", cycle);
     worst_ms = std::max(worst_ms, o.recover_ms);
     sum_ms += o.recover_ms;
@@ -194,7 +256,7 @@ GST_START_TEST(test_server_sigkill_x10) {
   total.recover_ms = sum_ms / 10;
   print_outcome("server-sigkill-x10", total, "worst_recover_ms=" + std::to_string(worst_ms) + " " + hosts.criticals());
   fail_unless(total.freezes >= 10);
-  hosts.check_no_errors();
+  hosts.finish();
 }
 GST_END_TEST;
 
@@ -221,7 +283,7 @@ GST_START_TEST(test_loss_5_percent) {
               stats.figures().c_str());
   fail_unless_equals_int(o.reconnects, 0);
   fail_unless(o.recovered);
-  hosts.check_no_errors();
+  hosts.finish();
 }
 GST_END_TEST;
 
@@ -240,7 +302,7 @@ GST_START_TEST(test_loss_20_percent) {
                 "frames_in_10s=" + std::to_string(during) + " dropped_to_viewer=" + std::to_string(dropped) + " " +
                     stats.figures() + " " + hosts.criticals());
   fail_unless(o.recovered, "no steady frames within 20 s of the loss ending");
-  hosts.check_no_errors();
+  hosts.finish();
 }
 GST_END_TEST;
 
@@ -275,7 +337,7 @@ GST_START_TEST(test_delay_100ms_jitter_30ms) {
   fail_unless(o.recovered);
   fail_unless_equals_int(o.reconnects, 0);
   fail_unless(during >= 7 * kFps, "only %d frames in 10 s under delay", during);
-  hosts.check_no_errors();
+  hosts.finish();
 }
 GST_END_TEST;
 
@@ -301,8 +363,9 @@ GST_START_TEST(test_udp_blocked_ice_tcp) {
    * timed out, which takes longer than the 2 s of the other tests */
   hosts.play("rtsp", "audio=false retry-delay=300 max-retry-delay=1000");
   const gint64 first = hosts.viewer.frames().front();
-  fail_unless(hosts.viewer.wait_frames(5 * kFps, 15000), "frames stopped over ICE-TCP (%d)",
-              hosts.viewer.frame_count());
+  const bool flowing = hosts.viewer.wait_frames(5 * kFps, 15000);
+  hosts.check_alive();
+  fail_unless(flowing, "frames stopped over ICE-TCP (%d)", hosts.viewer.frame_count());
   const long long tcp_packets = server_rule_packets("filter", "ice-tcp");
   const long long udp_packets = server_rule_packets("filter", "udp-from-viewer");
   Outcome o = measure_recovery(hosts.viewer, started, started, 1000);
@@ -317,7 +380,7 @@ GST_START_TEST(test_udp_blocked_ice_tcp) {
                   stats.remote_candidate.find(":" + std::to_string(hosts.server.ice_tcp_port()) + " tcp ") !=
                       std::string::npos,
               "selected pair %s -> %s", stats.local_candidate.c_str(), stats.remote_candidate.c_str());
-  hosts.check_no_errors();
+  hosts.finish();
 }
 GST_END_TEST;
 
@@ -425,6 +488,7 @@ static Suite *network_faults_suite(void) {
   Suite *s = suite_create("network-faults");
   TCase *tc = tcase_create("faults");
   tcase_set_timeout(tc, 240);
+  tcase_add_test(tc, test_host_death_is_seen);
   tcase_add_test(tc, test_viewer_partition_10s);
   tcase_add_test(tc, test_publisher_partition_10s);
   tcase_add_test(tc, test_publisher_partition_10s_whip);

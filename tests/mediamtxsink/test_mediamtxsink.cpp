@@ -222,7 +222,6 @@ static void check_server_restart(const char *rtsp_transport) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
   fail_unless(server.start());
-  tolerate_rtspclientsink_socket_criticals();
   const int retry_ms = 500, max_retry_ms = 1000;
   const std::string transport = rtsp_transport ? std::string("rtsp-transport=") + rtsp_transport +
                                                      " location=" + server.rtsp_url("cam")
@@ -378,7 +377,6 @@ static void on_network_element(GstBin *, GstBin *, GstElement *element, gpointer
 
 GST_START_TEST(test_every_connection_starts_with_a_keyframe) {
   fail_unless(in_test_namespace());
-  tolerate_rtspclientsink_socket_criticals();
   MediamtxServer server;
   fail_unless(server.start());
   /* a long GOP: without a forced keyframe the reconnection would start mid-GOP */
@@ -408,7 +406,6 @@ GST_END_TEST;
 
 GST_START_TEST(test_server_down_at_start) {
   fail_unless(in_test_namespace());
-  tolerate_rtspclientsink_socket_criticals();
   MediamtxServer server;
   fail_unless(server.start()); /* chooses the ports */
   server.kill_hard();
@@ -630,7 +627,6 @@ GST_END_TEST;
  * element then plays again. */
 static void check_stop_from_bus_handler(const char *state, bool server_up) {
   fail_unless(in_test_namespace());
-  tolerate_rtspclientsink_socket_criticals();
   MediamtxServer server;
   fail_unless(server.start());
   if (!server_up)
