@@ -496,6 +496,7 @@ GstBusSyncReply controller_bus(GstBus *, GstMessage *message, gpointer data) {
     probe->error_code = error->code;
     g_error_free(error);
   }
+  gst_message_unref(message); /* a sync handler that drops a message owns it */
   return GST_BUS_DROP;
 }
 
