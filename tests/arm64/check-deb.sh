@@ -52,7 +52,8 @@ check() { # name, command...
 start=$SECONDS
 log="$(mktemp)"
 scratch="$(mktemp -d)"
-trap 'rm -rf "$log" "$scratch"' EXIT
+# --one-file-system: never into a mount left behind below scratch (the install overlay binds /dev)
+trap 'rm -rf --one-file-system "$log" "$scratch"' EXIT
 if deb="$(env BUILD_DIR="$DEB_BUILD_DIR" BUILD_TARGETS="$BUILD_TARGETS" "${cross[@]}" packaging/build-deb.sh 2>"$log" |
   tail -n 1)" && [[ -f "$deb" ]]; then
   echo "ok: packaging/build-deb.sh built $deb in $((SECONDS - start)) s"
@@ -121,6 +122,43 @@ inspect="$(GST_PLUGIN_PATH="$scratch/root/usr/lib/$triplet/gstreamer-1.0" GST_RE
 for element in whepsrc mediamtxsink reconnectbin; do
   check "unpacked plugin registers $element" grep -q "$element" <<<"$inspect"
 done
+
+# Installed for real into this machine's release (Debian 12 here; the trixie lane does the same in
+# its Debian 13 root): apt installs the package into a throw-away overlay of this root file system,
+# so the maintainer scripts run and the dependencies resolve, and the system's own gst-inspect-1.0
+# finds the plugin where GStreamer looks for it. The machine itself is left untouched.
+install_into_overlay() {
+  local top="$scratch/overlay"
+  mkdir -p "$top/upper" "$top/work" "$top/merged"
+  cp "$deb" "$top/upper/"
+  # A private mount namespace: every mount below ends with it, whatever happens.
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  if ! unshare -m --propagation private bash -euo pipefail -c '
+      top=$1 deb=$2
+      mount -t overlay overlay -o "lowerdir=/,upperdir=$top/upper,workdir=$top/work" "$top/merged"
+      mount -t proc proc "$top/merged/proc"
+      mount --bind /dev "$top/merged/dev"
+      mount -t tmpfs tmpfs "$top/merged/tmp"
+      # no network: every dependency is installed here already (the tests need them too)
+      chroot "$top/merged" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-download "/$deb"
+      chroot "$top/merged" env -u GST_PLUGIN_PATH GST_REGISTRY=/tmp/registry.bin gst-inspect-1.0 mediamtx \
+        >"$top/inspect.txt" 2>&1
+    ' install "$top" "$(basename "$deb")" >"$scratch/apt.log" 2>&1; then
+    tail -n 20 "$scratch/apt.log" "$top/inspect.txt" 2>/dev/null
+    return 1
+  fi
+  for element in whepsrc mediamtxsink reconnectbin; do
+    grep -q "$element" "$top/inspect.txt" || { echo "no $element in:"; cat "$top/inspect.txt"; return 1; }
+  done
+}
+if ((${#cross[@]} == 0)); then
+  if [[ $(id -u) -eq 0 ]]; then
+    check "apt installs it into this release (a throw-away overlay of /), gst-inspect-1.0 mediamtx lists the three elements" \
+      install_into_overlay
+  else
+    echo "arm64/deb: SKIPPED: installing the package needs root (mount, chroot)"
+  fi
+fi
 echo "arm64/deb: took $((SECONDS - start)) s"
 echo "$passed passed, $failed failed"
 ((failed == 0))
