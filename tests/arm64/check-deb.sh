@@ -137,10 +137,10 @@ install_into_overlay() {
       top=$1 deb=$2
       mount -t overlay overlay -o "lowerdir=/,upperdir=$top/upper,workdir=$top/work" "$top/merged"
       mount -t proc proc "$top/merged/proc"
-      mount --bind /dev "$top/merged/dev"
+      mount --rbind /dev "$top/merged/dev"
       mount -t tmpfs tmpfs "$top/merged/tmp"
-      # no network: every dependency is installed here already (the tests need them too)
-      chroot "$top/merged" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-download "/$deb"
+      # every dependency is installed here already (the tests need them too): nothing to fetch
+      chroot "$top/merged" env -C / DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "/$deb"
       chroot "$top/merged" env -u GST_PLUGIN_PATH GST_REGISTRY=/tmp/registry.bin gst-inspect-1.0 mediamtx \
         >"$top/inspect.txt" 2>&1
     ' install "$top" "$(basename "$deb")" >"$scratch/apt.log" 2>&1; then
