@@ -524,8 +524,8 @@ GST_START_TEST(test_controller_retry_and_give_up) {
     ReconnectController::Hooks hooks;
     std::atomic<unsigned> session{0};
     hooks.start = [&] {
-      probe.starts++;
       session = controller.begin_session();
+      probe.starts++; /* after: the test reads `session` once it sees the count */
     };
     hooks.teardown = [&](const Failure &) { probe.teardowns++; };
     controller.set_hooks(hooks);
