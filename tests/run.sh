@@ -37,17 +37,33 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
+mkdir -p "$BUILD_DIR"
 if [[ "$SKIP_SETUP" != "1" ]]; then
-  MEDIAMTX_BIN="${MEDIAMTX_BIN:-$(subprojects/setup.sh | tail -n 1)}"
   setup_start=$SECONDS
+  subprojects/setup.sh --no-mediamtx >&2
+  echo "run.sh: Debian packages and npm (subprojects/setup.sh) took $((SECONDS - setup_start)) s" >&2
+  # The Debian 13 lane's root file system (network and disk bound, ~10 min the first time) is made
+  # while this machine sets up and builds; trixie/suites waits for it (tests/trixie/run.sh locks it).
+  if (($# == 0)); then
+    tests/trixie/run.sh rootfs >"$BUILD_DIR/trixie-rootfs.log" 2>&1 &
+  fi
+  # CPU-bound builds (MediaMTX from the Go module proxy; gst-plugins-rs' webrtchttp for
+  # coexist/registry, from crates.io) run while apt adds the arm64 cross tools (network and disk).
+  # On failure of the rs build, coexist/registry builds again and reports why.
+  setup_start=$SECONDS
+  (
+    PATH="$PATH:/usr/local/go/bin" subprojects/build-mediamtx.sh >"$BUILD_DIR/mediamtx-build.log" 2>&1
+    echo "run.sh: MediaMTX (subprojects/build-mediamtx.sh) took $((SECONDS - setup_start)) s" >&2
+    tests/coexist/build-rs-webrtchttp.sh >"$BUILD_DIR/rs-webrtchttp-build.log" 2>&1 ||
+      echo "run.sh: tests/coexist/build-rs-webrtchttp.sh failed or skipped: coexist/registry says why" >&2
+    echo "run.sh: MediaMTX and gst-plugins-rs webrtchttp built in $((SECONDS - setup_start)) s" >&2
+  ) &
+  builds=$!
   packaging/cross-setup.sh >/dev/null
   echo "run.sh: arm64 cross setup (packaging/cross-setup.sh) took $((SECONDS - setup_start)) s" >&2
-  # gst-plugins-rs' webrtchttp for coexist/registry, built here (cached) rather than while the
-  # timing-sensitive tests run; on failure that test builds again and reports why.
-  setup_start=$SECONDS
-  tests/coexist/build-rs-webrtchttp.sh >/dev/null ||
-    echo "run.sh: tests/coexist/build-rs-webrtchttp.sh failed or skipped: coexist/registry says why" >&2
-  echo "run.sh: gst-plugins-rs webrtchttp (tests/coexist/build-rs-webrtchttp.sh) took $((SECONDS - setup_start)) s" >&2
+  wait "$builds" || true
+  MEDIAMTX_BIN="${MEDIAMTX_BIN:-$(tail -n 1 "$BUILD_DIR/mediamtx-build.log")}"
+  [[ -x "$MEDIAMTX_BIN" ]] || { cat "$BUILD_DIR/mediamtx-build.log" >&2; echo "run.sh: no MediaMTX" >&2; exit 1; }
 else
   MEDIAMTX_BIN="${MEDIAMTX_BIN:-$(subprojects/build-mediamtx.sh | tail -n 1)}"
 fi
@@ -56,12 +72,6 @@ export MEDIAMTX_BIN
 export ARM64_REQUIRED=1
 echo "run.sh: MEDIAMTX_BIN=$MEDIAMTX_BIN" >&2
 
-# The Debian 13 lane's root file system (network and disk bound, ~10 min the first time) is made
-# while this machine builds; trixie/suites waits for it (tests/trixie/run.sh locks it).
-if (($# == 0)); then
-  mkdir -p "$BUILD_DIR"
-  tests/trixie/run.sh rootfs >"$BUILD_DIR/trixie-rootfs.log" 2>&1 &
-fi
 
 # shellcheck disable=SC2086
 if [[ -f "$BUILD_DIR/build.ninja" ]]; then

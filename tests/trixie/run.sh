@@ -46,8 +46,12 @@ TRIXIE_MIRROR="${TRIXIE_MIRROR:-$(default_mirror)}"
 TRIXIE_BUILD_DIR="${TRIXIE_BUILD_DIR:-build-trixie}"
 TRIXIE_SUITES="${TRIXIE_SUITES:-whepsrc mediamtxsink reconnectbin integration}"
 TRIXIE_JOBS="${TRIXIE_JOBS:-2}"
-MEDIAMTX_BIN="${MEDIAMTX_BIN:-$(subprojects/build-mediamtx.sh | tail -n 1)}"
 stages="${*:-amd64 arm64 deb}"
+# only the stages that run MediaMTX need it ("rootfs" alone runs beside tests/run.sh's own build)
+if [[ "$stages" != rootfs ]]; then
+  MEDIAMTX_BIN="${MEDIAMTX_BIN:-$(subprojects/build-mediamtx.sh | tail -n 1)}"
+fi
+MEDIAMTX_BIN="${MEDIAMTX_BIN:-}"
 echo "trixie: TRIXIE_ROOT=$TRIXIE_ROOT TRIXIE_MIRROR=$TRIXIE_MIRROR TRIXIE_BUILD_DIR=$TRIXIE_BUILD_DIR"
 echo "trixie: TRIXIE_SUITES=$TRIXIE_SUITES TRIXIE_JOBS=$TRIXIE_JOBS MEDIAMTX_BIN=$MEDIAMTX_BIN stages: $stages"
 
