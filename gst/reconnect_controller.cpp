@@ -313,11 +313,6 @@ void ReconnectController::set_transport(const std::string &transport) {
   transport_ = transport;
 }
 
-std::string ReconnectController::last_error() const {
-  std::lock_guard<std::mutex> guard(lock_);
-  return last_error_;
-}
-
 void ReconnectController::add_stats(GstStructure *stats) const {
   std::lock_guard<std::mutex> guard(lock_);
   gst_structure_set(stats, "state", G_TYPE_STRING, connection_state_name(state_), "attempts", G_TYPE_INT, attempt_,

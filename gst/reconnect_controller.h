@@ -144,7 +144,6 @@ public:
   void set_transport(const std::string &transport);
   /* state, attempts (failed attempts in this outage), sessions, reconnects, last-error */
   void add_stats(GstStructure *stats) const;
-  std::string last_error() const;
 
 private:
   void give_up(const Failure &failure);
