@@ -91,8 +91,9 @@ static std::shared_ptr<Placeholder> current(GstMtxWhepSrc *self) {
 /* Called with p->lock held: the new words; returns them as markup for set_overlay_text(). */
 static std::string update_text_locked(Placeholder *p) {
   p->text = p->path + "\n" + p->state_line;
-  g_autofree gchar *markup = g_markup_escape_text(p->text.c_str(), -1);
-  return markup;
+  g_autofree gchar *path = g_markup_escape_text(p->path.c_str(), -1);
+  g_autofree gchar *line = g_markup_escape_text(p->state_line.c_str(), -1);
+  return std::string("<span size=\"x-large\" weight=\"bold\">") + path + "</span>\n" + line;
 }
 
 /* Called without p->lock (textoverlay takes its own lock). */
@@ -102,8 +103,8 @@ static void set_overlay_text(Placeholder *p, const std::string &markup) {
 
 /* The font follows the picture's height. Called without p->lock. */
 static void set_font_for_height(Placeholder *p, gint height) {
-  const int size = std::max(8, height / 22);
-  g_autofree gchar *font = g_strdup_printf("Sans Bold %d", size);
+  const int size = std::max(6, height / 48);
+  g_autofree gchar *font = g_strdup_printf("Sans %d", size);
   g_object_set(p->overlay, "font-desc", font, nullptr);
 }
 
