@@ -72,11 +72,13 @@ struct Placeholder {
   std::condition_variable pushed;
   bool connected = false;    /* a chain is linked to `live_input` */
   bool live_active = false;  /* the selector passes the live input */
+  bool switching = false;    /* live pictures arrive: the slate stops, the selector waits for a newer one */
   bool failed_since_live = false; /* a failure in this outage: "connecting" keeps its reason */
   bool last_failure_404 = false;
   std::string state_line = "connecting…";
   std::string text;          /* what the overlay draws */
   guint64 slate_frames = 0;  /* frames the slate pushed */
+  GstClockTime slate_end = GST_CLOCK_TIME_NONE; /* end of the slate's last frame */
   gint live_height = 0;
 };
 
@@ -115,7 +117,7 @@ static void set_font_for_height(Placeholder *p, gint height) {
 static GstPadProbeReturn slate_gate_probe(GstPad *, GstPadProbeInfo *, gpointer data) {
   auto *p = static_cast<Placeholder *>(data);
   std::lock_guard<std::mutex> guard(p->lock);
-  return p->live_active ? GST_PAD_PROBE_DROP : GST_PAD_PROBE_OK;
+  return p->live_active || p->switching ? GST_PAD_PROBE_DROP : GST_PAD_PROBE_OK;
 }
 
 /* Sends a GAP event for the slate frame's time on every audio pad that has no chain behind it. */
@@ -152,12 +154,15 @@ static GstPadProbeReturn slate_out_probe(GstPad *, GstPadProbeInfo *info, gpoint
     gst_query_set_latency(query, TRUE, 0, GST_CLOCK_TIME_NONE);
     return GST_PAD_PROBE_HANDLED;
   }
+  GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER(info);
   {
     std::lock_guard<std::mutex> guard(p->lock);
     p->slate_frames++;
+    if (GST_BUFFER_PTS_IS_VALID(buffer))
+      p->slate_end = GST_BUFFER_PTS(buffer) + (GST_BUFFER_DURATION_IS_VALID(buffer) ? GST_BUFFER_DURATION(buffer) : 0);
   }
   p->pushed.notify_all();
-  send_audio_gaps(p, GST_PAD_PROBE_INFO_BUFFER(info));
+  send_audio_gaps(p, buffer);
   return GST_PAD_PROBE_OK;
 }
 
@@ -215,7 +220,20 @@ static GstPadProbeReturn live_probe(GstPad *, GstPadProbeInfo *info, gpointer da
   {
     std::lock_guard<std::mutex> guard(p->lock);
     if (p->connected && !p->live_active) {
+      /* live pictures are stamped when captured, a jitter-buffer latency before they arrive; the
+       * slate's when drawn: the slate stops at the first live picture and the selector switches at
+       * the first one newer than the slate's last frame, so running time never goes back (a few
+       * decoded frames, not a keyframe, are skipped) */
+      p->switching = true;
+      GstBuffer *buffer = (info->type & GST_PAD_PROBE_TYPE_BUFFER) ? GST_PAD_PROBE_INFO_BUFFER(info) : nullptr;
+      if (buffer && GST_BUFFER_PTS_IS_VALID(buffer) && GST_CLOCK_TIME_IS_VALID(p->slate_end) &&
+          GST_BUFFER_PTS(buffer) < p->slate_end) {
+        GST_LOG_OBJECT(p->self, "live picture %" GST_TIME_FORMAT " older than the slate's %" GST_TIME_FORMAT,
+                       GST_TIME_ARGS(GST_BUFFER_PTS(buffer)), GST_TIME_ARGS(p->slate_end));
+        return GST_PAD_PROBE_DROP;
+      }
       p->live_active = true;
+      p->switching = false;
       p->failed_since_live = false;
       p->last_failure_404 = false;
       g_object_set(p->selector, "active-pad", p->live_pad, nullptr);
@@ -232,6 +250,7 @@ static GstPadProbeReturn live_probe(GstPad *, GstPadProbeInfo *info, gpointer da
 
 /* Called with p->lock held. */
 static void show_slate_locked(Placeholder *p) {
+  p->switching = false;
   if (!p->live_active)
     return;
   p->live_active = false;
