@@ -51,6 +51,7 @@ namespace whepsrc {
 namespace {
 /* the slate's background: a dark blue-grey, neither black nor a test pattern */
 constexpr guint kSlateColor = 0xff263238;
+constexpr const char *kSlateFont = "Sans 14";
 /* marks the placeholder bin, which session teardown must leave in place */
 constexpr const char *kPlaceholderMarker = "gst-mediamtx-placeholder";
 /* how long a fatal error waits for the slate that announces it to be pushed */
@@ -79,7 +80,6 @@ struct Placeholder {
   std::string text;          /* what the overlay draws */
   guint64 slate_frames = 0;  /* frames the slate pushed */
   GstClockTime slate_end = GST_CLOCK_TIME_NONE; /* end of the slate's last frame */
-  gint live_height = 0;
 };
 
 /* The element's placeholder, if any. Any thread. */
@@ -101,13 +101,6 @@ static std::string update_text_locked(Placeholder *p) {
 /* Called without p->lock (textoverlay takes its own lock). */
 static void set_overlay_text(Placeholder *p, const std::string &markup) {
   g_object_set(p->overlay, "text", markup.c_str(), nullptr);
-}
-
-/* The font follows the picture's height. Called without p->lock. */
-static void set_font_for_height(Placeholder *p, gint height) {
-  const int size = std::max(6, height / 48);
-  g_autofree gchar *font = g_strdup_printf("Sans %d", size);
-  g_object_set(p->overlay, "font-desc", font, nullptr);
 }
 
 /* ---- probes ---- */
@@ -201,17 +194,6 @@ static GstPadProbeReturn live_probe(GstPad *, GstPadProbeInfo *info, gpointer da
         !gst_structure_has_name(gst_caps_get_structure(live, 0), "video/x-raw"))
       return GST_PAD_PROBE_OK;
     g_autoptr(GstCaps) caps = slate_caps_like(live, p->initial_caps);
-    gint height = 0;
-    gst_structure_get_int(gst_caps_get_structure(live, 0), "height", &height);
-    bool new_height = false;
-    {
-      std::lock_guard<std::mutex> guard(p->lock);
-      new_height = height > 0 && height != p->live_height;
-      if (new_height)
-        p->live_height = height;
-    }
-    if (new_height)
-      set_font_for_height(p, height);
     /* the capsfilter marks the slate for renegotiation: it takes the new caps at its next frame */
     g_object_set(p->filter, "caps", caps, nullptr);
     return GST_PAD_PROBE_OK;
@@ -309,7 +291,8 @@ bool placeholder_prepare(GstMtxWhepSrc *self, const Settings &s) {
   gst_util_set_object_arg(G_OBJECT(overlay), "valignment", "center");
   gst_util_set_object_arg(G_OBJECT(overlay), "halignment", "center");
   gst_util_set_object_arg(G_OBJECT(overlay), "line-alignment", "center");
-  g_object_set(overlay, "shaded-background", FALSE, "draw-outline", TRUE, nullptr);
+  /* auto-resize (on by default) scales the font with the picture's width, from 640 pixels on */
+  g_object_set(overlay, "shaded-background", FALSE, "draw-outline", TRUE, "font-desc", kSlateFont, nullptr);
   /* inactive inputs drop what they get at once: neither waits for the other */
   g_object_set(selector, "sync-streams", FALSE, "cache-buffers", FALSE, nullptr);
 
@@ -345,9 +328,6 @@ bool placeholder_prepare(GstMtxWhepSrc *self, const Settings &s) {
                     static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST |
                                                  GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
                     live_probe, raw, nullptr);
-  gint height = 0;
-  gst_structure_get_int(gst_caps_get_structure(initial, 0), "height", &height);
-  set_font_for_height(raw, height > 0 ? height : 720);
   {
     std::string markup;
     {

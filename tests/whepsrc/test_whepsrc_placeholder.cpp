@@ -310,7 +310,7 @@ GST_START_TEST(test_slate_before_error) {
       "      - action: api\n";
   MediamtxServer server(options);
   fail_unless(server.start());
-  TestPipeline viewer(slate_viewer(server.whep_url("cam"), "user-id=viewer user-pw=wrong-pw"));
+  TestPipeline viewer(slate_viewer(server.whep_url(kPath), "user-id=viewer user-pw=wrong-pw"));
   Rendered rendered;
   watch_rendering(viewer, rendered);
   std::atomic<int> error_at{-1};
