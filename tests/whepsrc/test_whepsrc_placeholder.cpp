@@ -26,10 +26,11 @@ using namespace testbed;
 namespace {
 
 /* The camera: solid red at 640x360 (the slate starts at placeholder-caps' 1280x720). */
-std::string red_publisher(const MediamtxServer &server, const std::string &path) {
-  return "videotestsrc is-live=true pattern=red ! video/x-raw,width=640,height=360,framerate=30/1 ! "
+std::string red_publisher(const MediamtxServer &server, const std::string &path, bool audio = false) {
+  return std::string(audio ? "audiotestsrc is-live=true wave=sine ! audioconvert ! opusenc ! s. " : "") +
+         "videotestsrc is-live=true pattern=red ! video/x-raw,width=640,height=360,framerate=30/1 ! "
          "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=300 ! "
-         "video/x-h264,profile=constrained-baseline ! rtspclientsink protocols=tcp location=" +
+         "video/x-h264,profile=constrained-baseline ! rtspclientsink name=s protocols=tcp location=" +
          server.rtsp_url(path);
 }
 
@@ -337,6 +338,58 @@ GST_START_TEST(test_slate_before_error) {
 }
 GST_END_TEST;
 
+/* Audio while down: the audio pad gets GAP events at the slate's pace, then audio again. */
+struct AudioCounts {
+  std::atomic<int> gaps{0}, buffers{0};
+  static GstPadProbeReturn probe(GstPad *, GstPadProbeInfo *info, gpointer data) {
+    auto *counts = static_cast<AudioCounts *>(data);
+    if (info->type & GST_PAD_PROBE_TYPE_BUFFER)
+      counts->buffers++;
+    else if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_GAP)
+      counts->gaps++;
+    return GST_PAD_PROBE_OK;
+  }
+};
+
+GST_START_TEST(test_audio_gaps_while_down) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  auto *pub = new Publisher(red_publisher(server, "cam", true));
+  fail_unless(server.wait_path_ready("cam", 10000));
+  TestPipeline viewer("whepsrc name=src placeholder=status retry-delay=300 timeout=2000 location=" +
+                      server.whep_url("cam") +
+                      " src.video_0 ! queue ! videoconvert ! video/x-raw,format=RGB ! "
+                      "fakesink name=sink sync=true signal-handoffs=true "
+                      "src.audio_0 ! queue ! fakesink name=asink sync=true async=false");
+  Rendered rendered;
+  watch_rendering(viewer, rendered);
+  AudioCounts audio;
+  GstElement *asink = gst_bin_get_by_name(GST_BIN(viewer.pipeline), "asink");
+  GstPad *apad = gst_element_get_static_pad(asink, "sink");
+  const gulong probe = gst_pad_add_probe(
+      apad, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+      AudioCounts::probe, &audio, nullptr);
+  fail_unless(viewer.play());
+  fail_unless(wait_until([&] { return audio.buffers >= 50 && rendered.count_since(0, Picture::Camera) >= 10; }, 20000),
+              "no audio and pictures (%d audio buffers)", audio.buffers.load());
+  fail_unless_equals_int(audio.gaps, 0);
+  server.kill_hard();
+  delete pub;
+  const size_t mark = rendered.count();
+  fail_unless(wait_until([&] { return rendered.count_since(mark, Picture::Slate) >= 1; }, 3000));
+  const int gaps_at_slate = audio.gaps;
+  g_usleep(G_USEC_PER_SEC);
+  const int gaps = audio.gaps - gaps_at_slate;
+  fail_unless(gaps >= 20, "%d GAP events on the audio pad in 1 s of slate", gaps);
+  fail_unless(viewer.bus.errors().empty(), "%s", viewer.bus.error_text().c_str());
+  viewer.stop();
+  gst_pad_remove_probe(apad, probe);
+  gst_object_unref(apad);
+  gst_object_unref(asink);
+}
+GST_END_TEST;
+
 /* Control: placeholder=none invents no frames; placeholder=status with decode=false is refused. */
 GST_START_TEST(test_none_and_encoded) {
   fail_unless(in_test_namespace());
@@ -369,6 +422,7 @@ static Suite *whepsrc_placeholder_suite(void) {
   tcase_add_checked_fixture(tc, tolerate_rtspclientsink_socket_criticals, nullptr);
   tcase_add_test(tc, test_slate_states);
   tcase_add_test(tc, test_slate_before_error);
+  tcase_add_test(tc, test_audio_gaps_while_down);
   tcase_add_test(tc, test_none_and_encoded);
   suite_add_tcase(s, tc);
   return s;
