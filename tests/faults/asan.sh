@@ -24,6 +24,7 @@ suites=(
   "reconnectbin-network:tests/reconnectbin_network:yes:sanitizers-only"
   "whepsrc-element:tests/whepsrc_element:yes:sanitizers-only"
   "whepsrc-faults:tests/whepsrc_faults:yes:sanitizers-only"
+  "whepsrc-placeholder:tests/whepsrc_placeholder:yes:sanitizers-only"
   "mediamtxsink-element:tests/mediamtxsink_element:yes:sanitizers-only"
   "faults-tls:tests/faults_tls:yes:sanitizers-only"
   "faults-bounds:tests/faults_bounds:yes:sanitizers-only"

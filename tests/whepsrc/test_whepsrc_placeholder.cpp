@@ -7,6 +7,7 @@
  * With PLACEHOLDER_SNAPSHOTS=<folder> the test writes a PNG of each state it saw there
  * (connecting, waiting, live, reconnecting, error): docs/viewer.md shows them.
  */
+#include <gst/base/gstbasesink.h>
 #include <gst/check/gstcheck.h>
 #include <gst/video/video.h>
 
@@ -240,6 +241,12 @@ GST_START_TEST(test_slate_states) {
               "no camera picture after the publisher started");
   fail_unless_equals_int(rendered.last().width, 640);
   fail_unless_equals_string(viewer.stats_string("src", "placeholder-text").c_str(), "");
+  /* the latency the display runs at holds the jitter buffer's (50 ms): computed while only the
+   * slate played, it must not be the slate's own */
+  GstElement *sink = gst_bin_get_by_name(GST_BIN(viewer.pipeline), "sink");
+  const GstClockTime latency = gst_base_sink_get_latency(GST_BASE_SINK(sink));
+  gst_object_unref(sink);
+  fail_unless(latency >= 50 * GST_MSECOND, "the display runs at %" GST_TIME_FORMAT " latency", GST_TIME_ARGS(latency));
 
   /* MediaMTX dies: the slate says "reconnecting" within timeout + 1 s */
   server.kill_hard();
