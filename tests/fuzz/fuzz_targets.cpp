@@ -262,6 +262,7 @@ int sdp_answer(const uint8_t *data, size_t size) {
  * the rest is the body. Promises: the classification agrees with the parser (Readers exactly when a
  * 200 parses), every parsed reader has a type, the explanation never carries the password. */
 int api_answer(const uint8_t *data, size_t size) {
+  init();
   if (size == 0)
     return 0;
   static const unsigned kStatus[] = {200, 401, 403, 404, 500};
