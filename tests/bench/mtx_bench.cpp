@@ -802,6 +802,14 @@ int run_cost(const Options &o) {
                              common_window, opt_int(o, "warm-s", 4));
       double s1 = mtx > 0 ? cpu_seconds_of(mtx) : -1, w1 = now_ms();
       auto udp1 = udp_counters();
+      /* MediaMTX's per-reader write queue (writeQueueSize) overflowing: "reader is too slow,
+       * discarding N frames" in its log (cumulative over the run) */
+      const std::string server_log = server.read_log();
+      int too_slow = 0;
+      for (std::size_t at = server_log.find("reader is too slow"); at != std::string::npos;
+           at = server_log.find("reader is too slow", at + 1))
+        ++too_slow;
+      printf("SERVER count=%d too-slow-lines=%d\n", n, too_slow);
       /* socket buffers: a receive buffer overflow is counted here, whoever the socket belongs to */
       printf("UDP count=%d RcvbufErrors=%lld SndbufErrors=%lld InErrors=%lld InDatagrams=%lld\n", n,
              udp1["RcvbufErrors"] - udp0["RcvbufErrors"], udp1["SndbufErrors"] - udp0["SndbufErrors"],
