@@ -298,6 +298,8 @@ void ReconnectController::post_status(ConnectionState state, const std::string &
   update.retry_in_ms = retry_in_ms;
   GST_INFO_OBJECT(element_, "status %s (attempt %d) %s", connection_state_name(state), update.attempt,
                   reason.c_str());
+  if (hooks_.status)
+    hooks_.status(update);
   gst_element_post_message(element_, status_message_new(GST_OBJECT(element_), update));
   if (changed && g_object_class_find_property(G_OBJECT_GET_CLASS(element_), "connection-state"))
     g_object_notify(G_OBJECT(element_), "connection-state");

@@ -79,6 +79,9 @@ public:
      * Return true when the element handled it (posted its own end, or called schedule_retry());
      * otherwise "failed" and an error message are posted. */
     std::function<bool(const Failure &)> giving_up;
+    /* Any thread (the one calling post_status()): a status is about to be posted, before its bus
+     * message (e.g. whepsrc's placeholder slate shows it). Optional. */
+    std::function<void(const StatusUpdate &)> status;
   };
 
   /* `element_name`: "whepsrc", ... (the thread is "mtx-<element_name>"); `transport`: the

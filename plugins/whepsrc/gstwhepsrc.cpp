@@ -56,6 +56,8 @@ enum {
   PROP_HLS_FALLBACK,
   PROP_HLS_LOCATION,
   PROP_HLS_FALLBACK_ATTEMPTS,
+  PROP_PLACEHOLDER,
+  PROP_PLACEHOLDER_CAPS,
   PROP_CONTROLLER_FIRST, /* retry-delay, max-retry-delay, max-retries, retry-jitter, connection-state */
   PROP_STATS = PROP_CONTROLLER_FIRST + gstmtx::ReconnectController::kPropertyCount,
 };
@@ -191,6 +193,20 @@ static void gst_whep_src_class_init(GstMtxWhepSrcClass *klass) {
       g_param_spec_uint("hls-fallback-attempts", "HLS fallback attempts",
                         "Failed WebRTC attempts in one outage (see retry-delay) before the HLS fallback starts", 1, 1000,
                         whepsrc::kDefaultHlsFallbackAttempts, rw));
+  g_object_class_install_property(gobject_class, PROP_PLACEHOLDER,
+      g_param_spec_enum("placeholder", "Placeholder",
+                        "What the video pad shows while the session delivers no picture (before the first one, "
+                        "while connecting, waiting for the publisher, reconnecting, on the way to the HLS "
+                        "fallback, and before an error that ends the pipeline). none: nothing, no invented frames; "
+                        "status: a generated slate at the stream's size and rate (placeholder-caps until the "
+                        "first picture) naming the path and the state, and GAP events on audio pads; needs "
+                        "decode=true",
+                        GST_TYPE_MTX_WHEP_PLACEHOLDER, GST_MTX_WHEP_PLACEHOLDER_NONE, rw));
+  g_object_class_install_property(gobject_class, PROP_PLACEHOLDER_CAPS,
+      g_param_spec_boxed("placeholder-caps", "Placeholder caps",
+                         "Raw video caps of the placeholder slate before the first live picture (afterwards it "
+                         "takes the live picture's size and rate)",
+                         GST_TYPE_CAPS, rw));
   gstmtx::ReconnectController::install_properties(gobject_class, PROP_CONTROLLER_FIRST);
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
@@ -203,9 +219,11 @@ static void gst_whep_src_class_init(GstMtxWhepSrcClass *klass) {
                          "packets-lost, jitter (s), round-trip-time (s, -1: unknown), local-candidate and "
                          "remote-candidate (the selected ICE pair): webrtcbin's figures for the current session; "
                          "peer-started-us, offer-created-us, answer-received-us, connected-us: its handshake "
-                         "milestones (monotonic microseconds, 0: not reached)",
+                         "milestones (monotonic microseconds, 0: not reached); placeholder-text: the words on the "
+                         "placeholder slate while it shows (placeholder=status), empty while live pictures play",
                          GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
+  gst_type_mark_as_plugin_api(GST_TYPE_MTX_WHEP_PLACEHOLDER, static_cast<GstPluginAPIFlags>(0));
   gst_element_class_add_static_pad_template(element_class, &video_template);
   gst_element_class_add_static_pad_template(element_class, &audio_template);
   gst_element_class_set_static_metadata(element_class, "WHEP source", "Source/Network/WebRTC",
@@ -278,6 +296,17 @@ static void gst_whep_src_set_property(GObject *object, guint prop_id, const GVal
   case PROP_HLS_FALLBACK: s.hls_fallback = g_value_get_boolean(value); break;
   case PROP_HLS_LOCATION: s.hls_location = dup_string(value); break;
   case PROP_HLS_FALLBACK_ATTEMPTS: s.hls_fallback_attempts = g_value_get_uint(value); break;
+  case PROP_PLACEHOLDER: s.placeholder = static_cast<GstMtxWhepPlaceholder>(g_value_get_enum(value)); break;
+  case PROP_PLACEHOLDER_CAPS: {
+    const GstCaps *caps = gst_value_get_caps(value);
+    if (caps) {
+      g_autofree gchar *text = gst_caps_to_string(caps);
+      s.placeholder_caps = text;
+    } else {
+      s.placeholder_caps = whepsrc::kDefaultPlaceholderCaps;
+    }
+    break;
+  }
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }
@@ -316,6 +345,8 @@ static void gst_whep_src_get_property(GObject *object, guint prop_id, GValue *va
   case PROP_HLS_FALLBACK: g_value_set_boolean(value, s.hls_fallback); break;
   case PROP_HLS_LOCATION: g_value_set_string(value, str(s.hls_location)); break;
   case PROP_HLS_FALLBACK_ATTEMPTS: g_value_set_uint(value, s.hls_fallback_attempts); break;
+  case PROP_PLACEHOLDER: g_value_set_enum(value, s.placeholder); break;
+  case PROP_PLACEHOLDER_CAPS: g_value_take_boxed(value, gst_caps_from_string(s.placeholder_caps.c_str())); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }
@@ -371,6 +402,17 @@ static bool prepare(GstMtxWhepSrc *self) {
                       (nullptr));
     return false;
   }
+  if (s.placeholder == GST_MTX_WHEP_PLACEHOLDER_STATUS && !s.decode) {
+    GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("placeholder=status draws a picture and needs decoded video: set "
+                                                 "decode=true, or placeholder=none to record encoded streams"),
+                      (nullptr));
+    return false;
+  }
+  if (s.placeholder == GST_MTX_WHEP_PLACEHOLDER_STATUS && video.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("placeholder=status shows a picture on the video pad, but "
+                                                 "video-codecs is empty"), (nullptr));
+    return false;
+  }
   if (video.empty() && (audio.empty() || !s.audio)) {
     GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("Nothing to receive: video-codecs is empty and audio is off"),
                       (nullptr));
@@ -413,9 +455,14 @@ static GstStateChangeReturn gst_whep_src_change_state(GstElement *element, GstSt
   case GST_STATE_CHANGE_NULL_TO_READY:
     if (!prepare(self))
       return GST_STATE_CHANGE_FAILURE;
+    if (!whepsrc::placeholder_prepare(self, whepsrc::settings_snapshot(self))) {
+      release(self);
+      return GST_STATE_CHANGE_FAILURE;
+    }
     break;
   case GST_STATE_CHANGE_READY_TO_PAUSED:
     priv->eos_requested = false;
+    whepsrc::placeholder_expose(self);
     priv->controller.start();
     priv->controller.post([self] { whepsrc::start_session(self); });
     break;
@@ -444,6 +491,7 @@ static GstStateChangeReturn gst_whep_src_change_state(GstElement *element, GstSt
     }
     break;
   case GST_STATE_CHANGE_READY_TO_NULL:
+    whepsrc::placeholder_release(self);
     release(self);
     break;
   default:

@@ -212,7 +212,7 @@ void stop_hls(GstMtxWhepSrc *self) {
   priv->controller.loop().cancel(priv->hls_watchdog_timer);
   priv->hls_watchdog_timer = 0;
   GstElement *hls;
-  std::vector<GstPad *> ghosts;
+  std::vector<Output *> outputs; /* live as long as the element */
   {
     std::lock_guard<std::mutex> guard(priv->lock);
     hls = priv->hls;
@@ -222,17 +222,15 @@ void stop_hls(GstMtxWhepSrc *self) {
       if (out->from_hls) {
         out->from_hls = false;
         out->chain = nullptr;
-        ghosts.push_back(GST_PAD(gst_object_ref(out->ghost)));
+        outputs.push_back(out.get());
       }
     }
   }
   if (!hls)
     return;
   GST_INFO_OBJECT(self, "stopping the HLS fallback");
-  for (GstPad *ghost : ghosts) {
-    gst_ghost_pad_set_target(GST_GHOST_PAD(ghost), nullptr);
-    gst_object_unref(ghost);
-  }
+  for (Output *out : outputs)
+    disconnect_output(self, out);
   /* 1.22's hlsdemux can block its state change while a download is being retried: tear it down
    * off the control thread so reconnection never waits on it */
   gst_element_set_locked_state(hls, TRUE);

@@ -83,6 +83,12 @@ static GstPadProbeReturn ghost_event_probe(GstPad *, GstPadProbeInfo *info, gpoi
   }
 }
 
+void install_output_event_probe(Output *out) {
+  gst_pad_add_probe(out->ghost,
+                    static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM | GST_PAD_PROBE_TYPE_EVENT_FLUSH),
+                    ghost_event_probe, out, nullptr);
+}
+
 /* Builds depayloader ! [parser] ! [decoder] for `codec` into a bin with ghost pads "sink"/"src".
  * Called from the streaming thread. */
 static GstElement *build_receive_chain(GstMtxWhepSrc *self, const gstmtx::RtpCodec &codec, bool decode,
@@ -191,10 +197,7 @@ bool attach_output(GstMtxWhepSrc *self, const std::string &media, GstElement *ch
       GstPadTemplate *templ = gst_element_class_get_pad_template(GST_ELEMENT_GET_CLASS(self),
                                                                  media == "video" ? "video_%u" : "audio_%u");
       out->ghost = gst_ghost_pad_new_no_target_from_template(name.c_str(), templ);
-      gst_pad_add_probe(out->ghost,
-                        static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM |
-                                                     GST_PAD_PROBE_TYPE_EVENT_FLUSH),
-                        ghost_event_probe, out.get(), nullptr);
+      install_output_event_probe(out.get());
       target = out.get();
       priv->outputs.push_back(std::move(out));
       is_new = true;
@@ -214,7 +217,7 @@ bool attach_output(GstMtxWhepSrc *self, const std::string &media, GstElement *ch
     if (all_exposed)
       priv->no_more_pads_sent = true;
   }
-  gst_ghost_pad_set_target(GST_GHOST_PAD(target->ghost), src);
+  connect_output(self, target, src);
   if (took_from_hls)
     priv->controller.post([self] { stop_hls(self); });
   if (is_new) {

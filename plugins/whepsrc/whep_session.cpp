@@ -241,7 +241,7 @@ void stop_session(GstMtxWhepSrc *self, bool synchronous_delete) {
 
   GstElement *webrtc;
   std::vector<GstElement *> chains;
-  std::vector<GstPad *> ghosts;
+  std::vector<Output *> outputs; /* live as long as the element */
   {
     std::lock_guard<std::mutex> guard(priv->lock);
     webrtc = priv->webrtc;
@@ -253,13 +253,11 @@ void stop_session(GstMtxWhepSrc *self, bool synchronous_delete) {
       if (out->chain)
         chains.push_back(out->chain);
       out->chain = nullptr;
-      ghosts.push_back(GST_PAD(gst_object_ref(out->ghost)));
+      outputs.push_back(out.get());
     }
   }
-  for (GstPad *ghost : ghosts) {
-    gst_ghost_pad_set_target(GST_GHOST_PAD(ghost), nullptr);
-    gst_object_unref(ghost);
-  }
+  for (Output *out : outputs)
+    disconnect_output(self, out);
   if (webrtc) {
     g_signal_handlers_disconnect_by_func(webrtc, reinterpret_cast<gpointer>(on_webrtc_pad_added), self);
     gst_element_set_locked_state(webrtc, TRUE);
@@ -277,7 +275,7 @@ void stop_session(GstMtxWhepSrc *self, bool synchronous_delete) {
       std::lock_guard<std::mutex> guard(priv->lock);
       is_hls = child == priv->hls;
     }
-    if (GST_IS_BIN(child) && !is_hls && !g_object_get_data(G_OBJECT(child), kHlsMarker) &&
+    if (GST_IS_BIN(child) && !is_hls && !g_object_get_data(G_OBJECT(child), kHlsMarker) && !is_placeholder_bin(child) &&
         std::find(chains.begin(), chains.end(), child) == chains.end())
       chains.push_back(child);
     g_value_reset(&item);
@@ -299,8 +297,10 @@ void install_controller_hooks(GstMtxWhepSrc *self) {
   hooks.start = [self] { start_session(self); };
   hooks.teardown = [self](const gstmtx::Failure &failure) {
     GST_WARNING_OBJECT(self, "session failed: %s (%s)", failure.message.c_str(), failure.debug.c_str());
+    placeholder_failure(self, failure);
     stop_session(self, false);
   };
+  hooks.status = [self](const gstmtx::StatusUpdate &update) { placeholder_status(self, update); };
   /* after hls-fallback-attempts failures in this outage, play HLS while WebRTC is retried */
   hooks.retrying = [self](const gstmtx::Failure &failure, gstmtx::Millis delay) {
     GstWhepSrcPrivate *priv = self->priv;

@@ -173,6 +173,7 @@ GstStructure *build_stats(GstMtxWhepSrc *self) {
   gst_structure_set(s, "frames", G_TYPE_UINT64, static_cast<guint64>(priv->frames.load()), "bytes-received",
                     G_TYPE_UINT64, static_cast<guint64>(priv->bytes.load()), "time-to-first-frame-ms", G_TYPE_DOUBLE,
                     first_frame_us < 0 ? -1.0 : first_frame_us / 1000.0, nullptr);
+  placeholder_add_stats(self, s);
   std::lock_guard<std::mutex> guard(priv->stats->lock);
   if (priv->stats->have_timings) {
     /* the current attempt's handshake milestones, g_get_monotonic_time() microseconds (0: not

@@ -6,6 +6,7 @@
  *   whep_receive_chain.cpp  depayload/parse/decode chains, the ghost pads they feed, media probes
  *   whep_hls_fallback.cpp   the HLS fallback through the same ghost pads
  *   whep_stats.cpp          the `stats` property, from a cache the control thread refreshes
+ *   whep_placeholder.cpp    placeholder=status: the slate shown while no live picture arrives
  *
  * Threads: "control thread" is the ReconnectController's (its EventLoop); "streaming thread" is
  * webrtcbin's or the HLS chain's; the application thread sets properties and states.
@@ -69,6 +70,8 @@ constexpr int kStatsIntervalMs = 1000;
 constexpr int kStatsRetryMs = 100;
 /* marks the HLS bins, current and retired (a retired one is torn down asynchronously) */
 inline constexpr const char *kHlsMarker = "gst-mediamtx-hls";
+/* placeholder-caps by default: the slate's size and rate before any live picture */
+inline constexpr const char *kDefaultPlaceholderCaps = "video/x-raw,width=1280,height=720,framerate=30/1";
 
 struct Settings {
   std::string location;
@@ -90,6 +93,8 @@ struct Settings {
   bool hls_fallback = false;
   std::string hls_location;
   guint hls_fallback_attempts = kDefaultHlsFallbackAttempts;
+  GstMtxWhepPlaceholder placeholder = GST_MTX_WHEP_PLACEHOLDER_NONE;
+  std::string placeholder_caps = kDefaultPlaceholderCaps;
 };
 
 /* One exposed output: the ghost pad lives for the element's life, the chain behind it is rebuilt
@@ -102,7 +107,10 @@ struct Output {
   guint generation = 0;       /* session that last targeted this pad */
   bool from_hls = false;      /* targeted by the HLS fallback */
   bool sent_stream_start = false;
+  bool via_placeholder = false; /* placeholder=status: chains link to the slate's selector */
 };
+
+struct Placeholder; /* whep_placeholder.cpp */
 
 /* HLS timestamps are stream positions: map them onto the pipeline's running time, keeping their
  * spacing, so HLS frames look like a live source's (one offset per HLS session for A/V sync).
@@ -154,6 +162,8 @@ struct GstWhepSrcPrivate {
   gint64 attempt_started_us = 0;
   GstElement *hls = nullptr;     /* the HLS fallback bin, while it runs */
   std::shared_ptr<whepsrc::HlsClock> hls_clock;
+  /* placeholder=status: from NULL->READY to READY->NULL (its pointer changes only then) */
+  std::shared_ptr<whepsrc::Placeholder> placeholder;
 
   /* retry properties, control thread, status, stats fields shared by every element */
   gstmtx::ReconnectController controller;
@@ -199,6 +209,28 @@ void on_webrtc_pad_added(GstElement *webrtc, GstPad *pad, gpointer data);
 /* streaming thread: points this media's ghost pad at `src` (WebRTC or, from_hls, the fallback) */
 bool attach_output(GstMtxWhepSrc *self, const std::string &media, GstElement *chain, GstPad *src, bool from_hls,
                    GstElement *webrtc, guint generation);
+
+/* ghost pads: one stream-start for the element's life, no flush, no EOS unless asked for */
+void install_output_event_probe(Output *out);
+
+/* whep_placeholder.cpp */
+/* NULL->READY (application thread): builds the slate when placeholder=status; false: error posted */
+bool placeholder_prepare(GstMtxWhepSrc *self, const Settings &settings);
+/* READY->PAUSED: the video pad, showing the slate, from the start */
+void placeholder_expose(GstMtxWhepSrc *self);
+/* READY->NULL */
+void placeholder_release(GstMtxWhepSrc *self);
+/* any thread: the placeholder's bin, which session teardown leaves in place */
+bool is_placeholder_bin(GstElement *element);
+/* streaming or control thread: feed `out` from `src` (a chain's output), or stop feeding it (the
+ * slate takes over when the output goes through the placeholder) */
+void connect_output(GstMtxWhepSrc *self, Output *out, GstPad *src);
+void disconnect_output(GstMtxWhepSrc *self, Output *out);
+/* control thread: the session failed (the teardown hook); any thread: a status is posted */
+void placeholder_failure(GstMtxWhepSrc *self, const gstmtx::Failure &failure);
+void placeholder_status(GstMtxWhepSrc *self, const gstmtx::StatusUpdate &update);
+/* any thread: placeholder-text */
+void placeholder_add_stats(GstMtxWhepSrc *self, GstStructure *stats);
 
 /* whep_hls_fallback.cpp, control thread unless said */
 void start_hls(GstMtxWhepSrc *self);
