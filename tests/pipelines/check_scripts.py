@@ -26,7 +26,7 @@ from checklib import Checks, expect, help_requested  # noqa: E402
 from mediamtxlib import Mediamtx  # noqa: E402
 from scriptrun import PIPELINES, TEST_CAMERA, Script, png_size, run_script, stats_frames  # noqa: E402
 
-SCRIPTS = ["publish-camera.sh", "view.sh", "record.sh", "snapshot.sh", "demo.sh"]
+SCRIPTS = ["publish-camera.sh", "view.sh", "record.sh", "snapshot.sh", "demo.sh", "wall.sh"]
 
 
 def main():
