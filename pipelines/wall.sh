@@ -116,7 +116,7 @@ tile_caps="width=$TILE_WIDTH,height=$TILE_HEIGHT"
 pipeline=(compositor name=wall background=black ignore-inactive-pads=true
   min-upstream-latency="$(((LATENCY_MS + 100) * 1000000))")
 runner_options=()
-font_size=$((TILE_HEIGHT / 24 > 6 ? TILE_HEIGHT / 24 : 6))
+font_size=$((TILE_HEIGHT / 16 > 6 ? TILE_HEIGHT / 16 : 6))
 for i in "${!cameras[@]}"; do
   row=$((i / columns))
   pipeline+=("sink_$i::xpos=$((i % columns * TILE_WIDTH))" "sink_$i::ypos=$((row * TILE_HEIGHT))")
