@@ -654,7 +654,7 @@ class Runner:
                 if slate:  # placeholder=status: what the slate in its picture says
                     fields.append('slate="' + " | ".join(line.strip() for line in slate.splitlines() if line.strip()) + '"')
                 if name in self.overlays:
-                    self.overlays[name].set_property("text", self.overlay_text(name, stats, state, fps))
+                    self.overlays[name].set_property("text", self.overlay_text(stats, state, fps))
             else:
                 for field in ("attempts", "frames-dropped", "encoder", "transport"):
                     value = structure_value(stats, field)
@@ -671,9 +671,9 @@ class Runner:
         self.snapshot.take()
         return False
 
-    def overlay_text(self, name, stats, state, fps):
+    def overlay_text(self, stats, state, fps):
         """--stats-overlay: what the stats line says, for a person looking at the picture."""
-        parts = [f"{name}: {state}", f"{fps:.0f} fps"]
+        parts = [f"{self.label}: {state}", f"{fps:.0f} fps"]
         if self.time_code_reader is not None:
             median = self.last_latency
             parts.append("latency n/a" if median is None else f"latency {median} ms")

@@ -31,7 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checklib import CheckFailed, Checks, expect, help_requested  # noqa: E402
 from mediamtxlib import Mediamtx  # noqa: E402
-from scriptrun import TEST_CAMERA, Script, png_size, run_script  # noqa: E402
+from scriptrun import TEST_CAMERA, Picture, Script, png_size, run_script  # noqa: E402
 
 TILE_W, TILE_H = 320, 180
 # path -> (videotestsrc pattern, its colour in RGB)
@@ -55,24 +55,11 @@ def live_seconds(lines, path):
 
 def cell_means(png):
     """Mean (R, G, B) of each grid cell below its top third (the label), as {cell index: rgb}."""
-    import gi
-    gi.require_version("GdkPixbuf", "2.0")
-    from gi.repository import GdkPixbuf
-    pixbuf = GdkPixbuf.Pixbuf.new_from_file(png)
-    data, stride, channels = pixbuf.get_pixels(), pixbuf.get_rowstride(), pixbuf.get_n_channels()
+    picture = Picture(png)
     means = {}
     for cell in range(6):
         x0, y0 = cell % 3 * TILE_W, cell // 3 * TILE_H
-        sums, n = [0, 0, 0], 0
-        for y in range(y0 + TILE_H // 3, y0 + TILE_H - 4, 4):
-            row = y * stride
-            for x in range(x0 + 4, x0 + TILE_W - 4, 4):
-                p = row + x * channels
-                sums[0] += data[p]
-                sums[1] += data[p + 1]
-                sums[2] += data[p + 2]
-                n += 1
-        means[cell] = tuple(s / n for s in sums)
+        means[cell] = picture.mean(x0 + 4, y0 + TILE_H // 3, x0 + TILE_W - 4, y0 + TILE_H - 4)
     return means
 
 
