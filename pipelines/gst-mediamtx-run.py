@@ -44,6 +44,8 @@ Options:
   --tile SRC=NAME       (repeatable) count the frames entering NAME's sink pad (the tile of the
                         whepsrc SRC in a compositor wall) and add shown-fps=F to SRC's stats lines:
                         the frames a second that reached the picture, live or status slate
+  --count NAME          (repeatable) add a line "stats NAME fps=F frames=N" for the frames entering
+                        NAME's sink pad (a wall's composed picture)
   --stats-overlay SRC=NAME
                         show SRC's stats (state, fps, measured latency, reconnects) as the text of
                         NAME, a textoverlay, updated with each stats line
@@ -532,6 +534,7 @@ class Runner:
         self.time_code_reader = None
         self.branches = []
         self.tiles = {}  # whepsrc name -> FrameCounter of its tile
+        self.counted = {}  # --count: element name -> [FrameCounter, frames so far]
         self.overlays = {}  # whepsrc name -> textoverlay showing its stats
         self.snapshot = None
         self.snapshot_ready_lines = 0
@@ -601,10 +604,6 @@ class Runner:
         elif kind == Gst.MessageType.EOS:
             self.say("eos")
             self.loop.quit()
-        elif kind == Gst.MessageType.LATENCY:
-            # A source's latency changed (a whepsrc session started): what gst-launch does, so that
-            # an aggregator such as compositor waits long enough for its live inputs.
-            self.pipeline.recalculate_latency()
         return True
 
     def print_stats(self):
@@ -661,6 +660,13 @@ class Runner:
                     if value is not None:
                         fields.append(f"{field}={value}")
             self.say(f"stats {name} " + " ".join(fields))
+        for name, counted in self.counted.items():
+            then = self.previous.get(name, (None, 0, 0))[0]
+            self.previous[name] = (now, 0, 0)
+            frames = counted[0].take()
+            counted[1] += frames
+            fps = frames / (now - then) if then is not None and now > then else 0.0
+            self.say(f"stats {name} fps={fps:.1f} frames={counted[1]}")
         if self.snapshot is not None:
             self.snapshot_ready_lines = self.snapshot_ready_lines + 1 if delivering and all(delivering) else 0
             if self.snapshot_ready_lines >= 2:
@@ -762,6 +768,12 @@ class Runner:
                     self.tiles[source] = FrameCounter(sink_pad(self.pipeline.get_by_name(target)))
                 else:
                     self.overlays[source] = self.pipeline.get_by_name(target)
+        for name in self.args.count:
+            element = self.pipeline.get_by_name(name)
+            if element is None or sink_pad(element) is None:
+                self.say(f"error: --count: no element called {name} with a sink pad")
+                return 2
+            self.counted[name] = [FrameCounter(sink_pad(element)), 0]
         if self.args.snapshot:
             target = self.pipeline.get_by_name(self.args.snapshot_at)
             if target is None or sink_pad(target) is None:
@@ -821,6 +833,7 @@ def main():
     parser.add_argument("--read-time-code", default="")
     parser.add_argument("--tile", action="append", default=[])
     parser.add_argument("--stats-overlay", action="append", default=[])
+    parser.add_argument("--count", action="append", default=[])
     parser.add_argument("--snapshot", default="")
     parser.add_argument("--snapshot-at", default="screen")
     parser.add_argument("--snapshot-after", type=float, default=10)

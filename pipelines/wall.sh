@@ -16,8 +16,10 @@ never waited for: the wall goes on at FRAMERATE with the others.
 
 Prints one stats line per camera every STATUS_INTERVAL seconds, named by its path:
   wall: stats raspberry-01 state=connected fps=30.0 kbps=812 frames=301 shown-fps=30.0 ...
-(fps: frames the camera delivered; shown-fps: frames that reached its tile, live or slate), and a
-line per status change. SINK=fakesink is a headless wall that only reports.
+(fps: frames the camera delivered; shown-fps: frames that reached its tile, live or slate; while a
+slate shows, slate="what it says"), one for the composed picture:
+  wall: stats screen fps=30.0 frames=301
+and a line per status change. SINK=fakesink is a headless wall that only reports.
 
 Environment (defaults):
   CAMERAS          comma-separated MediaMTX paths               (raspberry-01,raspberry-02)
@@ -115,7 +117,7 @@ fi
 tile_caps="width=$TILE_WIDTH,height=$TILE_HEIGHT"
 pipeline=(compositor name=wall background=black ignore-inactive-pads=true
   min-upstream-latency="$(((LATENCY_MS + 100) * 1000000))")
-runner_options=()
+runner_options=(--count screen)
 font_size=$((TILE_HEIGHT / 16 > 6 ? TILE_HEIGHT / 16 : 6))
 for i in "${!cameras[@]}"; do
   row=$((i / columns))

@@ -167,7 +167,9 @@ def main():
                 shown = [line[3] for line in lines]
                 expect(all(line[1] == "connected" for line in lines), f"{path} left 'connected': {lines}")
                 expect(sum(fps) / len(fps) >= 25 and sum(shown) / len(shown) >= 25 and min(fps + shown) >= 15,
-                       f"{path} slowed down after {KILLED}'s publisher was killed: fps {fps}, shown {shown}")
+                       f"{path} slowed down after {KILLED}'s publisher was killed: fps {fps}, shown {shown}; the wall's "
+                       f"lines since:\n" + "\n".join(line for line in wall.output().splitlines()[-60:]
+                                                     if "wall: stats" in line or "wall: status" in line))
             print(f"     {KILLED} after the kill: {[line[1:] for line in after if line[0] == KILLED][-1]}", flush=True)
 
         checks.run(f"wall.sh: {KILLED}'s publisher killed: only its tile changes state (a slate), the others keep "
