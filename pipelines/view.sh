@@ -19,6 +19,9 @@ Environment (defaults):
   SINK              video sink element (with properties)                (autovideosink)
   AUDIO             1: play the audio too (autoaudiosink)               (0)
   LATENCY_MS        whepsrc jitter buffer in milliseconds               (50)
+  PLACEHOLDER       status: while no live picture arrives, show a slate saying what is
+                    going on (connecting, waiting for the camera, reconnecting, error);
+                    none: nothing (a frozen last frame)                 (status)
   TIME_CODE         1: read the capture time a publisher on this machine drew into the
                     frames (publish-camera.sh TIME_CODE=1) as each frame goes to the sink,
                     paced like a display, and add latency-ms=P50 (capture to display, median
@@ -43,6 +46,7 @@ MEDIAMTX_TOKEN="${MEDIAMTX_TOKEN:-}"
 SINK="${SINK:-autovideosink}"
 AUDIO="${AUDIO:-0}"
 LATENCY_MS="${LATENCY_MS:-50}"
+PLACEHOLDER="${PLACEHOLDER:-status}"
 TIME_CODE="${TIME_CODE:-0}"
 if [[ "$SINK" == fakesink* ]]; then STATUS_INTERVAL="${STATUS_INTERVAL:-1}"; else STATUS_INTERVAL="${STATUS_INTERVAL:-10}"; fi
 OVERLAY="${OVERLAY:-0}"
@@ -52,11 +56,14 @@ DURATION="${DURATION:-0}"
 echo "view: WHEP_URL=$WHEP_URL MEDIAMTX_USER=${MEDIAMTX_USER:-<none>}" \
   "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>')" \
   "MEDIAMTX_TOKEN=$([[ -n "$MEDIAMTX_TOKEN" ]] && echo '<set>' || echo '<none>') SINK=$SINK AUDIO=$AUDIO" \
-  "LATENCY_MS=$LATENCY_MS TIME_CODE=$TIME_CODE STATUS_INTERVAL=$STATUS_INTERVAL OVERLAY=$OVERLAY" \
-  "SNAPSHOT=${SNAPSHOT:-<none>} SNAPSHOT_AFTER=$SNAPSHOT_AFTER DURATION=$DURATION"
+  "LATENCY_MS=$LATENCY_MS PLACEHOLDER=$PLACEHOLDER TIME_CODE=$TIME_CODE STATUS_INTERVAL=$STATUS_INTERVAL" \
+  "OVERLAY=$OVERLAY SNAPSHOT=${SNAPSHOT:-<none>} SNAPSHOT_AFTER=$SNAPSHOT_AFTER DURATION=$DURATION"
 
 if ! [[ "$LATENCY_MS" =~ ^[0-9]+$ ]]; then
   echo "view: LATENCY_MS must be a whole number of milliseconds, not '$LATENCY_MS'" >&2; exit 2
+fi
+if [[ "$PLACEHOLDER" != "status" && "$PLACEHOLDER" != "none" ]]; then
+  echo "view: PLACEHOLDER must be status or none, not '$PLACEHOLDER'" >&2; exit 2
 fi
 if [[ -z "${GST_PLUGIN_PATH:-}" && -d "$here/../build/plugins" ]]; then
   export GST_PLUGIN_PATH="$here/../build/plugins"
@@ -64,7 +71,7 @@ fi
 
 read -r -a sink <<<"$SINK"
 # mtxwhepsrc: our whepsrc under a name gst-plugins-rs does not also register (docs/coexistence.md).
-pipeline=(mtxwhepsrc name=src location="$WHEP_URL" latency="$LATENCY_MS")
+pipeline=(mtxwhepsrc name=src location="$WHEP_URL" latency="$LATENCY_MS" placeholder="$PLACEHOLDER")
 if [[ "$AUDIO" == "1" ]]; then
   pipeline+=(audio=true src. '!' queue '!' audioconvert '!' audioresample '!' autoaudiosink)
 else

@@ -51,6 +51,7 @@ namespace whepsrc {
 namespace {
 /* the slate's background: a dark blue-grey, neither black nor a test pattern */
 constexpr guint kSlateColor = 0xff263238;
+constexpr const char *kSlateFont = "Sans 14";
 /* marks the placeholder bin, which session teardown must leave in place */
 constexpr const char *kPlaceholderMarker = "gst-mediamtx-placeholder";
 /* how long a fatal error waits for the slate that announces it to be pushed */
@@ -72,12 +73,13 @@ struct Placeholder {
   std::condition_variable pushed;
   bool connected = false;    /* a chain is linked to `live_input` */
   bool live_active = false;  /* the selector passes the live input */
+  bool switching = false;    /* live pictures arrive: the slate stops, the selector waits for a newer one */
   bool failed_since_live = false; /* a failure in this outage: "connecting" keeps its reason */
   bool last_failure_404 = false;
   std::string state_line = "connecting…";
   std::string text;          /* what the overlay draws */
   guint64 slate_frames = 0;  /* frames the slate pushed */
-  gint live_height = 0;
+  GstClockTime slate_end = GST_CLOCK_TIME_NONE; /* end of the slate's last frame */
 };
 
 /* The element's placeholder, if any. Any thread. */
@@ -101,13 +103,6 @@ static void set_overlay_text(Placeholder *p, const std::string &markup) {
   g_object_set(p->overlay, "text", markup.c_str(), nullptr);
 }
 
-/* The font follows the picture's height. Called without p->lock. */
-static void set_font_for_height(Placeholder *p, gint height) {
-  const int size = std::max(6, height / 48);
-  g_autofree gchar *font = g_strdup_printf("Sans %d", size);
-  g_object_set(p->overlay, "font-desc", font, nullptr);
-}
-
 /* ---- probes ---- */
 
 /* Drops the slate's frames before the text is drawn while the live input plays.
@@ -115,7 +110,7 @@ static void set_font_for_height(Placeholder *p, gint height) {
 static GstPadProbeReturn slate_gate_probe(GstPad *, GstPadProbeInfo *, gpointer data) {
   auto *p = static_cast<Placeholder *>(data);
   std::lock_guard<std::mutex> guard(p->lock);
-  return p->live_active ? GST_PAD_PROBE_DROP : GST_PAD_PROBE_OK;
+  return p->live_active || p->switching ? GST_PAD_PROBE_DROP : GST_PAD_PROBE_OK;
 }
 
 /* Sends a GAP event for the slate frame's time on every audio pad that has no chain behind it. */
@@ -152,12 +147,15 @@ static GstPadProbeReturn slate_out_probe(GstPad *, GstPadProbeInfo *info, gpoint
     gst_query_set_latency(query, TRUE, 0, GST_CLOCK_TIME_NONE);
     return GST_PAD_PROBE_HANDLED;
   }
+  GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER(info);
   {
     std::lock_guard<std::mutex> guard(p->lock);
     p->slate_frames++;
+    if (GST_BUFFER_PTS_IS_VALID(buffer))
+      p->slate_end = GST_BUFFER_PTS(buffer) + (GST_BUFFER_DURATION_IS_VALID(buffer) ? GST_BUFFER_DURATION(buffer) : 0);
   }
   p->pushed.notify_all();
-  send_audio_gaps(p, GST_PAD_PROBE_INFO_BUFFER(info));
+  send_audio_gaps(p, buffer);
   return GST_PAD_PROBE_OK;
 }
 
@@ -196,17 +194,6 @@ static GstPadProbeReturn live_probe(GstPad *, GstPadProbeInfo *info, gpointer da
         !gst_structure_has_name(gst_caps_get_structure(live, 0), "video/x-raw"))
       return GST_PAD_PROBE_OK;
     g_autoptr(GstCaps) caps = slate_caps_like(live, p->initial_caps);
-    gint height = 0;
-    gst_structure_get_int(gst_caps_get_structure(live, 0), "height", &height);
-    bool new_height = false;
-    {
-      std::lock_guard<std::mutex> guard(p->lock);
-      new_height = height > 0 && height != p->live_height;
-      if (new_height)
-        p->live_height = height;
-    }
-    if (new_height)
-      set_font_for_height(p, height);
     /* the capsfilter marks the slate for renegotiation: it takes the new caps at its next frame */
     g_object_set(p->filter, "caps", caps, nullptr);
     return GST_PAD_PROBE_OK;
@@ -215,7 +202,20 @@ static GstPadProbeReturn live_probe(GstPad *, GstPadProbeInfo *info, gpointer da
   {
     std::lock_guard<std::mutex> guard(p->lock);
     if (p->connected && !p->live_active) {
+      /* live pictures are stamped when captured, a jitter-buffer latency before they arrive; the
+       * slate's when drawn: the slate stops at the first live picture and the selector switches at
+       * the first one newer than the slate's last frame, so running time never goes back (a few
+       * decoded frames, not a keyframe, are skipped) */
+      p->switching = true;
+      GstBuffer *buffer = (info->type & GST_PAD_PROBE_TYPE_BUFFER) ? GST_PAD_PROBE_INFO_BUFFER(info) : nullptr;
+      if (buffer && GST_BUFFER_PTS_IS_VALID(buffer) && GST_CLOCK_TIME_IS_VALID(p->slate_end) &&
+          GST_BUFFER_PTS(buffer) < p->slate_end) {
+        GST_LOG_OBJECT(p->self, "live picture %" GST_TIME_FORMAT " older than the slate's %" GST_TIME_FORMAT,
+                       GST_TIME_ARGS(GST_BUFFER_PTS(buffer)), GST_TIME_ARGS(p->slate_end));
+        return GST_PAD_PROBE_DROP;
+      }
       p->live_active = true;
+      p->switching = false;
       p->failed_since_live = false;
       p->last_failure_404 = false;
       g_object_set(p->selector, "active-pad", p->live_pad, nullptr);
@@ -232,6 +232,7 @@ static GstPadProbeReturn live_probe(GstPad *, GstPadProbeInfo *info, gpointer da
 
 /* Called with p->lock held. */
 static void show_slate_locked(Placeholder *p) {
+  p->switching = false;
   if (!p->live_active)
     return;
   p->live_active = false;
@@ -290,7 +291,8 @@ bool placeholder_prepare(GstMtxWhepSrc *self, const Settings &s) {
   gst_util_set_object_arg(G_OBJECT(overlay), "valignment", "center");
   gst_util_set_object_arg(G_OBJECT(overlay), "halignment", "center");
   gst_util_set_object_arg(G_OBJECT(overlay), "line-alignment", "center");
-  g_object_set(overlay, "shaded-background", FALSE, "draw-outline", TRUE, nullptr);
+  /* auto-resize (on by default) scales the font with the picture's width, from 640 pixels on */
+  g_object_set(overlay, "shaded-background", FALSE, "draw-outline", TRUE, "font-desc", kSlateFont, nullptr);
   /* inactive inputs drop what they get at once: neither waits for the other */
   g_object_set(selector, "sync-streams", FALSE, "cache-buffers", FALSE, nullptr);
 
@@ -326,9 +328,6 @@ bool placeholder_prepare(GstMtxWhepSrc *self, const Settings &s) {
                     static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST |
                                                  GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
                     live_probe, raw, nullptr);
-  gint height = 0;
-  gst_structure_get_int(gst_caps_get_structure(initial, 0), "height", &height);
-  set_font_for_height(raw, height > 0 ? height : 720);
   {
     std::string markup;
     {
