@@ -604,6 +604,11 @@ class Runner:
         elif kind == Gst.MessageType.EOS:
             self.say("eos")
             self.loop.quit()
+        elif kind == Gst.MessageType.LATENCY:
+            # An element's latency changed (whepsrc going from its placeholder slate, which adds
+            # none, to live video behind a jitter buffer): what gst-launch does. Without it a sink
+            # keeps the slate's latency and gets every live frame late.
+            self.pipeline.recalculate_latency()
         return True
 
     def print_stats(self):
