@@ -118,7 +118,8 @@ tile_caps="width=$TILE_WIDTH,height=$TILE_HEIGHT"
 pipeline=(compositor name=wall background=black ignore-inactive-pads=true
   min-upstream-latency="$(((LATENCY_MS + 100) * 1000000))")
 runner_options=(--count screen)
-font_size=$((TILE_HEIGHT / 16 > 6 ? TILE_HEIGHT / 16 : 6))
+# The label's size follows the tile's height (textoverlay would scale it with the width instead).
+font_size=$((TILE_HEIGHT / 15 > 6 ? TILE_HEIGHT / 15 : 6))
 for i in "${!cameras[@]}"; do
   row=$((i / columns))
   pipeline+=("sink_$i::xpos=$((i % columns * TILE_WIDTH))" "sink_$i::ypos=$((row * TILE_HEIGHT))")
@@ -137,7 +138,7 @@ for i in "${!cameras[@]}"; do
     '!' queue max-size-buffers=0 max-size-bytes=0 max-size-time=$(((LATENCY_MS + 250) * 1000000)) leaky=downstream
     '!' videoscale '!' videoconvert '!' "video/x-raw,$tile_caps,pixel-aspect-ratio=1/1"
     '!' textoverlay name="label_$i" text="$camera" valignment=top halignment=left shaded-background=true
-    font-desc="'Sans Bold $font_size'" '!' "wall.sink_$i")
+    auto-resize=false font-desc="'Sans Bold $font_size'" '!' "wall.sink_$i")
   runner_options+=(--tile "$camera=label_$i")
 done
 if [[ -n "$SNAPSHOT" ]]; then

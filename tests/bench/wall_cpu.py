@@ -34,7 +34,7 @@ from checklib import REPO_ROOT, help_requested  # noqa: E402
 from mediamtxlib import Mediamtx  # noqa: E402
 from scriptrun import TEST_CAMERA, Script  # noqa: E402
 
-PATTERNS = ["ball", "smpte", "pinwheel", "bar", "spokes", "zone-plate", "colors", "gradient", "circular"]
+PATTERNS = ["ball", "smpte", "pinwheel", "colors", "spokes", "zone-plate", "gradient", "circular", "bar"]
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
