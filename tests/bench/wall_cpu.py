@@ -22,6 +22,7 @@ Environment (defaults):
   WINDOW         seconds measured                       (20)
   SNAPSHOT       PNG of the wall, written SNAPSHOT_AFTER s after its start (none)
   SNAPSHOT_AFTER (6)
+  WALL_LOG       write the wall's whole output to this file   (none)
   MEDIAMTX_BIN   MediaMTX binary   (~/.cache/gst-mediamtx/mediamtx-v1.20.1)
 """
 import os
@@ -146,6 +147,9 @@ def main():
         for name, values in sorted(tile_fps.items()):
             print(f"RESULT fps {name} mean={sum(values) / len(values):.1f} min={min(values):.1f} "
                   f"({'composed picture' if name == 'screen' else 'frames reaching the tile'})", flush=True)
+        if os.environ.get("WALL_LOG"):
+            with open(os.environ["WALL_LOG"], "w", encoding="utf-8") as f:
+                f.write(out)
         if snapshot:
             wall.wait_for(r"^wall: snapshot written ", 30)
             print(f"wall_cpu: {re.findall(r'^wall: snapshot written .*', wall.output(), re.M)[-1]}", flush=True)
