@@ -68,6 +68,7 @@ struct Placeholder {
   GstPad *live_input = nullptr; /* the bin's ghost sink pad chains link to (ref held) */
   std::string path;
   GstCaps *initial_caps = nullptr; /* placeholder-caps */
+  std::atomic<GstClockTime> latency{0}; /* the `latency` property, set at READY->PAUSED */
 
   std::mutex lock; /* guards the fields below */
   std::condition_variable pushed;
@@ -136,15 +137,18 @@ static void send_audio_gaps(Placeholder *p, GstBuffer *buffer) {
 }
 
 /* Counts the slate's frames (a fatal error waits for one), sends audio GAPs, and answers latency
- * queries for the slate: it adds none, so the live stream's latency alone sets the pipeline's.
- * The slate's streaming thread. */
+ * queries for the slate with the live stream's jitter-buffer latency: a pipeline computes its
+ * latency once, when it starts playing (again only when the application handles a latency message),
+ * usually while the slate is all there is, and live pictures arriving later must not find it too
+ * short (a display sink would show them on arrival, or drop them as late). The slate's streaming
+ * thread. */
 static GstPadProbeReturn slate_out_probe(GstPad *, GstPadProbeInfo *info, gpointer data) {
   auto *p = static_cast<Placeholder *>(data);
   if (info->type & GST_PAD_PROBE_TYPE_QUERY_UPSTREAM) {
     GstQuery *query = GST_PAD_PROBE_INFO_QUERY(info);
     if (GST_QUERY_TYPE(query) != GST_QUERY_LATENCY)
       return GST_PAD_PROBE_OK;
-    gst_query_set_latency(query, TRUE, 0, GST_CLOCK_TIME_NONE);
+    gst_query_set_latency(query, TRUE, p->latency.load(), GST_CLOCK_TIME_NONE);
     return GST_PAD_PROBE_HANDLED;
   }
   GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER(info);
@@ -224,7 +228,7 @@ static GstPadProbeReturn live_probe(GstPad *, GstPadProbeInfo *info, gpointer da
   }
   if (switched) {
     GST_INFO_OBJECT(p->self, "placeholder: live picture");
-    /* the live stream's latency (jitter buffer, decoder) is the pipeline's again */
+    /* for applications that recompute latency on request: the live stream (jitter buffer, decoder) is there now */
     gst_element_post_message(GST_ELEMENT(p->self), gst_message_new_latency(GST_OBJECT(p->self)));
   }
   return GST_PAD_PROBE_OK;
@@ -348,6 +352,7 @@ void placeholder_expose(GstMtxWhepSrc *self) {
   Placeholder *p = holder.get();
   if (!p)
     return;
+  p->latency = settings_snapshot(self).latency * GST_MSECOND;
   std::string markup;
   {
     std::lock_guard<std::mutex> guard(p->lock);

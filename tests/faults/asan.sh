@@ -24,6 +24,7 @@ suites=(
   "reconnectbin-network:tests/reconnectbin_network:yes:sanitizers-only"
   "whepsrc-element:tests/whepsrc_element:yes:sanitizers-only"
   "whepsrc-faults:tests/whepsrc_faults:yes:sanitizers-only"
+  "whepsrc-placeholder:tests/whepsrc_placeholder:yes:sanitizers-only"
   "mediamtxsink-element:tests/mediamtxsink_element:yes:sanitizers-only"
   "faults-tls:tests/faults_tls:yes:sanitizers-only"
   "faults-bounds:tests/faults_bounds:yes:sanitizers-only"
@@ -35,7 +36,7 @@ suites=(
 # fault-server paths run under ASan in whepsrc-element and whepsrc-faults too). faults-network (the
 # three hosts, 10 server kills, partitions, loss, ICE-TCP, the 100-cycle soak: ~280 s) is in: the
 # reconnection paths are where a use-after-free would hide. The longest first (ASAN_JOBS at a time).
-quick="faults-network whepsrc-element mediamtxsink-element reconnectbin-network whepsrc-faults faults-bounds faults-tls
+quick="faults-network whepsrc-element mediamtxsink-element reconnectbin-network whepsrc-placeholder whepsrc-faults faults-bounds faults-tls
 reconnectbin-element testbed memcheck-cases inspect unit stall-watchdog encoder-selection fuzz-replay"
 
 usage() {
