@@ -12,6 +12,8 @@ Lines printed on stdout (the scripts' and services' log):
   LABEL: error ELEMENT: MESSAGE          an error message (the process then exits 1)
   LABEL: eos                             the pipeline finished (exit 0)
   LABEL: snapshot written FILE (WxH)     --snapshot saved the picture
+  LABEL: latency N ms (ELEMENT changed its own)
+                                         the pipeline's latency, recalculated on a LATENCY message
 
 Ctrl-C / SIGINT / SIGTERM and --duration send EOS, so muxers and encoders finish their files; if the
 EOS does not arrive within --eos-timeout seconds the pipeline is stopped anyway (exit 0 after a
@@ -538,7 +540,8 @@ class Runner:
         self.overlays = {}  # whepsrc name -> textoverlay showing its stats
         self.snapshot = None
         self.snapshot_ready_lines = 0
-        self.last_latency = None  # the time code's last median (ms), for the overlay  # stats lines in a row with every whepsrc delivering
+        self.last_latency = None  # the time code's last median (ms), for the overlay
+        self.latency = None  # the pipeline's latency, printed when a LATENCY message changes it  # stats lines in a row with every whepsrc delivering
         self.pipeline = Gst.parse_launch(" ".join(args.pipeline))
         if not isinstance(self.pipeline, Gst.Pipeline):  # a single element
             bin_ = Gst.Pipeline.new(None)
@@ -609,6 +612,10 @@ class Runner:
             # none, to live video behind a jitter buffer): what gst-launch does. Without it a sink
             # keeps the slate's latency and gets every live frame late.
             self.pipeline.recalculate_latency()
+            latency = self.pipeline.get_latency()
+            if latency != Gst.CLOCK_TIME_NONE and latency != self.latency:
+                self.latency = latency
+                self.say(f"latency {latency / Gst.MSECOND:.0f} ms ({source} changed its own)")
         return True
 
     def print_stats(self):
