@@ -87,7 +87,7 @@ def main():
 
     def follows_jitter_buffer():
         expect(isinstance(at_50, (int, float)), "no latency from the LATENCY_MS=50 run")
-        demo = Script("demo.sh", dict(env, DURATION="9", LATENCY_MS="400", SNAPSHOT=os.path.join(work, "400.png")))
+        demo = Script("demo.sh", dict(env, DURATION="12", LATENCY_MS="400", SNAPSHOT=os.path.join(work, "400.png")))
         try:
             status = demo.wait(120)
             out = demo.output()
