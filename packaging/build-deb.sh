@@ -102,7 +102,8 @@ shlibs="$(cd "$stage" && DEB_HOST_ARCH="$arch" dpkg-shlibdeps -O -e"${plugin#"$s
 # webrtcbin, h264parse (bad), rtspclientsink (rtsp), rtp/rtsp elements (good), videoconvert and
 # friends (base), libnice (nice), gst-launch-1.0 (tools). Every script runs pipelines/gst-mediamtx-run.py
 # (PyGObject + the Gst typelib); its TIME_CODE=1 draws and reads with GstVideo and GdkPixbuf (Recommends).
-runtime="gstreamer1.0-plugins-base (>= 1.22), gstreamer1.0-plugins-good (>= 1.22), gstreamer1.0-plugins-bad (>= 1.22), gstreamer1.0-nice, gstreamer1.0-rtsp (>= 1.22), gstreamer1.0-tools (>= 1.22), python3, python3-gi, gir1.2-gstreamer-1.0"
+# textoverlay (gstreamer1.0-x, pango): whepsrc's placeholder slate, wall.sh's labels.
+runtime="gstreamer1.0-plugins-base (>= 1.22), gstreamer1.0-plugins-good (>= 1.22), gstreamer1.0-plugins-bad (>= 1.22), gstreamer1.0-nice, gstreamer1.0-rtsp (>= 1.22), gstreamer1.0-tools (>= 1.22), gstreamer1.0-x (>= 1.22), python3, python3-gi, gir1.2-gstreamer-1.0"
 installed_size="$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)"
 cat > "$pkg/DEBIAN/control" <<EOF
 Package: gst-mediamtx
