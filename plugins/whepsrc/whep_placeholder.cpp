@@ -14,7 +14,9 @@
  * until a keyframe, so that is the next keyframe after recovery). While live video plays the
  * slate's frames are dropped before the text is drawn. The slate takes the live picture's caps as
  * soon as they are known (its framerate when it has one), so going back to the slate changes no
- * caps downstream; before any live picture it uses placeholder-caps.
+ * caps downstream; before any live picture it uses placeholder-caps. The slate answers latency
+ * queries with the jitter buffer's latency, so the latency a pipeline computes while only the slate
+ * plays holds for the live pictures too.
  *
  * Its words come from the ReconnectController's status (the `status` hook): the path name and
  * "connecting…", "waiting for the camera to publish" (MediaMTX answers 404 until a publisher
@@ -28,7 +30,6 @@
  * (the selector's active-pad, which takes only the selector's own lock and never calls back).
  */
 #include "whepsrc_private.h"
-
 
 #include <algorithm>
 #include <chrono>

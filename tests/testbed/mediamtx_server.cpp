@@ -78,6 +78,17 @@ bool firewall(const std::string &rule) {
   return true;
 }
 
+bool block_webrtc_media(const MediamtxServer &server, bool blocked) {
+  const char *op = blocked ? "-A" : "-D";
+  const std::string allowed = std::to_string(server.rtsp_port()) + "," + std::to_string(server.webrtc_port()) + "," +
+                              std::to_string(server.hls_port()) + "," + std::to_string(server.api_port());
+  for (const std::string &rule : {std::string("INPUT -p udp -j DROP"),
+                                  "INPUT -p tcp -m multiport ! --ports " + allowed + " -j DROP"})
+    if (!firewall(std::string(op) + " " + rule))
+      return false;
+  return true;
+}
+
 std::string server_address() {
   const char *addr = g_getenv("TESTBED_SERVER_ADDR");
   return addr && *addr ? addr : "127.0.0.1";

@@ -90,6 +90,10 @@ int free_udp_pair();
  * either fails. */
 bool firewall(const std::string &rule);
 
+/* blocked: drops UDP and every TCP port but `server`'s RTSP, WHEP, HLS and API ports, so WebRTC
+ * cannot connect (no ICE) while HTTP still answers (the HLS fallback's case); false: lifts that. */
+bool block_webrtc_media(const MediamtxServer &server, bool blocked);
+
 /* $TESTBED_SERVER_ADDR or 127.0.0.1 */
 std::string server_address();
 /* Fails loudly when not inside the test namespace made by netns-run.sh. */

@@ -474,6 +474,7 @@ struct ControllerProbe {
   std::mutex lock;
   std::vector<std::string> states;
   std::vector<gint64> retry_in;
+  std::vector<std::string> hooked; /* the status hook's states, each with the messages seen before it */
   std::atomic<int> starts{0}, teardowns{0};
   GQuark error_domain = 0;
   int error_code = 0;
@@ -528,6 +529,11 @@ GST_START_TEST(test_controller_retry_and_give_up) {
       probe.starts++; /* after: the test reads `session` once it sees the count */
     };
     hooks.teardown = [&](const Failure &) { probe.teardowns++; };
+    hooks.status = [&](const StatusUpdate &update) {
+      std::lock_guard<std::mutex> guard(probe.lock);
+      probe.hooked.push_back(std::string(connection_state_name(update.state)) + "@" +
+                             std::to_string(probe.states.size()));
+    };
     controller.set_hooks(hooks);
     controller.prepare();
     controller.start();
@@ -559,6 +565,9 @@ GST_START_TEST(test_controller_retry_and_give_up) {
     std::lock_guard<std::mutex> guard(probe.lock);
     const std::vector<std::string> want{"connecting", "reconnecting", "connecting", "failed", "stopped"};
     fail_unless(probe.states == want, "states: %zu", probe.states.size());
+    /* the status hook sees every status before its message is posted */
+    const std::vector<std::string> hooked{"connecting@0", "reconnecting@1", "connecting@2", "failed@3", "stopped@4"};
+    fail_unless(probe.hooked == hooked, "status hook: %zu calls", probe.hooked.size());
     fail_unless(probe.retry_in[1] >= 40 && probe.retry_in[1] <= 60, "retry in %lld ms",
                 static_cast<long long>(probe.retry_in[1]));
   }

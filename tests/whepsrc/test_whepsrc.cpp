@@ -536,12 +536,7 @@ GST_END_TEST;
 /* Leaves only MediaMTX's HTTP/RTSP/API ports reachable: no UDP at all, and no TCP but to those
  * ports (MediaMTX's ICE agent would otherwise dial libnice's passive TCP candidates). */
 static void set_media_blocked(const MediamtxServer &server, bool blocked) {
-  const char *op = blocked ? "-A" : "-D";
-  const std::string allowed = std::to_string(server.rtsp_port()) + "," + std::to_string(server.webrtc_port()) + "," +
-                              std::to_string(server.hls_port()) + "," + std::to_string(server.api_port());
-  for (const std::string &rule : {std::string("INPUT -p udp -j DROP"),
-                                  "INPUT -p tcp -m multiport ! --ports " + allowed + " -j DROP"})
-    fail_unless(firewall(std::string(op) + " " + rule));
+  fail_unless(block_webrtc_media(server, blocked));
 }
 
 static int count_status(BusWatcher &bus, const char *state, const char *transport) {

@@ -345,6 +345,44 @@ GST_START_TEST(test_slate_before_error) {
 }
 GST_END_TEST;
 
+/* WebRTC blocked: the slate says "HLS fallback" until the HLS picture comes, which plays through
+ * the same pad; WebRTC back: its picture takes over. */
+GST_START_TEST(test_slate_hls_fallback) {
+  fail_unless(in_test_namespace());
+  MediamtxOptions options;
+  options.extra_config = "hlsVariant: fmp4\nhlsSegmentDuration: 1s\n"; /* what 1.22's hlsdemux can follow */
+  MediamtxServer server(options);
+  fail_unless(server.start());
+  Publisher pub(red_publisher(server, kPath));
+  fail_unless(server.wait_path_ready(kPath, 10000));
+  fail_unless(block_webrtc_media(server, true));
+  TestPipeline viewer(slate_viewer(server.whep_url(kPath), "hls-fallback=true hls-fallback-attempts=1 timeout=2500 "
+                                                            "retry-delay=500 max-retry-delay=1000 hls-location=" +
+                                                                server.hls_url(kPath)));
+  Rendered rendered;
+  watch_rendering(viewer, rendered);
+  fail_unless(viewer.play());
+  fail_unless(wait_until([&] { return rendered.count_since(0, Picture::Slate, "HLS fallback") >= 5; }, 15000),
+              "no 'HLS fallback' slate (last: %s, '%s')", picture_name(rendered.last().picture),
+              rendered.last().text.c_str());
+  size_t mark = rendered.count();
+  fail_unless(wait_until([&] { return rendered.count_since(mark, Picture::Camera) >= 30; }, 30000),
+              "no camera picture over HLS");
+  fail_unless(block_webrtc_media(server, false));
+  fail_unless(wait_until([&] {
+    return viewer.bus.count_element_messages("gst-mediamtx-status", "reason", "WebRTC connected: leaving the HLS fallback") >= 1;
+  }, 20000), "did not return to WebRTC");
+  mark = rendered.count();
+  fail_unless(wait_until([&] { return rendered.count_since(mark, Picture::Camera) >= 30; }, 15000),
+              "no camera picture after returning to WebRTC");
+  fail_unless(viewer.stats_string("src", "placeholder-text").empty());
+  fail_unless(viewer.bus.errors().empty(), "%s", viewer.bus.error_text().c_str());
+  fail_unless_equals_int(viewer.bus.eos_count(), 0);
+  rendered.write_snapshots("fallback");
+  viewer.stop();
+}
+GST_END_TEST;
+
 /* Audio while down: the audio pad gets GAP events at the slate's pace, then audio again. */
 struct AudioCounts {
   std::atomic<int> gaps{0}, buffers{0};
@@ -429,6 +467,7 @@ static Suite *whepsrc_placeholder_suite(void) {
   tcase_add_checked_fixture(tc, tolerate_rtspclientsink_socket_criticals, nullptr);
   tcase_add_test(tc, test_slate_states);
   tcase_add_test(tc, test_slate_before_error);
+  tcase_add_test(tc, test_slate_hls_fallback);
   tcase_add_test(tc, test_audio_gaps_while_down);
   tcase_add_test(tc, test_none_and_encoded);
   suite_add_tcase(s, tc);
