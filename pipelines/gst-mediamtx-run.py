@@ -612,10 +612,12 @@ class Runner:
             # none, to live video behind a jitter buffer): what gst-launch does. Without it a sink
             # keeps the slate's latency and gets every live frame late.
             self.pipeline.recalculate_latency()
-            latency = self.pipeline.get_latency()
-            if latency != Gst.CLOCK_TIME_NONE and latency != self.latency:
-                self.latency = latency
-                self.say(f"latency {latency / Gst.MSECOND:.0f} ms ({source} changed its own)")
+            query = Gst.Query.new_latency()
+            if self.pipeline.query(query):
+                _live, latency, _max = query.parse_latency()
+                if latency != self.latency:
+                    self.latency = latency
+                    self.say(f"latency {latency / Gst.MSECOND:.0f} ms ({source} changed its own)")
         return True
 
     def print_stats(self):
