@@ -402,17 +402,6 @@ static bool prepare(GstMtxWhepSrc *self) {
                       (nullptr));
     return false;
   }
-  if (s.placeholder == GST_MTX_WHEP_PLACEHOLDER_STATUS && !s.decode) {
-    GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("placeholder=status draws a picture and needs decoded video: set "
-                                                 "decode=true, or placeholder=none to record encoded streams"),
-                      (nullptr));
-    return false;
-  }
-  if (s.placeholder == GST_MTX_WHEP_PLACEHOLDER_STATUS && video.empty()) {
-    GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("placeholder=status shows a picture on the video pad, but "
-                                                 "video-codecs is empty"), (nullptr));
-    return false;
-  }
   if (video.empty() && (audio.empty() || !s.audio)) {
     GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("Nothing to receive: video-codecs is empty and audio is off"),
                       (nullptr));
@@ -455,12 +444,11 @@ static GstStateChangeReturn gst_whep_src_change_state(GstElement *element, GstSt
   case GST_STATE_CHANGE_NULL_TO_READY:
     if (!prepare(self))
       return GST_STATE_CHANGE_FAILURE;
-    if (!whepsrc::placeholder_prepare(self, whepsrc::settings_snapshot(self))) {
-      release(self);
-      return GST_STATE_CHANGE_FAILURE;
-    }
     break;
   case GST_STATE_CHANGE_READY_TO_PAUSED:
+    /* the slate, built for each run with the settings of the run */
+    if (!whepsrc::placeholder_prepare(self, whepsrc::settings_snapshot(self)))
+      return GST_STATE_CHANGE_FAILURE;
     priv->eos_requested = false;
     whepsrc::placeholder_expose(self);
     priv->controller.start();
@@ -483,6 +471,7 @@ static GstStateChangeReturn gst_whep_src_change_state(GstElement *element, GstSt
     /* the run ends: no retry, no timer, no HLS; the session goes with a bounded DELETE */
     priv->controller.stop([self] { whepsrc::stop_hls(self); });
     whepsrc::stop_session(self, true);
+    whepsrc::placeholder_release(self);
     {
       std::lock_guard<std::mutex> guard(priv->lock);
       /* deactivated pads dropped their sticky events: the next start sends stream-start again */
@@ -491,7 +480,6 @@ static GstStateChangeReturn gst_whep_src_change_state(GstElement *element, GstSt
     }
     break;
   case GST_STATE_CHANGE_READY_TO_NULL:
-    whepsrc::placeholder_release(self);
     release(self);
     break;
   default:

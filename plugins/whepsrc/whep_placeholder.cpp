@@ -24,6 +24,8 @@
  * error that ends the pipeline is posted, the slate with the error is pushed (waited for, bounded).
  * While the slate shows, each audio pad with no chain behind it gets a GAP event per slate frame.
  *
+ * Built at READY->PAUSED with that run's settings, removed at PAUSED->READY.
+ *
  * Threads: prepare/expose/release on the application thread (state changes); status and
  * connect/disconnect on the control thread or a streaming thread; the probes on the slate's and
  * the chains' streaming threads. `lock` is the only lock held across a call into another element
@@ -257,6 +259,17 @@ bool placeholder_prepare(GstMtxWhepSrc *self, const Settings &s) {
   GstWhepSrcPrivate *priv = self->priv;
   if (s.placeholder != GST_MTX_WHEP_PLACEHOLDER_STATUS)
     return true;
+  if (!s.decode) {
+    GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("placeholder=status draws a picture and needs decoded video: set "
+                                                 "decode=true, or placeholder=none to record encoded streams"),
+                      (nullptr));
+    return false;
+  }
+  if (gstmtx::parse_codec_list(s.video_codecs, "video").empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("placeholder=status shows a picture on the video pad, but "
+                                                 "video-codecs is empty"), (nullptr));
+    return false;
+  }
   GstCaps *initial = gst_caps_from_string(s.placeholder_caps.c_str());
   if (!initial || gst_caps_get_size(initial) != 1 ||
       !gst_structure_has_name(gst_caps_get_structure(initial, 0), "video/x-raw")) {

@@ -162,7 +162,7 @@ struct GstWhepSrcPrivate {
   gint64 attempt_started_us = 0;
   GstElement *hls = nullptr;     /* the HLS fallback bin, while it runs */
   std::shared_ptr<whepsrc::HlsClock> hls_clock;
-  /* placeholder=status: from NULL->READY to READY->NULL (its pointer changes only then) */
+  /* placeholder=status: from READY->PAUSED to PAUSED->READY (its pointer changes only then) */
   std::shared_ptr<whepsrc::Placeholder> placeholder;
 
   /* retry properties, control thread, status, stats fields shared by every element */
@@ -214,11 +214,11 @@ bool attach_output(GstMtxWhepSrc *self, const std::string &media, GstElement *ch
 void install_output_event_probe(Output *out);
 
 /* whep_placeholder.cpp */
-/* NULL->READY (application thread): builds the slate when placeholder=status; false: error posted */
+/* READY->PAUSED (application thread): builds the slate when placeholder=status; false: error posted */
 bool placeholder_prepare(GstMtxWhepSrc *self, const Settings &settings);
 /* READY->PAUSED: the video pad, showing the slate, from the start */
 void placeholder_expose(GstMtxWhepSrc *self);
-/* READY->NULL */
+/* PAUSED->READY, after the session is gone */
 void placeholder_release(GstMtxWhepSrc *self);
 /* any thread: the placeholder's bin, which session teardown leaves in place */
 bool is_placeholder_bin(GstElement *element);

@@ -435,7 +435,8 @@ GST_START_TEST(test_audio_gaps_while_down) {
 }
 GST_END_TEST;
 
-/* Control: placeholder=none invents no frames; placeholder=status with decode=false is refused. */
+/* Control: placeholder=none invents no frames; placeholder=status comes back in a second run, and
+ * with decode=false is refused. */
 GST_START_TEST(test_none_and_encoded) {
   fail_unless(in_test_namespace());
   MediamtxServer server;
@@ -450,6 +451,20 @@ GST_START_TEST(test_none_and_encoded) {
   fail_unless_equals_int(viewer.frames.count(), 0);
   fail_unless(viewer.stats_string("src", "placeholder-text").empty());
   viewer.stop();
+
+  /* a second run of the same element: the slate is built again, on the same pad */
+  TestPipeline again(slate_viewer(server.whep_url("cam"), "retry-delay=300"));
+  Rendered rendered;
+  watch_rendering(again, rendered);
+  fail_unless(again.play());
+  fail_unless(wait_until([&] { return rendered.count_since(0, Picture::Slate) >= 5; }, 5000));
+  fail_unless(set_state_and_wait(again.pipeline, GST_STATE_READY));
+  const size_t mark = rendered.count();
+  fail_unless(again.play());
+  fail_unless(wait_until([&] { return rendered.count_since(mark, Picture::Slate) >= 5; }, 5000),
+              "no slate in the second run");
+  fail_unless(again.bus.errors().empty(), "%s", again.bus.error_text().c_str());
+  again.stop();
 
   TestPipeline encoded("whepsrc name=src placeholder=status decode=false location=" + server.whep_url("cam") +
                        " ! fakesink");
