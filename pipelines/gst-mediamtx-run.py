@@ -632,7 +632,11 @@ class Runner:
             kind = factory_name(element)
             if kind not in MEASURED:
                 continue
+            asked = time.monotonic()
             stats = element.get_property("stats")
+            took = time.monotonic() - asked
+            if took > 0.25:  # it should never wait (a cache); a slow read holds the main loop
+                self.say(f"note: reading {element.get_name()}'s stats took {took * 1000:.0f} ms")
             if stats is None:
                 continue
             if kind == "whepsrc":
