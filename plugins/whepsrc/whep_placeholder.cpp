@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <thread>
 
 GType gst_mtx_whep_placeholder_get_type(void) {
   static GType type = 0;
@@ -59,6 +60,8 @@ constexpr const char *kSlateFont = "Sans 14";
 constexpr const char *kPlaceholderMarker = "gst-mediamtx-placeholder";
 /* how long a fatal error waits for the slate that announces it to be pushed */
 constexpr auto kErrorSlateWait = std::chrono::milliseconds(500);
+/* ... and at most this long for the display to show it (the jitter-buffer latency) */
+constexpr auto kErrorSlateLatencyWait = std::chrono::milliseconds(1000);
 }  // namespace
 
 struct Placeholder {
@@ -533,8 +536,14 @@ void placeholder_status(GstMtxWhepSrc *self, const gstmtx::StatusUpdate &update)
   const guint64 frames = p->slate_frames;
   GstState state = GST_STATE_NULL;
   gst_element_get_state(p->bin, &state, nullptr, 0);
-  if (state == GST_STATE_PLAYING)
-    p->pushed.wait_for(guard, kErrorSlateWait, [p, frames] { return p->slate_frames >= frames + 2; });
+  if (state != GST_STATE_PLAYING)
+    return;
+  if (!p->pushed.wait_for(guard, kErrorSlateWait, [p, frames] { return p->slate_frames >= frames + 2; }))
+    return;
+  guard.unlock();
+  /* a display shows a frame the pipeline's latency after it was pushed: that long again */
+  const auto latency = std::chrono::milliseconds(p->latency.load() / GST_MSECOND);
+  std::this_thread::sleep_for(std::min(latency, kErrorSlateLatencyWait));
 }
 
 void placeholder_add_stats(GstMtxWhepSrc *self, GstStructure *stats) {
