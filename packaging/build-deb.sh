@@ -67,7 +67,7 @@ strip_tool="strip"
 
 # Settings the units read, as conffiles: the examples, to be edited before `systemctl enable --now`.
 install -d "$pkg/etc/gst-mediamtx"
-for role in publisher viewer recorder; do
+for role in publisher viewer wall recorder; do
   install -m 0644 "pipelines/deploy/systemd/$role.env.example" "$pkg/etc/gst-mediamtx/$role.env"
 done
 install -d "$pkg/usr/share/doc/gst-mediamtx"
@@ -102,7 +102,8 @@ shlibs="$(cd "$stage" && DEB_HOST_ARCH="$arch" dpkg-shlibdeps -O -e"${plugin#"$s
 # webrtcbin, h264parse (bad), rtspclientsink (rtsp), rtp/rtsp elements (good), videoconvert and
 # friends (base), libnice (nice), gst-launch-1.0 (tools). Every script runs pipelines/gst-mediamtx-run.py
 # (PyGObject + the Gst typelib); its TIME_CODE=1 draws and reads with GstVideo and GdkPixbuf (Recommends).
-runtime="gstreamer1.0-plugins-base (>= 1.22), gstreamer1.0-plugins-good (>= 1.22), gstreamer1.0-plugins-bad (>= 1.22), gstreamer1.0-nice, gstreamer1.0-rtsp (>= 1.22), gstreamer1.0-tools (>= 1.22), python3, python3-gi, gir1.2-gstreamer-1.0"
+# textoverlay (gstreamer1.0-x, pango): whepsrc's placeholder slate, wall.sh's labels.
+runtime="gstreamer1.0-plugins-base (>= 1.22), gstreamer1.0-plugins-good (>= 1.22), gstreamer1.0-plugins-bad (>= 1.22), gstreamer1.0-nice, gstreamer1.0-rtsp (>= 1.22), gstreamer1.0-tools (>= 1.22), gstreamer1.0-x (>= 1.22), python3, python3-gi, gir1.2-gstreamer-1.0"
 installed_size="$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)"
 cat > "$pkg/DEBIAN/control" <<EOF
 Package: gst-mediamtx
@@ -120,7 +121,7 @@ Description: GStreamer elements and services for low-latency streaming through M
  Plugin "mediamtx": whepsrc (WHEP viewer), mediamtxsink (RTSP/WHIP publisher
  that picks and tunes the H.264 encoder: v4l2h264enc on a Raspberry Pi 4,
  x264enc elsewhere) and reconnectbin; plus the pipeline scripts and the
- systemd units that run a camera publisher, a viewer or a recorder.
+ systemd units that run a camera publisher, a viewer, a camera wall or a recorder.
 EOF
 (cd "$pkg" && find etc -type f | sed 's|^|/|') > "$pkg/DEBIAN/conffiles"
 
@@ -145,7 +146,7 @@ cat > "$pkg/DEBIAN/prerm" <<'EOF'
 set -e
 if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
   systemctl stop gst-mediamtx-publisher.service 'gst-mediamtx-publisher@*.service' \
-    gst-mediamtx-viewer.service gst-mediamtx-recorder.service >/dev/null 2>&1 || true
+    gst-mediamtx-viewer.service gst-mediamtx-wall.service gst-mediamtx-recorder.service >/dev/null 2>&1 || true
 fi
 exit 0
 EOF

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gst-mediamtx main job: set up if needed, build, start a local MediaMTX (unless MEDIAMTX_URL is
 # given), publish a test camera with mediamtxsink, view it with whepsrc, print one status line a
-# second, write a snapshot, and stop cleanly on Ctrl-C or after DURATION seconds.
+# second, write a snapshot of what the viewer shows (its status drawn on the picture), and stop
+# cleanly on Ctrl-C or after DURATION seconds.
 set -euo pipefail
 
 usage() {
@@ -9,8 +10,10 @@ usage() {
 Usage: $0 [--help]
 
 Runs publish-camera.sh (CAMERA=test: videotestsrc -> mediamtxsink, RTSP) and view.sh (whepsrc ->
-SINK) against a MediaMTX started here, prints a status line a second and writes SNAPSHOT with
-snapshot.sh once the viewer shows frames.
+SINK) against a MediaMTX started here and prints a status line a second. The viewer draws what its
+stats line says (state, fps, measured latency, reconnects) on the picture over the moving test
+pattern (view.sh OVERLAY=1), and writes that picture to SNAPSHOT once it has delivered for two
+seconds: the snapshot shows the product working, figures included.
 
 WebRTC needs a non-loopback address (libnice gathers no loopback candidates). As root the demo
 runs in a private network namespace with a veth pair (10.77.0.1 <-> 10.77.0.2): nothing can leave
@@ -34,7 +37,7 @@ Environment (defaults):
   MEDIAMTX_URL   use this MediaMTX (rtsp://host:8554 or http://host:8889) instead of a local one (local)
   STREAM_PATH    MediaMTX path to publish on                                (demo)
   DURATION       seconds to run, 0 = until Ctrl-C                           (20)
-  SNAPSHOT       PNG written from the live stream                           (BUILD_DIR/demo-snapshot.png)
+  SNAPSHOT       PNG of the viewer's picture, with its status drawn on it   (BUILD_DIR/demo-snapshot.png)
   SINK           viewer's video sink (autovideosink to see the picture)     (fakesink)
   VIDEO_WIDTH, VIDEO_HEIGHT, VIDEO_FRAMERATE, VIDEO_BITRATE_KBPS
                  the test camera                                            (1280, 720, 30, 2000)
@@ -207,15 +210,15 @@ MEDIAMTX_URL="$publish_url" STREAM_PATH="$STREAM_PATH" CAMERA=test TEST_PATTERN=
   TIME_CODE=1 STATUS_INTERVAL=1 DURATION=0 "$here/publish-camera.sh" > "$tmp/publish.log" 2>&1 &
 pids+=($!)
 echo "demo: publishing a test camera to $publish_url/$STREAM_PATH"
-WHEP_URL="$whep_url" SINK="$SINK" LATENCY_MS="$LATENCY_MS" TIME_CODE=1 STATUS_INTERVAL=1 DURATION=0 \
-  "$here/view.sh" > "$tmp/view.log" 2>&1 &
+# SNAPSHOT_AFTER: only once it delivers (or when it stops): a picture of the working product.
+WHEP_URL="$whep_url" SINK="$SINK" LATENCY_MS="$LATENCY_MS" TIME_CODE=1 STATUS_INTERVAL=1 DURATION=0 OVERLAY=1 \
+  SNAPSHOT="$SNAPSHOT" SNAPSHOT_AFTER=3600 "$here/view.sh" > "$tmp/view.log" 2>&1 &
 pids+=($!)
 echo "demo: viewing $whep_url with whepsrc"
 
 # 5. One status line a second, from the last stats lines of both.
 field() { sed -nE "s/.* $1=([^ ]*).*/\\1/p" <<<"$2"; }
 start=$(date +%s)
-snapshot_pid=""
 snapshot_state="pending"
 max_frames=0
 # No errexit in the loop: Ctrl-C also reaches the loop's own commands (sleep, grep), which then fail.
@@ -237,18 +240,16 @@ while ((stopping == 0)); do
     "$elapsed" "$(field state "$view_line")" "$(field fps "$view_line")" "$(field kbps "$view_line")" "$frames" \
     "$(field reconnects "$view_line")" "$latency" "$ttff" "$(field state "$publish_line")" \
     "$(field encoder "$publish_line")" "$snapshot_state"
-  if [[ "$snapshot_state" == "pending" ]] && ((frames > 0)); then
-    WHEP_URL="$whep_url" OUTPUT="$SNAPSHOT" TIMEOUT=30 "$here/snapshot.sh" > "$tmp/snapshot.log" 2>&1 &
-    snapshot_pid=$!
-    pids+=("$snapshot_pid")
-    snapshot_state="running"
-  elif [[ "$snapshot_state" == "running" ]] && ! kill -0 "$snapshot_pid" 2>/dev/null; then
-    if wait "$snapshot_pid"; then snapshot_state="written"; else snapshot_state="failed"; fi
-    echo "demo: snapshot $snapshot_state: $(tail -n 1 "$tmp/snapshot.log")"
-    [[ "$snapshot_state" == "written" ]] || sed 's/^/demo:   /' "$tmp/snapshot.log"
+  if [[ "$snapshot_state" == "pending" ]]; then
+    snapshot_line=$(grep -E '^view: snapshot (written|failed)' "$tmp/view.log" | tail -n 1 || true)
+    if [[ -n "$snapshot_line" ]]; then
+      snapshot_state="failed"
+      [[ "$snapshot_line" == "view: snapshot written"* ]] && snapshot_state="written"
+      echo "demo: snapshot $snapshot_state: $snapshot_line"
+    fi
   fi
   for pid in "${pids[@]:0:3}"; do
-    if ! kill -0 "$pid" 2>/dev/null && [[ "$pid" != "$snapshot_pid" ]]; then
+    if ! kill -0 "$pid" 2>/dev/null; then
       echo "demo: a process ended early; last lines:" >&2
       tail -n 5 "$tmp"/*.log >&2
       stopping=2

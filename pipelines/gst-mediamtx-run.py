@@ -11,6 +11,9 @@ Lines printed on stdout (the scripts' and services' log):
         property (fps and kbps are the differences since the previous line)
   LABEL: error ELEMENT: MESSAGE          an error message (the process then exits 1)
   LABEL: eos                             the pipeline finished (exit 0)
+  LABEL: snapshot written FILE (WxH)     --snapshot saved the picture
+  LABEL: latency N ms (ELEMENT changed its own)
+                                         the pipeline's latency, recalculated on a LATENCY message
 
 Ctrl-C / SIGINT / SIGTERM and --duration send EOS, so muxers and encoders finish their files; if the
 EOS does not arrive within --eos-timeout seconds the pipeline is stopped anyway (exit 0 after a
@@ -40,6 +43,21 @@ Options:
                         read from, or latency-ms=n/a when fewer than half of the frames carried a
                         readable code (another publisher, a real camera, a picture scaled on the
                         way)
+  --tile SRC=NAME       (repeatable) count the frames entering NAME's sink pad (the tile of the
+                        whepsrc SRC in a compositor wall) and add shown-fps=F to SRC's stats lines:
+                        the frames a second that reached the picture, live or status slate
+  --count NAME          (repeatable) add a line "stats NAME fps=F frames=N" for the frames entering
+                        NAME's sink pad (a wall's composed picture)
+  --stats-overlay SRC=NAME
+                        show SRC's stats (state, fps, measured latency, reconnects) as the text of
+                        NAME, a textoverlay, updated with each stats line
+  --snapshot FILE       write a PNG of the picture entering the sink pad of --snapshot-at once every
+                        whepsrc has been connected and delivering for two stats lines (its overlay
+                        then shows measured figures), at the latest --snapshot-after seconds after
+                        the start, or when the pipeline stops before that; a "snapshot written FILE"
+                        line says so (written through FILE.partial, then renamed)
+  --snapshot-at NAME    the element whose input is the picture to save (default: screen)
+  --snapshot-after S    write the snapshot after S seconds whatever the states (default: 10)
   --branch 'SRC.KIND=DESCRIPTION ! TARGET.PAD'
                         (repeatable) hold every pad of the element SRC (a whepsrc: video_0,
                         audio_0) until SRC has exposed all of them (its no-more-pads), then send
@@ -106,6 +124,11 @@ def iterate_elements(pipeline):
         else:
             break
     return found
+
+
+def sink_pad(element):
+    """An element's sink pad ("sink", or the first: textoverlay's is "video_sink")."""
+    return element.get_static_pad("sink") or (element.sinkpads[0] if element.sinkpads else None)
 
 
 def structure_value(structure, field):
@@ -263,6 +286,69 @@ class TimeCodeReader:
             return None, len(latencies)
         latencies.sort()
         return latencies[len(latencies) // 2], len(latencies)
+
+
+class FrameCounter:
+    """Counts the buffers entering a pad (streaming thread) until the main loop takes the count."""
+
+    def __init__(self, pad):
+        self.count = 0
+        pad.add_probe(Gst.PadProbeType.BUFFER, self.on_buffer)
+
+    def on_buffer(self, _pad, _info):
+        self.count += 1
+        return Gst.PadProbeReturn.OK
+
+    def take(self):
+        count, self.count = self.count, 0  # a frame counted meanwhile may be lost: a rate, not a total
+        return count
+
+
+class Snapshot:
+    """--snapshot: the next picture entering a pad, written as a PNG from the main loop."""
+
+    def __init__(self, say, pad, path):
+        gi.require_version("GstVideo", "1.0")
+        from gi.repository import GstVideo
+        self.video = GstVideo
+        self.say = say
+        self.pad = pad
+        self.path = path
+        self.state = "pending"  # pending -> capturing -> written | failed
+
+    def take(self):
+        """Main loop: save the next picture that passes."""
+        if self.state == "pending":
+            self.state = "capturing"
+            self.pad.add_probe(Gst.PadProbeType.BUFFER, self.on_buffer)
+
+    def on_buffer(self, pad, info):
+        """Streaming thread: keep this picture (a sample refs the buffer) for the main loop."""
+        sample = Gst.Sample.new(info.get_buffer(), pad.get_current_caps(), None, None)
+        GLib.idle_add(self.write, sample)
+        return Gst.PadProbeReturn.REMOVE
+
+    def write(self, sample):
+        partial = self.path + ".partial"
+        try:
+            png = self.video.video_convert_sample(sample, Gst.Caps.from_string("image/png"), 5 * Gst.SECOND)
+            ok, data = png.get_buffer().map(Gst.MapFlags.READ)
+            if not ok:
+                raise GLib.Error("cannot read the PNG")
+            try:
+                with open(partial, "wb") as f:
+                    f.write(bytes(data.data))
+            finally:
+                png.get_buffer().unmap(data)
+            os.replace(partial, self.path)
+        except (GLib.Error, OSError) as e:
+            self.state = "failed"
+            self.say(f"snapshot failed: {getattr(e, 'message', None) or e}")
+            return False
+        structure = sample.get_caps().get_structure(0)
+        self.state = "written"
+        self.say(f"snapshot written {self.path} ({structure.get_value('width')}x{structure.get_value('height')})")
+        return False
 
 
 STARVING_S = 3  # a linked stream without a buffer for this long, while another goes on, is ended
@@ -449,6 +535,13 @@ class Runner:
         self.previous = {}  # element name -> (monotonic time, frames, bytes)
         self.time_code_reader = None
         self.branches = []
+        self.tiles = {}  # whepsrc name -> FrameCounter of its tile
+        self.counted = {}  # --count: element name -> [FrameCounter, frames so far]
+        self.overlays = {}  # whepsrc name -> textoverlay showing its stats
+        self.snapshot = None
+        self.snapshot_ready_lines = 0
+        self.last_latency = None  # the time code's last median (ms), for the overlay
+        self.latency = None  # the pipeline's latency, printed when a LATENCY message changes it  # stats lines in a row with every whepsrc delivering
         self.pipeline = Gst.parse_launch(" ".join(args.pipeline))
         if not isinstance(self.pipeline, Gst.Pipeline):  # a single element
             bin_ = Gst.Pipeline.new(None)
@@ -514,6 +607,17 @@ class Runner:
         elif kind == Gst.MessageType.EOS:
             self.say("eos")
             self.loop.quit()
+        elif kind == Gst.MessageType.LATENCY:
+            # An element's latency changed (whepsrc going from its placeholder slate, which adds
+            # none, to live video behind a jitter buffer): what gst-launch does. Without it a sink
+            # keeps the slate's latency and gets every live frame late.
+            self.pipeline.recalculate_latency()
+            query = Gst.Query.new_latency()
+            if self.pipeline.query(query):
+                _live, latency, _max = query.parse_latency()
+                if latency != self.latency:
+                    self.latency = latency
+                    self.say(f"latency {latency / Gst.MSECOND:.0f} ms ({source} changed its own)")
         return True
 
     def print_stats(self):
@@ -521,12 +625,18 @@ class Runner:
         latency = None
         if self.time_code_reader is not None:
             median, samples = self.time_code_reader.take()
+            self.last_latency = median
             latency = f"latency-ms={'n/a' if median is None else median} latency-samples={samples}"
+        delivering = []  # per whepsrc: connected and passing frames on
         for element in iterate_elements(self.pipeline):
             kind = factory_name(element)
             if kind not in MEASURED:
                 continue
+            asked = time.monotonic()
             stats = element.get_property("stats")
+            took = time.monotonic() - asked
+            if took > 0.25:  # it should never wait (a cache); a slow read holds the main loop
+                self.say(f"note: reading {element.get_name()}'s stats took {took * 1000:.0f} ms")
             if stats is None:
                 continue
             if kind == "whepsrc":
@@ -542,9 +652,13 @@ class Runner:
             if then is not None and now > then:
                 fps = (frames - frames_then) / (now - then)
                 kbps = (received - bytes_then) * 8 / 1000 / (now - then)
-            fields = [f"state={structure_value(stats, 'state')}", f"fps={fps:.1f}", f"kbps={kbps:.0f}",
-                      f"frames={frames}"]
+            state = structure_value(stats, 'state')
+            fields = [f"state={state}", f"fps={fps:.1f}", f"kbps={kbps:.0f}", f"frames={frames}"]
+            if name in self.tiles:
+                shown = self.tiles[name].take() / (now - then) if then is not None and now > then else 0.0
+                fields.append(f"shown-fps={shown:.1f}")
             if kind == "whepsrc":
+                delivering.append(state in ("connected", "fallback") and fps > 0)
                 for field, label in (("reconnects", "reconnects"), ("time-to-first-frame-ms", "ttff-ms"),
                                      ("round-trip-time", "rtt"), ("jitter", "jitter"),
                                      ("packets-lost", "lost")):
@@ -553,13 +667,42 @@ class Runner:
                         fields.append(f"{label}={value:.3g}" if isinstance(value, float) else f"{label}={value}")
                 if latency is not None:
                     fields.append(latency)
+                slate = structure_value(stats, "placeholder-text")
+                if slate:  # placeholder=status: what the slate in its picture says
+                    fields.append('slate="' + " | ".join(line.strip() for line in slate.splitlines() if line.strip()) + '"')
+                if name in self.overlays:
+                    self.overlays[name].set_property("text", self.overlay_text(stats, state, fps))
             else:
                 for field in ("attempts", "frames-dropped", "encoder", "transport"):
                     value = structure_value(stats, field)
                     if value is not None:
                         fields.append(f"{field}={value}")
             self.say(f"stats {name} " + " ".join(fields))
+        for name, counted in self.counted.items():
+            then = self.previous.get(name, (None, 0, 0))[0]
+            self.previous[name] = (now, 0, 0)
+            frames = counted[0].take()
+            counted[1] += frames
+            fps = frames / (now - then) if then is not None and now > then else 0.0
+            self.say(f"stats {name} fps={fps:.1f} frames={counted[1]}")
+        if self.snapshot is not None:
+            self.snapshot_ready_lines = self.snapshot_ready_lines + 1 if delivering and all(delivering) else 0
+            if self.snapshot_ready_lines >= 2:
+                self.snapshot.take()
         return True
+
+    def snapshot_due(self):
+        self.snapshot.take()
+        return False
+
+    def overlay_text(self, stats, state, fps):
+        """--stats-overlay: what the stats line says, for a person looking at the picture."""
+        parts = [f"{self.label}: {state}", f"{fps:.0f} fps"]
+        if self.time_code_reader is not None:
+            median = self.last_latency
+            parts.append("latency n/a" if median is None else f"latency {median} ms")
+        parts.append(f"reconnects {structure_value(stats, 'reconnects') or 0}")
+        return "   ".join(parts)
 
     def on_done_probe(self, _pad, info):
         """Called from a streaming thread; the main loop stops the pipeline once the buffer is written
@@ -577,6 +720,11 @@ class Runner:
         return False
 
     def stop(self, why):
+        if self.snapshot is not None and self.snapshot.state == "pending" and not self.stopping:
+            # Stopping before the snapshot was due: save the picture of now first.
+            self.snapshot.take()
+            GLib.timeout_add(1000, self.stop, why)
+            return False
         if self.stopping:
             self.say(f"{why} again: stopping now")
             self.loop.quit()
@@ -627,6 +775,30 @@ class Runner:
                 self.say(f"error: --read-time-code: {self.args.read_time_code} has no sink pad")
                 return 2
             self.time_code_reader = TimeCodeReader(pad)
+        for option, specs in (("--tile", self.args.tile), ("--stats-overlay", self.args.stats_overlay)):
+            for spec in specs:
+                source, _, target = spec.partition("=")
+                if not self.pipeline.get_by_name(source) or not self.pipeline.get_by_name(target) or (
+                        option == "--tile" and sink_pad(self.pipeline.get_by_name(target)) is None):
+                    self.say(f"error: {option} '{spec}': expected SRC=NAME with elements SRC and NAME in the pipeline")
+                    return 2
+                if option == "--tile":
+                    self.tiles[source] = FrameCounter(sink_pad(self.pipeline.get_by_name(target)))
+                else:
+                    self.overlays[source] = self.pipeline.get_by_name(target)
+        for name in self.args.count:
+            element = self.pipeline.get_by_name(name)
+            if element is None or sink_pad(element) is None:
+                self.say(f"error: --count: no element called {name} with a sink pad")
+                return 2
+            self.counted[name] = [FrameCounter(sink_pad(element)), 0]
+        if self.args.snapshot:
+            target = self.pipeline.get_by_name(self.args.snapshot_at)
+            if target is None or sink_pad(target) is None:
+                self.say(f"error: --snapshot-at: no element called {self.args.snapshot_at} with a sink pad")
+                return 2
+            self.snapshot = Snapshot(self.say, sink_pad(target), self.args.snapshot)
+            GLib.timeout_add(int(self.args.snapshot_after * 1000), self.snapshot_due)
         branches = {}  # source name -> [(kind, description, target, pad)]
         for spec in self.args.branch:
             m = re.fullmatch(r"\s*([^.=\s]+)\.([^=\s]+)\s*=(.+)!\s*([^.!\s]+)\.(\S+)\s*", spec)
@@ -677,6 +849,12 @@ def main():
     parser.add_argument("--write-time-code", default="")
     parser.add_argument("--branch", action="append", default=[])
     parser.add_argument("--read-time-code", default="")
+    parser.add_argument("--tile", action="append", default=[])
+    parser.add_argument("--stats-overlay", action="append", default=[])
+    parser.add_argument("--count", action="append", default=[])
+    parser.add_argument("--snapshot", default="")
+    parser.add_argument("--snapshot-at", default="screen")
+    parser.add_argument("--snapshot-after", type=float, default=10)
     parser.add_argument("pipeline", nargs="+")
     args = parser.parse_args()
     Gst.init(None)

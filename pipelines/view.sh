@@ -27,6 +27,12 @@ Environment (defaults):
                     paced like a display, and add latency-ms=P50 (capture to display, median
                     over the interval; n/a without a readable code) to the stats lines  (0)
   STATUS_INTERVAL   seconds between stats lines, 0 = none    (1 with fakesink, else 10)
+  OVERLAY           1: draw what the stats line says (state, fps, measured latency with
+                    TIME_CODE=1, reconnects) on the picture, updated with each line     (0)
+  SNAPSHOT          PNG file of the picture as shown (with the overlay), written once the
+                    stream has delivered for two stats lines, SNAPSHOT_AFTER seconds after
+                    the start at the latest, or at the stop if that comes first        (none)
+  SNAPSHOT_AFTER    see SNAPSHOT                                        (10)
   DURATION          stop after this many seconds, 0 = never             (0)
 USAGE
 }
@@ -43,11 +49,15 @@ LATENCY_MS="${LATENCY_MS:-50}"
 PLACEHOLDER="${PLACEHOLDER:-status}"
 TIME_CODE="${TIME_CODE:-0}"
 if [[ "$SINK" == fakesink* ]]; then STATUS_INTERVAL="${STATUS_INTERVAL:-1}"; else STATUS_INTERVAL="${STATUS_INTERVAL:-10}"; fi
+OVERLAY="${OVERLAY:-0}"
+SNAPSHOT="${SNAPSHOT:-}"
+SNAPSHOT_AFTER="${SNAPSHOT_AFTER:-10}"
 DURATION="${DURATION:-0}"
 echo "view: WHEP_URL=$WHEP_URL MEDIAMTX_USER=${MEDIAMTX_USER:-<none>}" \
   "MEDIAMTX_PASS=$([[ -n "$MEDIAMTX_PASS" ]] && echo '<set>' || echo '<none>')" \
   "MEDIAMTX_TOKEN=$([[ -n "$MEDIAMTX_TOKEN" ]] && echo '<set>' || echo '<none>') SINK=$SINK AUDIO=$AUDIO" \
-  "LATENCY_MS=$LATENCY_MS PLACEHOLDER=$PLACEHOLDER TIME_CODE=$TIME_CODE STATUS_INTERVAL=$STATUS_INTERVAL DURATION=$DURATION"
+  "LATENCY_MS=$LATENCY_MS PLACEHOLDER=$PLACEHOLDER TIME_CODE=$TIME_CODE STATUS_INTERVAL=$STATUS_INTERVAL" \
+  "OVERLAY=$OVERLAY SNAPSHOT=${SNAPSHOT:-<none>} SNAPSHOT_AFTER=$SNAPSHOT_AFTER DURATION=$DURATION"
 
 if ! [[ "$LATENCY_MS" =~ ^[0-9]+$ ]]; then
   echo "view: LATENCY_MS must be a whole number of milliseconds, not '$LATENCY_MS'" >&2; exit 2
@@ -80,8 +90,20 @@ if [[ "$TIME_CODE" == "1" ]]; then
   pipeline+=('!' identity sync=true)
   time_code=(--read-time-code shown)
 fi
-pipeline+=('!' videoconvert name=shown '!' "${sink[@]}")
+pipeline+=('!' videoconvert name=shown)
+# The overlay comes after the time code is read (it would not cover the code, but the reader looks
+# at the picture as the publisher made it); the snapshot is the picture as the sink gets it.
+runner_options=()
+if [[ "$OVERLAY" == "1" ]]; then
+  pipeline+=('!' textoverlay name=overlay valignment=bottom halignment=left shaded-background=true
+    font-desc="'Sans Bold 14'")
+  runner_options+=(--stats-overlay src=overlay)
+fi
+pipeline+=('!' videoconvert name=screen '!' "${sink[@]}")
+if [[ -n "$SNAPSHOT" ]]; then
+  runner_options+=(--snapshot "$SNAPSHOT" --snapshot-at screen --snapshot-after "$SNAPSHOT_AFTER")
+fi
 
 export MEDIAMTX_USER MEDIAMTX_PASS MEDIAMTX_TOKEN
 exec /usr/bin/python3 "$here/gst-mediamtx-run.py" --label view --stats-interval "$STATUS_INTERVAL" \
-  --duration "$DURATION" "${time_code[@]}" -- "${pipeline[@]}"
+  --duration "$DURATION" "${time_code[@]}" "${runner_options[@]}" -- "${pipeline[@]}"

@@ -47,6 +47,8 @@ packages=(
   # runtime: webrtcbin (bad) + libnice, rtspclientsink (gstreamer1.0-rtsp), encoders and decoders
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-rtsp
+  # textoverlay (pango): whepsrc's placeholder slate, wall.sh's labels, view.sh OVERLAY=1
+  gstreamer1.0-x
   # tests: namespaces and fault injection, memory checks, script and YAML checks, Python embedding
   iproute2 iptables nftables curl ca-certificates openssl procps psmisc valgrind shellcheck
   libnetfilter-queue-dev  # tests/faults/nfq_delay.cpp: delay and jitter (no tc netem in the test kernel)

@@ -72,7 +72,7 @@ contents="$(dpkg-deb -c "$deb" | awk '{print $6}')"
 has_file() { grep -qx "./$1" <<<"$contents"; }
 check "name gst-mediamtx_<version>_$arch.deb" bash -c "[[ '$(basename "$deb")' == gst-mediamtx_*_$arch.deb ]]"
 check "plugin in /usr/lib/$triplet/gstreamer-1.0/" has_file "usr/lib/$triplet/gstreamer-1.0/libgstmediamtx.so"
-for unit in publisher viewer recorder; do
+for unit in publisher viewer wall recorder; do
   check "unit gst-mediamtx-$unit.service" has_file "usr/lib/systemd/system/gst-mediamtx-$unit.service"
   check "conffile /etc/gst-mediamtx/$unit.env" bash -c "dpkg-deb -f '$deb' >/dev/null && dpkg-deb --ctrl-tarfile '$deb' | tar -xO ./conffiles | grep -qx /etc/gst-mediamtx/$unit.env"
 done
@@ -87,7 +87,7 @@ depends="$(dpkg-deb -f "$deb" Depends)"
 echo "arm64/deb: Depends: $depends"
 for dep in libgstreamer1.0-0 libgstreamer-plugins-base1.0-0 libgstreamer-plugins-bad1.0-0 libsoup-3.0-0 libjson-glib-1.0-0 \
   libglib2.0-0 libstdc++6 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-  gstreamer1.0-nice gstreamer1.0-rtsp gstreamer1.0-tools python3 python3-gi gir1.2-gstreamer-1.0 systemd; do
+  gstreamer1.0-nice gstreamer1.0-rtsp gstreamer1.0-tools gstreamer1.0-x python3 python3-gi gir1.2-gstreamer-1.0 systemd; do
   check "Depends: $dep" bash -c "grep -Eq '(^|, )${dep//+/\\+}( |,|$)' <<<'$depends'"
 done
 check "Architecture: $arch" bash -c "[[ '$(dpkg-deb -f "$deb" Architecture)' == '$arch' ]]"

@@ -1,12 +1,14 @@
 #!/usr/bin/python3
-"""pipelines/demo.sh, the main job: status lines with a measured latency, a snapshot, a clean stop on
-DURATION and on Ctrl-C.
+"""pipelines/demo.sh, the main job: status lines with a measured latency, a snapshot that shows them,
+a clean stop on DURATION and on Ctrl-C.
 
 Usage: check_demo.py [--help]   (run by meson test as root, outside any namespace: the demo makes its own)
 
 Runs demo.sh three times with a small test camera (SKIP_SETUP=1, SKIP_BUILD=1, the build tree under
 test): with DURATION=12 it must print a status line a second with the viewer connected, frames rising
-and a measured latency (0 < latency < 2000 ms), write a PNG of the camera's size, and exit 0; with
+and a measured latency (0 < latency < 2000 ms), write a PNG of the camera's size with the viewer's
+status drawn on it (rows of text in its bottom quarter, found by the same look that finds none in the
+bare test pattern), and exit 0; with
 LATENCY_MS=400 instead of 50 the measured latency must grow by the difference (350 ms, +-100: it is
 measured, not the setting echoed); with DURATION=0 it must stop within 20 s of Ctrl-C, exit 0 and
 leave no process behind.
@@ -25,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checklib import Checks, expect, help_requested  # noqa: E402
-from scriptrun import Script, png_size  # noqa: E402
+from scriptrun import Picture, Script, png_size  # noqa: E402
 
 
 def main():
@@ -63,6 +65,16 @@ def main():
         frames = [int(f) for _, f in lines]
         expect(frames == sorted(frames) and frames[-1] > 60, f"frames do not rise: {frames}")
         expect(png_size(snapshot) == (640, 360), "snapshot is not a 640x360 PNG")
+        # The status drawn on the picture: lines of text in the bottom quarter, where the bare moving
+        # pattern (a white ball on black) has none.
+        bare = os.path.join(work, "bare.png")
+        subprocess.run(["gst-launch-1.0", "-q", "videotestsrc", "pattern=ball", "num-buffers=1", "!",
+                        "video/x-raw,width=640,height=360", "!", "videoconvert", "!", "pngenc", "!", "filesink",
+                        f"location={bare}"], check=True, timeout=30)
+        text, none = Picture(snapshot).text_rows(270, 360), Picture(bare).text_rows(270, 360)
+        print(f"     rows of text in the bottom quarter: snapshot {text}, bare pattern {none}", flush=True)
+        expect(text >= 6 and none == 0, f"no status drawn on the snapshot: {text} rows of text in its bottom quarter "
+               f"({none} in the bare pattern)")
         expect(re.search(r"^demo: done: viewer received \d+ frames, snapshot " + re.escape(snapshot), out, re.M),
                f"no final line:\n{out[-800:]}")
         measured = latencies(out)
@@ -75,7 +87,7 @@ def main():
 
     def follows_jitter_buffer():
         expect(isinstance(at_50, (int, float)), "no latency from the LATENCY_MS=50 run")
-        demo = Script("demo.sh", dict(env, DURATION="9", LATENCY_MS="400", SNAPSHOT=os.path.join(work, "400.png")))
+        demo = Script("demo.sh", dict(env, DURATION="12", LATENCY_MS="400", SNAPSHOT=os.path.join(work, "400.png")))
         try:
             status = demo.wait(120)
             out = demo.output()

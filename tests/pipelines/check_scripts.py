@@ -7,7 +7,7 @@ Checks: every script answers --help and prints its settings; publish-camera.sh p
 camera over RTSP (the path becomes ready, its stats lines count frames); view.sh with SINK=fakesink
 prints whepsrc's connected status and one stats line a second with frames rising, and ends on
 DURATION; with TIME_CODE=1 on both and LATENCY_MS=400, view.sh's stats lines carry a measured
-latency above 400 ms read from every frame (about 30 a second: none dropped on the way to a
+latency of about 400 ms or more (390 at least) read from every frame (about 30 a second: none dropped on the way to a
 display-paced sink), and latency-ms=n/a for a publisher without the time code; snapshot.sh writes a PNG of the published size, and a JPEG; snapshot.sh on a path nobody
 publishes exits 3 after TIMEOUT with no file; publish-camera.sh over WHIP (an http:// MEDIAMTX_URL)
 is viewable; a password given in MEDIAMTX_PASS is never printed.
@@ -26,7 +26,7 @@ from checklib import Checks, expect, help_requested  # noqa: E402
 from mediamtxlib import Mediamtx  # noqa: E402
 from scriptrun import PIPELINES, TEST_CAMERA, Script, png_size, run_script, stats_frames  # noqa: E402
 
-SCRIPTS = ["publish-camera.sh", "view.sh", "record.sh", "snapshot.sh", "demo.sh"]
+SCRIPTS = ["publish-camera.sh", "view.sh", "record.sh", "snapshot.sh", "demo.sh", "wall.sh"]
 
 
 def main():
@@ -73,7 +73,9 @@ def main():
             # A full second of frames: the lines after the first with a measured latency.
             measured = re.findall(r"^view: stats src .*latency-ms=(\d+) latency-samples=(\d+)", out, re.M)[1:]
             expect(len(measured) >= 3, f"{len(measured)} stats lines with a measured latency:\n{out[-2000:]}")
-            expect(all(400 < int(ms) < 1400 for ms, _ in measured), f"latency not 400-1400 ms: {measured}")
+            # capture to display: the 400 ms jitter buffer and the way, less the few ms the first
+            # packets' arrival (which fixes the stream's timing) may have been late: 399 ms is seen
+            expect(all(390 < int(ms) < 1400 for ms, _ in measured), f"latency not 390-1400 ms: {measured}")
             expect(all(int(n) >= 20 for _, n in measured), f"under 20 frames a second read (dropped?): {measured}")
 
         checks.run("view.sh SINK=fakesink TIME_CODE=1 LATENCY_MS=400: connected, one stats line a second, frames "

@@ -36,6 +36,7 @@ UNITS = {
     "gst-mediamtx-publisher.service": ("publish-camera.sh", "publisher.env", True, "publisher.env.example"),
     "gst-mediamtx-publisher@.service": ("publish-camera.sh", "publisher-%i.env", True, "publisher.env.example"),
     "gst-mediamtx-viewer.service": ("view.sh", "viewer.env", True, "viewer.env.example"),
+    "gst-mediamtx-wall.service": ("wall.sh", "wall.env", True, "wall.env.example"),
     "gst-mediamtx-recorder.service": ("record.sh", "recorder.env", False, "recorder.env.example"),
 }
 # What the template may change from the single publisher (every other line is the same).

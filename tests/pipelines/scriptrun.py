@@ -81,6 +81,41 @@ def png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
+class Picture:
+    """A PNG's pixels (decoded with GdkPixbuf, Debian's /usr/bin/python3 + gir1.2-gdkpixbuf-2.0)."""
+
+    def __init__(self, path):
+        import gi
+        gi.require_version("GdkPixbuf", "2.0")
+        from gi.repository import GdkPixbuf
+        pixbuf = GdkPixbuf.Pixbuf.new_from_file(path)
+        self.width, self.height = pixbuf.get_width(), pixbuf.get_height()
+        self.data, self.stride, self.channels = pixbuf.get_pixels(), pixbuf.get_rowstride(), pixbuf.get_n_channels()
+
+    def rgb(self, x, y):
+        p = y * self.stride + x * self.channels
+        return self.data[p], self.data[p + 1], self.data[p + 2]
+
+    def mean(self, x0, y0, x1, y1, step=4):
+        """Mean (R, G, B) over the rectangle, every step-th pixel."""
+        sums, n = [0, 0, 0], 0
+        for y in range(y0, y1, step):
+            for x in range(x0, x1, step):
+                for i, value in enumerate(self.rgb(x, y)):
+                    sums[i] += value
+                n += 1
+        return tuple(s / n for s in sums)
+
+    def text_rows(self, y0, y1):
+        """Rows of the band y0..y1 that look like a line of text: 10 or more dark/bright changes."""
+        rows = 0
+        for y in range(y0, y1):
+            bright = [sum(self.rgb(x, y)) > 3 * 128 for x in range(self.width)]
+            if sum(a != b for a, b in zip(bright, bright[1:])) >= 10:
+                rows += 1
+        return rows
+
+
 def stats_frames(output, element):
     """The frame counts of an element's stats lines."""
     return [int(n) for n in re.findall(rf"stats {element} .*?frames=(\d+)", output)]

@@ -68,7 +68,7 @@ packages=(
   libglib2.0-dev libsoup-3.0-dev libjson-glib-dev libssl-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-rtsp
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-rtsp gstreamer1.0-x
   iproute2 iptables nftables curl ca-certificates openssl procps psmisc libnetfilter-queue-dev
   # docs/gen-reference.py (PyGObject 3.50); the .deb's Depends and Recommends, so that installing
   # it needs no download
