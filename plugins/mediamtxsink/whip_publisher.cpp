@@ -235,9 +235,6 @@ bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
   GstStructure *twcc = nullptr;
   g_object_get(session, "twcc-stats", &twcc, nullptr);
   gst_object_unref(session);
-  const gint64 now_us = g_get_monotonic_time();
-  const double dt_s = last_time_us_ ? (now_us - last_time_us_) / 1e6 : 0;
-  last_time_us_ = now_us;
   if (!twcc || (last_twcc_ && gst_structure_is_equal(twcc, last_twcc_))) {
     if (twcc)
       gst_structure_free(twcc);
@@ -258,11 +255,11 @@ bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
   if (sent_bps == 0 || recv_bps == 0)
     return have;
   const double sent_kbps = sent_bps / 1000.0, recv_kbps = recv_bps / 1000.0;
-  /* the queue at the bottleneck: what was sent faster than it arrived, draining at the arrival rate */
-  backlog_kbit_ = std::max(0.0, backlog_kbit_ + (sent_kbps - recv_kbps) * dt_s);
+  /* No queuing delay from these: the rates are those of the same packets over their send and
+   * arrival spans, so a queue shows as arrival slower than sending (a shortfall, which the
+   * controller judges over about a second) and, once the bottleneck's buffer is full, as loss. */
   feedback->sent_kbps = static_cast<int>(sent_kbps);
   feedback->delivered_kbps = static_cast<int>(recv_kbps);
-  feedback->queuing_delay_ms = backlog_kbit_ / recv_kbps * 1000.0;
   if (loss_pct >= 0)
     feedback->loss = std::max(feedback->loss, loss_pct / 100.0);
   return true;

@@ -42,8 +42,6 @@ private:
   std::vector<GstPad *> request_pads_;
   /* bandwidth adaptation, control thread */
   GstStructure *last_twcc_ = nullptr; /* the last twcc-stats read (a new one: new feedback) */
-  gint64 last_time_us_ = 0;
-  double backlog_kbit_ = 0;           /* sent but not yet delivered, integrated from the rates */
   ReceiverReportCursor reports_;
 };
 
