@@ -13,7 +13,9 @@ set -euo pipefail
 
 usage() {
   cat <<EOF
-Usage: $0 [--help]
+Usage: $0 [--help] [--cached-only]
+
+--cached-only: print the folder if the plugins are cached, else exit 77 without building.
 
 Environment (defaults):
   RS_REFERENCE_VERSION  version of both crates (gst-plugin-webrtc, gst-plugin-rtp)   (0.15.4)
@@ -25,6 +27,8 @@ Environment (defaults):
 EOF
 }
 [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
+cached_only=0
+[[ "${1:-}" == "--cached-only" ]] && cached_only=1
 
 RS_REFERENCE_VERSION="${RS_REFERENCE_VERSION:-0.15.4}"
 RS_CACHE_DIR="${RS_CACHE_DIR:-$HOME/.cache/gst-mediamtx/rs-reference-$RS_REFERENCE_VERSION}"
@@ -43,6 +47,10 @@ if [[ -f "$lib/libgstrswebrtc.so" && -f "$lib/libgstrsrtp.so" ]]; then
   echo "build-rs-reference: cached $lib" >&2
   echo "$lib"
   exit 0
+fi
+if [[ "$cached_only" == 1 ]]; then
+  echo "build-rs-reference: not cached in $lib" >&2
+  exit 77
 fi
 if [[ ! -x "$CARGO" ]]; then
   echo "build-rs-reference: SKIPPED: no cargo ($CARGO)" >&2

@@ -1001,7 +1001,18 @@ bool run_adapt_config(const Options &o, const AdaptConfig &c) {
     if (pub.exited() || view.exited())
       break;
   }
-  const auto shown = view.shown();
+  /* a time code not newer than one already shown is a stale picture (the decoder repeated or
+   * concealed it): not a readable frame */
+  auto shown = view.shown();
+  gint64 newest = -1;
+  int stale = 0;
+  for (auto &frame : shown) {
+    if (frame.second >= 0 && frame.second <= newest) {
+      frame.second = -1;
+      stale++;
+    }
+    newest = std::max(newest, frame.second);
+  }
   const std::string pub_death = pub.stop(), view_death = view.stop();
   if (!pub_death.empty() || !view_death.empty())
     g_printerr("adapt %s: publisher %s, viewer %s\n", c.name.c_str(), pub_death.c_str(), view_death.c_str());
@@ -1069,8 +1080,8 @@ bool run_adapt_config(const Options &o, const AdaptConfig &c) {
   CsvOut rec_csv(o, "adapt_recovery", "config,baseline_uplink_kbps,uplink_recover_s,target_recover_s,picture_recover_s");
   rec_csv.row(c.name, baseline, uplink_s, target_s, latency_s);
   printf("RESULT adapt-recovery config=%s baseline_uplink_kbps=%.0f uplink_recover_s=%.1f target_recover_s=%.1f "
-         "picture_recover_s=%.1f publisher_end=%s viewer_end=%s\n",
-         c.name.c_str(), baseline, uplink_s, target_s, latency_s, pub_death.empty() ? "clean" : "died",
+         "picture_recover_s=%.1f stale_frames=%d publisher_end=%s viewer_end=%s\n",
+         c.name.c_str(), baseline, uplink_s, target_s, latency_s, stale, pub_death.empty() ? "clean" : "died",
          view_death.empty() ? "clean" : "died");
   fflush(stdout);
   return true;

@@ -8,14 +8,14 @@
  *   frame <monotonic-us>            a buffer reached the sink pad of the element named "sink"
  *   status <state> <attempt> <reason>   a gst-mediamtx-status element message
  *   shown <monotonic-us> <code-us>  the fakesink named "display" (signal-handoffs=true) rendered a
- *                                   frame; <code-us> is its time code (tests/testbed/frame_stamp.h),
- *                                   -1 when unreadable (benchmarks: tests/bench/mtx_bench.cpp adapt)
+ *                                   frame; <code-us> is its time code (tests/testbed/frame_stamp.h,
+ *                                   top and bottom copies), -1 when either is unreadable (benchmarks: tests/bench/mtx_bench.cpp adapt)
  *   error <text> / eos / critical <text>  (GLib criticals and warnings, whatever their domain)
  * "stats" on stdin answers with one line, "stats <structure>": the "stats" property of the element
  * named "src" (or else "pub", a publisher) plus the summed statistics of every rtpjitterbuffer in the pipeline
  * (jb-pushed, jb-lost, jb-late, jb-rtx-requests, jb-rtx-success: NACKs sent and retransmissions
  * that arrived). Raw frames leaving an element named "stamp" get the capture time drawn in
- * (frame_stamp.h). It stops the pipeline and exits on "quit" or at the end of stdin, and is killed
+ * at their top and bottom (frame_stamp.h). It stops the pipeline and exits on "quit" or at the end of stdin, and is killed
  * with its parent (PR_SET_PDEATHSIG), so a failed test leaves no host behind. Times are CLOCK_MONOTONIC, the
  * clock of g_get_monotonic_time() in the test process. */
 #include <gst/gst.h>
@@ -66,7 +66,7 @@ GstPadProbeReturn on_buffer(GstPad *, GstPadProbeInfo *info, gpointer) {
 void on_shown(GstElement *, GstBuffer *buffer, GstPad *pad, gpointer) {
   const gint64 now = g_get_monotonic_time();
   guint64 code = 0;
-  const bool readable = testbed::read_buffer_stamp(pad, buffer, &code);
+  const bool readable = testbed::read_buffer_stamp(pad, buffer, &code, true);
   say("shown " + std::to_string(now) + " " + (readable ? std::to_string(code) : std::string("-1")));
 }
 
@@ -205,7 +205,7 @@ int main(int argc, char **argv) {
   }
   if (GstElement *stamp = gst_bin_get_by_name(GST_BIN(pipeline), "stamp")) {
     GstPad *pad = gst_element_get_static_pad(stamp, "src");
-    testbed::attach_stamper(pad);
+    testbed::attach_stamper(pad, true);
     gst_object_unref(pad);
     gst_object_unref(stamp);
   }
