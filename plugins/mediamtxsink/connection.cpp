@@ -87,6 +87,7 @@ void teardown(GstMediamtxSink *self, bool graceful = false) {
     if (priv->audio.tail)
       tails[1] = GST_PAD(gst_object_ref(priv->audio.tail));
   }
+  rate_adaptation_stop(self);
   if (!publisher) {
     for (GstPad *tail : tails)
       if (tail)
@@ -118,6 +119,7 @@ void on_first_media(GstMediamtxSink *self, unsigned generation) {
     priv->mode = static_cast<int>(LinkMode::Connected);
     GST_INFO_OBJECT(self, "publishing to %s", gstmtx::redact_url(priv->publisher_config.url).c_str());
     controller_of(self).connected(generation);
+    rate_adaptation_start(self, generation);
     /* Frames queued while the session was set up may have been dropped: start a clean GOP. */
     GstPad *video_tail = video_tail_ref(priv);
     gstmtx::KeyframeGate::request(video_tail);

@@ -282,13 +282,23 @@ bool ensure_chain(GstMediamtxSink *self, Stream &stream, GstCaps *caps) {
 }  // namespace
 
 void set_encoder_bitrate(GstElement *encoder, int kbps) {
-  GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(encoder), "bitrate");
-  if (!pspec)
-    return;
   GstElementFactory *f = gst_element_get_factory(encoder);
   std::string name = f ? GST_OBJECT_NAME(f) : "";
+  if (name == "v4l2h264enc") {
+    /* a V4L2 encoder takes its rate as a control: v4l2 sets extra-controls on the open device */
+    GstStructure *controls = nullptr;
+    g_object_get(encoder, "extra-controls", &controls, nullptr);
+    if (!controls)
+      controls = gst_structure_new_empty("controls");
+    gst_structure_set(controls, "video_bitrate", G_TYPE_INT, kbps * 1000, nullptr);
+    g_object_set(encoder, "extra-controls", controls, nullptr);
+    gst_structure_free(controls);
+    return;
+  }
+  if (!g_object_class_find_property(G_OBJECT_GET_CLASS(encoder), "bitrate"))
+    return;
   /* x264enc takes kbit/s, openh264enc bit/s; see gstmtx::encoder_settings. Only the rate
-   * properties change while running (v4l2h264enc's extra-controls are applied at start only). */
+   * properties change while running. */
   for (const auto &prop : gstmtx::encoder_settings(name, gstmtx::EncoderTuning{kbps, 30, ""})) {
     if (prop.name == "bitrate" || prop.name == "max-bitrate")
       gst_util_set_object_arg(G_OBJECT(encoder), prop.name.c_str(), prop.value.c_str());

@@ -70,6 +70,8 @@ enum {
   PROP_AUTH_TOKEN,
   PROP_TLS_CA_FILE,
   PROP_TLS_VALIDATION,
+  PROP_ADAPTIVE_BITRATE,
+  PROP_MIN_BITRATE,
   PROP_STATS,
   /* retry-delay, max-retry-delay, max-retries, retry-jitter, connection-state */
   PROP_RECONNECT_FIRST,
@@ -181,14 +183,25 @@ static void gst_mediamtx_sink_class_init(GstMediamtxSinkClass *klass) {
       g_param_spec_boolean("tls-validation", "TLS validation",
           "Verify the certificate of an https WHIP location; false accepts any certificate (tests only: "
           "anyone on the way can then read and change the stream)", TRUE, rw));
+  g_object_class_install_property(gobject_class, PROP_ADAPTIVE_BITRATE,
+      g_param_spec_boolean("adaptive-bitrate", "Adaptive bitrate",
+          "Follow the uplink: lower the encoder's bitrate within a second when the connection cannot carry it "
+          "(WHIP: TWCC delay and loss, receiver reports; RTSP over TCP: the socket's send backlog; over UDP: "
+          "receiver-report loss), back up to bitrate within about 10 s once it can. Raw input only",
+          TRUE, rw_playing));
+  g_object_class_install_property(gobject_class, PROP_MIN_BITRATE,
+      g_param_spec_uint("min-bitrate", "Minimum bitrate",
+          "Video bitrate in kbit/s that adaptive-bitrate never goes below (capped at bitrate)", 50, 100000,
+          mediamtxsink::kDefaultMinBitrate, rw_playing));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
           "mediamtxsink-stats: state (as connection-state), attempts (failed attempts in the current outage, 0 "
           "while publishing), sessions (connection attempts in this run), reconnects (retries scheduled in this "
           "run), last-error (why the last session failed), bytes-sent and frames-sent (media handed to the "
           "network half), frames-dropped (video dropped while disconnected or waiting for a keyframe), encoder "
-          "(the H.264 encoder chosen, none for encoded input), bitrate (kbit/s), transport (rtsp or whip), "
-          "location (without credentials)",
+          "(the H.264 encoder chosen, none for encoded input), bitrate (kbit/s), target-bitrate (kbit/s, what "
+          "adaptive-bitrate asks of the encoder now), measured-bitrate (kbit/s, the video and audio sent over "
+          "the last second or so), transport (rtsp or whip), location (without credentials)",
           GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
   /* retry-delay, max-retry-delay, max-retries, retry-jitter, connection-state: the retry rule
    * common to every element of this plugin */
@@ -293,6 +306,8 @@ static void gst_mediamtx_sink_set_property(GObject *object, guint prop_id, const
     case PROP_AUTH_TOKEN: s.auth_token = string_or_empty(value); break;
     case PROP_TLS_CA_FILE: s.tls_ca_file = string_or_empty(value); break;
     case PROP_TLS_VALIDATION: s.tls_validation = g_value_get_boolean(value); break;
+    case PROP_ADAPTIVE_BITRATE: s.adaptive_bitrate = g_value_get_boolean(value); break;
+    case PROP_MIN_BITRATE: s.min_bitrate = g_value_get_uint(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
     }
   }
@@ -308,6 +323,7 @@ static GstStructure *make_stats(GstMediamtxSink *self) {
   auto *priv = self->priv;
   GstStructure *stats = gst_structure_new_empty("mediamtxsink-stats");
   priv->controller.add_stats(stats);
+  mediamtxsink::rate_adaptation_add_stats(self, stats);
   std::lock_guard<std::mutex> lk(priv->lock);
   std::string location = priv->publisher_config.url.empty() ? priv->settings.location : priv->publisher_config.url;
   gst_structure_set(stats,
@@ -348,6 +364,8 @@ static void gst_mediamtx_sink_get_property(GObject *object, guint prop_id, GValu
   case PROP_AUTH_TOKEN: g_value_set_string(value, empty_to_null(s.auth_token)); break;
   case PROP_TLS_CA_FILE: g_value_set_string(value, empty_to_null(s.tls_ca_file)); break;
   case PROP_TLS_VALIDATION: g_value_set_boolean(value, s.tls_validation); break;
+  case PROP_ADAPTIVE_BITRATE: g_value_set_boolean(value, s.adaptive_bitrate); break;
+  case PROP_MIN_BITRATE: g_value_set_uint(value, s.min_bitrate); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }

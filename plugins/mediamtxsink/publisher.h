@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "failure.h"
+#include "rate_controller.h"
 
 namespace mediamtxsink {
 
@@ -61,6 +62,10 @@ public:
   virtual void stop(GstBin *bin, bool graceful) = 0;
   /* Any thread: a message posted by this publisher's elements (before the bin handles it). */
   virtual void on_message(GstMessage *message) { (void)message; }
+  /* Control thread, every tick of the bandwidth adaptation while connected: what the transport
+   * learnt about the uplink since the last call (feedback->now is set; fill what is known).
+   * False when it has nothing. */
+  virtual bool read_feedback(gstmtx::RateFeedback *feedback) { (void)feedback; return false; }
 };
 
 /* "mtx-net-<generation>-<what>" */

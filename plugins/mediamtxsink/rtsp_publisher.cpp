@@ -7,6 +7,14 @@
 #include <cstring>
 #include <thread>
 
+#include <dirent.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 GST_DEBUG_CATEGORY_EXTERN(gst_mediamtx_sink_debug);
 #define GST_CAT_DEFAULT gst_mediamtx_sink_debug
 
@@ -91,7 +99,53 @@ bool network_element_generation(GstObject *object, unsigned *generation) {
 RtspPublisher::RtspPublisher(PublisherConfig config, unsigned generation, ConnectedCallback on_connected)
     : config_(std::move(config)), generation_(generation), on_connected_(std::move(on_connected)) {}
 
+namespace {
+
+/* The inodes of this process's sockets (/proc/self/fd), fd by inode. */
+std::vector<std::pair<int, ino_t>> process_sockets() {
+  std::vector<std::pair<int, ino_t>> sockets;
+  DIR *dir = opendir("/proc/self/fd");
+  if (!dir)
+    return sockets;
+  while (struct dirent *entry = readdir(dir)) {
+    char *end = nullptr;
+    const long fd = std::strtol(entry->d_name, &end, 10);
+    struct stat st;
+    if (end == entry->d_name || *end || fd == dirfd(dir) || fstat(static_cast<int>(fd), &st) != 0 ||
+        !S_ISSOCK(st.st_mode))
+      continue;
+    sockets.emplace_back(static_cast<int>(fd), st.st_ino);
+  }
+  closedir(dir);
+  return sockets;
+}
+
+/* Sockets some publisher of this process reads already (two sinks to the same server). */
+std::mutex claimed_lock;
+std::set<ino_t> claimed_sockets;
+
+int rtsp_port(const std::string &url) {
+  g_autoptr(GstUri) uri = gst_uri_from_string(url.c_str());
+  if (!uri)
+    return 554;
+  const guint port = gst_uri_get_port(uri);
+  if (port != GST_URI_NO_PORT)
+    return static_cast<int>(port);
+  return g_strcmp0(gst_uri_get_scheme(uri), "rtsps") == 0 ? 322 : 554;
+}
+
+/* weight of one reading in the backlog's drain rate */
+constexpr double kDrainSmoothing = 0.3;
+
+}  // namespace
+
 RtspPublisher::~RtspPublisher() {
+  if (socket_inode_) {
+    std::lock_guard<std::mutex> lk(claimed_lock);
+    claimed_sockets.erase(socket_inode_);
+  }
+  if (rtpbin_)
+    gst_object_unref(rtpbin_);
   for (GstPad *pad : sender_pads_)
     gst_object_unref(pad);
   for (GstPad *pad : sink_request_pads_)
@@ -108,6 +162,12 @@ RtspPublisher::~RtspPublisher() {
  * done and media flows to the server. */
 void RtspPublisher::on_deep_element_added(GstBin *, GstBin *, GstElement *element, gpointer user_data) {
   auto *self = static_cast<RtspPublisher *>(user_data);
+  if (g_strcmp0(G_OBJECT_TYPE_NAME(element), "GstRtpBin") == 0) {
+    std::lock_guard<std::mutex> lk(self->rtpbin_lock_);
+    if (!self->rtpbin_)
+      self->rtpbin_ = GST_ELEMENT(gst_object_ref(element));
+    return;
+  }
   if (!GST_IS_BASE_SINK(element))
     return;
   GST_DEBUG_OBJECT(element, "rtspclientsink sink %s: no clock wait", G_OBJECT_TYPE_NAME(element));
@@ -117,6 +177,7 @@ void RtspPublisher::on_deep_element_added(GstBin *, GstBin *, GstElement *elemen
     return;
   const auto buffers = static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST);
   gst_pad_add_probe(pad, buffers, on_first_data, self, nullptr);
+  gst_pad_add_probe(pad, buffers, count_media, self, nullptr);
   /* kept to starve the send threads on stop (a sink added while stopping is starved at once) */
   std::lock_guard<std::mutex> lk(self->senders_lock_);
   if (self->senders_starved_)
@@ -138,6 +199,109 @@ void RtspPublisher::starve_senders() {
                       drop_media, nullptr, nullptr);
 }
 
+/* Called from rtspclientsink's streaming threads: what its send threads write to the connection. */
+GstPadProbeReturn RtspPublisher::count_media(GstPad *, GstPadProbeInfo *info, gpointer user_data) {
+  auto *self = static_cast<RtspPublisher *>(user_data);
+  if (info->type & GST_PAD_PROBE_TYPE_BUFFER)
+    self->bytes_in_ += gst_buffer_get_size(GST_PAD_PROBE_INFO_BUFFER(info)) + 4; /* + interleaved header */
+  else if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+    GstBufferList *list = GST_PAD_PROBE_INFO_BUFFER_LIST(info);
+    self->bytes_in_ += gst_buffer_list_calculate_size(list) + 4 * gst_buffer_list_length(list);
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+/* Control thread: rtspclientsink's TCP connection among this process's sockets: a stream socket
+ * opened since start() whose peer is the server's RTSP port, not read by another publisher.
+ * rtspclientsink does not expose its connection. */
+bool RtspPublisher::find_socket() {
+  if (socket_fd_ >= 0) {
+    struct stat st;
+    if (fstat(socket_fd_, &st) == 0 && st.st_ino == socket_inode_)
+      return true;
+    socket_fd_ = -1; /* closed (the fd may be another file now) */
+    return false;
+  }
+  if (socket_inode_)
+    return false; /* had it: the connection is gone */
+  const int port = rtsp_port(config_.url);
+  for (const auto &[fd, inode] : process_sockets()) {
+    if (sockets_before_.count(inode))
+      continue;
+    int type = 0;
+    socklen_t len = sizeof(type);
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof(peer);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
+        getpeername(fd, reinterpret_cast<struct sockaddr *>(&peer), &peer_len) != 0)
+      continue;
+    int peer_port = -1;
+    if (peer.ss_family == AF_INET)
+      peer_port = ntohs(reinterpret_cast<struct sockaddr_in *>(&peer)->sin_port);
+    else if (peer.ss_family == AF_INET6)
+      peer_port = ntohs(reinterpret_cast<struct sockaddr_in6 *>(&peer)->sin6_port);
+    if (peer_port != port)
+      continue;
+    std::lock_guard<std::mutex> lk(claimed_lock);
+    if (!claimed_sockets.insert(inode).second)
+      continue;
+    socket_fd_ = fd;
+    socket_inode_ = inode;
+    GST_DEBUG("attempt %u: rtspclientsink's connection is fd %d", generation_, fd);
+    return true;
+  }
+  return false;
+}
+
+bool RtspPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
+  if (!config_.tcp) {
+    /* MediaMTX sends receiver reports over UDP, every 10 s */
+    GstElement *rtpbin;
+    {
+      std::lock_guard<std::mutex> lk(rtpbin_lock_);
+      rtpbin = rtpbin_ ? GST_ELEMENT(gst_object_ref(rtpbin_)) : nullptr;
+    }
+    if (!rtpbin)
+      return false;
+    double loss = 0;
+    const bool fresh = read_receiver_report(rtpbin, 0, &reports_, &loss);
+    gst_object_unref(rtpbin);
+    if (fresh)
+      feedback->loss = loss;
+    return fresh;
+  }
+  if (!find_socket())
+    return false;
+  int backlog = 0;
+  if (ioctl(socket_fd_, SIOCOUTQ, &backlog) != 0)
+    return false;
+  const gint64 now_us = g_get_monotonic_time();
+  const guint64 in = bytes_in_.load();
+  if (!have_last_) {
+    have_last_ = true;
+    last_in_ = in;
+    last_backlog_ = backlog;
+    last_time_us_ = now_us;
+    return false;
+  }
+  const double dt_ms = (now_us - last_time_us_) / 1000.0;
+  if (dt_ms <= 0)
+    return false;
+  const double sent = static_cast<double>(in - last_in_);
+  const double drained = std::max(0.0, sent - static_cast<double>(backlog - last_backlog_));
+  const double sent_kbps = sent * 8.0 / dt_ms;
+  const double drained_kbps = drained * 8.0 / dt_ms;
+  drain_kbps_ = drain_kbps_ > 0 ? drain_kbps_ + kDrainSmoothing * (drained_kbps - drain_kbps_) : drained_kbps;
+  last_in_ = in;
+  last_backlog_ = backlog;
+  last_time_us_ = now_us;
+  feedback->sent_kbps = static_cast<int>(sent_kbps);
+  feedback->delivered_kbps = static_cast<int>(drained_kbps);
+  /* how long what is written now waits in the socket: its backlog at the rate it drains */
+  feedback->queuing_delay_ms = backlog * 8.0 / std::max(drain_kbps_, 50.0);
+  return true;
+}
+
 /* Called from rtspclientsink's streaming threads. */
 GstPadProbeReturn RtspPublisher::on_first_data(GstPad *pad, GstPadProbeInfo *, gpointer user_data) {
   auto *self = static_cast<RtspPublisher *>(user_data);
@@ -148,6 +312,8 @@ GstPadProbeReturn RtspPublisher::on_first_data(GstPad *pad, GstPadProbeInfo *, g
 }
 
 bool RtspPublisher::start(GstBin *bin, const std::vector<PublisherStream> &streams, gstmtx::Failure *error) {
+  for (const auto &socket : process_sockets())
+    sockets_before_.insert(socket.second);
   sink_ = gst_element_factory_make("rtspclientsink", network_element_name(generation_, "rtspclientsink").c_str());
   if (!sink_) {
     *error = gstmtx::Failure::of_kind(gstmtx::FailureKind::MissingPlugin,

@@ -9,8 +9,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <set>
+
+#include <sys/types.h>
 
 #include "publisher.h"
+#include "rate_adaptation.h"
 
 namespace mediamtxsink {
 
@@ -22,11 +26,16 @@ public:
   bool start(GstBin *bin, const std::vector<PublisherStream> &streams, gstmtx::Failure *error) override;
   void stop(GstBin *bin, bool graceful) override;
   void on_message(GstMessage *message) override;
+  /* TCP: the send backlog of rtspclientsink's socket (SIOCOUTQ) against the media handed to it;
+   * UDP: receiver-report loss. */
+  bool read_feedback(gstmtx::RateFeedback *feedback) override;
 
 private:
   static void on_deep_element_added(GstBin *bin, GstBin *sub_bin, GstElement *element, gpointer user_data);
   static GstPadProbeReturn on_first_data(GstPad *pad, GstPadProbeInfo *info, gpointer user_data);
   static GstPadProbeReturn drop_media(GstPad *pad, GstPadProbeInfo *info, gpointer user_data);
+  static GstPadProbeReturn count_media(GstPad *pad, GstPadProbeInfo *info, gpointer user_data);
+  bool find_socket();
   void starve_senders();
 
   PublisherConfig config_;
@@ -45,6 +54,21 @@ private:
   std::mutex close_lock_;
   std::condition_variable close_cond_;
   bool closed_ = false; /* rtspclientsink finished closing (TEARDOWN answered) or failed */
+
+  /* bandwidth adaptation */
+  std::atomic<guint64> bytes_in_{0}; /* media handed to rtspclientsink's senders */
+  GstElement *rtpbin_ = nullptr;     /* ref: rtspclientsink's rtpbin (receiver reports) */
+  std::mutex rtpbin_lock_;
+  /* control thread */
+  std::set<ino_t> sockets_before_;   /* this process's sockets before rtspclientsink connected */
+  int socket_fd_ = -1;
+  ino_t socket_inode_ = 0;
+  bool have_last_ = false;
+  guint64 last_in_ = 0;
+  long last_backlog_ = 0;
+  gint64 last_time_us_ = 0;
+  double drain_kbps_ = 0;            /* smoothed rate the socket's backlog drains at */
+  ReceiverReportCursor reports_;
 };
 
 }  // namespace mediamtxsink

@@ -20,6 +20,7 @@
 #include "http_client.h"
 #include "keyframe_gate.h"
 #include "publisher.h"
+#include "rate_adaptation.h"
 #include "reconnect_controller.h"
 
 typedef enum {
@@ -52,6 +53,8 @@ struct Settings {
   std::string user_id, user_pw, auth_token;
   std::string tls_ca_file;
   bool tls_validation = true;
+  bool adaptive_bitrate = true;
+  guint min_bitrate = kDefaultMinBitrate;
 };
 
 /* One input: its ghost pad and the stable-half chain built for its caps. */
@@ -102,6 +105,7 @@ struct Private {
    * the control thread under lock, read by bus handlers. */
   std::shared_ptr<Publisher> publisher;
   unsigned generation = 0;
+  RateState rate; /* bandwidth adaptation (rate_adaptation.h) */
   /* control thread only */
   bool published_audio = false;
   bool draining = false;  /* every input ended: the session sends what it has, then ends */

@@ -1,5 +1,6 @@
 #include "whip_publisher.h"
 
+#include <gst/rtp/rtp.h>
 #include <gst/webrtc/webrtc.h>
 
 #include "codec_table.h"
@@ -16,6 +17,10 @@ constexpr guint64 kQueueMaxTime = 200 * GST_MSECOND;
  * 0.1.21 would take far longer to call the ICE connection failed): gst/rtcp_liveness.h. 3 s, as a
  * viewer's: a restarted server is noticed within 3 s, so the path is back soon after it. */
 constexpr std::chrono::milliseconds kRtcpSilence{3000};
+/* Transport-wide congestion control (the RTP header extension and its RTCP feedback): MediaMTX
+ * sends TWCC feedback every 100 ms when the offer carries it. */
+constexpr const char *kTwccUri = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+constexpr guint kTwccExtensionId = 3;
 
 /* The payloader and RTP caps for what the stable half outputs. */
 struct SendFormat {
@@ -60,6 +65,8 @@ WhipPublisher::WhipPublisher(PublisherConfig config, unsigned generation, gstmtx
 
 /* Any thread. After stop() nothing of this publisher is left on the loop. */
 WhipPublisher::~WhipPublisher() {
+  if (last_twcc_)
+    gst_structure_free(last_twcc_);
   if (peer_) /* never stopped */
     loop_.run_sync([this] {
       peer_.reset();
@@ -117,6 +124,20 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
       g_object_set(pay, "config-interval", -1, nullptr);
     if (g_object_class_find_property(G_OBJECT_GET_CLASS(pay), "aggregate-mode"))
       gst_util_set_object_arg(G_OBJECT(pay), "aggregate-mode", "zero-latency");
+    bool twcc = false;
+    if (streams[i].is_video) {
+      /* the payloader numbers the packets (all of them: one transport per stream), rtpsession reads
+       * the feedback; the offer announces both */
+      GstRTPHeaderExtension *ext = gst_rtp_header_extension_create_from_uri(kTwccUri);
+      if (ext) {
+        gst_rtp_header_extension_set_id(ext, kTwccExtensionId);
+        g_signal_emit_by_name(pay, "add-extension", ext);
+        gst_object_unref(ext);
+        twcc = true;
+      } else {
+        GST_WARNING("no TWCC header extension (rtpmanager of gst-plugins-good): WHIP adapts on loss only");
+      }
+    }
     gst_bin_add_many(bin, queue, pay, nullptr);
     gst_element_link(queue, pay);
 
@@ -134,8 +155,15 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
       g_autoptr(GstCaps) prefs = gstmtx::rtp_codecs_offer_caps({formats[i].codec}, formats[i].payload_type);
       /* a sender offers what it sends: the payloader fills in the stream's own profile and level */
       for (guint n = 0; n < gst_caps_get_size(prefs); ++n)
-        gst_structure_remove_fields(gst_caps_get_structure(prefs, n), "profile-level-id", "level-asymmetry-allowed",
-                                    nullptr);
+      {
+        GstStructure *pref = gst_caps_get_structure(prefs, n);
+        gst_structure_remove_fields(pref, "profile-level-id", "level-asymmetry-allowed", nullptr);
+        if (twcc) {
+          g_autofree char *extmap = g_strdup_printf("extmap-%u", kTwccExtensionId);
+          gst_structure_set(pref, extmap, G_TYPE_STRING, kTwccUri, "rtcp-fb-transport-cc", G_TYPE_BOOLEAN, TRUE,
+                            nullptr);
+        }
+      }
       g_object_set(trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY, "codec-preferences", prefs,
                    nullptr);
       gst_object_unref(trans);
@@ -184,6 +212,56 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
     if (peer_)
       peer_->start();
   });
+  return true;
+}
+
+/* Control thread. */
+bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
+  if (!webrtc_)
+    return false;
+  g_autoptr(GstElement) rtpbin = gst_bin_get_by_name(GST_BIN(webrtc_), "rtpbin");
+  if (!rtpbin)
+    return false;
+  bool have = false;
+  double loss = 0;
+  if (read_receiver_report(rtpbin, 0, &reports_, &loss)) { /* video: the first stream, session 0 */
+    feedback->loss = loss;
+    have = true;
+  }
+  GstElement *session = nullptr;
+  g_signal_emit_by_name(rtpbin, "get-session", 0u, &session);
+  if (!session)
+    return have;
+  GstStructure *twcc = nullptr;
+  g_object_get(session, "twcc-stats", &twcc, nullptr);
+  gst_object_unref(session);
+  if (!twcc || (last_twcc_ && gst_structure_is_equal(twcc, last_twcc_))) {
+    if (twcc)
+      gst_structure_free(twcc);
+    return have;
+  }
+  if (!last_twcc_) {
+    g_autofree char *text = gst_structure_to_string(twcc);
+    GST_DEBUG("first TWCC feedback: %s", text);
+  }
+  if (last_twcc_)
+    gst_structure_free(last_twcc_);
+  last_twcc_ = twcc;
+  guint sent_bps = 0, recv_bps = 0;
+  double loss_pct = -1;
+  gst_structure_get_uint(twcc, "bitrate-sent", &sent_bps);
+  gst_structure_get_uint(twcc, "bitrate-recv", &recv_bps);
+  gst_structure_get_double(twcc, "packet-loss-pct", &loss_pct);
+  if (sent_bps == 0 || recv_bps == 0)
+    return have;
+  const double sent_kbps = sent_bps / 1000.0, recv_kbps = recv_bps / 1000.0;
+  /* No queuing delay from these: the rates are those of the same packets over their send and
+   * arrival spans, so a queue shows as arrival slower than sending (a shortfall, which the
+   * controller judges over about a second) and, once the bottleneck's buffer is full, as loss. */
+  feedback->sent_kbps = static_cast<int>(sent_kbps);
+  feedback->delivered_kbps = static_cast<int>(recv_kbps);
+  if (loss_pct >= 0)
+    feedback->loss = std::max(feedback->loss, loss_pct / 100.0);
   return true;
 }
 

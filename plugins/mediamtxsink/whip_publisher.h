@@ -12,6 +12,7 @@
 #include "event_loop.h"
 #include "http_client.h"
 #include "publisher.h"
+#include "rate_adaptation.h"
 #include "webrtc_peer.h"
 
 namespace mediamtxsink {
@@ -24,6 +25,9 @@ public:
   const char *transport_name() const override { return "whip"; }
   bool start(GstBin *bin, const std::vector<PublisherStream> &streams, gstmtx::Failure *error) override;
   void stop(GstBin *bin, bool graceful) override;
+  /* The video session's TWCC feedback (rtpsession's twcc-stats: delivered vs sent rate, loss) and
+   * the server's receiver reports. */
+  bool read_feedback(gstmtx::RateFeedback *feedback) override;
 
 private:
   PublisherConfig config_;
@@ -36,6 +40,9 @@ private:
   GstElement *webrtc_ = nullptr;             /* ref held */
   std::vector<GstElement *> elements_;       /* queues and payloaders, ref held */
   std::vector<GstPad *> request_pads_;
+  /* bandwidth adaptation, control thread */
+  GstStructure *last_twcc_ = nullptr; /* the last twcc-stats read (a new one: new feedback) */
+  ReceiverReportCursor reports_;
 };
 
 }  // namespace mediamtxsink

@@ -1,0 +1,152 @@
+#include "rate_controller.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace gstmtx {
+
+namespace {
+/* weight of a new delay sample in the smoothed delay (reports come every 100-250 ms) */
+constexpr double kDelaySmoothing = 0.5;
+/* weight of a new delivered/sent ratio: ~1 s of reports, so a keyframe's burst is not a queue */
+constexpr double kRatioSmoothing = 0.2;
+/* a cut within kHoldAfterCut needs the delay this much above the one at the last cut */
+constexpr double kDelayStillGrowing = 1.2;
+/* longest gap between updates that still counts as time on a clear path */
+constexpr std::chrono::milliseconds kMaxStep{1000};
+}  // namespace
+
+const char *rate_reason_name(RateReason reason) {
+  switch (reason) {
+  case RateReason::Delay: return "delay";
+  case RateReason::Loss: return "loss";
+  case RateReason::Probe: return "probe";
+  case RateReason::None: break;
+  }
+  return "none";
+}
+
+RateController::RateController(int min_kbps, int max_kbps) : min_(min_kbps), max_(max_kbps), target_(max_kbps) {
+  set_bounds(min_kbps, max_kbps);
+  target_ = max_;
+}
+
+void RateController::set_bounds(int min_kbps, int max_kbps) {
+  max_ = std::max(1, max_kbps);
+  min_ = std::clamp(min_kbps, 1, max_);
+  target_ = clamp(target_);
+}
+
+void RateController::reset() {
+  const int min = min_, max = max_;
+  *this = RateController(min, max);
+}
+
+double RateController::clamp(double kbps) const {
+  return std::clamp(kbps, static_cast<double>(min_), static_cast<double>(max_));
+}
+
+/* The queuing part of a raw delay: above the minimum of the last kBaseWindow. */
+double RateController::base_delay(Millis now, double raw) {
+  while (!delay_history_.empty() && now - delay_history_.front().first > kBaseWindow)
+    delay_history_.pop_front();
+  /* a monotonic deque: the front is the window's minimum */
+  while (!delay_history_.empty() && delay_history_.back().second >= raw)
+    delay_history_.pop_back();
+  delay_history_.emplace_back(now, raw);
+  return delay_history_.front().second;
+}
+
+RateDecision RateController::update(const RateFeedback &fb) {
+  const double before = target_;
+  Millis step{0};
+  if (have_time_ && fb.now > last_update_)
+    step = std::min(fb.now - last_update_, kMaxStep);
+  have_time_ = true;
+  last_update_ = fb.now;
+
+  if (fb.queuing_delay_ms >= 0) {
+    const double queuing = fb.queuing_delay_ms - base_delay(fb.now, fb.queuing_delay_ms);
+    smoothed_delay_ = have_delay_ ? smoothed_delay_ + kDelaySmoothing * (queuing - smoothed_delay_) : queuing;
+    have_delay_ = true;
+  }
+
+  if (fb.sent_kbps > 0 && fb.delivered_kbps > 0) {
+    const double ratio = std::min(1.0, static_cast<double>(fb.delivered_kbps) / fb.sent_kbps);
+    delivery_ratio_ += kRatioSmoothing * (ratio - delivery_ratio_);
+  }
+  const bool short_delivery = delivery_ratio_ < kShortfall;
+  const bool delay_over = (have_delay_ && smoothed_delay_ > kDelayHigh) || short_delivery;
+  const bool loss_over = fb.loss > kLossHigh;
+  const bool delay_clear = !have_delay_ || smoothed_delay_ < kDelayLow;
+  const bool loss_clear = fb.loss < kLossLow; /* no report counts as clear */
+
+  RateDecision decision;
+  if (delay_over || loss_over) {
+    clear_ = false;
+    const Millis since_cut = fb.now - last_cut_;
+    /* after a cut the queue needs time to drain: another one only while it keeps growing, or
+     * while the loss goes on (a report after the cut saw what was sent after it) */
+    const bool may_cut = !have_cut_ || since_cut >= kHoldAfterCut ||
+                         (since_cut >= kMinCutInterval &&
+                          (loss_over || smoothed_delay_ > delay_at_cut_ * kDelayStillGrowing));
+    if (may_cut) {
+      if (episode_start_kbps_ <= 0) {
+        episode_start_kbps_ = target_;
+        episode_keyframe_ = false;
+      }
+      double next = target_;
+      if (delay_over) {
+        const double basis = fb.delivered_kbps > 0 ? std::min(target_, static_cast<double>(fb.delivered_kbps)) : target_;
+        next = kBackoff * basis;
+        decision.reason = RateReason::Delay;
+      }
+      if (loss_over) {
+        double by_loss = target_ * (1.0 - 0.5 * std::min(fb.loss, 1.0));
+        /* a bottleneck dropping what exceeds it (not random loss): below what it carried */
+        if (short_delivery && fb.delivered_kbps > 0)
+          by_loss = std::min(by_loss, kBackoff * fb.delivered_kbps);
+        if (!delay_over || by_loss < next) {
+          next = by_loss;
+          decision.reason = RateReason::Loss;
+        }
+      }
+      target_ = clamp(next);
+      if (fb.delivered_kbps > 0)
+        link_estimate_ = fb.delivered_kbps;
+      else
+        link_estimate_ = static_cast<int>(target_ / kBackoff);
+      last_cut_ = fb.now;
+      have_cut_ = true;
+      delay_at_cut_ = smoothed_delay_;
+      delivery_ratio_ = 1.0; /* judged again on what is sent from now on */
+      last_reason_ = decision.reason;
+      if (!episode_keyframe_ && target_ < 0.5 * episode_start_kbps_) {
+        decision.deep_cut = true;
+        episode_keyframe_ = true;
+      }
+    }
+  } else if (delay_clear && loss_clear) {
+    if (!clear_) {
+      clear_ = true;
+      clear_since_ = fb.now;
+    }
+    episode_start_kbps_ = 0;
+    if (target_ < max_ && step.count() > 0) {
+      const double clear_s = std::chrono::duration<double>(fb.now - clear_since_).count();
+      const double rate = std::min(kRampMax, kRampStart + kRampAccel * clear_s);
+      const double step_s = std::chrono::duration<double>(step).count();
+      target_ = clamp(target_ * std::pow(1.0 + rate, step_s));
+      decision.reason = RateReason::Probe;
+      last_reason_ = decision.reason;
+    }
+  } else {
+    clear_ = false; /* hold: between the thresholds */
+  }
+
+  decision.target_kbps = static_cast<int>(std::lround(target_));
+  decision.changed = decision.target_kbps != static_cast<int>(std::lround(before));
+  return decision;
+}
+
+}  // namespace gstmtx

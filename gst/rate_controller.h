@@ -1,0 +1,121 @@
+/* gst-mediamtx: the publisher's send-rate controller (bandwidth adaptation).
+ *
+ * Plain C++, no GStreamer: the element feeds it what its transport tells about the uplink, at
+ * any pace (every 100-250 ms), with the time injected, and applies target_kbps() to its encoder.
+ *
+ *   RateController rc({min_kbps, max_kbps});
+ *   RateFeedback fb; fb.now = ...; fb.queuing_delay_ms = ...; fb.loss = ...; fb.delivered_kbps = ...;
+ *   RateDecision d = rc.update(fb);   // d.changed: set the encoder's bitrate; d.deep_cut: keyframe
+ *
+ * Signals (each optional, -1 / 0 when the transport has none):
+ *  - queuing_delay_ms: how long the data sent now waits before it leaves the bottleneck: WHIP:
+ *    the one-way delay grown above its recent minimum (TWCC), RTSP over TCP: the socket's send
+ *    backlog divided by the rate it drains at. The controller subtracts the minimum of the last
+ *    kBaseWindow itself too, so a constant offset (clock offset, a path's fixed delay, the bytes
+ *    always in flight) never looks like a queue.
+ *  - loss: fraction of packets lost since the last report (TWCC, RTCP receiver reports).
+ *  - delivered_kbps: the rate that actually reached the receiver (TWCC) or left the socket, and
+ *    sent_kbps, what was sent meanwhile: a delivered rate persistently short of the sent one
+ *    (smoothed ratio < kShortfall) is a queue growing even where the delay signal cannot see it
+ *    (a path congested from its first packet has no uncongested base delay to compare with).
+ *
+ * Policy (docs/architecture.md, "Bandwidth adaptation"): ideas of GCC (draft-ietf-rmcat-gcc:
+ * delay overuse -> multiplicative decrease to a fraction of the delivered rate; loss > 10 % ->
+ * decrease by half the loss; loss < 2 % allows an increase) and RFC 8698 NADA (a queuing delay
+ * measured against the base delay; an accelerating ramp-up when the path is clear):
+ *  - overuse: smoothed queuing delay > kDelayHigh, a delivery shortfall, or loss > kLossHigh -> down at once to
+ *    kBackoff x the delivered rate (or x the target when that is unknown); no second cut for
+ *    kHoldAfterCut unless the delay keeps growing;
+ *  - clear: smoothed delay < kDelayLow and loss < kLossLow -> up, by a factor per second that
+ *    grows the longer the path stays clear (kRampStart + kRampAccel x seconds clear, at most
+ *    kRampMax): small steps right after a cut (no sawtooth on a steady link), back to `max` in
+ *    well under 10 s once a limit lifts;
+ *  - between: hold.
+ * Always within [min_kbps, max_kbps].
+ */
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <string>
+
+namespace gstmtx {
+
+struct RateFeedback {
+  std::chrono::milliseconds now{0};
+  double queuing_delay_ms = -1; /* < 0: no delay signal in this report */
+  double loss = -1;             /* 0..1; < 0: no loss report in this one */
+  int delivered_kbps = 0;       /* 0: unknown */
+  int sent_kbps = 0;            /* what was sent over the same span as delivered_kbps; 0: unknown */
+};
+
+/* Why the target last moved. */
+enum class RateReason { None, Delay, Loss, Probe };
+const char *rate_reason_name(RateReason reason);
+
+struct RateDecision {
+  int target_kbps = 0;
+  bool changed = false;  /* differs from the previous update's target */
+  bool deep_cut = false; /* fell below half of where this congestion episode started: a keyframe
+                            lets new viewers start on the new rate (once per episode) */
+  RateReason reason = RateReason::None;
+};
+
+class RateController {
+public:
+  using Millis = std::chrono::milliseconds;
+
+  static constexpr double kDelayHigh = 60.0;   /* ms of smoothed queuing delay: overuse */
+  static constexpr double kDelayLow = 25.0;    /* ms: clear */
+  static constexpr double kLossHigh = 0.10;
+  static constexpr double kLossLow = 0.02;
+  static constexpr double kBackoff = 0.85;     /* of the delivered rate on overuse */
+  static constexpr double kShortfall = 0.8;    /* delivered / sent below this (smoothed): overuse */
+  static constexpr double kRampStart = 0.04;   /* per second, right after a cut */
+  static constexpr double kRampAccel = 0.04;   /* per second, per second of clear path */
+  static constexpr double kRampMax = 0.50;     /* per second */
+  static constexpr Millis kHoldAfterCut{1500};
+  static constexpr Millis kMinCutInterval{300};
+  static constexpr Millis kBaseWindow{10000};  /* base delay: minimum over this window */
+
+  RateController(int min_kbps, int max_kbps);
+
+  /* New bounds (the element's properties changed); the target is clamped into them. */
+  void set_bounds(int min_kbps, int max_kbps);
+  /* A new session: back to max, history dropped (a reconnection may take another path). */
+  void reset();
+
+  RateDecision update(const RateFeedback &feedback);
+
+  int target_kbps() const { return static_cast<int>(target_); }
+  int min_kbps() const { return min_; }
+  int max_kbps() const { return max_; }
+  /* The delivered rate at the last overuse (0 until one): the link's estimated capacity. */
+  int link_estimate_kbps() const { return link_estimate_; }
+  double smoothed_delay_ms() const { return smoothed_delay_; }
+  RateReason last_reason() const { return last_reason_; }
+
+private:
+  double clamp(double kbps) const;
+  double base_delay(Millis now, double raw);
+
+  int min_, max_;
+  double target_;
+  double smoothed_delay_ = 0;
+  bool have_delay_ = false;
+  double delivery_ratio_ = 1.0; /* smoothed delivered / sent */
+  std::deque<std::pair<Millis, double>> delay_history_; /* (time, raw delay): windowed minimum */
+  bool have_time_ = false;
+  Millis last_update_{0};
+  Millis last_cut_{0};
+  bool have_cut_ = false;
+  double delay_at_cut_ = 0;
+  Millis clear_since_{0};
+  bool clear_ = false;
+  double episode_start_kbps_ = 0; /* target when the current congestion episode began (0: none) */
+  bool episode_keyframe_ = false;
+  int link_estimate_ = 0;
+  RateReason last_reason_ = RateReason::None;
+};
+
+}  // namespace gstmtx

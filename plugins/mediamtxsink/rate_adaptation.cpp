@@ -1,0 +1,228 @@
+/* gst-mediamtx: mediamtxsink's bandwidth adaptation (rate_adaptation.h says what it is).
+ *
+ * Every kRateTick on the control thread, while a session publishes:
+ *  - the measured send rate: bytes that left the stable half (the tail probes' count), smoothed;
+ *  - the publisher's feedback (Publisher::read_feedback) into the RateController;
+ *  - a new target goes to the encoder (set_encoder_bitrate), a deep cut asks for a keyframe (new
+ *    viewers start on the new rate, not behind a stale GOP at the old one);
+ *  - the status message tells when the rate moves, at most every kStatusInterval.
+ * Without an encoder (encoded input) or with adaptive-bitrate=false only the measurement runs
+ * and target-bitrate stays at `bitrate`.
+ */
+#include "rate_adaptation.h"
+
+#include "sink_private.h"
+
+GST_DEBUG_CATEGORY_EXTERN(gst_mediamtx_sink_debug);
+#define GST_CAT_DEFAULT gst_mediamtx_sink_debug
+
+namespace mediamtxsink {
+
+namespace {
+
+constexpr std::chrono::milliseconds kRateTick{200};
+constexpr std::chrono::seconds kStatusInterval{2};
+/* weight of one tick in measured-bitrate (~1 s) */
+constexpr double kMeasureSmoothing = 0.2;
+/* the status tells a move of at least this fraction since the last one it told */
+constexpr double kStatusStep = 0.15;
+
+void schedule_tick(GstMediamtxSink *self);
+
+/* Control thread. */
+void tick(GstMediamtxSink *self, unsigned generation) {
+  auto *priv = self->priv;
+  RateState &rate = priv->rate;
+  rate.timer = 0;
+  std::shared_ptr<Publisher> publisher;
+  GstElement *encoder = nullptr;
+  int max_kbps;
+  bool enabled;
+  guint min_kbps;
+  {
+    std::lock_guard<std::mutex> lk(priv->lock);
+    if (generation != rate.generation || generation != priv->generation || !priv->publisher)
+      return;
+    publisher = priv->publisher;
+    if (priv->video.encoder)
+      encoder = GST_ELEMENT(gst_object_ref(priv->video.encoder));
+    max_kbps = priv->bitrate_kbps;
+    enabled = priv->settings.adaptive_bitrate;
+    min_kbps = priv->settings.min_bitrate;
+  }
+  schedule_tick(self);
+
+  const auto now = std::chrono::steady_clock::now();
+  const guint64 bytes = priv->bytes_sent.load();
+  const double dt_ms = std::chrono::duration<double, std::milli>(now - rate.last_tick).count();
+  if (dt_ms > 0 && bytes >= rate.last_bytes) {
+    const double kbps = static_cast<double>(bytes - rate.last_bytes) * 8.0 / dt_ms;
+    rate.measured_kbps += kMeasureSmoothing * (kbps - rate.measured_kbps);
+    rate.measured = static_cast<guint>(rate.measured_kbps + 0.5);
+  }
+  rate.last_tick = now;
+  rate.last_bytes = bytes;
+
+  gstmtx::RateFeedback feedback;
+  feedback.now = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
+  const bool have_feedback = publisher->read_feedback(&feedback);
+  if (!encoder || !enabled || max_kbps <= 0) {
+    rate.target_kbps = static_cast<guint>(std::max(max_kbps, 0));
+    if (encoder)
+      gst_object_unref(encoder);
+    return;
+  }
+  if (!rate.controller)
+    rate.controller = std::make_unique<gstmtx::RateController>(static_cast<int>(min_kbps), max_kbps);
+  auto &controller = *rate.controller;
+  const int before = controller.target_kbps();
+  controller.set_bounds(static_cast<int>(min_kbps), max_kbps);
+  gstmtx::RateDecision decision = controller.update(feedback);
+  if (have_feedback)
+    GST_LOG_OBJECT(self, "feedback: delay %.1f ms, loss %.3f, delivered %d of %d kbit/s -> %d kbit/s (%s)",
+                   feedback.queuing_delay_ms, feedback.loss, feedback.delivered_kbps, feedback.sent_kbps,
+                   decision.target_kbps, gstmtx::rate_reason_name(decision.reason));
+  rate.target_kbps = static_cast<guint>(decision.target_kbps);
+  if (decision.target_kbps != before) {
+    set_encoder_bitrate(encoder, decision.target_kbps);
+    GST_DEBUG_OBJECT(self, "bitrate %d -> %d kbit/s (%s; measured %u kbit/s)", before, decision.target_kbps,
+                     gstmtx::rate_reason_name(decision.reason), rate.measured.load());
+  }
+  gst_object_unref(encoder);
+  if (decision.deep_cut) {
+    GST_INFO_OBJECT(self, "deep cut to %d kbit/s: asking for a keyframe", decision.target_kbps);
+    GstPad *tail = nullptr;
+    {
+      std::lock_guard<std::mutex> lk(priv->lock);
+      if (priv->video.tail)
+        tail = GST_PAD(gst_object_ref(priv->video.tail));
+    }
+    gstmtx::KeyframeGate::request(tail);
+    if (tail)
+      gst_object_unref(tail);
+  }
+
+  /* the status: when the rate moved enough since the last one told, rate-limited */
+  const int told = rate.status_kbps ? rate.status_kbps : max_kbps;
+  const bool moved = std::abs(decision.target_kbps - told) >= kStatusStep * told ||
+                     (decision.target_kbps == max_kbps && told != max_kbps);
+  if (moved && now - rate.last_status >= kStatusInterval) {
+    rate.last_status = now;
+    rate.status_kbps = decision.target_kbps;
+    std::string reason;
+    if (decision.target_kbps >= max_kbps)
+      reason = "bitrate back to " + std::to_string(decision.target_kbps) + " kbit/s: the uplink carries it";
+    else if (decision.target_kbps < told)
+      reason = "bitrate lowered to " + std::to_string(decision.target_kbps) + " kbit/s: the uplink is congested (" +
+               gstmtx::rate_reason_name(controller.last_reason()) + ")";
+    else
+      reason = "bitrate raised to " + std::to_string(decision.target_kbps) + " kbit/s";
+    GST_INFO_OBJECT(self, "%s", reason.c_str());
+    priv->controller.post_status(gstmtx::ConnectionState::Connected, reason);
+  }
+}
+
+void schedule_tick(GstMediamtxSink *self) {
+  RateState &rate = self->priv->rate;
+  const unsigned generation = rate.generation;
+  rate.timer = self->priv->controller.gate().schedule(kRateTick, [self, generation] { tick(self, generation); });
+}
+
+}  // namespace
+
+bool read_receiver_report(GstElement *rtpbin, guint session_id, ReceiverReportCursor *cursor, double *loss) {
+  if (!rtpbin)
+    return false;
+  GstElement *session = nullptr;
+  g_signal_emit_by_name(rtpbin, "get-session", session_id, &session);
+  if (!session)
+    return false;
+  GstStructure *stats = nullptr;
+  g_object_get(session, "stats", &stats, nullptr);
+  gst_object_unref(session);
+  if (!stats)
+    return false;
+  bool fresh = false;
+  const GValue *sources = gst_structure_get_value(stats, "source-stats");
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS /* rtpsession's stats are a GValueArray (1.22 to 1.26) */
+  if (sources && G_VALUE_HOLDS(sources, g_value_array_get_type())) {
+    auto *array = static_cast<GValueArray *>(g_value_get_boxed(sources));
+    for (guint i = 0; array && i < array->n_values && !fresh; ++i) {
+      const GstStructure *source = gst_value_get_structure(g_value_array_get_nth(array, i));
+      gboolean internal = FALSE, have_rb = FALSE;
+      guint fraction = 0, seq = 0;
+      if (!source || !gst_structure_get_boolean(source, "internal", &internal) || !internal ||
+          !gst_structure_get_boolean(source, "have-rb", &have_rb) || !have_rb ||
+          !gst_structure_get_uint(source, "rb-fractionlost", &fraction) ||
+          !gst_structure_get_uint(source, "rb-exthighestseq", &seq))
+        continue;
+      if (!cursor->have || seq != cursor->last_seq) {
+        fresh = cursor->have; /* the first one seen may be old */
+        cursor->have = true;
+        cursor->last_seq = seq;
+        *loss = fraction / 256.0;
+      }
+    }
+  }
+  G_GNUC_END_IGNORE_DEPRECATIONS
+  gst_structure_free(stats);
+  return fresh;
+}
+
+void rate_adaptation_start(GstMediamtxSink *self, unsigned generation) {
+  auto *priv = self->priv;
+  RateState &rate = priv->rate;
+  rate_adaptation_stop(self);
+  int max_kbps;
+  {
+    std::lock_guard<std::mutex> lk(priv->lock);
+    rate.generation = generation;
+    max_kbps = priv->bitrate_kbps;
+  }
+  /* a new session starts at `bitrate` again: a reconnection may take another path */
+  if (rate.controller) {
+    rate.controller->reset();
+    GstElement *encoder = nullptr;
+    {
+      std::lock_guard<std::mutex> lk(priv->lock);
+      if (priv->video.encoder)
+        encoder = GST_ELEMENT(gst_object_ref(priv->video.encoder));
+    }
+    if (encoder) {
+      set_encoder_bitrate(encoder, max_kbps);
+      gst_object_unref(encoder);
+    }
+  }
+  rate.target_kbps = static_cast<guint>(std::max(max_kbps, 0));
+  rate.status_kbps = 0;
+  rate.last_tick = std::chrono::steady_clock::now();
+  rate.last_bytes = priv->bytes_sent.load();
+  schedule_tick(self);
+}
+
+void rate_adaptation_stop(GstMediamtxSink *self) {
+  auto *priv = self->priv;
+  RateState &rate = priv->rate;
+  {
+    std::lock_guard<std::mutex> lk(priv->lock);
+    rate.generation = 0;
+  }
+  if (rate.timer && priv->controller.has_loop())
+    priv->controller.loop().cancel(rate.timer);
+  rate.timer = 0;
+  rate.measured = 0;
+  rate.measured_kbps = 0;
+}
+
+void rate_adaptation_add_stats(GstMediamtxSink *self, GstStructure *stats) {
+  auto *priv = self->priv;
+  guint target = priv->rate.target_kbps.load();
+  if (target == 0) { /* no session yet: the configured rate */
+    std::lock_guard<std::mutex> lk(priv->lock);
+    target = static_cast<guint>(std::max(priv->bitrate_kbps, 0));
+  }
+  gst_structure_set(stats, "target-bitrate", G_TYPE_UINT, target, "measured-bitrate", G_TYPE_UINT,
+                    priv->rate.measured.load(), nullptr);
+}
+
+}  // namespace mediamtxsink

@@ -1,0 +1,160 @@
+/* mediamtxsink's bandwidth adaptation (issue 17) on three hosts (tests/faults/network_hosts.h):
+ * the publisher's uplink limited with `tc qdisc ... tbf` to 1000 kbit/s while it publishes at
+ * 2500 kbit/s, then the limit lifted. Not timing-tight (timings are benchmarks'):
+ *  - with adaptive-bitrate (the default), over RTSP/TCP and WHIP: frames keep reaching a whepsrc
+ *    viewer at >= 24 fps over a window after a settle time, the target bitrate (`stats`) falls
+ *    below the limit; lifted, the target climbs back towards `bitrate`;
+ *  - the control: adaptive-bitrate=false keeps the target at `bitrate` under the same limit (so
+ *    a target that never moved cannot pass the first case).
+ * Each case prints a "BANDWIDTH ..." line with its figures. */
+#include <gst/check/gstcheck.h>
+
+#include <algorithm>
+#include <string>
+
+#include "mediamtx_server.h"
+#include "network_hosts.h"
+#include "pipeline_helpers.h"
+
+using namespace testbed;
+using namespace faults;
+
+namespace {
+
+constexpr int kBitrate = 2500;   /* kbit/s, the configured rate */
+constexpr int kLimit = 1000;     /* kbit/s, the publisher's uplink while limited */
+constexpr int kSettleMs = 5000;  /* after the limit: the rate comes down, the queues drain */
+constexpr int kWindowMs = 6000;  /* the window frames are counted over */
+constexpr int kClimbMs = 15000;  /* the limit lifted: the target climbs back within this */
+
+/* snow: every frame is new, so the encoder fills whatever rate it is given */
+const char *kCamera = "videotestsrc is-live=true pattern=snow ! video/x-raw,width=640,height=360,framerate=30/1";
+
+struct Hosts {
+  MediamtxServer server;
+  TestHost publisher{"bwpub", 11}, viewer{"bwview", 12};
+
+  Hosts() {
+    fail_unless(in_test_namespace());
+    reset_server_firewall();
+    fail_unless(publisher.create(), "publisher host not set up");
+    fail_unless(viewer.create(), "viewer host not set up");
+    fail_unless(server.start());
+  }
+  ~Hosts() {
+    viewer.stop();
+    publisher.stop();
+  }
+  std::string location(const std::string &transport) const {
+    const std::string host = publisher.server_address();
+    if (transport == "whip")
+      return "http://" + host + ":" + std::to_string(server.webrtc_port()) + "/cam/whip";
+    return "rtsp://" + host + ":" + std::to_string(server.rtsp_port()) + "/cam";
+  }
+  /* the publisher's uplink: at most `kbps`, 0: unlimited */
+  bool limit(int kbps) {
+    if (kbps == 0)
+      return publisher.run_inside("tc qdisc del dev eth0 root");
+    return publisher.run_inside("tc qdisc add dev eth0 root tbf rate " + std::to_string(kbps) +
+                                "kbit burst 16kb latency 300ms");
+  }
+  /* the publisher's mediamtxsink stats: target-bitrate, measured-bitrate (-1: no answer) */
+  std::pair<int, int> rates() {
+    GstStructure *stats = publisher.stats();
+    if (!stats)
+      return {-1, -1};
+    guint target = 0, measured = 0;
+    const bool ok = gst_structure_get_uint(stats, "target-bitrate", &target) &&
+                    gst_structure_get_uint(stats, "measured-bitrate", &measured);
+    gst_structure_free(stats);
+    return ok ? std::make_pair(static_cast<int>(target), static_cast<int>(measured)) : std::make_pair(-1, -1);
+  }
+};
+
+void start(Hosts &hosts, const std::string &transport, bool adaptive, bool viewer) {
+  fail_unless(hosts.publisher.play(std::string(kCamera) + " ! mediamtxsink name=src retry-delay=300 max-retry-delay=1000"
+                                   " bitrate=" + std::to_string(kBitrate) + " adaptive-bitrate=" +
+                                   (adaptive ? "true" : "false") + " transport=" + transport +
+                                   " location=" + hosts.location(transport)));
+  fail_unless(hosts.server.wait_path_ready("cam", 15000), "nothing published over %s", transport.c_str());
+  if (!viewer)
+    return;
+  fail_unless(hosts.viewer.play("whepsrc name=src audio=false retry-delay=300 max-retry-delay=1000 location=http://" +
+                                hosts.viewer.server_address() + ":" + std::to_string(hosts.server.webrtc_port()) +
+                                "/cam/whep ! fakesink name=sink sync=false async=false"));
+  fail_unless(hosts.viewer.wait_frames(kFps, 20000), "no frames at the viewer (%d)", hosts.viewer.frame_count());
+}
+
+void adapts(const std::string &transport) {
+  Hosts hosts;
+  start(hosts, transport, true, true);
+  fail_unless(hosts.limit(kLimit), "tc tbf failed");
+  const gint64 limited = g_get_monotonic_time();
+  int lowest = kBitrate;
+  wait_until([&] { lowest = std::min(lowest, hosts.rates().first); return false; }, kSettleMs);
+  const gint64 from = g_get_monotonic_time();
+  auto [target, measured] = hosts.rates();
+  wait_until([&] {
+    auto r = hosts.rates();
+    lowest = std::min(lowest, r.first);
+    return false;
+  }, kWindowMs);
+  const gint64 to = g_get_monotonic_time();
+  auto [target_end, measured_end] = hosts.rates();
+  int frames = 0;
+  for (gint64 t : hosts.viewer.frames())
+    frames += t >= from && t < to;
+  const double fps = frames * 1e6 / static_cast<double>(to - from);
+
+  fail_unless(hosts.limit(0), "tc del failed");
+  const gint64 lifted = g_get_monotonic_time();
+  int climbed = -1;
+  const bool back = wait_until([&] {
+    climbed = hosts.rates().first;
+    return climbed >= kBitrate * 9 / 10;
+  }, kClimbMs);
+  const double climb_s = (g_get_monotonic_time() - lifted) / 1e6;
+  g_print("BANDWIDTH transport=%s adaptive=true limited_target=%d..%d measured=%d..%d lowest=%d fps=%.1f "
+          "climbed_to=%d climb_s=%.1f since_limit_s=%.1f\n",
+          transport.c_str(), target, target_end, measured, measured_end, lowest, fps, climbed, climb_s,
+          (from - limited) / 1e6);
+  fail_unless(hosts.publisher.death().empty(), "the publisher died: %s", hosts.publisher.death().c_str());
+  fail_unless(target_end > 0 && target_end < kLimit, "target %d kbit/s under a %d kbit/s limit", target_end, kLimit);
+  fail_unless(fps >= 24.0, "%.1f fps at the viewer under the limit", fps);
+  fail_unless(back, "the target stayed at %d kbit/s for %d s after the limit lifted", climbed, kClimbMs / 1000);
+  fail_unless(hosts.publisher.errors().empty(), "publisher error: %s", hosts.publisher.errors().front().c_str());
+}
+
+}  // namespace
+
+GST_START_TEST(test_adapts_rtsp_tcp) { adapts("rtsp"); }
+GST_END_TEST;
+
+GST_START_TEST(test_adapts_whip) { adapts("whip"); }
+GST_END_TEST;
+
+/* adaptive-bitrate=false: the same limit leaves the target at `bitrate` */
+GST_START_TEST(test_fixed_rate_control) {
+  Hosts hosts;
+  start(hosts, "rtsp", false, false);
+  fail_unless(hosts.limit(kLimit), "tc tbf failed");
+  g_usleep(4 * G_USEC_PER_SEC);
+  auto [target, measured] = hosts.rates();
+  g_print("BANDWIDTH transport=rtsp adaptive=false target=%d measured=%d\n", target, measured);
+  fail_unless_equals_int(target, kBitrate);
+  fail_unless(measured > 0, "no measured bitrate");
+}
+GST_END_TEST;
+
+static Suite *bandwidth_suite(void) {
+  Suite *s = suite_create("bandwidth");
+  TCase *tc = tcase_create("bandwidth");
+  tcase_set_timeout(tc, 120);
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_adapts_rtsp_tcp);
+  tcase_add_test(tc, test_adapts_whip);
+  tcase_add_test(tc, test_fixed_rate_control);
+  return s;
+}
+
+GST_CHECK_MAIN(bandwidth);

@@ -1,0 +1,248 @@
+/* Unit tests of gstmtx::RateController (gst/rate_controller.h) against a simulated bottleneck:
+ * a sender at the controller's target, a link of a given capacity with a FIFO in front of it
+ * (the tbf of the network test, the send queue of a TCP socket), feedback every 100 ms. */
+#include <gst/check/gstcheck.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "rate_controller.h"
+
+using namespace gstmtx;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kTick = 100ms;
+
+/* A bottleneck: `capacity_kbps`, a queue that drops what exceeds `queue_limit_ms` of it. */
+struct Link {
+  double capacity_kbps;
+  double queue_kbit = 0;
+  double queue_limit_ms = 400;
+
+  /* One tick of sending at `rate_kbps`: the feedback the sender gets back. */
+  RateFeedback carry(std::chrono::milliseconds now, double rate_kbps, bool with_delay = true, bool with_loss = true) {
+    const double dt = std::chrono::duration<double>(kTick).count();
+    const double offered = rate_kbps * dt;
+    const double capacity = capacity_kbps * dt;
+    const double limit = capacity_kbps * queue_limit_ms / 1000.0;
+    double backlog = queue_kbit + offered;
+    const double delivered = std::min(backlog, capacity);
+    backlog -= delivered;
+    double dropped = 0;
+    if (backlog > limit) {
+      dropped = backlog - limit;
+      backlog = limit;
+    }
+    queue_kbit = backlog;
+    RateFeedback fb;
+    fb.now = now;
+    fb.delivered_kbps = static_cast<int>(delivered / dt);
+    fb.sent_kbps = static_cast<int>(rate_kbps);
+    if (with_delay)
+      fb.queuing_delay_ms = 20.0 + queue_kbit / capacity_kbps * 1000.0; /* 20 ms: the path's own */
+    if (with_loss)
+      fb.loss = offered > 0 ? dropped / offered : 0.0;
+    return fb;
+  }
+};
+
+struct Run {
+  RateController rc{300, 3000};
+  std::chrono::milliseconds now{0};
+  std::vector<int> targets; /* one per tick */
+  int keyframes = 0;
+
+  void run(Link &link, std::chrono::milliseconds duration, bool with_delay = true, bool with_loss = true) {
+    for (auto end = now + duration; now < end; now += kTick) {
+      RateDecision d = rc.update(link.carry(now, rc.target_kbps(), with_delay, with_loss));
+      if (d.deep_cut)
+        keyframes++;
+      targets.push_back(d.target_kbps);
+    }
+  }
+  /* The first tick (from the end of `targets` minus `window` ticks) where pred holds, or -1. */
+  template <typename Pred> int first_tick(std::size_t from, Pred pred) const {
+    for (std::size_t i = from; i < targets.size(); ++i)
+      if (pred(targets[i]))
+        return static_cast<int>(i - from);
+    return -1;
+  }
+};
+
+}  // namespace
+
+/* A steady link wider than `bitrate`: the target stays at the maximum. */
+GST_START_TEST(test_rate_wide_link_stays_at_max) {
+  Run r;
+  Link link{10000};
+  r.run(link, 20s);
+  for (int t : r.targets)
+    fail_unless_equals_int(t, 3000);
+}
+GST_END_TEST;
+
+/* 4000 -> 1000 kbit/s: below the link within 1 s, a keyframe for the deep cut; the limit lifts:
+ * back at the maximum within 10 s. */
+GST_START_TEST(test_rate_step_cut_and_lift) {
+  Run r;
+  Link link{4000};
+  r.run(link, 5s);
+  fail_unless_equals_int(r.rc.target_kbps(), 3000);
+  link.capacity_kbps = 1000;
+  const std::size_t cut = r.targets.size();
+  r.run(link, 15s);
+  const int below = r.first_tick(cut, [](int t) { return t < 1000; });
+  fail_unless(below >= 0 && below <= 10, "below the link after %d ticks", below);
+  fail_unless_equals_int(r.keyframes, 1);
+  /* settled: the queue drained, the target stays near the link */
+  for (std::size_t i = cut + 50; i < r.targets.size(); ++i)
+    fail_unless(r.targets[i] > 500 && r.targets[i] < 1250, "tick %zu: %d kbit/s", i - cut, r.targets[i]);
+  fail_unless(link.queue_kbit / link.capacity_kbps < 0.2, "queue left: %.0f ms", link.queue_kbit);
+
+  link.capacity_kbps = 4000;
+  const std::size_t lift = r.targets.size();
+  r.run(link, 12s);
+  const int back = r.first_tick(lift, [](int t) { return t >= 3000; });
+  fail_unless(back >= 0 && back <= 100, "back at the maximum after %d ticks", back);
+}
+GST_END_TEST;
+
+/* A steady 1500 kbit/s link: after settling the target keeps within a band (no sawtooth between
+ * the floor and the maximum) and the link stays used. */
+GST_START_TEST(test_rate_steady_link_no_oscillation) {
+  Run r;
+  Link link{1500};
+  r.run(link, 60s);
+  int lo = 1 << 30, hi = 0;
+  long sum = 0;
+  std::size_t n = 0;
+  for (std::size_t i = 100; i < r.targets.size(); ++i) {
+    lo = std::min(lo, r.targets[i]);
+    hi = std::max(hi, r.targets[i]);
+    sum += r.targets[i];
+    n++;
+  }
+  const double mean = static_cast<double>(sum) / n;
+  GST_INFO("steady 1500: %d..%d, mean %.0f", lo, hi, mean);
+  fail_unless(lo >= 1000 && hi <= 1800, "range %d..%d kbit/s", lo, hi);
+  fail_unless(mean >= 1100, "mean %.0f kbit/s: the link is wasted", mean);
+  fail_unless(r.keyframes <= 1, "%d deep cuts on a steady link", r.keyframes);
+}
+GST_END_TEST;
+
+/* Only loss reports (RTSP over UDP: receiver reports, no delay signal): a lossy bottleneck still
+ * brings the target down below it, and it recovers once the loss ends. */
+GST_START_TEST(test_rate_loss_only) {
+  Run r;
+  Link link{1000};
+  link.queue_limit_ms = 50;
+  r.run(link, 20s, false, true);
+  fail_unless(r.rc.target_kbps() < 1100, "target %d kbit/s with 1000 kbit/s and loss", r.rc.target_kbps());
+  fail_unless_equals_int(static_cast<int>(r.rc.last_reason()) == static_cast<int>(RateReason::Loss) ||
+                             r.rc.last_reason() == RateReason::Probe, 1);
+  link.capacity_kbps = 10000;
+  r.run(link, 10s, false, true);
+  fail_unless_equals_int(r.rc.target_kbps(), 3000);
+
+  /* moderate loss (2-10 %) holds the rate; heavy loss cuts it even with a clear delay signal */
+  RateController rc(300, 3000);
+  RateFeedback fb;
+  fb.queuing_delay_ms = 5;
+  fb.loss = 0.05;
+  for (int i = 0; i < 50; ++i) {
+    fb.now = std::chrono::milliseconds(i * 100);
+    rc.update(fb);
+  }
+  fail_unless_equals_int(rc.target_kbps(), 3000);
+  fb.loss = 0.4;
+  fb.now += 100ms;
+  RateDecision d = rc.update(fb);
+  fail_unless(d.changed && d.target_kbps == 2400, "40 %% loss: %d kbit/s", d.target_kbps);
+  fail_unless(d.reason == RateReason::Loss);
+}
+GST_END_TEST;
+
+/* A link far below `min-bitrate`: the target stops at the floor, never below. */
+GST_START_TEST(test_rate_min_floor) {
+  Run r;
+  Link link{100};
+  r.run(link, 20s);
+  for (std::size_t i = 0; i < r.targets.size(); ++i)
+    fail_unless(r.targets[i] >= 300, "tick %zu: %d", i, r.targets[i]);
+  fail_unless_equals_int(r.rc.target_kbps(), 300);
+  /* bounds changed while running: clamped at once */
+  r.rc.set_bounds(500, 2000);
+  fail_unless_equals_int(r.rc.target_kbps(), 500);
+  r.rc.set_bounds(100, 250);
+  fail_unless_equals_int(r.rc.target_kbps(), 250);
+  fail_unless_equals_int(r.rc.min_kbps(), 100);
+  /* min above max: max wins */
+  RateController odd(5000, 1000);
+  fail_unless_equals_int(odd.min_kbps(), 1000);
+  fail_unless_equals_int(odd.target_kbps(), 1000);
+}
+GST_END_TEST;
+
+/* Noisy feedback on a wide link: delay jitter of +-20 ms, a constant offset of 300 ms (clocks
+ * not synchronised), sporadic 1 % loss: no cut. The same noise on a 1500 kbit/s link still
+ * finds it. */
+GST_START_TEST(test_rate_noisy_feedback) {
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<double> jitter(-20.0, 20.0);
+  std::bernoulli_distribution lossy(0.1);
+  for (double capacity : {10000.0, 1500.0}) {
+    Run r;
+    Link link{capacity};
+    for (; r.now < 40s; r.now += kTick) {
+      RateFeedback fb = link.carry(r.now, r.rc.target_kbps());
+      fb.queuing_delay_ms += 300.0 + jitter(rng);
+      fb.loss = std::max(fb.loss, lossy(rng) ? 0.01 : 0.0);
+      r.targets.push_back(r.rc.update(fb).target_kbps);
+    }
+    if (capacity > 3000) {
+      for (int t : r.targets)
+        fail_unless_equals_int(t, 3000);
+    } else {
+      int lo = 1 << 30, hi = 0;
+      for (std::size_t i = 100; i < r.targets.size(); ++i) {
+        lo = std::min(lo, r.targets[i]);
+        hi = std::max(hi, r.targets[i]);
+      }
+      GST_INFO("noisy 1500: %d..%d", lo, hi);
+      fail_unless(lo >= 800 && hi <= 1800, "range %d..%d kbit/s", lo, hi);
+    }
+  }
+}
+GST_END_TEST;
+
+/* A new session starts again from the maximum; reset keeps the bounds. */
+GST_START_TEST(test_rate_reset) {
+  Run r;
+  Link link{500};
+  r.run(link, 5s);
+  fail_unless(r.rc.target_kbps() < 600);
+  r.rc.reset();
+  fail_unless_equals_int(r.rc.target_kbps(), 3000);
+  fail_unless_equals_int(r.rc.min_kbps(), 300);
+  fail_unless_equals_int(r.rc.link_estimate_kbps(), 0);
+}
+GST_END_TEST;
+
+static Suite *rate_controller_suite(void) {
+  Suite *s = suite_create("rate_controller");
+  TCase *tc = tcase_create("rate");
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_rate_wide_link_stays_at_max);
+  tcase_add_test(tc, test_rate_step_cut_and_lift);
+  tcase_add_test(tc, test_rate_steady_link_no_oscillation);
+  tcase_add_test(tc, test_rate_loss_only);
+  tcase_add_test(tc, test_rate_min_floor);
+  tcase_add_test(tc, test_rate_noisy_feedback);
+  tcase_add_test(tc, test_rate_reset);
+  return s;
+}
+
+GST_CHECK_MAIN(rate_controller);
