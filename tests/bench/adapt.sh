@@ -3,7 +3,7 @@
 # adaptation"). Runs `mtx-bench adapt` inside a private network namespace: MediaMTX there, the
 # publisher and the viewer each on a host of their own (veth), the publisher's uplink stepping
 # through STEPS with tc tbf. Writes raw samples (CSV), the RESULT lines, the machine and its load,
-# a Markdown table and a PNG plot. Not part of tests/run.sh (about 7 minutes at the defaults).
+# a Markdown table and a PNG plot. Not part of tests/run.sh (about 8 minutes at the defaults).
 set -euo pipefail
 
 usage() {
@@ -24,6 +24,7 @@ Environment (defaults):
                                                (rtsp-off,rtsp-on,whip-off,whip-on,whipclientsink)
   STEPS            uplink limits in kbit/s, one step each                  (4000,1000,500,4000)
   STEP_S           seconds per step                                             (15)
+  LAST_STEP_S      seconds of the last step (the limit lifted: room for the recovery)  (20)
   SETTLE_S         the "settled" window of a step starts this late (s)          (5)
   BITRATE          publisher bitrate, kbit/s                                    (2500)
   MIN_BITRATE      min-bitrate of the adaptive publishers, kbit/s; 0: their default  (0)
@@ -46,6 +47,7 @@ PLOTS="${PLOTS:-docs/bench}"
 CONFIGS="${CONFIGS:-rtsp-off,rtsp-on,whip-off,whip-on,whipclientsink}"
 STEPS="${STEPS:-4000,1000,500,4000}"
 STEP_S="${STEP_S:-15}"
+LAST_STEP_S="${LAST_STEP_S:-20}"
 SETTLE_S="${SETTLE_S:-5}"
 BITRATE="${BITRATE:-2500}"
 MIN_BITRATE="${MIN_BITRATE:-0}"
@@ -63,7 +65,7 @@ if [[ -z "${RS_REFERENCE_PLUGIN_DIR:-}" ]]; then
   fi
 fi
 echo "bench/adapt.sh: BUILD_DIR=$BUILD_DIR OUT=$OUT PLOTS=$PLOTS CONFIGS=$CONFIGS STEPS=$STEPS STEP_S=$STEP_S" \
-  "SETTLE_S=$SETTLE_S BITRATE=$BITRATE MIN_BITRATE=$MIN_BITRATE LATENCY=$LATENCY TBF_BURST=$TBF_BURST" \
+  "LAST_STEP_S=$LAST_STEP_S SETTLE_S=$SETTLE_S BITRATE=$BITRATE MIN_BITRATE=$MIN_BITRATE LATENCY=$LATENCY TBF_BURST=$TBF_BURST" \
   "TBF_LATENCY_MS=$TBF_LATENCY_MS BUILD_REFERENCE=$BUILD_REFERENCE" \
   "RS_REFERENCE_PLUGIN_DIR=${RS_REFERENCE_PLUGIN_DIR:-(none)} MEDIAMTX_BIN=$MEDIAMTX_BIN" >&2
 
@@ -82,7 +84,7 @@ mkdir -p "$OUT"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
   echo "gstreamer: $(gst-launch-1.0 --version | sed -n 2p)"
   echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "settings: STEPS=$STEPS STEP_S=$STEP_S BITRATE=$BITRATE MIN_BITRATE=$MIN_BITRATE LATENCY=$LATENCY" \
+  echo "settings: STEPS=$STEPS STEP_S=$STEP_S LAST_STEP_S=$LAST_STEP_S BITRATE=$BITRATE MIN_BITRATE=$MIN_BITRATE LATENCY=$LATENCY" \
     "TBF_BURST=$TBF_BURST TBF_LATENCY_MS=$TBF_LATENCY_MS"
   echo "load at start: $(cat /proc/loadavg)"
 } >"$OUT/machine.txt"
@@ -93,7 +95,8 @@ for c in "${configs[@]}"; do
   echo "+ mtx-bench adapt --configs=$c" >&2
   echo "load before $c: $(cat /proc/loadavg)" >>"$OUT/machine.txt"
   "$root/tests/testbed/netns-run.sh" "$bench" adapt --configs="$c" --steps="$STEPS" --step-s="$STEP_S" \
-    --settle-s="$SETTLE_S" --bitrate="$BITRATE" --min-bitrate="$MIN_BITRATE" --latency="$LATENCY" \
+    --last-step-s="$LAST_STEP_S" --settle-s="$SETTLE_S" --bitrate="$BITRATE" --min-bitrate="$MIN_BITRATE" \
+    --latency="$LATENCY" \
     --tbf-burst="$TBF_BURST" --tbf-latency-ms="$TBF_LATENCY_MS" --out="$OUT" | tee -a "$OUT/results.txt" \
     | grep -E '^RESULT adapt(-recovery)? ' | grep -v 'window=settled' >&2 || status=1
 done
