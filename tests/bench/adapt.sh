@@ -20,6 +20,8 @@ Environment (defaults):
   MEDIAMTX_BIN     MediaMTX binary          (\$HOME/.cache/gst-mediamtx/mediamtx-v1.20.1)
   OUT              results directory                                (\$BUILD_DIR/adapt-results)
   PLOTS            where the PNG plot goes                                      (docs/bench)
+  DATA             where the CSVs, RESULT lines, machine.txt and tables.md are copied
+                   (empty: not copied)                               (docs/bench/data/adapt)
   CONFIGS          configurations (rtsp-off, rtsp-on, whip-off, whip-on, whipclientsink)
                                                (rtsp-off,rtsp-on,whip-off,whip-on,whipclientsink)
   STEPS            uplink limits in kbit/s, one step each                  (4000,1000,500,4000)
@@ -44,6 +46,7 @@ BUILD_DIR="${BUILD_DIR:-build}"
 MEDIAMTX_BIN="${MEDIAMTX_BIN:-$HOME/.cache/gst-mediamtx/mediamtx-v1.20.1}"
 OUT="${OUT:-$BUILD_DIR/adapt-results}"
 PLOTS="${PLOTS:-docs/bench}"
+DATA="${DATA-docs/bench/data/adapt}"
 CONFIGS="${CONFIGS:-rtsp-off,rtsp-on,whip-off,whip-on,whipclientsink}"
 STEPS="${STEPS:-4000,1000,500,4000}"
 STEP_S="${STEP_S:-15}"
@@ -64,7 +67,7 @@ if [[ -z "${RS_REFERENCE_PLUGIN_DIR:-}" ]]; then
       2>/dev/null | tail -n 1)" || RS_REFERENCE_PLUGIN_DIR=""
   fi
 fi
-echo "bench/adapt.sh: BUILD_DIR=$BUILD_DIR OUT=$OUT PLOTS=$PLOTS CONFIGS=$CONFIGS STEPS=$STEPS STEP_S=$STEP_S" \
+echo "bench/adapt.sh: BUILD_DIR=$BUILD_DIR OUT=$OUT PLOTS=$PLOTS DATA=$DATA CONFIGS=$CONFIGS STEPS=$STEPS STEP_S=$STEP_S" \
   "LAST_STEP_S=$LAST_STEP_S SETTLE_S=$SETTLE_S BITRATE=$BITRATE MIN_BITRATE=$MIN_BITRATE LATENCY=$LATENCY TBF_BURST=$TBF_BURST" \
   "TBF_LATENCY_MS=$TBF_LATENCY_MS BUILD_REFERENCE=$BUILD_REFERENCE" \
   "RS_REFERENCE_PLUGIN_DIR=${RS_REFERENCE_PLUGIN_DIR:-(none)} MEDIAMTX_BIN=$MEDIAMTX_BIN" >&2
@@ -104,5 +107,11 @@ echo "load at end: $(cat /proc/loadavg)" >>"$OUT/machine.txt"
 
 mkdir -p "$PLOTS"
 /usr/bin/python3 "$root/tests/bench/plot.py" "$OUT" "$PLOTS" >"$OUT/tables.md"
+if [[ -n "$DATA" ]]; then
+  mkdir -p "$DATA"
+  cp "$OUT"/adapt_steps.csv "$OUT"/adapt_series.csv "$OUT"/adapt_recovery.csv "$OUT"/results.txt \
+    "$OUT"/machine.txt "$OUT"/tables.md "$DATA"/
+  gzip -9 -c "$OUT/adapt_frames.csv" >"$DATA/adapt_frames.csv.gz"
+fi
 echo "bench/adapt.sh: results in $OUT (tables.md, adapt_*.csv, results.txt, machine.txt), plot in $PLOTS" >&2
 exit "$status"

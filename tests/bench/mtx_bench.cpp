@@ -936,9 +936,12 @@ bool run_adapt_config(const Options &o, const AdaptConfig &c) {
   std::string sink;
   if (c.publisher == "whipclientsink") {
     /* GCC (rtpgccbwe) between min and the same ceiling as ours; no mitigation modes (downscaling
-     * would change the picture size, and with it the time code) */
+     * would change the picture size, and with it the time code); its default STUN server is a
+     * public name: point it at the server host instead (nothing listens there, MediaMTX is on the
+     * same link anyway) */
     sink = "whipclientsink name=pub signaller::whip-endpoint=http://" + pub.server_address() + ":" + port +
-           "/cam/whip congestion-control=gcc enable-mitigation-modes=none start-bitrate=" +
+           "/cam/whip stun-server=stun://" + pub.server_address() +
+           ":3478 congestion-control=gcc enable-mitigation-modes=none video-caps=video/x-h264 start-bitrate=" +
            std::to_string(v.kbps * 1000) + " max-bitrate=" + std::to_string(v.kbps * 1000) +
            (min_bitrate > 0 ? " min-bitrate=" + std::to_string(min_bitrate * 1000) : "");
   } else {
