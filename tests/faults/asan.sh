@@ -15,6 +15,7 @@ set -euo pipefail
 suites=(
   "inspect:-:no:strict"
   "unit:tests/unit_gstmtx:no:strict"
+  "rate-controller:tests/unit_rate_controller:no:strict"
   "stall-watchdog:tests/reconnectbin_stall_watchdog:no:strict"
   "encoder-selection:tests/mediamtxsink_encoder_selection:no:strict"
   "fuzz-replay:tests/fuzz/fuzz_replay:no:strict"
@@ -29,6 +30,7 @@ suites=(
   "faults-bounds:tests/faults_bounds:yes:sanitizers-only"
   "faults-secrets:tests/faults_secrets:yes:sanitizers-only"
   "faults-network:tests/faults_network:yes:sanitizers-only"
+  "faults-bandwidth:tests/faults_bandwidth:yes:sanitizers-only"
 )
 # what tests/run.sh runs (test faults/asan), within its time budget: every suite but faults-secrets
 # (170 s under ASan: debug logging at level 9, its subject is what the logs say; its auth and
@@ -36,7 +38,7 @@ suites=(
 # three hosts, 10 server kills, partitions, loss, ICE-TCP, the 100-cycle soak: ~280 s) is in: the
 # reconnection paths are where a use-after-free would hide. The longest first (ASAN_JOBS at a time).
 quick="faults-network whepsrc-element mediamtxsink-element reconnectbin-network whepsrc-faults faults-bounds faults-tls
-reconnectbin-element testbed memcheck-cases inspect unit stall-watchdog encoder-selection fuzz-replay"
+reconnectbin-element testbed memcheck-cases inspect unit rate-controller stall-watchdog encoder-selection fuzz-replay"
 
 usage() {
   cat <<EOF2
@@ -89,8 +91,8 @@ for name in "${selected[@]}"; do
     IFS=: read -r n prog _ _ <<<"$s"
     [[ "$n" == "$name" && "$prog" != - ]] && targets+=("$prog")
   done
-  # faults-network's client hosts and delayer (nfq-delay only where libnetfilter_queue is)
-  if [[ "$name" == faults-network ]]; then
+  # faults-network's and faults-bandwidth's client hosts and delayer (nfq-delay only where libnetfilter_queue is)
+  if [[ "$name" == faults-network || "$name" == faults-bandwidth ]]; then
     targets+=(tests/faults/netns-pipeline)
     if grep -q 'build tests/faults/nfq-delay:' "$ASAN_BUILD_DIR/build.ninja"; then targets+=(tests/faults/nfq-delay); fi
   fi

@@ -4,6 +4,7 @@
  *  - with adaptive-bitrate (the default), over RTSP/TCP and WHIP: frames keep reaching a whepsrc
  *    viewer at >= 24 fps over a window after a settle time, the target bitrate (`stats`) falls
  *    below the limit; lifted, the target climbs back towards `bitrate`;
+ *    and a gst-mediamtx-status message tells the new rate;
  *  - the control: adaptive-bitrate=false keeps the target at `bitrate` under the same limit (so
  *    a target that never moved cannot pass the first case).
  * Each case prints a "BANDWIDTH ..." line with its figures. */
@@ -119,6 +120,8 @@ void adapts(const std::string &transport) {
           transport.c_str(), target, target_end, measured, measured_end, lowest, fps, climbed, climb_s,
           (from - limited) / 1e6);
   fail_unless(hosts.publisher.death().empty(), "the publisher died: %s", hosts.publisher.death().c_str());
+  /* the status message told the change (state connected again, with the new rate as reason) */
+  fail_unless(hosts.publisher.status_count("connected", limited) >= 1, "no status message about the new rate");
   fail_unless(target_end > 0 && target_end < kLimit, "target %d kbit/s under a %d kbit/s limit", target_end, kLimit);
   fail_unless(fps >= 24.0, "%.1f fps at the viewer under the limit", fps);
   fail_unless(back, "the target stayed at %d kbit/s for %d s after the limit lifted", climbed, kClimbMs / 1000);
