@@ -256,7 +256,7 @@ def adapt(steps, series, rec, plots):
             limit_drawn = True
         line, = axes[0].plot(t, [num(r["uplink_kbps"]) for r in rs], label=f"{c}: uplink")
         target = [num(r["target_kbps"]) for r in rs]
-        if any(x >= 0 for x in target):
+        if not c.endswith("-off") and any(x >= 0 for x in target):  # "off": the fixed bitrate
             axes[0].plot(t, [x if x >= 0 else float("nan") for x in target], linestyle="--",
                          color=line.get_color(), label=f"{c}: target")
         axes[1].plot(t, [num(r["p95_ms"]) for r in rs], color=line.get_color(), label=c)
