@@ -52,43 +52,19 @@ if [[ "$cached_only" == 1 ]]; then
   echo "build-rs-reference: not cached in $lib" >&2
   exit 77
 fi
-if [[ ! -x "$CARGO" ]]; then
-  echo "build-rs-reference: SKIPPED: no cargo ($CARGO)" >&2
-  exit 77
-fi
-
-# The crates' files as published (with their Cargo.lock): fetched through a throw-away package
-# that depends on them, then copied out of cargo's registry.
+# The crates' files as published (with their Cargo.lock).
 start=$SECONDS
 work="$RS_CACHE_DIR/work"
-mkdir -p "$work/fetch/src"
-cat > "$work/fetch/Cargo.toml" <<TOML
-[package]
-name = "fetch-rs-reference"
-version = "0.0.0"
-edition = "2021"
-publish = false
-[dependencies]
-gst-plugin-webrtc = { version = "=$RS_REFERENCE_VERSION", default-features = false }
-gst-plugin-rtp = { version = "=$RS_REFERENCE_VERSION", default-features = false }
-TOML
-: > "$work/fetch/src/lib.rs"
-if ! (cd "$work/fetch" && "$CARGO" fetch --quiet) >&2; then
-  echo "build-rs-reference: SKIPPED: cargo cannot fetch the $RS_REFERENCE_VERSION crates from crates.io" >&2
-  exit 77
-fi
-cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+export CARGO
+"$(dirname "${BASH_SOURCE[0]}")/../testbed/fetch-crates.sh" "$work" "gst-plugin-rtp=$RS_REFERENCE_VERSION" \
+  "gst-plugin-webrtc=$RS_REFERENCE_VERSION" || exit $?
 profile_dir=debug
 [[ "$CARGO_PROFILE" == release ]] && profile_dir=release
 mkdir -p "$lib"
 
 # build CRATE FEATURES LIBNAME: one crate, its pinned Cargo.lock (--locked), one shared target dir.
 build() {
-  local crate="$1" features="$2" so="$3" src
-  src="$(find "$cargo_home/registry/src" -maxdepth 2 -type d -name "$crate-$RS_REFERENCE_VERSION" | head -n 1)"
-  [[ -n "$src" ]] || { echo "build-rs-reference: $crate is not in $cargo_home/registry/src" >&2; exit 1; }
-  rm -rf "${work:?}/$crate"
-  cp -r "$src" "$work/$crate"
+  local crate="$1" features="$2" so="$3"
   echo "build-rs-reference: building $crate ($((SECONDS - start)) s so far)" >&2
   (cd "$work/$crate" && CARGO_TARGET_DIR="$work/target" nice -n 10 "$CARGO" build --locked \
     --profile "$CARGO_PROFILE" --lib --no-default-features ${features:+--features "$features"}) >&2
