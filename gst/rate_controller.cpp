@@ -8,10 +8,15 @@ namespace gstmtx {
 namespace {
 /* weight of a new delay sample in the smoothed delay (reports come every 100-250 ms) */
 constexpr double kDelaySmoothing = 0.5;
-/* weight of a new delivered/sent ratio: ~1 s of reports, so a keyframe's burst is not a queue */
-constexpr double kRatioSmoothing = 0.2;
+/* weight of a new delivered/sent ratio: ~0.6 s of reports, so a keyframe's burst is not a queue */
+constexpr double kRatioSmoothing = 0.3;
 /* a cut within kHoldAfterCut needs the delay this much above the one at the last cut */
 constexpr double kDelayStillGrowing = 1.2;
+/* a report delivering less than this share of what was sent holds the rate (no probe on it) */
+constexpr double kShortfallHold = 0.9;
+constexpr double kRatioMax = 1.5;
+/* how fast the sent peak forgets (per second) */
+constexpr double kSentPeakDecayPerSecond = 0.5;
 /* longest gap between updates that still counts as time on a clear path */
 constexpr std::chrono::milliseconds kMaxStep{1000};
 }  // namespace
@@ -71,11 +76,18 @@ RateDecision RateController::update(const RateFeedback &fb) {
     have_delay_ = true;
   }
 
-  if (fb.sent_kbps > 0 && fb.delivered_kbps > 0) {
-    const double ratio = std::min(1.0, static_cast<double>(fb.delivered_kbps) / fb.sent_kbps);
-    delivery_ratio_ += kRatioSmoothing * (ratio - delivery_ratio_);
+  if (fb.sent_kbps > 0) {
+    const double decay = std::pow(kSentPeakDecayPerSecond, std::chrono::duration<double>(step).count());
+    sent_peak_ = std::max(static_cast<double>(fb.sent_kbps), sent_peak_ * decay);
   }
-  const bool short_delivery = delivery_ratio_ < kShortfall;
+  bool delivering = true; /* this report shows no shortfall */
+  if (fb.sent_kbps > 0 && fb.delivered_kbps > 0) {
+    /* above 1 while a queue drains: kept (up to kRatioMax), so a burst and its drain average out */
+    const double ratio = std::min(kRatioMax, static_cast<double>(fb.delivered_kbps) / fb.sent_kbps);
+    delivery_ratio_ += kRatioSmoothing * (ratio - delivery_ratio_);
+    delivering = ratio >= kShortfallHold;
+  }
+  const bool short_delivery = std::min(delivery_ratio_, 1.0) < kShortfall;
   const bool delay_over = (have_delay_ && smoothed_delay_ > kDelayHigh) || short_delivery;
   const bool loss_over = fb.loss > kLossHigh;
   const bool delay_clear = !have_delay_ || smoothed_delay_ < kDelayLow;
@@ -121,12 +133,13 @@ RateDecision RateController::update(const RateFeedback &fb) {
       delay_at_cut_ = smoothed_delay_;
       delivery_ratio_ = 1.0; /* judged again on what is sent from now on */
       last_reason_ = decision.reason;
+      last_cut_reason_ = decision.reason;
       if (!episode_keyframe_ && target_ < 0.5 * episode_start_kbps_) {
         decision.deep_cut = true;
         episode_keyframe_ = true;
       }
     }
-  } else if (delay_clear && loss_clear) {
+  } else if (delay_clear && loss_clear && delivering) {
     if (!clear_) {
       clear_ = true;
       clear_since_ = fb.now;
@@ -134,9 +147,20 @@ RateDecision RateController::update(const RateFeedback &fb) {
     episode_start_kbps_ = 0;
     if (target_ < max_ && step.count() > 0) {
       const double clear_s = std::chrono::duration<double>(fb.now - clear_since_).count();
-      const double rate = std::min(kRampMax, kRampStart + kRampAccel * clear_s);
+      double rate = std::min(kRampMax, kRampStart + kRampAccel * clear_s);
+      /* near the rate the link carried at the last cut, gently: that is where it may be full; past
+       * it, the ramp starts slow again (accelerating: the link has grown, by how much is unknown) */
+      const bool near = link_estimate_ > 0 && target_ > kNearLow * link_estimate_ &&
+                        target_ < kNearHigh * link_estimate_;
+      if (near) {
+        rate = std::min(rate, kRampNear);
+        clear_since_ = fb.now;
+      }
       const double step_s = std::chrono::duration<double>(step).count();
-      target_ = clamp(target_ * std::pow(1.0 + rate, step_s));
+      double next = target_ * std::pow(1.0 + rate, step_s);
+      if (sent_peak_ > 0)
+        next = std::min(next, std::max(target_, kSentHeadroom * sent_peak_));
+      target_ = clamp(next);
       decision.reason = RateReason::Probe;
       last_reason_ = decision.reason;
     }

@@ -26,10 +26,16 @@
  *  - overuse: smoothed queuing delay > kDelayHigh, a delivery shortfall, or loss > kLossHigh -> down at once to
  *    kBackoff x the delivered rate (or x the target when that is unknown); no second cut for
  *    kHoldAfterCut unless the delay keeps growing;
- *  - clear: smoothed delay < kDelayLow and loss < kLossLow -> up, by a factor per second that
+ *  - clear: smoothed delay < kDelayLow, loss < kLossLow and this report delivered what was sent
+ *    (>= 90 %) -> up, by a factor per second that
  *    grows the longer the path stays clear (kRampStart + kRampAccel x seconds clear, at most
  *    kRampMax): small steps right after a cut (no sawtooth on a steady link), back to `max` in
- *    well under 10 s once a limit lifts;
+ *    well under 10 s once a limit lifts; at most kRampNear while within [kNearLow, kNearHigh] x
+ *    the delivered rate at the last cut (GCC's "near max" caution: the link was full there), and
+ *    past that band the ramp starts again from kRampStart;
+ *    Never above kSentHeadroom x what was actually sent lately (GCC's cap at 1.5x the acknowledged
+ *    rate): an encoder that does not fill its target (a still scene, a starved CPU) gives no proof
+ *    that the link carries more;
  *  - between: hold.
  * Always within [min_kbps, max_kbps].
  */
@@ -70,10 +76,14 @@ public:
   static constexpr double kLossHigh = 0.10;
   static constexpr double kLossLow = 0.02;
   static constexpr double kBackoff = 0.85;     /* of the delivered rate on overuse */
-  static constexpr double kShortfall = 0.8;    /* delivered / sent below this (smoothed): overuse */
+  static constexpr double kShortfall = 0.92;   /* delivered / sent below this (smoothed): overuse */
   static constexpr double kRampStart = 0.04;   /* per second, right after a cut */
-  static constexpr double kRampAccel = 0.04;   /* per second, per second of clear path */
+  static constexpr double kRampAccel = 0.08;   /* per second, per second of clear path */
   static constexpr double kRampMax = 0.50;     /* per second */
+  static constexpr double kRampNear = 0.08;    /* per second, near the link estimate: */
+  static constexpr double kNearLow = 0.9;      /*   from this x the delivered rate at the last cut */
+  static constexpr double kNearHigh = 1.15;    /*   to this x */
+  static constexpr double kSentHeadroom = 2.0;  /* the target at most this x the recent sent peak */
   static constexpr Millis kHoldAfterCut{1500};
   static constexpr Millis kMinCutInterval{300};
   static constexpr Millis kBaseWindow{10000};  /* base delay: minimum over this window */
@@ -94,6 +104,8 @@ public:
   int link_estimate_kbps() const { return link_estimate_; }
   double smoothed_delay_ms() const { return smoothed_delay_; }
   RateReason last_reason() const { return last_reason_; }
+  /* Why the last cut happened (None before one). */
+  RateReason last_cut_reason() const { return last_cut_reason_; }
 
 private:
   double clamp(double kbps) const;
@@ -116,6 +128,8 @@ private:
   bool episode_keyframe_ = false;
   int link_estimate_ = 0;
   RateReason last_reason_ = RateReason::None;
+  RateReason last_cut_reason_ = RateReason::None;
+  double sent_peak_ = 0; /* recent peak of sent_kbps, decaying by half a second (0: unknown) */
 };
 
 }  // namespace gstmtx

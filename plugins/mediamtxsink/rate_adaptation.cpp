@@ -114,7 +114,7 @@ void tick(GstMediamtxSink *self, unsigned generation) {
       reason = "bitrate back to " + std::to_string(decision.target_kbps) + " kbit/s: the uplink carries it";
     else if (decision.target_kbps < told)
       reason = "bitrate lowered to " + std::to_string(decision.target_kbps) + " kbit/s: the uplink is congested (" +
-               gstmtx::rate_reason_name(controller.last_reason()) + ")";
+               gstmtx::rate_reason_name(controller.last_cut_reason()) + ")";
     else
       reason = "bitrate raised to " + std::to_string(decision.target_kbps) + " kbit/s";
     GST_INFO_OBJECT(self, "%s", reason.c_str());
@@ -129,6 +129,14 @@ void schedule_tick(GstMediamtxSink *self) {
 }
 
 }  // namespace
+
+double queue_delay_ms(GstElement *queue) {
+  if (!queue)
+    return 0;
+  guint64 level = 0;
+  g_object_get(queue, "current-level-time", &level, nullptr);
+  return static_cast<double>(level) / GST_MSECOND;
+}
 
 bool read_receiver_report(GstElement *rtpbin, guint session_id, ReceiverReportCursor *cursor, double *loss) {
   if (!rtpbin)

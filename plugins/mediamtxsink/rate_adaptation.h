@@ -47,6 +47,12 @@ struct ReceiverReportCursor {
  * `session_id` of `rtpbin` that arrived since `cursor` (false: none new). */
 bool read_receiver_report(GstElement *rtpbin, guint session_id, ReceiverReportCursor *cursor, double *loss);
 
+/* Any thread: how long the media in `queue` (a queue element: the leaky one in front of each
+ * publisher's network elements) has waited there, in ms; 0 for no queue. When the connection
+ * cannot take what is sent, this queue is where the excess waits (and is dropped at its
+ * 200 ms bound): a queuing delay of our own process, before any packet numbering. */
+double queue_delay_ms(GstElement *queue);
+
 /* Control thread: session `generation` publishes: the tick starts (rate from `bitrate`). */
 void rate_adaptation_start(GstMediamtxSink *self, unsigned generation);
 /* Control thread (or the application thread once the run is closed): the session ended. */

@@ -295,10 +295,14 @@ bool RtspPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
   last_in_ = in;
   last_backlog_ = backlog;
   last_time_us_ = now_us;
-  feedback->sent_kbps = static_cast<int>(sent_kbps);
-  feedback->delivered_kbps = static_cast<int>(drained_kbps);
-  /* how long what is written now waits in the socket: its backlog at the rate it drains */
-  feedback->queuing_delay_ms = backlog * 8.0 / std::max(drain_kbps_, 50.0);
+  sent_kbps_ = sent_kbps_ > 0 ? sent_kbps_ + kDrainSmoothing * (sent_kbps - sent_kbps_) : sent_kbps;
+  /* both smoothed alike: one tick's drain is noisy (ACK clocking, a frame written just before) */
+  feedback->sent_kbps = static_cast<int>(sent_kbps_);
+  feedback->delivered_kbps = static_cast<int>(drain_kbps_);
+  /* how long what is written now waits: in the socket (its backlog at the rate it drains) and, once
+   * the socket's buffer is full, in the video queue in front of rtspclientsink */
+  feedback->queuing_delay_ms =
+      backlog * 8.0 / std::max(drain_kbps_, 50.0) + queue_delay_ms(queues_.empty() ? nullptr : queues_.front());
   return true;
 }
 

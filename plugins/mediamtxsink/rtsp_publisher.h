@@ -68,6 +68,7 @@ private:
   long last_backlog_ = 0;
   gint64 last_time_us_ = 0;
   double drain_kbps_ = 0;            /* smoothed rate the socket's backlog drains at */
+  double sent_kbps_ = 0;             /* smoothed rate written into it */
   ReceiverReportCursor reports_;
 };
 

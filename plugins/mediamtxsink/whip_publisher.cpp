@@ -116,6 +116,8 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
     gst_object_ref_sink(queue);
     gst_object_ref_sink(pay);
     elements_.push_back(queue);
+    if (streams[i].is_video)
+      video_queue_ = queue;
     elements_.push_back(pay);
     g_object_set(queue, "max-size-buffers", 0u, "max-size-bytes", 0u, "max-size-time", kQueueMaxTime, nullptr);
     gst_util_set_object_arg(G_OBJECT(queue), "leaky", "downstream");
@@ -219,10 +221,13 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
 bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
   if (!webrtc_)
     return false;
+  /* webrtcbin sends no faster than its socket takes: what the uplink cannot carry waits in the
+   * video queue in front of it, before TWCC numbers the packets */
+  feedback->queuing_delay_ms = queue_delay_ms(video_queue_);
+  bool have = true;
   g_autoptr(GstElement) rtpbin = gst_bin_get_by_name(GST_BIN(webrtc_), "rtpbin");
   if (!rtpbin)
-    return false;
-  bool have = false;
+    return have;
   double loss = 0;
   if (read_receiver_report(rtpbin, 0, &reports_, &loss)) { /* video: the first stream, session 0 */
     feedback->loss = loss;

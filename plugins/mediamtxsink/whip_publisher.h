@@ -39,6 +39,7 @@ private:
   std::unique_ptr<gstmtx::WebrtcPeer> peer_; /* loop thread */
   GstElement *webrtc_ = nullptr;             /* ref held */
   std::vector<GstElement *> elements_;       /* queues and payloaders, ref held */
+  GstElement *video_queue_ = nullptr;        /* the video stream's queue (in elements_) */
   std::vector<GstPad *> request_pads_;
   /* bandwidth adaptation, control thread */
   GstStructure *last_twcc_ = nullptr; /* the last twcc-stats read (a new one: new feedback) */

@@ -26,10 +26,12 @@ constexpr int kBitrate = 2500;   /* kbit/s, the configured rate */
 constexpr int kLimit = 1000;     /* kbit/s, the publisher's uplink while limited */
 constexpr int kSettleMs = 5000;  /* after the limit: the rate comes down, the queues drain */
 constexpr int kWindowMs = 6000;  /* the window frames are counted over */
-constexpr int kClimbMs = 15000;  /* the limit lifted: the target climbs back within this */
+constexpr int kClimbMs = 20000;  /* the limit lifted: the target climbs back within this (generous: a
+                                    busy machine; the benchmark measures it) */
 
-/* snow: every frame is new, so the encoder fills whatever rate it is given */
-const char *kCamera = "videotestsrc is-live=true pattern=snow ! video/x-raw,width=640,height=360,framerate=30/1";
+/* snow: every frame is new, so the encoder fills whatever rate it is given; small, so a busy
+ * machine still encodes (and the viewer decodes) every frame */
+const char *kCamera = "videotestsrc is-live=true pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1";
 
 struct Hosts {
   MediamtxServer server;
@@ -92,16 +94,33 @@ void adapts(const std::string &transport) {
   fail_unless(hosts.limit(kLimit), "tc tbf failed");
   const gint64 limited = g_get_monotonic_time();
   int lowest = kBitrate;
-  wait_until([&] { lowest = std::min(lowest, hosts.rates().first); return false; }, kSettleMs);
+  wait_until([&] {
+    lowest = std::min(lowest, hosts.rates().first);
+    g_usleep(250 * 1000);
+    return false;
+  }, kSettleMs);
+  /* the window: the target sampled every 250 ms (it probes around the link: judged on average) */
   const gint64 from = g_get_monotonic_time();
-  auto [target, measured] = hosts.rates();
+  std::vector<int> targets, measured;
   wait_until([&] {
     auto r = hosts.rates();
-    lowest = std::min(lowest, r.first);
+    if (r.first >= 0) {
+      targets.push_back(r.first);
+      measured.push_back(r.second);
+    }
+    g_usleep(250 * 1000);
     return false;
   }, kWindowMs);
   const gint64 to = g_get_monotonic_time();
-  auto [target_end, measured_end] = hosts.rates();
+  auto mean = [](const std::vector<int> &v) {
+    long sum = 0;
+    for (int x : v)
+      sum += x;
+    return v.empty() ? -1 : static_cast<int>(sum / static_cast<long>(v.size()));
+  };
+  const int target_mean = mean(targets), measured_mean = mean(measured);
+  const int target_max = targets.empty() ? -1 : *std::max_element(targets.begin(), targets.end());
+  lowest = std::min(lowest, targets.empty() ? lowest : *std::min_element(targets.begin(), targets.end()));
   int frames = 0;
   for (gint64 t : hosts.viewer.frames())
     frames += t >= from && t < to;
@@ -112,17 +131,23 @@ void adapts(const std::string &transport) {
   int climbed = -1;
   const bool back = wait_until([&] {
     climbed = hosts.rates().first;
-    return climbed >= kBitrate * 9 / 10;
+    if (climbed >= kBitrate * 9 / 10)
+      return true;
+    g_usleep(200 * 1000);
+    return false;
   }, kClimbMs);
   const double climb_s = (g_get_monotonic_time() - lifted) / 1e6;
-  g_print("BANDWIDTH transport=%s adaptive=true limited_target=%d..%d measured=%d..%d lowest=%d fps=%.1f "
-          "climbed_to=%d climb_s=%.1f since_limit_s=%.1f\n",
-          transport.c_str(), target, target_end, measured, measured_end, lowest, fps, climbed, climb_s,
+  g_print("BANDWIDTH transport=%s adaptive=true window_target_mean=%d window_target_max=%d lowest=%d "
+          "window_measured_mean=%d samples=%zu fps=%.1f climbed_to=%d climb_s=%.1f since_limit_s=%.1f\n",
+          transport.c_str(), target_mean, target_max, lowest, measured_mean, targets.size(), fps, climbed, climb_s,
           (from - limited) / 1e6);
   fail_unless(hosts.publisher.death().empty(), "the publisher died: %s", hosts.publisher.death().c_str());
   /* the status message told the change (state connected again, with the new rate as reason) */
   fail_unless(hosts.publisher.status_count("connected", limited) >= 1, "no status message about the new rate");
-  fail_unless(target_end > 0 && target_end < kLimit, "target %d kbit/s under a %d kbit/s limit", target_end, kLimit);
+  fail_unless(targets.size() >= 5, "only %zu stats answers in the window", targets.size());
+  fail_unless(target_mean > 0 && target_mean < kLimit, "target %d kbit/s on average under a %d kbit/s limit",
+              target_mean, kLimit);
+  fail_unless(target_max < kBitrate, "the target went back to %d kbit/s under the limit", target_max);
   fail_unless(fps >= 24.0, "%.1f fps at the viewer under the limit", fps);
   fail_unless(back, "the target stayed at %d kbit/s for %d s after the limit lifted", climbed, kClimbMs / 1000);
   fail_unless(hosts.publisher.errors().empty(), "publisher error: %s", hosts.publisher.errors().front().c_str());

@@ -106,6 +106,7 @@ GST_START_TEST(test_rate_step_cut_and_lift) {
   const std::size_t lift = r.targets.size();
   r.run(link, 12s);
   const int back = r.first_tick(lift, [](int t) { return t >= 3000; });
+  GST_INFO("step: below the link after %d ticks, back at the maximum %d ticks after the lift", below, back);
   fail_unless(back >= 0 && back <= 100, "back at the maximum after %d ticks", back);
 }
 GST_END_TEST;
@@ -218,6 +219,30 @@ GST_START_TEST(test_rate_noisy_feedback) {
 }
 GST_END_TEST;
 
+/* An encoder that produces less than its target (a still scene): on a wide link the target
+ * climbs no further than twice what is sent (it does not run away to the maximum on no proof),
+ * and follows once the encoder fills it again. */
+GST_START_TEST(test_rate_underfilled_encoder) {
+  RateController rc(300, 3000);
+  Link link{1000};
+  std::chrono::milliseconds now{0};
+  for (; now < 7s; now += kTick) /* a cut first: the link is narrow */
+    rc.update(link.carry(now, rc.target_kbps()));
+  const int cut = rc.target_kbps();
+  fail_unless(cut < 1000);
+  link.capacity_kbps = 10000;
+  for (const auto end = now + 20s; now < end; now += kTick)
+    rc.update(link.carry(now, std::min(rc.target_kbps(), 400)));
+  /* (a little above the cut: the sent peak takes a second to forget the rate before) */
+  fail_unless(rc.target_kbps() <= std::max(cut, 800) * 11 / 10, "target %d kbit/s for 400 sent after a cut to %d",
+              rc.target_kbps(), cut);
+  for (const auto end = now + 10s; now < end; now += kTick)
+    rc.update(link.carry(now, rc.target_kbps()));
+  fail_unless_equals_int(rc.target_kbps(), 3000);
+  fail_unless(rc.last_cut_reason() == RateReason::Delay);
+}
+GST_END_TEST;
+
 /* A new session starts again from the maximum; reset keeps the bounds. */
 GST_START_TEST(test_rate_reset) {
   Run r;
@@ -241,6 +266,7 @@ static Suite *rate_controller_suite(void) {
   tcase_add_test(tc, test_rate_loss_only);
   tcase_add_test(tc, test_rate_min_floor);
   tcase_add_test(tc, test_rate_noisy_feedback);
+  tcase_add_test(tc, test_rate_underfilled_encoder);
   tcase_add_test(tc, test_rate_reset);
   return s;
 }
