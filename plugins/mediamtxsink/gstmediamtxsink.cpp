@@ -186,7 +186,7 @@ static void gst_mediamtx_sink_class_init(GstMediamtxSinkClass *klass) {
   g_object_class_install_property(gobject_class, PROP_ADAPTIVE_BITRATE,
       g_param_spec_boolean("adaptive-bitrate", "Adaptive bitrate",
           "Follow the uplink: lower the encoder's bitrate within a second when the connection cannot carry it "
-          "(WHIP: TWCC delay and loss, receiver reports; RTSP over TCP: the socket's send backlog; over UDP: "
+          "(WHIP: TWCC feedback and receiver reports; RTSP over TCP: the socket's send backlog; over UDP: "
           "receiver-report loss), back up to bitrate within about 10 s once it can. Raw input only",
           TRUE, rw_playing));
   g_object_class_install_property(gobject_class, PROP_MIN_BITRATE,

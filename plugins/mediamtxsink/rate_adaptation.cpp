@@ -67,6 +67,11 @@ void tick(GstMediamtxSink *self, unsigned generation) {
   feedback.now = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
   const bool have_feedback = publisher->read_feedback(&feedback);
   if (!encoder || !enabled || max_kbps <= 0) {
+    /* adaptive-bitrate turned off while adapted: back to bitrate */
+    if (encoder && rate.applied_kbps && rate.applied_kbps != max_kbps && max_kbps > 0)
+      set_encoder_bitrate(encoder, max_kbps);
+    rate.applied_kbps = 0;
+    rate.controller.reset();
     rate.target_kbps = static_cast<guint>(std::max(max_kbps, 0));
     if (encoder)
       gst_object_unref(encoder);
@@ -75,7 +80,11 @@ void tick(GstMediamtxSink *self, unsigned generation) {
   if (!rate.controller)
     rate.controller = std::make_unique<gstmtx::RateController>(static_cast<int>(min_kbps), max_kbps);
   auto &controller = *rate.controller;
-  const int before = controller.target_kbps();
+  /* a new `bitrate` while playing was set on the encoder by set_property: that is what it has now */
+  if (rate.last_max_kbps && rate.last_max_kbps != max_kbps)
+    rate.applied_kbps = max_kbps;
+  rate.last_max_kbps = max_kbps;
+  const int before = rate.applied_kbps ? rate.applied_kbps : max_kbps; /* what the encoder has */
   controller.set_bounds(static_cast<int>(min_kbps), max_kbps);
   gstmtx::RateDecision decision = controller.update(feedback);
   if (have_feedback)
@@ -85,6 +94,7 @@ void tick(GstMediamtxSink *self, unsigned generation) {
   rate.target_kbps = static_cast<guint>(decision.target_kbps);
   if (decision.target_kbps != before) {
     set_encoder_bitrate(encoder, decision.target_kbps);
+    rate.applied_kbps = decision.target_kbps;
     GST_DEBUG_OBJECT(self, "bitrate %d -> %d kbit/s (%s; measured %u kbit/s)", before, decision.target_kbps,
                      gstmtx::rate_reason_name(decision.reason), rate.measured.load());
   }
@@ -202,6 +212,8 @@ void rate_adaptation_start(GstMediamtxSink *self, unsigned generation) {
     }
   }
   rate.target_kbps = static_cast<guint>(std::max(max_kbps, 0));
+  rate.applied_kbps = 0;
+  rate.last_max_kbps = max_kbps;
   rate.status_kbps = 0;
   rate.last_tick = std::chrono::steady_clock::now();
   rate.last_bytes = priv->bytes_sent.load();

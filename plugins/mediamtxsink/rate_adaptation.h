@@ -33,6 +33,8 @@ struct RateState {
   double measured_kbps = 0;
   std::chrono::steady_clock::time_point last_status{};
   int status_kbps = 0;      /* the target the last status message told (0: none yet) */
+  int applied_kbps = 0;     /* the rate last set on the encoder by the adaptation (0: bitrate) */
+  int last_max_kbps = 0;    /* `bitrate` at the last tick */
   /* any thread */
   std::atomic<guint> target_kbps{0};
   std::atomic<guint> measured{0};
