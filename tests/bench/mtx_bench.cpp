@@ -12,6 +12,8 @@
  */
 #include "frame_stamp.h"
 #include "mediamtx_server.h"
+#include "network_hosts.h"
+#include "pipeline_helpers.h"
 
 #include <gst/gst.h>
 #include <gst/video/video.h>
@@ -845,6 +847,329 @@ int run_cost(const Options &o) {
   return 0;
 }
 
+/* ---- 5. bandwidth adaptation (issue 17) ----------------------------------------------------- */
+
+/* Three hosts (tests/faults/network_hosts.h): the publisher and the viewer are netns-pipeline
+ * processes, each in its own network namespace joined to this one (MediaMTX) by a veth pair. The
+ * publisher's uplink (its eth0) is shaped with tc tbf and steps through --steps (kbit/s), one step
+ * every --step-s seconds. The publisher stamps each raw frame with its capture time; the viewer
+ * (whepsrc, decoding) reports every frame its display sink (fakesink sync=true) renders, with the
+ * time code read back or -1 when the picture is broken. Both run on CLOCK_MONOTONIC, like this
+ * process. Per second: the publisher's stats (target-bitrate and measured-bitrate when the sink
+ * has them), the bytes crossing the uplink and the viewer's link (/proc/net/dev here). */
+
+struct AdaptConfig {
+  std::string name, publisher; /* publisher: rtsp, whip (mediamtxsink) or whipclientsink */
+  int adaptive = -1;           /* mediamtxsink adaptive-bitrate: 0, 1; -1: not set */
+};
+
+/* rx or tx bytes of an interface of this namespace; -1 when absent */
+long long link_bytes(const std::string &ifname, bool rx) {
+  std::ifstream f("/proc/net/dev");
+  std::string line;
+  while (std::getline(f, line)) {
+    auto colon = line.find(':');
+    if (colon == std::string::npos)
+      continue;
+    std::string name = line.substr(0, colon);
+    name.erase(0, name.find_first_not_of(' '));
+    if (name != ifname)
+      continue;
+    std::istringstream fields(line.substr(colon + 1));
+    long long v[9] = {0};
+    for (auto &x : v)
+      fields >> x;
+    return rx ? v[0] : v[8];
+  }
+  return -1;
+}
+
+bool sink_has_property(const char *factory, const char *property) {
+  g_autoptr(GstElement) e = gst_element_factory_make(factory, nullptr);
+  return e && g_object_class_find_property(G_OBJECT_GET_CLASS(e), property);
+}
+
+struct AdaptSecond {
+  double t_s = 0;  /* end of the second, from the first step */
+  int limit = 0;
+  gint64 target = -1, measured = -1; /* publisher stats (kbit/s), -1: not reported */
+  double uplink_kbps = 0, viewer_kbps = 0;
+};
+
+struct AdaptWindow {
+  int shown = 0, readable = 0, expected = 0, freezes = 0;
+  double longest_gap_ms = 0, p50 = NAN, p95 = NAN;
+};
+
+/* Frames rendered in [from, to) (monotonic us): counts, latencies of the readable ones, and
+ * freezes (no new picture for more than 500 ms, counting the window's edges). */
+AdaptWindow adapt_window(const std::vector<std::pair<gint64, gint64>> &shown, gint64 from, gint64 to, int fps) {
+  AdaptWindow w;
+  w.expected = static_cast<int>((to - from) * fps / G_USEC_PER_SEC);
+  std::vector<double> lat;
+  gint64 last = from;
+  auto gap = [&](gint64 until) {
+    double ms = (until - last) / 1000.0;
+    w.longest_gap_ms = std::max(w.longest_gap_ms, ms);
+    if (ms > 500)
+      w.freezes++;
+  };
+  for (auto &[at, code] : shown) {
+    if (at < from || at >= to)
+      continue;
+    w.shown++;
+    if (code >= 0) {
+      w.readable++;
+      lat.push_back((at - code) / 1000.0);
+    }
+    gap(at);
+    last = at;
+  }
+  gap(to);
+  w.p50 = percentile(lat, 50);
+  w.p95 = percentile(lat, 95);
+  return w;
+}
+
+std::vector<int> int_list(const std::string &s) {
+  std::vector<int> out;
+  std::istringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty())
+      out.push_back(std::stoi(item));
+  return out;
+}
+
+/* One configuration: returns false when it could not run (the reason printed as a RESULT line) or
+ * when fewer than half of the frames of the first step (no cut yet) were shown readable. */
+bool run_adapt_config(const Options &o, const AdaptConfig &c) {
+  const Video v{1280, 720, 30, opt_int(o, "bitrate", 2500)};
+  const std::vector<int> steps = int_list(opt(o, "steps", "4000,1000,500,4000"));
+  const int step_s = opt_int(o, "step-s", 15), warm_s = opt_int(o, "warm-s", 5), settle_s = opt_int(o, "settle-s", 5);
+  const int min_bitrate = opt_int(o, "min-bitrate", 0), latency = opt_int(o, "latency", 50);
+  const std::string burst = opt(o, "tbf-burst", "20kb"), queue_ms = opt(o, "tbf-latency-ms", "200");
+  auto skip = [&](const std::string &why) {
+    printf("RESULT adapt config=%s skipped=%s\n", c.name.c_str(), why.c_str());
+    fflush(stdout);
+    return false;
+  };
+  if (steps.empty())
+    return skip("no-steps");
+
+  testbed::MediamtxServer server;
+  if (!start_server(server))
+    return skip("no-server");
+  faults::TestHost pub("apub", 1), view("aview", 2);
+  /* the reference publisher sees only gst-plugins-rs' plugins (no GType clash with ours) */
+  const std::string rs_dir = opt(o, "rs-plugins", g_getenv("RS_REFERENCE_PLUGIN_DIR") ? g_getenv("RS_REFERENCE_PLUGIN_DIR") : "");
+  std::string saved_path = g_getenv("GST_PLUGIN_PATH") ? g_getenv("GST_PLUGIN_PATH") : "";
+  std::string saved_registry = g_getenv("GST_REGISTRY") ? g_getenv("GST_REGISTRY") : "";
+  if (c.publisher == "whipclientsink") {
+    if (rs_dir.empty())
+      return skip("no-rs-plugins(set RS_REFERENCE_PLUGIN_DIR: tests/bench/build-rs-reference.sh)");
+    g_setenv("GST_PLUGIN_PATH", rs_dir.c_str(), TRUE);
+    g_setenv("GST_REGISTRY", (rs_dir + "/registry.bin").c_str(), TRUE);
+  }
+  const bool created = pub.create();
+  g_setenv("GST_PLUGIN_PATH", saved_path.c_str(), TRUE);
+  g_setenv("GST_REGISTRY", saved_registry.c_str(), TRUE);
+  if (saved_registry.empty())
+    g_unsetenv("GST_REGISTRY");
+  if (!created || !view.create())
+    return skip("no-hosts");
+  auto shape = [&](int kbps) {
+    return pub.run_inside("tc qdisc replace dev eth0 root tbf rate " + std::to_string(kbps) + "kbit burst " + burst +
+                          " latency " + queue_ms + "ms");
+  };
+  if (!shape(steps[0]))
+    return skip("tc-tbf-failed");
+
+  const std::string port = std::to_string(server.webrtc_port());
+  std::string sink;
+  if (c.publisher == "whipclientsink") {
+    /* GCC (rtpgccbwe) between min and the same ceiling as ours; no mitigation modes (downscaling
+     * would change the picture size, and with it the time code); its default STUN server is a
+     * public name: point it at the server host instead (nothing listens there, MediaMTX is on the
+     * same link anyway) */
+    sink = "whipclientsink name=pub signaller::whip-endpoint=http://" + pub.server_address() + ":" + port +
+           "/cam/whip stun-server=stun://" + pub.server_address() +
+           ":3478 congestion-control=gcc enable-mitigation-modes=none video-caps=video/x-h264 start-bitrate=" +
+           std::to_string(v.kbps * 1000) + " max-bitrate=" + std::to_string(v.kbps * 1000) +
+           (min_bitrate > 0 ? " min-bitrate=" + std::to_string(min_bitrate * 1000) : "");
+  } else {
+    sink = "mediamtxsink name=pub bitrate=" + std::to_string(v.kbps) + " location=" +
+           (c.publisher == "whip" ? "http://" + pub.server_address() + ":" + port + "/cam/whip transport=whip"
+                                  : "rtsp://" + pub.server_address() + ":" + std::to_string(server.rtsp_port()) + "/cam");
+    if (c.adaptive >= 0) {
+      if (!sink_has_property("mediamtxsink", "adaptive-bitrate")) {
+        if (c.adaptive == 1)
+          return skip("no-adaptive-bitrate-property");
+      } else {
+        sink += std::string(" adaptive-bitrate=") + (c.adaptive ? "true" : "false");
+        if (min_bitrate > 0)
+          sink += " min-bitrate=" + std::to_string(min_bitrate);
+      }
+    }
+  }
+  if (!pub.play(raw_source(v) + " ! identity name=stamp ! " + sink))
+    return skip("publisher-not-started");
+  if (!server.wait_path_ready("cam", 20000))
+    return skip("path-not-ready(" + (pub.errors().empty() ? std::string("?") : pub.errors().front()) + ")");
+  view.play("whepsrc name=src location=http://" + view.server_address() + ":" + port + "/cam/whep latency=" +
+            std::to_string(latency) + " audio=false decode=true ! fakesink name=display sync=true signal-handoffs=true");
+  if (!testbed::wait_until([&] { return view.shown().size() >= 30 || view.exited(); }, 20000))
+    return skip("viewer-no-frames");
+  sleep_ms(warm_s * 1000);
+
+  /* the steps, one sample a second */
+  const std::string up_if = pub.server_interface(), down_if = view.server_interface();
+  const gint64 t0 = g_get_monotonic_time();
+  /* the last step (the limit lifted) lasts last_s: room to see the bitrate come back */
+  const int n_steps = static_cast<int>(steps.size()), last_s = opt_int(o, "last-step-s", 20);
+  const int seconds = (n_steps - 1) * step_s + last_s;
+  auto step_of = [&](int second) { return std::min(second / step_s, n_steps - 1); };
+  std::vector<AdaptSecond> series;
+  long long up0 = link_bytes(up_if, true), down0 = link_bytes(down_if, false);
+  gint64 prev = t0;
+  for (int s = 0; s < seconds; s++) {
+    if (s > 0 && step_of(s) != step_of(s - 1) && !shape(steps[step_of(s)]))
+      g_printerr("adapt: tc change failed at %d s\n", s);
+    const gint64 until = t0 + (s + 1) * G_USEC_PER_SEC;
+    while (g_get_monotonic_time() < until)
+      g_usleep(static_cast<gulong>(std::min<gint64>(until - g_get_monotonic_time(), 20000) + 1));
+    AdaptSecond a;
+    const gint64 now = g_get_monotonic_time();
+    long long up = link_bytes(up_if, true), down = link_bytes(down_if, false);
+    double dt = (now - prev) / 1e6;
+    a.t_s = (now - t0) / 1e6;
+    a.limit = steps[step_of(s)];
+    a.uplink_kbps = (up - up0) * 8 / 1000.0 / dt;
+    a.viewer_kbps = (down - down0) * 8 / 1000.0 / dt;
+    up0 = up;
+    down0 = down;
+    prev = now;
+    if (GstStructure *st = pub.stats()) {
+      guint target = 0, measured = 0;
+      if (gst_structure_get_uint(st, "target-bitrate", &target))
+        a.target = target;
+      if (gst_structure_get_uint(st, "measured-bitrate", &measured))
+        a.measured = measured;
+      gst_structure_free(st);
+    }
+    series.push_back(a);
+    if (pub.exited() || view.exited())
+      break;
+  }
+  /* a time code not newer than one already shown is a stale picture (the decoder repeated or
+   * concealed it): not a readable frame */
+  auto shown = view.shown();
+  gint64 newest = -1;
+  int stale = 0;
+  for (auto &frame : shown) {
+    if (frame.second >= 0 && frame.second <= newest) {
+      frame.second = -1;
+      stale++;
+    }
+    newest = std::max(newest, frame.second);
+  }
+  const std::string pub_death = pub.stop(), view_death = view.stop();
+  if (!pub_death.empty() || !view_death.empty())
+    g_printerr("adapt %s: publisher %s, viewer %s\n", c.name.c_str(), pub_death.c_str(), view_death.c_str());
+
+  /* per second, per step, recovery */
+  CsvOut series_csv(o, "adapt_series",
+                    "config,t_s,limit_kbps,target_kbps,measured_kbps,uplink_kbps,viewer_kbps,shown,readable,p95_ms");
+  for (auto &a : series) {
+    const gint64 end = t0 + static_cast<gint64>(a.t_s * G_USEC_PER_SEC);
+    AdaptWindow w = adapt_window(shown, end - G_USEC_PER_SEC, end, v.fps);
+    series_csv.row(c.name, a.t_s, a.limit, a.target, a.measured, a.uplink_kbps, a.viewer_kbps, w.shown, w.readable,
+                   w.p95);
+  }
+  CsvOut frames_csv(o, "adapt_frames", "config,t_s,latency_ms");
+  for (auto &[at, code] : shown)
+    if (at >= t0)
+      frames_csv.row(c.name, (at - t0) / 1e6, code >= 0 ? std::to_string((at - code) / 1000.0) : std::string(""));
+  CsvOut steps_csv(o, "adapt_steps",
+                   "config,step,limit_kbps,window,shown,readable,expected,p50_ms,p95_ms,freezes,longest_gap_ms,"
+                   "uplink_kbps,target_kbps");
+  auto mean_of = [&](int from_s, int to_s, bool target) {
+    double sum = 0;
+    int n = 0;
+    for (int i = from_s; i < to_s && i < static_cast<int>(series.size()); i++) {
+      double x = target ? static_cast<double>(series[i].target) : series[i].uplink_kbps;
+      if (target && series[i].target < 0)
+        continue;
+      sum += x;
+      n++;
+    }
+    return n ? sum / n : NAN;
+  };
+  bool first_step_seen = false;
+  for (size_t i = 0; i < steps.size(); i++) {
+    for (int settled = 0; settled < 2; settled++) {
+      const int from_s = static_cast<int>(i) * step_s + (settled ? settle_s : 0);
+      const int to_s = static_cast<int>(i) + 1 == n_steps ? seconds : (static_cast<int>(i) + 1) * step_s;
+      if (from_s >= to_s)
+        continue;
+      AdaptWindow w = adapt_window(shown, t0 + from_s * G_USEC_PER_SEC, t0 + to_s * G_USEC_PER_SEC, v.fps);
+      const double up = mean_of(from_s, to_s, false), target = mean_of(from_s, to_s, true);
+      const char *window = settled ? "settled" : "all";
+      if (i == 0 && !settled)
+        first_step_seen = w.readable * 2 >= w.expected;
+      steps_csv.row(c.name, i, steps[i], window, w.shown, w.readable, w.expected, w.p50, w.p95, w.freezes,
+                    w.longest_gap_ms, up, target);
+      printf("RESULT adapt config=%s step=%zu limit_kbps=%d window=%s from_s=%d to_s=%d shown=%d readable=%d "
+             "expected=%d readable_pct=%.1f p50_ms=%.1f p95_ms=%.1f freezes=%d longest_gap_ms=%.0f "
+             "uplink_kbps=%.0f target_kbps=%.0f\n",
+             c.name.c_str(), i, steps[i], window, from_s, to_s, w.shown, w.readable, w.expected,
+             w.expected ? 100.0 * w.readable / w.expected : NAN, w.p50, w.p95, w.freezes, w.longest_gap_ms, up,
+             target);
+    }
+  }
+  /* recovery after the last step (the limit lifted): first second of three in a row at full rate */
+  const int lift_s = (n_steps - 1) * step_s;
+  const double baseline = mean_of(settle_s, step_s, false);
+  auto recover = [&](auto ok) {
+    for (int i = lift_s; i + 2 < static_cast<int>(series.size()); i++)
+      if (ok(i) && ok(i + 1) && ok(i + 2))
+        return series[i].t_s - lift_s;
+    return -1.0;
+  };
+  const double uplink_s = recover([&](int i) { return series[i].uplink_kbps >= 0.9 * baseline; });
+  const double target_s = recover([&](int i) { return series[i].target >= 0.95 * v.kbps; });
+  const double latency_s = recover([&](int i) {
+    const gint64 end = t0 + static_cast<gint64>(series[i].t_s * G_USEC_PER_SEC);
+    AdaptWindow w = adapt_window(shown, end - G_USEC_PER_SEC, end, v.fps);
+    return w.readable >= v.fps * 8 / 10 && w.p95 <= 400;
+  });
+  CsvOut rec_csv(o, "adapt_recovery", "config,baseline_uplink_kbps,uplink_recover_s,target_recover_s,picture_recover_s");
+  rec_csv.row(c.name, baseline, uplink_s, target_s, latency_s);
+  printf("RESULT adapt-recovery config=%s baseline_uplink_kbps=%.0f uplink_recover_s=%.1f target_recover_s=%.1f "
+         "picture_recover_s=%.1f stale_frames=%d publisher_end=%s viewer_end=%s\n",
+         c.name.c_str(), baseline, uplink_s, target_s, latency_s, stale, pub_death.empty() ? "clean" : "died",
+         view_death.empty() ? "clean" : "died");
+  fflush(stdout);
+  /* the harness works: before any cut, at least half the frames reach the viewer readable */
+  if (!first_step_seen)
+    g_printerr("adapt %s: fewer than half the frames readable before the first cut\n", c.name.c_str());
+  return first_step_seen;
+}
+
+int run_adapt(const Options &o) {
+  const std::vector<AdaptConfig> all = {{"rtsp-off", "rtsp", 0},
+                                        {"rtsp-on", "rtsp", 1},
+                                        {"whip-off", "whip", 0},
+                                        {"whip-on", "whip", 1},
+                                        {"whipclientsink", "whipclientsink", -1}};
+  const std::string wanted = "," + opt(o, "configs", "rtsp-off,rtsp-on,whip-off,whip-on,whipclientsink") + ",";
+  int ran = 0, failed = 0;
+  for (auto &c : all)
+    if (wanted.find("," + c.name + ",") != std::string::npos)
+      (run_adapt_config(o, c) ? ran : failed)++;
+  return ran > 0 && failed == 0 ? 0 : 1;
+}
+
 /* ---- smoke ---------------------------------------------------------------------------------- */
 
 int run_smoke(const Options &base) {
@@ -897,6 +1222,12 @@ void usage() {
       "  ttff      --viewer=whepsrc|rtspsrc --keyint-s=S --starts=N\n"
       "  recovery  --runs=N --outage-ms=MS --retry-delay=MS [--keyint=FRAMES]\n"
       "  cost      --viewers=1,2,4 --decoded-viewers=1,2 [--warm-s=4 --window-s=10 --common-window=1 --publishers=1]\n"
+      "  adapt     [--configs=rtsp-off,rtsp-on,whip-off,whip-on,whipclientsink] [--steps=4000,1000,500,4000]\n"
+      "            [--step-s=15 --last-step-s=20 --warm-s=5 --settle-s=5 --bitrate=2500 --min-bitrate=KBPS]\n"
+      "            [--latency=50]\n"
+      "            [--tbf-burst=20kb --tbf-latency-ms=200 --rs-plugins=DIR]  publisher uplink steps (tc tbf),\n"
+      "            three hosts; whipclientsink needs DIR (or RS_REFERENCE_PLUGIN_DIR) from\n"
+      "            tests/bench/build-rs-reference.sh\n"
       "  smoke     quick run of all of the above with sanity checks; ends with 'N passed, N failed'\n"
       "Common: --out=DIR (append raw samples to DIR/*.csv), --height=720|1080, --bitrate=KBPS\n"
       "Needs MEDIAMTX_BIN and GST_PLUGIN_PATH (tests/run.sh and tests/bench/run.sh set them).\n");
@@ -926,6 +1257,8 @@ int main(int argc, char **argv) {
     return run_recovery(o).empty() ? 1 : 0;
   if (cmd == "cost")
     return run_cost(o);
+  if (cmd == "adapt")
+    return run_adapt(o);
   if (cmd == "smoke")
     return run_smoke(o);
   usage();

@@ -2,7 +2,8 @@
 """gst-mediamtx benchmarks: Markdown tables (stdout) and PNG plots from mtx-bench CSV output.
 
 Usage: plot.py RESULTS_DIR PLOTS_DIR   (RESULTS_DIR holds latency.csv, ttff.csv, recovery.csv,
-cost.csv as written by `mtx-bench --out=DIR`; see tests/bench/run.sh)
+cost.csv as written by `mtx-bench --out=DIR`, see tests/bench/run.sh, or the adapt_*.csv of
+`mtx-bench adapt`, see tests/bench/adapt.sh)
 """
 import csv
 import os
@@ -190,6 +191,93 @@ def cost(rows, plots):
     plt.close(fig)
 
 
+ADAPT_NAMES = {
+    "rtsp-off": "mediamtxsink RTSP/TCP, adaptation off",
+    "rtsp-on": "mediamtxsink RTSP/TCP, adaptation on",
+    "whip-off": "mediamtxsink WHIP, adaptation off",
+    "whip-on": "mediamtxsink WHIP, adaptation on",
+    "whipclientsink": "whipclientsink (gst-plugins-rs, GCC)",
+}
+
+
+def num(x):
+    try:
+        v = float(x)
+    except ValueError:
+        return float("nan")
+    return v
+
+
+def adapt(steps, series, rec, plots):
+    if not steps:
+        return
+    configs = list(dict.fromkeys(r["config"] for r in steps))
+    print("## Bandwidth adaptation: per step (whole step)\n")
+    print("| publisher | uplink limit | frames shown / readable (of expected) | readable | p50 / p95 glass-to-glass "
+          "(ms) | freezes > 500 ms (longest, ms) | uplink kbit/s | target kbit/s |")
+    print("|---|---:|---|---:|---|---|---:|---:|")
+    for window in ("all", "settled"):
+        if window == "settled":
+            print("\n## Bandwidth adaptation: per step, settled (from SETTLE_S into each step)\n")
+            print("| publisher | uplink limit | frames shown / readable (of expected) | readable | p50 / p95 "
+                  "glass-to-glass (ms) | freezes > 500 ms (longest, ms) | uplink kbit/s | target kbit/s |")
+            print("|---|---:|---|---:|---|---|---:|---:|")
+        for c in configs:
+            for r in (r for r in steps if r["config"] == c and r["window"] == window):
+                exp = int(r["expected"])
+                readable = int(r["readable"])
+                pct_readable = 100 * readable / exp if exp else float("nan")
+                target = num(r["target_kbps"])
+                print(f"| {ADAPT_NAMES.get(c, c)} | {r['limit_kbps']} | {r['shown']} / {readable} ({exp}) | "
+                      f"{pct_readable:.0f} % | {fmt(num(r['p50_ms']))} / {fmt(num(r['p95_ms']))} | "
+                      f"{r['freezes']} ({fmt(num(r['longest_gap_ms']))}) | {fmt(num(r['uplink_kbps']))} | "
+                      f"{'n/a' if target != target else fmt(target)} |")
+    print()
+    if rec:
+        print("## Bandwidth adaptation: after the limit lifts (s; -1: not within the step)\n")
+        print("| publisher | uplink before the cut (kbit/s) | uplink back to 90 % | target back to 95 % of bitrate "
+              "| picture back (p95 <= 400 ms, >= 24 readable frames/s) |")
+        print("|---|---:|---:|---:|---:|")
+        for r in rec:
+            print(f"| {ADAPT_NAMES.get(r['config'], r['config'])} | {fmt(num(r['baseline_uplink_kbps']))} | "
+                  f"{num(r['uplink_recover_s']):.0f} | {num(r['target_recover_s']):.0f} | "
+                  f"{num(r['picture_recover_s']):.0f} |")
+        print()
+    if not series:
+        return
+    fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+    limit_drawn = False
+    for c in configs:
+        rs = [r for r in series if r["config"] == c]
+        t = [num(r["t_s"]) for r in rs]
+        if not limit_drawn:
+            axes[0].step(t, [num(r["limit_kbps"]) for r in rs], where="pre", color="black", linewidth=1.5,
+                         label="uplink limit (tc tbf)")
+            limit_drawn = True
+        line, = axes[0].plot(t, [num(r["uplink_kbps"]) for r in rs], label=f"{c}: uplink")
+        target = [num(r["target_kbps"]) for r in rs]
+        if not c.endswith("-off") and any(x >= 0 for x in target):  # "off": the fixed bitrate
+            axes[0].plot(t, [x if x >= 0 else float("nan") for x in target], linestyle="--",
+                         color=line.get_color(), label=f"{c}: target")
+        axes[1].plot(t, [num(r["p95_ms"]) for r in rs], color=line.get_color(), label=c)
+        axes[2].plot(t, [int(r["readable"]) for r in rs], color=line.get_color(), label=c)
+    axes[0].set_ylabel("kbit/s")
+    axes[0].set_title("720p30 publisher, uplink stepping (tc tbf); one sample a second")
+    axes[0].legend(fontsize=7, ncol=2)
+    axes[1].set_yscale("log")
+    axes[1].axhline(400, color="grey", linewidth=0.8)
+    axes[1].set_ylabel("p95 glass-to-glass in the second (ms)")
+    axes[2].axhline(24, color="grey", linewidth=0.8)
+    axes[2].set_ylabel("readable frames shown per second")
+    axes[2].set_xlabel("seconds from the first step")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(plots, "adapt.png"), dpi=110)
+    plt.close(fig)
+
+
 def main():
     if len(sys.argv) != 3 or sys.argv[1] in ("-h", "--help"):
         print(__doc__)
@@ -200,6 +288,8 @@ def main():
     ttff(read(os.path.join(results, "ttff.csv")), plots)
     recovery(read(os.path.join(results, "recovery.csv")))
     cost(read(os.path.join(results, "cost.csv")), plots)
+    adapt(read(os.path.join(results, "adapt_steps.csv")), read(os.path.join(results, "adapt_series.csv")),
+          read(os.path.join(results, "adapt_recovery.csv")), plots)
 
 
 if __name__ == "__main__":

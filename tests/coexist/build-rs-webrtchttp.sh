@@ -37,42 +37,19 @@ if [[ -f "$so" ]]; then
   echo "$RS_CACHE_DIR/lib"
   exit 0
 fi
-if [[ ! -x "$CARGO" ]]; then
-  echo "build-rs-webrtchttp: SKIPPED: no cargo ($CARGO)" >&2
-  exit 77
-fi
-
-# The crate's files as published (with its Cargo.lock): fetched through a throw-away package that
-# depends on it, then copied out of cargo's registry.
+# The crate's files as published (with its Cargo.lock).
 start=$SECONDS
 work="$RS_CACHE_DIR/work"
-mkdir -p "$work/fetch/src"
-cat > "$work/fetch/Cargo.toml" <<TOML
-[package]
-name = "fetch-webrtchttp"
-version = "0.0.0"
-edition = "2021"
-publish = false
-[dependencies]
-gst-plugin-webrtchttp = { version = "=$RS_WEBRTCHTTP_VERSION", default-features = false }
-TOML
-: > "$work/fetch/src/lib.rs"
-if ! (cd "$work/fetch" && "$CARGO" fetch --quiet) >&2; then
-  echo "build-rs-webrtchttp: SKIPPED: cargo cannot fetch gst-plugin-webrtchttp $RS_WEBRTCHTTP_VERSION from crates.io" >&2
-  exit 77
-fi
-cargo_home="${CARGO_HOME:-$HOME/.cargo}"
-crate_src="$(find "$cargo_home/registry/src" -maxdepth 2 -type d -name "gst-plugin-webrtchttp-$RS_WEBRTCHTTP_VERSION" | head -n 1)"
-[[ -n "$crate_src" ]] || { echo "build-rs-webrtchttp: the crate is not in $cargo_home/registry/src" >&2; exit 1; }
-rm -rf "$work/crate"
-cp -r "$crate_src" "$work/crate"
+export CARGO
+"$(dirname "${BASH_SOURCE[0]}")/../testbed/fetch-crates.sh" "$work" \
+  "gst-plugin-webrtchttp=$RS_WEBRTCHTTP_VERSION" || exit $?
 
 # Without v1_24 (this machine has GStreamer 1.22); ring rather than aws-lc-rs (no cmake, builds
 # faster). The crate's Cargo.lock pins what upstream released; --locked keeps it so.
 echo "build-rs-webrtchttp: building (fetch took $((SECONDS - start)) s)" >&2
 profile_dir=debug
 [[ "$CARGO_PROFILE" == release ]] && profile_dir=release
-(cd "$work/crate" && CARGO_TARGET_DIR="$work/target" CARGO_INCREMENTAL=0 nice "$CARGO" build --locked \
+(cd "$work/gst-plugin-webrtchttp" && CARGO_TARGET_DIR="$work/target" CARGO_INCREMENTAL=0 nice "$CARGO" build --locked \
   --profile "$CARGO_PROFILE" --lib --no-default-features --features rustls-ring) >&2
 mkdir -p "$RS_CACHE_DIR/lib"
 cp "$work/target/$profile_dir/libgstwebrtchttp.so" "$so.tmp"

@@ -7,14 +7,20 @@
  *   playing
  *   frame <monotonic-us>            a buffer reached the sink pad of the element named "sink"
  *   status <state> <attempt> <reason>   a gst-mediamtx-status element message
+ *   shown <monotonic-us> <code-us>  the fakesink named "display" (signal-handoffs=true) rendered a
+ *                                   frame; <code-us> is its time code (tests/testbed/frame_stamp.h,
+ *                                   top and bottom copies), -1 when either is unreadable (benchmarks: tests/bench/mtx_bench.cpp adapt)
  *   error <text> / eos / critical <text>  (GLib criticals and warnings, whatever their domain)
  * "stats" on stdin answers with one line, "stats <structure>": the "stats" property of the element
- * named "src" (if any) plus the summed statistics of every rtpjitterbuffer in the pipeline
+ * named "src" (or else "pub", a publisher) plus the summed statistics of every rtpjitterbuffer in the pipeline
  * (jb-pushed, jb-lost, jb-late, jb-rtx-requests, jb-rtx-success: NACKs sent and retransmissions
- * that arrived). It stops the pipeline and exits on "quit" or at the end of stdin, and is killed with its parent
- * (PR_SET_PDEATHSIG), so a failed test leaves no host behind. Times are CLOCK_MONOTONIC, the
+ * that arrived). Raw frames leaving an element named "stamp" get the capture time drawn in
+ * at their top and bottom (frame_stamp.h). It stops the pipeline and exits on "quit" or at the end of stdin, and is killed
+ * with its parent (PR_SET_PDEATHSIG), so a failed test leaves no host behind. Times are CLOCK_MONOTONIC, the
  * clock of g_get_monotonic_time() in the test process. */
 #include <gst/gst.h>
+
+#include "frame_stamp.h"
 
 #include <sched.h>
 #include <signal.h>
@@ -54,6 +60,14 @@ GstPadProbeReturn on_buffer(GstPad *, GstPadProbeInfo *info, gpointer) {
   for (int i = 0; i < n; ++i)
     say(line);
   return GST_PAD_PROBE_OK;
+}
+
+/* called from the streaming thread of the "display" sink, when it renders */
+void on_shown(GstElement *, GstBuffer *buffer, GstPad *pad, gpointer) {
+  const gint64 now = g_get_monotonic_time();
+  guint64 code = 0;
+  const bool readable = testbed::read_buffer_stamp(pad, buffer, &code, true);
+  say("shown " + std::to_string(now) + " " + (readable ? std::to_string(code) : std::string("-1")));
 }
 
 /* called from whichever thread posts the message */
@@ -103,7 +117,10 @@ GLogWriterOutput on_log(GLogLevelFlags level, const GLogField *fields, gsize n_f
 /* called from the main thread, on "stats" */
 void report_stats(GstElement *pipeline) {
   GstStructure *stats = nullptr;
-  if (GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline), "src")) {
+  GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
+  if (!src)
+    src = gst_bin_get_by_name(GST_BIN(pipeline), "pub");
+  if (src) {
     if (g_object_class_find_property(G_OBJECT_GET_CLASS(src), "stats"))
       g_object_get(src, "stats", &stats, nullptr);
     gst_object_unref(src);
@@ -185,6 +202,16 @@ int main(int argc, char **argv) {
                       on_buffer, nullptr, nullptr);
     gst_object_unref(pad);
     gst_object_unref(sink);
+  }
+  if (GstElement *stamp = gst_bin_get_by_name(GST_BIN(pipeline), "stamp")) {
+    GstPad *pad = gst_element_get_static_pad(stamp, "src");
+    testbed::attach_stamper(pad, true);
+    gst_object_unref(pad);
+    gst_object_unref(stamp);
+  }
+  if (GstElement *display = gst_bin_get_by_name(GST_BIN(pipeline), "display")) {
+    g_signal_connect(display, "handoff", G_CALLBACK(on_shown), nullptr);
+    gst_object_unref(display);
   }
   if (gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
     say("error the pipeline did not start");

@@ -197,6 +197,10 @@ void TestHost::read_lines() {
     std::lock_guard<std::mutex> guard(lock_);
     if (text.compare(0, 6, "frame ") == 0) {
       frames_.push_back(g_ascii_strtoll(text.c_str() + 6, nullptr, 10));
+    } else if (text.compare(0, 6, "shown ") == 0) {
+      char *rest = nullptr;
+      const gint64 at = g_ascii_strtoll(text.c_str() + 6, &rest, 10);
+      shown_.emplace_back(at, g_ascii_strtoll(rest, nullptr, 10));
     } else if (text.compare(0, 7, "status ") == 0) {
       statuses_.emplace_back(now, text.substr(7));
     } else if (text.compare(0, 6, "error ") == 0) {
@@ -229,6 +233,11 @@ void TestHost::read_lines() {
 std::vector<gint64> TestHost::frames() const {
   std::lock_guard<std::mutex> guard(lock_);
   return frames_;
+}
+
+std::vector<std::pair<gint64, gint64>> TestHost::shown() const {
+  std::lock_guard<std::mutex> guard(lock_);
+  return shown_;
 }
 
 int TestHost::frame_count() const {

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace faults {
@@ -68,6 +69,9 @@ public:
   /* monotonic times (us) of every frame at the host's "sink" element */
   std::vector<gint64> frames() const;
   int frame_count() const;
+  /* frames rendered by the host's "display" fakesink: {monotonic us, time code us or -1 when
+   * unreadable} (netns_pipeline.cpp "shown" lines; benchmarks) */
+  std::vector<std::pair<gint64, gint64>> shown() const;
   /* false after timeout_ms, or at once when the process has ended */
   bool wait_frames(int count, int timeout_ms) const;
   /* gst-mediamtx-status messages with this state, received at or after `since` (monotonic us) */
@@ -94,6 +98,7 @@ private:
   int stats_answers_ = 0;
   std::string last_stats_;
   std::vector<gint64> frames_;
+  std::vector<std::pair<gint64, gint64>> shown_;
   std::vector<std::pair<gint64, std::string>> statuses_;
   std::vector<std::string> errors_, criticals_;
   /* the process: reaped by the reader thread once its output ends (under lock_) */
