@@ -15,6 +15,17 @@ namespace {
 gboolean accept_any_certificate(SoupMessage *, GTlsCertificate *, GTlsCertificateFlags, gpointer) { return TRUE; }
 }  // namespace
 
+void add_authorization(Headers &headers, const std::string &user, const std::string &password,
+                       const std::string &token) {
+  if (!token.empty()) {
+    headers.emplace_back("Authorization", "Bearer " + token);
+  } else if (!user.empty()) {
+    std::string pair = user + ":" + password;
+    g_autofree char *b64 = g_base64_encode(reinterpret_cast<const guchar *>(pair.data()), pair.size());
+    headers.emplace_back("Authorization", std::string("Basic ") + b64);
+  }
+}
+
 std::string HttpResponse::header(const std::string &name) const {
   for (const auto &[k, v] : headers)
     if (k == name)

@@ -52,6 +52,11 @@ struct HttpResponse {
   std::vector<std::string> headers_named(const std::string &name) const;
 };
 
+/* Authorization for a request: Bearer `token` when set, else Basic user:password when a user is
+ * set, else none (appended to `headers`). */
+void add_authorization(Headers &headers, const std::string &user, const std::string &password,
+                       const std::string &token);
+
 struct HttpClientConfig {
   std::string user_agent = "gst-mediamtx";
   std::string tls_ca_file;         /* PEM file of extra trusted CAs (replaces the system store) */

@@ -33,13 +33,7 @@ WebrtcHttpSession::~WebrtcHttpSession() { *alive_ = false; }
 
 Headers WebrtcHttpSession::auth_headers() const {
   Headers h = config_.extra_headers;
-  if (!config_.auth_token.empty()) {
-    h.emplace_back("Authorization", "Bearer " + config_.auth_token);
-  } else if (!config_.user.empty()) {
-    std::string pair = config_.user + ":" + config_.password;
-    g_autofree char *b64 = g_base64_encode(reinterpret_cast<const guchar *>(pair.data()), pair.size());
-    h.emplace_back("Authorization", std::string("Basic ") + b64);
-  }
+  add_authorization(h, config_.user, config_.password, config_.auth_token);
   return h;
 }
 

@@ -70,6 +70,8 @@ enum {
   PROP_AUTH_TOKEN,
   PROP_TLS_CA_FILE,
   PROP_TLS_VALIDATION,
+  PROP_KEYFRAME_ON_JOIN,
+  PROP_API_LOCATION,
   PROP_STATS,
   /* retry-delay, max-retry-delay, max-retries, retry-jitter, connection-state */
   PROP_RECONNECT_FIRST,
@@ -181,6 +183,18 @@ static void gst_mediamtx_sink_class_init(GstMediamtxSinkClass *klass) {
       g_param_spec_boolean("tls-validation", "TLS validation",
           "Verify the certificate of an https WHIP location; false accepts any certificate (tests only: "
           "anyone on the way can then read and change the stream)", TRUE, rw));
+  g_object_class_install_property(gobject_class, PROP_KEYFRAME_ON_JOIN,
+      g_param_spec_boolean("keyframe-on-join", "Keyframe on join",
+          "Send a keyframe (with SPS/PPS) as soon as a viewer joins the path, at most one per 500 ms, so it does "
+          "not wait for the next regular keyframe. Watches the path's readers through MediaMTX's control API "
+          "(api-location) with the publishing credentials, which need the 'api' permission; without it one "
+          "warning says so and publishing goes on as with false",
+          TRUE, rw));
+  g_object_class_install_property(gobject_class, PROP_API_LOCATION,
+      g_param_spec_string("api-location", "API location",
+          "MediaMTX's control API for keyframe-on-join, e.g. http://host:9997; empty: port 9997 on the host of "
+          "location (or server)",
+          nullptr, rw));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
           "mediamtxsink-stats: state (as connection-state), attempts (failed attempts in the current outage, 0 "
@@ -293,6 +307,8 @@ static void gst_mediamtx_sink_set_property(GObject *object, guint prop_id, const
     case PROP_AUTH_TOKEN: s.auth_token = string_or_empty(value); break;
     case PROP_TLS_CA_FILE: s.tls_ca_file = string_or_empty(value); break;
     case PROP_TLS_VALIDATION: s.tls_validation = g_value_get_boolean(value); break;
+    case PROP_KEYFRAME_ON_JOIN: s.keyframe_on_join = g_value_get_boolean(value); break;
+    case PROP_API_LOCATION: s.api_location = string_or_empty(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
     }
   }
@@ -348,6 +364,8 @@ static void gst_mediamtx_sink_get_property(GObject *object, guint prop_id, GValu
   case PROP_AUTH_TOKEN: g_value_set_string(value, empty_to_null(s.auth_token)); break;
   case PROP_TLS_CA_FILE: g_value_set_string(value, empty_to_null(s.tls_ca_file)); break;
   case PROP_TLS_VALIDATION: g_value_set_boolean(value, s.tls_validation); break;
+  case PROP_KEYFRAME_ON_JOIN: g_value_set_boolean(value, s.keyframe_on_join); break;
+  case PROP_API_LOCATION: g_value_set_string(value, empty_to_null(s.api_location)); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }
@@ -444,10 +462,12 @@ static GstStateChangeReturn gst_mediamtx_sink_change_state(GstElement *element, 
     gstmtx::HttpClientConfig http_config;
     if (!prepare(self, &http_config) || !mediamtxsink::connection_start(self, http_config))
       return GST_STATE_CHANGE_FAILURE;
+    mediamtxsink::keyframe_on_join_start(self, http_config);
     break;
   }
   case GST_STATE_CHANGE_PAUSED_TO_READY:
     /* Before the children stop: the network half ends its session (TEARDOWN, DELETE). */
+    mediamtxsink::keyframe_on_join_stop(self);
     mediamtxsink::connection_stop(self);
     break;
   default:
@@ -456,8 +476,10 @@ static GstStateChangeReturn gst_mediamtx_sink_change_state(GstElement *element, 
 
   GstStateChangeReturn ret = GST_ELEMENT_CLASS(gst_mediamtx_sink_parent_class)->change_state(element, transition);
   if (ret == GST_STATE_CHANGE_FAILURE) {
-    if (transition == GST_STATE_CHANGE_READY_TO_PAUSED)
+    if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) {
+      mediamtxsink::keyframe_on_join_stop(self);
       mediamtxsink::connection_stop(self);
+    }
     return ret;
   }
 

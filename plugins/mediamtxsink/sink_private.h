@@ -3,7 +3,8 @@
  *  - encode_chain.cpp:    the stable half (encoder choice and tuning, parser, audio to Opus, the
  *                         tail probes that drop and count media while disconnected);
  *  - connection.cpp:      the network half's sessions on the element's gstmtx::ReconnectController
- *                         (connect, teardown, end of stream, typed failures).
+ *                         (connect, teardown, end of stream, typed failures);
+ *  - keyframe_on_join.cpp: a keyframe when a reader joins (MediaMTX's control API).
  * Private to the element: nothing here is installed or used by other elements.
  */
 #pragma once
@@ -52,6 +53,8 @@ struct Settings {
   std::string user_id, user_pw, auth_token;
   std::string tls_ca_file;
   bool tls_validation = true;
+  bool keyframe_on_join = true;
+  std::string api_location; /* empty: http://<host of location>:9997 */
 };
 
 /* One input: its ghost pad and the stable-half chain built for its caps. */
@@ -69,6 +72,8 @@ struct Stream {
 
 /* What other threads hand the control thread besides failures (those go to the controller). */
 enum class Command { StreamsChanged, AllEos, NetworkEos };
+
+class KeyframeOnJoin; /* keyframe_on_join.cpp */
 
 struct Private {
   explicit Private(GstElement *element)
@@ -94,6 +99,9 @@ struct Private {
   gstmtx::KeyframeGate keyframes;                 /* video: a new session starts on a keyframe */
   std::atomic<guint64> bytes_sent{0}, frames_sent{0}, frames_dropped{0};
 
+  /* keyframe-on-join's reader watch while running (under lock; keyframe_on_join.cpp) */
+  std::shared_ptr<KeyframeOnJoin> keyframe_on_join;
+
   /* stats (under lock) */
   std::string encoder_name;
   int bitrate_kbps = 0;
@@ -107,6 +115,12 @@ struct Private {
   bool draining = false;  /* every input ended: the session sends what it has, then ends */
   guint eos_timer = 0;    /* the grace period of draining */
 };
+
+/* ---- keyframe_on_join.cpp: a keyframe when a reader joins ---- */
+/* READY->PAUSED, after prepare(): watches the path's readers (when keyframe-on-join is set). */
+void keyframe_on_join_start(GstMediamtxSink *self, const gstmtx::HttpClientConfig &http_config);
+/* PAUSED->READY: stops watching (waits for its thread). */
+void keyframe_on_join_stop(GstMediamtxSink *self);
 
 }  // namespace mediamtxsink
 
@@ -141,5 +155,11 @@ void connection_release(GstMediamtxSink *self);
 void push_command(GstMediamtxSink *self, Command command, unsigned generation = 0);
 /* Any thread: an error message from the network half of session `generation`. */
 void on_network_error(GstMediamtxSink *self, unsigned generation, GstMessage *message);
+
+/* ---- keyframe_on_join.cpp: a keyframe when a reader joins ---- */
+/* READY->PAUSED, after prepare(): watches the path's readers (when keyframe-on-join is set). */
+void keyframe_on_join_start(GstMediamtxSink *self, const gstmtx::HttpClientConfig &http_config);
+/* PAUSED->READY: stops watching (waits for its thread). */
+void keyframe_on_join_stop(GstMediamtxSink *self);
 
 }  // namespace mediamtxsink

@@ -85,7 +85,7 @@ check "copyright" has_file "usr/share/doc/gst-mediamtx/copyright"
 
 depends="$(dpkg-deb -f "$deb" Depends)"
 echo "arm64/deb: Depends: $depends"
-for dep in libgstreamer1.0-0 libgstreamer-plugins-base1.0-0 libgstreamer-plugins-bad1.0-0 libsoup-3.0-0 \
+for dep in libgstreamer1.0-0 libgstreamer-plugins-base1.0-0 libgstreamer-plugins-bad1.0-0 libsoup-3.0-0 libjson-glib-1.0-0 \
   libglib2.0-0 libstdc++6 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
   gstreamer1.0-nice gstreamer1.0-rtsp gstreamer1.0-tools python3 python3-gi gir1.2-gstreamer-1.0 systemd; do
   check "Depends: $dep" bash -c "grep -Eq '(^|, )${dep//+/\\+}( |,|$)' <<<'$depends'"

@@ -123,7 +123,7 @@ void MediamtxServer::write_config() {
       "logLevel: debug\n"
       "logDestinations: [stdout]\n"
       "api: true\n"
-      "apiAddress: 127.0.0.1:%d\n"
+      "apiAddress: %s:%d\n"
       "metrics: false\npprof: false\nplayback: false\nrtmp: false\nsrt: false\nmoq: false\n"
       "rtsp: true\n"
       "rtspTransports: [udp, tcp]\n"
@@ -136,7 +136,7 @@ void MediamtxServer::write_config() {
       "webrtcAddress: :%d\n"
       "webrtcLocalUDPAddress: :%d\n"
       "webrtcLocalTCPAddress: \"%s\"\n",
-      api_port_, rtsp_port_, rtp_port_, rtp_port_ + 1, hls_port_, webrtc_port_, ice_udp_port_,
+      options_.api_everywhere ? "" : "127.0.0.1", api_port_, rtsp_port_, rtp_port_, rtp_port_ + 1, hls_port_, webrtc_port_, ice_udp_port_,
       ice_tcp_port_ ? (":" + std::to_string(ice_tcp_port_)).c_str() : "");
   if (tls) {
     g_string_append_printf(yml,

@@ -22,6 +22,7 @@ struct MediamtxOptions {
   /* YAML for paths: (indented by two spaces); empty: "all_others:" */
   std::string paths;
   bool ice_tcp = false;        /* also listen for ICE over TCP */
+  bool api_everywhere = false; /* API on every address (clients use host()), not only 127.0.0.1 */
   std::string tls_key, tls_cert; /* non-empty: WebRTC/HLS/API served over TLS */
 };
 

@@ -1,0 +1,152 @@
+/* gst-mediamtx: who reads a MediaMTX path, from the server's control API.
+ *
+ * MediaMTX never passes a viewer's keyframe request (PLI/FIR) to the publisher and keeps no
+ * keyframe cache for WebRTC readers, so a new viewer waits for the publisher's next keyframe. Its
+ * control API lists a path's readers (GET /v3/paths/get/<path>, field `readers`, items
+ * {"type": "webRTCSession", "id": "<uuid>"}): a publisher that watches the list can send a
+ * keyframe the moment a reader joins.
+ *
+ * A WebRTC reader is listed as soon as its WHEP offer is accepted, before ICE and DTLS are done;
+ * MediaMTX sends it media only once its peer connection is established (GET
+ * /v3/webrtcsessions/get/<id>, `peerConnectionEstablished`). A keyframe sent before that is lost
+ * to it, so a WebRTC reader is "ready" when established; any other reader when listed.
+ *
+ * ReaderWatch polls on an EventLoop with one keep-alive HTTP connection (HttpClient): the path
+ * every `interval`, a joining WebRTC reader's session every `pending_interval` until it is
+ * established (at most `pending_timeout`). Without access to the API it reports once: refused
+ * or timed out, it asks again every kUnreachableRetry (the server may come back); 401/403 or no
+ * MediaMTX /v3 API there, it stops (MediaMTX logs and delays every refused login).
+ *
+ * The parsers, the reader diff and the keyframe rate limit are plain functions and classes,
+ * unit-tested in tests/unit/test_reader_watch.cpp.
+ */
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "event_loop.h"
+#include "http_client.h"
+
+namespace gstmtx {
+
+inline constexpr int kDefaultApiPort = 9997;
+
+struct PathReader {
+  std::string type; /* webRTCSession, rtspSession, rtspConn, hlsMuxer, rtmpConn, srtConn ... */
+  std::string id;
+  bool operator<(const PathReader &o) const { return type != o.type ? type < o.type : id < o.id; }
+  bool operator==(const PathReader &o) const { return type == o.type && id == o.id; }
+};
+
+/* The `readers` of a /v3/paths/get answer; nothing (and *error) when it is not such an answer. */
+std::optional<std::vector<PathReader>> parse_path_readers(const std::string &json, std::string *error = nullptr);
+/* `peerConnectionEstablished` of a /v3/webrtcsessions/get answer; nothing when absent/invalid. */
+std::optional<bool> parse_webrtc_session_established(const std::string &json);
+/* True when `json` is MediaMTX's API error object ({"status":"error","error":"..."}). */
+bool is_api_error_body(const std::string &json);
+
+/* http://<host>:9997 ("[::1]" for IPv6 hosts). */
+std::string default_api_location(const std::string &host);
+/* <api>/v3/paths/get/<path>, <api>/v3/webrtcsessions/get/<id>: the path's segments escaped. */
+std::string path_get_url(const std::string &api_location, const std::string &path);
+std::string webrtc_session_get_url(const std::string &api_location, const std::string &id);
+
+/* What an answer of the API means for the watch. */
+enum class ApiAnswer {
+  Readers,       /* 200 with a readers list */
+  NoPath,        /* 404 with MediaMTX's error object: the path is not published (yet) */
+  Unreachable,   /* connection refused, DNS, TLS, timeout: no API there */
+  Unauthorized,  /* 401 / 403: the user may not use the API */
+  NotMediamtx,   /* 404 without MediaMTX's error object, another status, or not its JSON */
+};
+ApiAnswer classify_path_answer(const HttpResponse &response);
+/* After an Unreachable answer the watch tries again this much later (silently): the server may
+ * restart, or its API be turned on. */
+inline constexpr std::chrono::seconds kUnreachableRetry{10};
+/* One sentence for the user: what failed and how to grant the API (no credentials in it). */
+std::string explain_api_problem(ApiAnswer answer, const std::string &api_location, const std::string &user,
+                                const HttpResponse &response);
+
+/* The readers seen last; update() returns those not seen before (in list order). */
+class ReaderSet {
+public:
+  std::vector<PathReader> update(const std::vector<PathReader> &now);
+  std::size_t size() const { return known_.size(); }
+
+private:
+  std::set<PathReader> known_;
+};
+
+/* At most one action per `min_gap`: request(now) says when the next action may run (now, or the
+ * end of the gap since the last one); requests while one is already due are merged into it. */
+class RateLimit {
+public:
+  using Clock = std::chrono::steady_clock;
+  explicit RateLimit(std::chrono::milliseconds min_gap) : min_gap_(min_gap) {}
+  /* nothing: one is already due (merged); else the delay from `now` until it may run */
+  std::optional<std::chrono::milliseconds> request(Clock::time_point now);
+  /* the action ran at `now` */
+  void done(Clock::time_point now);
+
+private:
+  std::chrono::milliseconds min_gap_;
+  std::optional<Clock::time_point> last_;
+  bool due_ = false;
+};
+
+class ReaderWatch {
+public:
+  struct Config {
+    std::string api_location; /* http(s)://host:port, no path */
+    std::string path;         /* MediaMTX path name */
+    Headers auth;             /* Authorization, as for publishing (never logged) */
+    std::string user;         /* named in the explanation when the API refuses it */
+    std::chrono::milliseconds interval{250};
+    std::chrono::milliseconds pending_interval{50};
+    std::chrono::milliseconds pending_timeout{10000};
+  };
+  struct Events {
+    /* a reader that can take a keyframe now joined (loop thread) */
+    std::function<void(const PathReader &)> reader_ready;
+    /* the API cannot be used: called once, the watch has stopped (loop thread) */
+    std::function<void(ApiAnswer, const std::string &explanation)> unavailable;
+  };
+
+  /* Lives on `loop` with `http` (both outlive it); construct and destroy on the loop thread. */
+  ReaderWatch(EventLoop &loop, HttpClient &http, Config config, Events events);
+  ~ReaderWatch();
+  ReaderWatch(const ReaderWatch &) = delete;
+  ReaderWatch &operator=(const ReaderWatch &) = delete;
+
+  /* Loop thread: polls now, then every interval until destroyed or unavailable. */
+  void start();
+  /* requests made so far (for the cost measurements) */
+  unsigned requests() const { return requests_; }
+
+private:
+  void poll_path();
+  void on_path_answer(const HttpResponse &response);
+  void poll_pending(const std::string &id);
+  /* runs fn on the loop after delay unless the watch is gone by then */
+  void after(std::chrono::milliseconds delay, std::function<void()> fn);
+
+  EventLoop &loop_;
+  HttpClient &http_;
+  Config config_;
+  Events events_;
+  ReaderSet readers_;
+  std::map<std::string, std::chrono::steady_clock::time_point> pending_; /* WebRTC id -> listed at */
+  bool stopped_ = false;
+  bool reported_ = false;     /* unavailable() was called */
+  unsigned requests_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace gstmtx

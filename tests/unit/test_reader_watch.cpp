@@ -1,0 +1,330 @@
+/* Unit tests of gst/reader_watch: MediaMTX's API answers, the reader diff, the keyframe rate limit,
+ * and the watch's polling against a scripted local HTTP server (no MediaMTX, no namespace). */
+#include <gst/check/gstcheck.h>
+#include <libsoup/soup.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "event_loop.h"
+#include "http_client.h"
+#include "reader_watch.h"
+
+using namespace gstmtx;
+using namespace std::chrono_literals;
+
+#define assert_str(actual, expected)                                                                               \
+  do {                                                                                                             \
+    const std::string actual_copy_ = (actual);                                                                     \
+    fail_unless_equals_string(actual_copy_.c_str(), expected);                                                     \
+  } while (0)
+
+/* The shape MediaMTX v1.20.1 answers /v3/paths/get/<name> with (internal/defs/api_path.go). */
+static const char *kPathAnswer =
+    "{\"name\":\"cam\",\"confName\":\"all_others\",\"ready\":true,\"readyTime\":\"2026-12-01T19:00:00Z\","
+    "\"available\":true,\"online\":true,\"source\":{\"type\":\"rtspSession\",\"id\":\"s1\"},"
+    "\"tracks\":[\"H264\"],\"tracks2\":[],\"readers\":[{\"type\":\"webRTCSession\",\"id\":\"a-1\"},"
+    "{\"type\":\"rtspSession\",\"id\":\"r-2\"}],\"inboundBytes\":10,\"outboundBytes\":5}";
+
+GST_START_TEST(test_parse_path_readers) {
+  auto readers = parse_path_readers(kPathAnswer);
+  fail_unless(readers.has_value());
+  fail_unless_equals_int(readers->size(), 2);
+  assert_str((*readers)[0].type, "webRTCSession");
+  assert_str((*readers)[0].id, "a-1");
+  assert_str((*readers)[1].type, "rtspSession");
+  fail_unless(parse_path_readers("{\"readers\":[]}")->empty());
+  fail_unless(parse_path_readers("{\"readers\":null}")->empty());
+  std::string error;
+  fail_if(parse_path_readers("{\"name\":\"cam\"}", &error).has_value());
+  assert_str(error, "no readers member");
+  fail_if(parse_path_readers("[1,2]").has_value());
+  fail_if(parse_path_readers("not json").has_value());
+  fail_if(parse_path_readers("{\"readers\":{}}").has_value());
+  fail_if(parse_path_readers("{\"readers\":[1]}").has_value());
+  fail_if(parse_path_readers("{\"readers\":[{\"id\":\"x\"}]}").has_value());
+  fail_if(parse_path_readers("").has_value());
+}
+GST_END_TEST;
+
+GST_START_TEST(test_parse_session_and_errors) {
+  fail_unless(parse_webrtc_session_established("{\"id\":\"a\",\"peerConnectionEstablished\":true}").value());
+  fail_if(parse_webrtc_session_established("{\"peerConnectionEstablished\":false}").value());
+  fail_if(parse_webrtc_session_established("{\"peerConnectionEstablished\":\"yes\"}").has_value());
+  fail_if(parse_webrtc_session_established("{}").has_value());
+  fail_unless(is_api_error_body("{\"status\":\"error\",\"error\":\"path not found\"}"));
+  fail_if(is_api_error_body("404 page not found"));
+  fail_if(is_api_error_body("{\"status\":\"ok\"}"));
+}
+GST_END_TEST;
+
+GST_START_TEST(test_urls) {
+  assert_str(default_api_location("10.0.0.5"), "http://10.0.0.5:9997");
+  assert_str(default_api_location("cam.example"), "http://cam.example:9997");
+  assert_str(default_api_location("fd00::1"), "http://[fd00::1]:9997");
+  assert_str(path_get_url("http://h:9997", "cam"), "http://h:9997/v3/paths/get/cam");
+  assert_str(path_get_url("http://h:9997/", "site/cam 1"), "http://h:9997/v3/paths/get/site/cam%201");
+  assert_str(webrtc_session_get_url("http://h:9997", "a/b"), "http://h:9997/v3/webrtcsessions/get/a%2Fb");
+}
+GST_END_TEST;
+
+static HttpResponse answer(unsigned status, const std::string &body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = body;
+  return r;
+}
+
+GST_START_TEST(test_classify) {
+  fail_unless(classify_path_answer(answer(200, kPathAnswer)) == ApiAnswer::Readers);
+  fail_unless(classify_path_answer(answer(404, "{\"status\":\"error\",\"error\":\"path not found\"}")) ==
+              ApiAnswer::NoPath);
+  fail_unless(classify_path_answer(answer(404, "404 page not found")) == ApiAnswer::NotMediamtx);
+  fail_unless(classify_path_answer(answer(401, "{\"status\":\"error\",\"error\":\"authentication error\"}")) ==
+              ApiAnswer::Unauthorized);
+  fail_unless(classify_path_answer(answer(403, "")) == ApiAnswer::Unauthorized);
+  fail_unless(classify_path_answer(answer(200, "<html>")) == ApiAnswer::NotMediamtx);
+  fail_unless(classify_path_answer(answer(500, "{}")) == ApiAnswer::NotMediamtx);
+  HttpResponse refused;
+  refused.failure = HttpFailure::Network;
+  refused.error = "Connection refused";
+  fail_unless(classify_path_answer(refused) == ApiAnswer::Unreachable);
+  refused.failure = HttpFailure::Timeout;
+  fail_unless(classify_path_answer(refused) == ApiAnswer::Unreachable);
+
+  std::string text = explain_api_problem(ApiAnswer::Unauthorized, "http://h:9997", "pub", answer(401, ""));
+  fail_unless(text.find("'api'") != std::string::npos, "%s", text.c_str());
+  fail_unless(text.find("user 'pub'") != std::string::npos, "%s", text.c_str());
+  fail_unless(text.find("401") != std::string::npos, "%s", text.c_str());
+  fail_unless(explain_api_problem(ApiAnswer::Readers, "x", "", answer(200, "")).empty());
+}
+GST_END_TEST;
+
+GST_START_TEST(test_reader_set) {
+  ReaderSet set;
+  std::vector<PathReader> a{{"webRTCSession", "1"}, {"rtspSession", "2"}};
+  fail_unless_equals_int(set.update(a).size(), 2);
+  fail_unless_equals_int(set.update(a).size(), 0);
+  a.push_back({"webRTCSession", "3"});
+  auto joined = set.update(a);
+  fail_unless_equals_int(joined.size(), 1);
+  assert_str(joined[0].id, "3");
+  /* one left, then came back under the same id: joined again */
+  fail_unless_equals_int(set.update({{"webRTCSession", "1"}}).size(), 0);
+  fail_unless_equals_int(set.update(a).size(), 2);
+  /* listed twice: once */
+  fail_unless_equals_int(set.update({{"x", "9"}, {"x", "9"}}).size(), 1);
+  fail_unless_equals_int(set.size(), 1);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_rate_limit) {
+  RateLimit limit(500ms);
+  auto t = RateLimit::Clock::now();
+  auto d = limit.request(t);
+  fail_unless(d && d->count() == 0);
+  fail_if(limit.request(t).has_value()); /* merged into the one due */
+  limit.done(t);
+  d = limit.request(t + 100ms);
+  fail_unless(d.has_value());
+  fail_unless(d->count() >= 400 && d->count() <= 401, "%d", static_cast<int>(d->count()));
+  fail_if(limit.request(t + 200ms).has_value());
+  limit.done(t + 501ms);
+  d = limit.request(t + 1200ms);
+  fail_unless(d && d->count() == 0);
+}
+GST_END_TEST;
+
+/* A scripted MediaMTX API on a local port: each path answer is taken from `script` in turn (the
+ * last one repeats); webrtcsessions/get answers established after `established_after` asks. */
+struct FakeApi {
+  FakeApi() {
+    thread = std::thread([this] {
+      g_main_context_push_thread_default(context);
+      server = soup_server_new(nullptr, nullptr);
+      soup_server_add_handler(server, "/v3", handle, this, nullptr);
+      GError *err = nullptr;
+      soup_server_listen_local(server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, &err);
+      GSList *uris = soup_server_get_uris(server);
+      {
+        std::lock_guard<std::mutex> lk(lock);
+        port = uris ? g_uri_get_port(static_cast<GUri *>(uris->data)) : 0;
+      }
+      g_slist_free_full(uris, reinterpret_cast<GDestroyNotify>(g_uri_unref));
+      g_main_loop_run(loop);
+      g_object_unref(server);
+      g_main_context_pop_thread_default(context);
+    });
+    while (true) {
+      std::lock_guard<std::mutex> lk(lock);
+      if (port)
+        break;
+    }
+  }
+  ~FakeApi() {
+    g_main_loop_quit(loop);
+    thread.join();
+    g_main_loop_unref(loop);
+    g_main_context_unref(context);
+  }
+  static void handle(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *, gpointer data) {
+    auto *self = static_cast<FakeApi *>(data);
+    std::lock_guard<std::mutex> lk(self->lock);
+    std::string p = path;
+    std::pair<unsigned, std::string> reply;
+    if (p.rfind("/v3/paths/get/", 0) == 0) {
+      ++self->path_requests;
+      const char *auth = soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "Authorization");
+      self->last_auth = auth ? auth : "";
+      reply = self->script[std::min(self->step, self->script.size() - 1)];
+      ++self->step;
+    } else {
+      ++self->session_requests;
+      reply = {200, self->session_requests > self->established_after ? "{\"peerConnectionEstablished\":true}"
+                                                                     : "{\"peerConnectionEstablished\":false}"};
+    }
+    soup_server_message_set_status(msg, reply.first, nullptr);
+    soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_COPY, reply.second.data(),
+                                     reply.second.size());
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+
+  GMainContext *context = g_main_context_new();
+  GMainLoop *loop = g_main_loop_new(context, FALSE);
+  SoupServer *server = nullptr;
+  std::thread thread;
+  std::mutex lock;
+  int port = 0;
+  std::vector<std::pair<unsigned, std::string>> script;
+  std::size_t step = 0;
+  int path_requests = 0, session_requests = 0, established_after = 2;
+  std::string last_auth;
+};
+
+/* Runs a ReaderWatch on its own loop for `duration`; records what it reported. */
+struct WatchRun {
+  WatchRun(const std::string &api, std::chrono::milliseconds duration) : loop("test-readers") {
+    loop.run_sync([&] {
+      http = std::make_unique<HttpClient>(loop, HttpClientConfig{});
+      ReaderWatch::Config config;
+      config.api_location = api;
+      config.path = "cam";
+      config.user = "pub";
+      add_authorization(config.auth, "pub", "secret", "");
+      config.interval = 50ms;
+      config.pending_interval = 20ms;
+      ReaderWatch::Events events;
+      events.reader_ready = [this](const PathReader &r) {
+        std::lock_guard<std::mutex> lk(lock);
+        ready.push_back(r.id);
+      };
+      events.unavailable = [this](ApiAnswer a, const std::string &text) {
+        std::lock_guard<std::mutex> lk(lock);
+        problems.push_back(a);
+        explanation = text;
+      };
+      watch = std::make_unique<ReaderWatch>(loop, *http, config, events);
+      watch->start();
+    });
+    std::this_thread::sleep_for(duration);
+    loop.run_sync([&] {
+      requests = watch->requests();
+      watch.reset();
+      http.reset();
+    });
+  }
+  EventLoop loop;
+  std::unique_ptr<HttpClient> http;
+  std::unique_ptr<ReaderWatch> watch;
+  std::mutex lock;
+  std::vector<std::string> ready;
+  std::vector<ApiAnswer> problems;
+  std::string explanation;
+  unsigned requests = 0;
+};
+
+GST_START_TEST(test_watch_reports_joined_readers) {
+  FakeApi api;
+  {
+    std::lock_guard<std::mutex> lk(api.lock);
+    api.script = {{404, "{\"status\":\"error\",\"error\":\"path not found\"}"},
+                  {200, "{\"readers\":[]}"},
+                  {200, "{\"readers\":[{\"type\":\"rtspSession\",\"id\":\"r\"}]}"},
+                  {200, "{\"readers\":[{\"type\":\"rtspSession\",\"id\":\"r\"},{\"type\":\"webRTCSession\",\"id\":\"w\"}]}"}};
+  }
+  WatchRun run(api.url(), 600ms);
+  std::lock_guard<std::mutex> lk(api.lock);
+  fail_unless(run.problems.empty());
+  /* the RTSP reader at once, the WebRTC one once established (after 2 session asks) */
+  fail_unless_equals_int(run.ready.size(), 2);
+  assert_str(run.ready[0], "r");
+  assert_str(run.ready[1], "w");
+  fail_unless_equals_int(api.session_requests, 3);
+  /* every 50 ms, one at a time: bounded */
+  fail_unless(api.path_requests >= 5 && api.path_requests <= 14, "%d", api.path_requests);
+  assert_str(api.last_auth, "Basic cHViOnNlY3JldA==");
+}
+GST_END_TEST;
+
+GST_START_TEST(test_watch_unauthorized_once) {
+  FakeApi api;
+  {
+    std::lock_guard<std::mutex> lk(api.lock);
+    api.script = {{401, "{\"status\":\"error\",\"error\":\"authentication error\"}"}};
+  }
+  WatchRun run(api.url(), 400ms);
+  std::lock_guard<std::mutex> lk(api.lock);
+  fail_unless_equals_int(run.problems.size(), 1);
+  fail_unless(run.problems[0] == ApiAnswer::Unauthorized);
+  fail_unless(run.explanation.find("'api'") != std::string::npos, "%s", run.explanation.c_str());
+  fail_unless(run.explanation.find("secret") == std::string::npos);
+  fail_unless_equals_int(api.path_requests, 1); /* no retries: MediaMTX delays and logs each */
+}
+GST_END_TEST;
+
+GST_START_TEST(test_watch_not_mediamtx_once) {
+  FakeApi api;
+  {
+    std::lock_guard<std::mutex> lk(api.lock);
+    api.script = {{404, "404 page not found"}};
+  }
+  WatchRun run(api.url(), 300ms);
+  std::lock_guard<std::mutex> lk(api.lock);
+  fail_unless_equals_int(run.problems.size(), 1);
+  fail_unless(run.problems[0] == ApiAnswer::NotMediamtx);
+  fail_unless_equals_int(api.path_requests, 1);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_watch_unreachable_once) {
+  int port;
+  {
+    FakeApi gone;
+    port = gone.port;
+  } /* nothing listens there now */
+  WatchRun run("http://127.0.0.1:" + std::to_string(port), 500ms);
+  fail_unless_equals_int(run.problems.size(), 1);
+  fail_unless(run.problems[0] == ApiAnswer::Unreachable);
+  fail_unless_equals_int(run.requests, 1); /* the next try is kUnreachableRetry later */
+}
+GST_END_TEST;
+
+static Suite *reader_watch_suite(void) {
+  Suite *s = suite_create("reader_watch");
+  TCase *tc = tcase_create("general");
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_parse_path_readers);
+  tcase_add_test(tc, test_parse_session_and_errors);
+  tcase_add_test(tc, test_urls);
+  tcase_add_test(tc, test_classify);
+  tcase_add_test(tc, test_reader_set);
+  tcase_add_test(tc, test_rate_limit);
+  tcase_add_test(tc, test_watch_reports_joined_readers);
+  tcase_add_test(tc, test_watch_unauthorized_once);
+  tcase_add_test(tc, test_watch_not_mediamtx_once);
+  tcase_add_test(tc, test_watch_unreachable_once);
+  return s;
+}
+
+GST_CHECK_MAIN(reader_watch);
