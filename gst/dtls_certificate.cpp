@@ -340,6 +340,8 @@ unsigned correct_sdp_fingerprints(GstSDPMessage *sdp) {
         ++replaced;
       }
   }
+  if (replaced)
+    GST_DEBUG("offer fingerprint set to our ECDSA certificate's: %s", dtls_certificate_fingerprint().c_str());
   return replaced;
 }
 
