@@ -2,14 +2,12 @@
  * the offer, and the dtls plugin's process-wide default key served from the per-user cache rather
  * than generated. Each test runs in its own process (forked): the default certificate is made
  * once per process. */
-#define OPENSSL_SUPPRESS_DEPRECATED /* RSA_get0_n of the cached key: compared, not used */
 #include <gst/check/gstcheck.h>
 #include <gst/sdp/sdp.h>
 #include <gst/webrtc/webrtc.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include <glib/gstdio.h>
