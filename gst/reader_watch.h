@@ -109,7 +109,7 @@ public:
     Headers auth;             /* Authorization, as for publishing (never logged) */
     std::string user;         /* named in the explanation when the API refuses it */
     std::chrono::milliseconds interval{250};
-    std::chrono::milliseconds pending_interval{50};
+    std::chrono::milliseconds pending_interval{25};
     std::chrono::milliseconds pending_timeout{10000};
   };
   struct Events {

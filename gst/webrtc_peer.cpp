@@ -331,6 +331,7 @@ void WebrtcPeer::on_answer(OfferAnswer answer, SessionError error) {
   gst_promise_unref(promise);
   gst_webrtc_session_description_free(desc);
   answered_ = true;
+  apply_receive_buffer();
   if (events_.answered)
     events_.answered(answer);
   if (config_.trickle) {
@@ -416,6 +417,7 @@ void WebrtcPeer::on_connection_state(GstWebRTCPeerConnectionState state) {
         liveness_->arm(RtcpLiveness::Clock::now());
       watch_rtcp();
     }
+    apply_receive_buffer(); /* the selected pair's socket, in case it came after the answer */
     if (events_.connected)
       events_.connected();
   } else if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED) {
@@ -516,6 +518,35 @@ void WebrtcPeer::on_notify(GObject *webrtc, GParamSpec *pspec, gpointer data) {
     else if (name == "ice-gathering-state")
       peer->on_gathering_state(static_cast<GstWebRTCICEGatheringState>(value));
   });
+}
+
+/* Loop thread: the receive buffer of every transceiver's ICE transport (bundled: one). */
+void WebrtcPeer::apply_receive_buffer() {
+  if (config_.receive_buffer_bytes <= 0 || !webrtc_)
+    return;
+  GArray *transceivers = nullptr;
+  g_signal_emit_by_name(webrtc_, "get-transceivers", &transceivers);
+  for (guint i = 0; transceivers && i < transceivers->len; ++i) {
+    GstWebRTCRTPTransceiver *trans = g_array_index(transceivers, GstWebRTCRTPTransceiver *, i);
+    GstWebRTCRTPReceiver *receiver = nullptr;
+    g_object_get(trans, "receiver", &receiver, nullptr);
+    GstWebRTCDTLSTransport *dtls = nullptr;
+    if (receiver)
+      g_object_get(receiver, "transport", &dtls, nullptr);
+    GstWebRTCICETransport *ice = nullptr;
+    if (dtls)
+      g_object_get(dtls, "transport", &ice, nullptr);
+    if (ice && g_object_class_find_property(G_OBJECT_GET_CLASS(ice), "receive-buffer-size"))
+      g_object_set(ice, "receive-buffer-size", config_.receive_buffer_bytes, nullptr);
+    if (ice)
+      gst_object_unref(ice);
+    if (dtls)
+      gst_object_unref(dtls);
+    if (receiver)
+      gst_object_unref(receiver);
+  }
+  if (transceivers)
+    g_array_unref(transceivers);
 }
 
 }  // namespace gstmtx

@@ -43,6 +43,10 @@ struct PeerConfig {
    * from the server's second report (a viewer: nothing is reported before there is media to send,
    * so a quiet publisher is not taken for a dead server). */
   bool rtcp_from_connect = false;
+  /* SO_RCVBUF asked for the ICE sockets (webrtcnicetransport receive-buffer-size), 0 = the
+   * system's default (net.core.rmem_default, 208 KiB on Debian); the kernel caps it at
+   * net.core.rmem_max. Many viewers on a busy machine overflow the default (docs/benchmarks.md). */
+  int receive_buffer_bytes = 0;
 };
 
 /* Timing of the last attempt's steps, for stats and benchmarks (monotonic µs, 0 = not reached). */
@@ -88,6 +92,7 @@ private:
   void watch_rtcp();
   void fail(SessionError error);
   void apply_ice_servers(const std::vector<IceServer> &servers);
+  void apply_receive_buffer();
   static void on_ice_candidate_signal(GstElement *webrtc, guint mline, gchar *candidate, gpointer data);
   static void on_notify(GObject *webrtc, GParamSpec *pspec, gpointer data);
 

@@ -17,6 +17,8 @@
  */
 #include <gst/video/video.h>
 
+#include <thread>
+
 #include "keyframe_gate.h"
 #include "mediamtx_url.h"
 #include "reader_watch.h"
@@ -45,18 +47,20 @@ public:
     });
   }
 
-  /* Application thread: nothing of it runs once this returns. */
+  /* Any thread but its own: nothing of it runs once this returns. Touches no element state. */
   ~KeyframeOnJoin() {
     loop_.run_sync([this] {
       if (timer_)
         loop_.cancel(timer_);
       timer_ = 0;
-      GST_DEBUG_OBJECT(self_, "keyframe-on-join: %u API requests, %u keyframes forced", watch_->requests(), forced_);
+      GST_DEBUG("keyframe-on-join: %u API requests, %u keyframes forced", watch_->requests(), forced_);
       watch_.reset();
       http_->cancel_all();
       http_.reset();
     });
   }
+
+  bool on_own_thread() const { return loop_.on_loop_thread(); }
 
 private:
   /* loop thread */
@@ -160,6 +164,13 @@ void keyframe_on_join_stop(GstMediamtxSink *self) {
   {
     std::lock_guard<std::mutex> lk(self->priv->lock);
     watch.swap(self->priv->keyframe_on_join);
+  }
+  if (watch && watch->on_own_thread()) {
+    /* The application stops the element from a synchronous bus handler, on the watch's thread
+     * (our warning or keyframe message): that thread cannot wait for itself. Another one ends it
+     * once the current task returns (its last use of the element is the message it posts). */
+    std::thread([w = std::move(watch)]() mutable { w.reset(); }).detach();
+    return;
   }
   watch.reset(); /* outside the lock: waits for its thread */
 }

@@ -151,6 +151,9 @@ void start_session(GstMtxWhepSrc *self) {
    * its publisher is quiet), well before the no-media `timeout` */
   peer.rtcp_silence = gstmtx::Millis(kRtcpSilenceMs);
   peer.rtcp_from_connect = false;
+  /* a viewer's media arrives in bursts (a keyframe is tens of packets at once); a busy machine may
+   * not drain the default 208 KiB in time: ask for 4 MiB (capped at net.core.rmem_max) */
+  peer.receive_buffer_bytes = kReceiveBufferBytes;
 
   gstmtx::WebrtcPeer::Events events;
   events.answered = [self](const gstmtx::OfferAnswer &answer) {

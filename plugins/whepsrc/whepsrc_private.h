@@ -63,6 +63,8 @@ constexpr guint kDefaultTimeout = 10000;
 constexpr guint kDefaultHlsFallbackAttempts = 3;
 /* server RTCP silence that ends a session (at least 3x the server's report interval) */
 constexpr int kRtcpSilenceMs = 3000;
+/* SO_RCVBUF asked for the ICE sockets (the kernel caps it at net.core.rmem_max) */
+constexpr int kReceiveBufferBytes = 4 * 1024 * 1024;
 /* how often webrtcbin's statistics are read into the stats cache while a session runs */
 constexpr int kStatsIntervalMs = 1000;
 /* ... and how soon again while the last reading lacks the selected candidate pair */

@@ -830,7 +830,13 @@ int child_main(const Options &o) {
   double t0 = now_ms();
   while (frames.load() == 0 && now_ms() - t0 < 15000)
     sleep_ms(10);
-  sleep_ms(warm * 1000);
+  /* --window-at-ms: every sibling measures over the same window, after all of them started (their
+   * start-up, DTLS certificate and ICE, would otherwise land in the others' windows) */
+  const double window_at = std::stod(opt(o, "window-at-ms", "0"));
+  if (window_at > 0)
+    sleep_ms(static_cast<int>(std::max(0.0, window_at - now_ms())));
+  else
+    sleep_ms(warm * 1000);
   g_autoptr(GstElement) src = p.get("src");
   gint64 bytes0 = 0, bytes1 = 0;
   if (src) {
@@ -864,10 +870,39 @@ struct ChildResult {
   int errors = 0;
 };
 
+/* The kernel's UDP counters of this network namespace (/proc/net/snmp "Udp:" lines). */
+std::map<std::string, long long> udp_counters() {
+  std::ifstream f("/proc/net/snmp");
+  std::string names, values, line;
+  while (std::getline(f, line)) {
+    if (line.rfind("Udp: ", 0) != 0)
+      continue;
+    if (names.empty())
+      names = line;
+    else
+      values = line;
+  }
+  std::map<std::string, long long> out;
+  std::istringstream n(names), v(values);
+  std::string name, value;
+  n >> name;
+  v >> value;
+  while (n >> name && v >> value)
+    out[name] = std::stoll(value);
+  return out;
+}
+
 /* Runs `count` copies of this program in child mode with `args`, staggered, and parses their
- * reports. */
-std::vector<ChildResult> run_children(int count, const std::vector<std::string> &args) {
+ * reports. `common_window`: all of them measure over one window that opens `warm_s` after the last
+ * one was spawned (plus time to connect), not each `warm_s` after its own first frame. */
+std::vector<ChildResult> run_children(int count, std::vector<std::string> args, bool common_window = false,
+                                      int warm_s = 4) {
   std::vector<std::pair<GPid, int>> kids;
+  constexpr int kStaggerMs = 150;
+  if (common_window) {
+    const double at = now_ms() + count * kStaggerMs + 3000 + warm_s * 1000.0;
+    args.push_back("--window-at-ms=" + std::to_string(static_cast<long long>(at)));
+  }
   for (int i = 0; i < count; i++) {
     std::vector<char *> argv;
     static std::string self = g_file_read_link("/proc/self/exe", nullptr);
@@ -887,7 +922,7 @@ std::vector<ChildResult> run_children(int count, const std::vector<std::string> 
       continue;
     }
     kids.emplace_back(pid, out_fd);
-    sleep_ms(150);
+    sleep_ms(kStaggerMs);
   }
   std::vector<ChildResult> results;
   for (auto &[pid, fd] : kids) {
@@ -915,6 +950,7 @@ int run_cost(const Options &o) {
   Video v = video_from(o);
   std::string counts = opt(o, "viewers", "1,2,4,8,16"), dcounts = opt(o, "decoded-viewers", "1,2,4");
   std::string warm = "--warm-s=" + opt(o, "warm-s", "4"), window = "--window-s=" + opt(o, "window-s", "10");
+  const bool common_window = opt(o, "common-window", "1") == "1";
   testbed::MediamtxServer server;
   if (!start_server(server))
     return 1;
@@ -933,6 +969,8 @@ int run_cost(const Options &o) {
                                     server.rtsp_url("pass") + rate},
       {"x264enc_to_fakesink", src + " ! " + x264 + " ! identity name=counted ! fakesink sync=false"},
   };
+  if (opt(o, "publishers", "1") == "0")
+    pubs.clear();
   for (auto &[what, pipe] : pubs) {
     auto r = run_children(1, {"--role=publish", "--pipeline=" + pipe, warm, window});
     if (r.empty())
@@ -956,9 +994,24 @@ int run_cost(const Options &o) {
       if (n <= 0)
         continue;
       double s0 = mtx > 0 ? cpu_seconds_of(mtx) : -1, w0 = now_ms();
+      auto udp0 = udp_counters();
       auto rs = run_children(n, {"--role=view", "--url=" + server.whep_url("cam"),
-                                 std::string("--decode=") + (decode ? "1" : "0"), warm, window});
+                                 std::string("--decode=") + (decode ? "1" : "0"), warm, window},
+                             common_window, opt_int(o, "warm-s", 4));
       double s1 = mtx > 0 ? cpu_seconds_of(mtx) : -1, w1 = now_ms();
+      auto udp1 = udp_counters();
+      /* MediaMTX's per-reader write queue (writeQueueSize) overflowing: "reader is too slow,
+       * discarding N frames" in its log (cumulative over the run) */
+      const std::string server_log = server.read_log();
+      int too_slow = 0;
+      for (std::size_t at = server_log.find("reader is too slow"); at != std::string::npos;
+           at = server_log.find("reader is too slow", at + 1))
+        ++too_slow;
+      printf("SERVER count=%d too-slow-lines=%d\n", n, too_slow);
+      /* socket buffers: a receive buffer overflow is counted here, whoever the socket belongs to */
+      printf("UDP count=%d RcvbufErrors=%lld SndbufErrors=%lld InErrors=%lld InDatagrams=%lld\n", n,
+             udp1["RcvbufErrors"] - udp0["RcvbufErrors"], udp1["SndbufErrors"] - udp0["SndbufErrors"],
+             udp1["InErrors"] - udp0["InErrors"], udp1["InDatagrams"] - udp0["InDatagrams"]);
       double total = 0, mbps = 0;
       long rss = 0;
       int fmin = 1 << 30, errors = 0;
@@ -1065,7 +1118,7 @@ void usage() {
       "             --chromium-starts=N]: a fresh viewer process per start, from spawn and from PLAYING\n"
       "  cert      --runs=N: DTLS certificate cost of a fresh process, stock vs ours\n"
       "  recovery  --runs=N --outage-ms=MS --retry-delay=MS [--keyint=FRAMES]\n"
-      "  cost      --viewers=1,2,4 --decoded-viewers=1,2 [--warm-s=4 --window-s=10]\n"
+      "  cost      --viewers=1,2,4 --decoded-viewers=1,2 [--warm-s=4 --window-s=10 --common-window=1 --publishers=1]\n"
       "  smoke     quick run of all of the above with sanity checks; ends with 'N passed, N failed'\n"
       "Common: --out=DIR (append raw samples to DIR/*.csv), --height=720|1080, --bitrate=KBPS\n"
       "Needs MEDIAMTX_BIN and GST_PLUGIN_PATH (tests/run.sh and tests/bench/run.sh set them).\n");

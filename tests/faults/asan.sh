@@ -16,6 +16,7 @@ suites=(
   "inspect:-:no:strict"
   "unit:tests/unit_gstmtx:no:strict"
   "dtls-certificate:tests/unit_dtls_certificate:no:strict"
+  "reader-watch:tests/unit_reader_watch:no:strict"
   "stall-watchdog:tests/reconnectbin_stall_watchdog:no:strict"
   "encoder-selection:tests/mediamtxsink_encoder_selection:no:strict"
   "fuzz-replay:tests/fuzz/fuzz_replay:no:strict"
@@ -26,6 +27,7 @@ suites=(
   "whepsrc-element:tests/whepsrc_element:yes:sanitizers-only"
   "whepsrc-faults:tests/whepsrc_faults:yes:sanitizers-only"
   "mediamtxsink-element:tests/mediamtxsink_element:yes:sanitizers-only"
+  "mediamtxsink-keyframe-on-join:tests/mediamtxsink_keyframe_on_join:yes:sanitizers-only"
   "faults-tls:tests/faults_tls:yes:sanitizers-only"
   "faults-bounds:tests/faults_bounds:yes:sanitizers-only"
   "faults-secrets:tests/faults_secrets:yes:sanitizers-only"
@@ -37,7 +39,8 @@ suites=(
 # three hosts, 10 server kills, partitions, loss, ICE-TCP, the 100-cycle soak: ~280 s) is in: the
 # reconnection paths are where a use-after-free would hide. The longest first (ASAN_JOBS at a time).
 quick="faults-network whepsrc-element mediamtxsink-element reconnectbin-network whepsrc-faults faults-bounds faults-tls
-reconnectbin-element testbed memcheck-cases inspect unit dtls-certificate stall-watchdog encoder-selection fuzz-replay"
+reconnectbin-element testbed memcheck-cases inspect unit dtls-certificate reader-watch stall-watchdog encoder-selection
+fuzz-replay"
 
 usage() {
   cat <<EOF2

@@ -11,6 +11,7 @@
 #include "ascii_case.h"
 #include "link_header.h"
 #include "mediamtx_url.h"
+#include "reader_watch.h"
 #include "webrtc_http_session.h"
 
 namespace fuzz {
@@ -257,6 +258,32 @@ int sdp_answer(const uint8_t *data, size_t size) {
   return 0;
 }
 
+/* A MediaMTX control API answer (mediamtxsink keyframe-on-join): the first byte picks the status,
+ * the rest is the body. Promises: the classification agrees with the parser (Readers exactly when a
+ * 200 parses), every parsed reader has a type, the explanation never carries the password. */
+int api_answer(const uint8_t *data, size_t size) {
+  init();
+  if (size == 0)
+    return 0;
+  static const unsigned kStatus[] = {200, 401, 403, 404, 500};
+  gstmtx::HttpResponse response;
+  response.status = kStatus[data[0] % 5];
+  response.body.assign(reinterpret_cast<const char *>(data) + 1, size - 1);
+  const auto readers = gstmtx::parse_path_readers(response.body);
+  if (readers)
+    for (const auto &r : *readers)
+      if (r.type.empty())
+        broken("api_answer", "a reader without a type");
+  const gstmtx::ApiAnswer answer = gstmtx::classify_path_answer(response);
+  if ((answer == gstmtx::ApiAnswer::Readers) != (response.status == 200 && readers.has_value()))
+    broken("api_answer", "classification disagrees with the parser");
+  (void)gstmtx::parse_webrtc_session_established(response.body);
+  const std::string text = gstmtx::explain_api_problem(answer, "http://h:9997", "pub", response);
+  if (text.find("Authorization") != std::string::npos || text.size() > 1000)
+    broken("api_answer", "explanation carries headers or is unbounded");
+  return 0;
+}
+
 /* one per line: tests/fuzz/build.sh reads the names from here */
 // clang-format off
 const Target kTargets[] = {
@@ -266,6 +293,7 @@ const Target kTargets[] = {
     {"classify", classify},
     {"sdpfrag", sdpfrag},
     {"sdp_answer", sdp_answer},
+    {"api_answer", api_answer},
     {nullptr, nullptr},
 };
 // clang-format on

@@ -34,7 +34,7 @@ FUZZ_MAX_LEN="${FUZZ_MAX_LEN:-8192}"
 FUZZ_JOBS="${FUZZ_JOBS:-$(nproc)}"
 echo "fuzz: FUZZ_SECONDS=$FUZZ_SECONDS FUZZ_BUILD_DIR=$FUZZ_BUILD_DIR FUZZ_WORK_DIR=$FUZZ_WORK_DIR FUZZ_MAX_LEN=$FUZZ_MAX_LEN FUZZ_JOBS=$FUZZ_JOBS"
 
-if ! command -v clang++ >/dev/null && ! compgen -c clang++- | grep -Eq '^clang\+\+-[0-9]+$'; then
+if ! command -v clang++ >/dev/null && ! compgen -c clang++- | grep -E '^clang\+\+-[0-9]+$' >/dev/null; then
   echo "fuzz: clang is not installed, skipping (subprojects/setup.sh installs it)"
   exit 77
 fi
@@ -47,7 +47,8 @@ else
   mapfile -t targets < <(find "$FUZZ_BUILD_DIR" -maxdepth 1 -name 'fuzz-*' -type f -printf '%f\n' | sed 's/^fuzz-//' | sort)
 fi
 # per-input leak checks stay on; the report at exit would only list gst_init's registry
-export ASAN_OPTIONS="leak_check_at_exit=0:abort_on_error=1:${ASAN_OPTIONS:-}"
+# full stacks at malloc, so that lsan.supp can name GLib's never-freed quark arrays precisely
+export ASAN_OPTIONS="leak_check_at_exit=0:abort_on_error=1:fast_unwind_on_malloc=0:${ASAN_OPTIONS:-}"
 export LSAN_OPTIONS="suppressions=$here/lsan.supp:${LSAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 export GST_REGISTRY="$FUZZ_BUILD_DIR/registry.bin"

@@ -9,6 +9,7 @@
 #include <gst/check/gstcheck.h>
 #include <gst/video/video.h>
 
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -262,12 +263,42 @@ GST_START_TEST(test_keyframe_on_join) {
 }
 GST_END_TEST;
 
+/* An application that stops the pipeline from a synchronous bus handler when the warning comes
+ * (posted by the watch's own thread): no deadlock, no crash, the pipeline reaches NULL. */
+GST_START_TEST(test_stop_from_warning_handler) {
+  fail_unless(in_test_namespace());
+  MediamtxServer server;
+  fail_unless(server.start());
+  /* nothing listens there: refused at once */
+  const std::string api = "api-location=http://" + server.host() + ":" + std::to_string(free_port());
+  TestPipeline pub(std::string(kLiveTestVideo) + " ! mediamtxsink name=pub location=" + server.rtsp_url("cam") + " " +
+                   api);
+  std::atomic<int> stopped{0};
+  pub.bus.set_sync_action([&](GstMessage *msg) {
+    if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_WARNING && stopped.load() == 0) {
+      stopped = gst_element_set_state(pub.pipeline, GST_STATE_NULL) == GST_STATE_CHANGE_SUCCESS ? 1 : -1;
+    }
+  });
+  fail_unless(pub.play());
+  fail_unless(wait_until([&] { return stopped.load() != 0; }, 10000), "no warning");
+  fail_unless_equals_int(stopped.load(), 1);
+  pub.bus.set_sync_action(nullptr);
+  std::vector<std::string> warnings = pub.bus.warnings();
+  fail_unless_equals_int(warnings.size(), 1);
+  fail_unless(warnings[0].find("cannot be reached") != std::string::npos, "%s", warnings[0].c_str());
+  /* and it runs again */
+  fail_unless(pub.play());
+  fail_unless(server.wait_path_ready("cam", 10000));
+}
+GST_END_TEST;
+
 static Suite *keyframe_on_join_suite(void) {
   Suite *s = suite_create("mediamtxsink-keyframe-on-join");
   TCase *tc = tcase_create("element");
   tcase_set_timeout(tc, 120);
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_keyframe_on_join);
+  tcase_add_test(tc, test_stop_from_warning_handler);
   return s;
 }
 

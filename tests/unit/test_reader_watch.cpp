@@ -149,9 +149,10 @@ struct FakeApi {
       GSList *uris = soup_server_get_uris(server);
       {
         std::lock_guard<std::mutex> lk(lock);
-        port = uris ? g_uri_get_port(static_cast<GUri *>(uris->data)) : 0;
+        port = uris ? g_uri_get_port(static_cast<GUri *>(uris->data)) : -1; /* -1: could not listen */
       }
       g_slist_free_full(uris, reinterpret_cast<GDestroyNotify>(g_uri_unref));
+      g_clear_error(&err);
       g_main_loop_run(loop);
       g_object_unref(server);
       g_main_context_pop_thread_default(context);
@@ -163,7 +164,16 @@ struct FakeApi {
     }
   }
   ~FakeApi() {
-    g_main_loop_quit(loop);
+    /* from the loop itself: quitting before the thread reached g_main_loop_run would be lost */
+    GSource *quit = g_idle_source_new();
+    g_source_set_callback(
+        quit, [](gpointer data) -> gboolean {
+          g_main_loop_quit(static_cast<GMainLoop *>(data));
+          return G_SOURCE_REMOVE;
+        },
+        loop, nullptr);
+    g_source_attach(quit, context);
+    g_source_unref(quit);
     thread.join();
     g_main_loop_unref(loop);
     g_main_context_unref(context);
@@ -188,7 +198,10 @@ struct FakeApi {
     soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_COPY, reply.second.data(),
                                      reply.second.size());
   }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+  std::string url() const {
+    fail_unless(port > 0, "the fake API could not listen");
+    return "http://127.0.0.1:" + std::to_string(port);
+  }
 
   GMainContext *context = g_main_context_new();
   GMainLoop *loop = g_main_loop_new(context, FALSE);
