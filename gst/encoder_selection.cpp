@@ -120,9 +120,10 @@ int default_bitrate_kbps(int width, int height, int fps_n, int fps_d) {
 int keyframe_interval_frames(int requested, int fps_n, int fps_d) {
   if (requested > 0)
     return requested;
+  constexpr double kDefaultSeconds = 2.0;
   if (fps_n <= 0 || fps_d <= 0)
-    return 30;
-  return std::max(1, static_cast<int>(std::lround(static_cast<double>(fps_n) / fps_d)));
+    return static_cast<int>(30 * kDefaultSeconds);
+  return std::max(1, static_cast<int>(std::lround(kDefaultSeconds * fps_n / fps_d)));
 }
 
 std::vector<EncoderProperty> encoder_settings(const std::string &factory, const EncoderTuning &tuning) {

@@ -2,6 +2,8 @@
 
 #include <gst/sdp/sdp.h>
 
+#include "dtls_certificate.h"
+
 #include <condition_variable>
 #include <mutex>
 
@@ -32,6 +34,12 @@ WebrtcPeer::WebrtcPeer(EventLoop &loop, HttpClient &http, GstElement *webrtcbin,
   if (g_once_init_enter(&once)) {
     GST_DEBUG_CATEGORY_INIT(mtx_peer_debug, "mtxpeer", 0, "gst-mediamtx WebRTC-HTTP negotiation");
     g_once_init_leave(&once, 1);
+  }
+  /* before webrtcbin makes its first DTLS transport (1.22: in create-offer, from start()) */
+  prepare_dtls_default_certificate();
+  if (gulong id = use_dtls_certificate(webrtc_)) {
+    handlers_.push_back(id);
+    dtls_certificate_set_ = true;
   }
 }
 
@@ -200,6 +208,9 @@ void WebrtcPeer::maybe_set_local_description() {
   if (local_set_ || !offer_ || !ice_servers_ready_)
     return;
   local_set_ = true;
+  /* our DTLS certificate's real fingerprint (webrtcbin writes a wrong one for it) */
+  if (dtls_certificate_set_)
+    correct_sdp_fingerprints(offer_->sdp);
   /* remember the ICE credentials and the first m-line for trickle fragments */
   const GstSDPMessage *sdp = offer_->sdp;
   if (gst_sdp_message_medias_len(sdp) > 0) {

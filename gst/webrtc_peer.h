@@ -112,6 +112,7 @@ private:
   bool answered_ = false;
   bool finished_ = false;
   bool connected_ = false;
+  bool dtls_certificate_set_ = false; /* ours (gst/dtls_certificate.h), not webrtcbin's own */
   std::string ufrag_, pwd_, first_media_, first_mid_;
   std::vector<std::string> pending_candidates_;
   guint flush_timer_ = 0;

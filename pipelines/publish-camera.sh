@@ -26,7 +26,7 @@ Environment (defaults):
   VIDEO_HEIGHT        height in pixels                              (720)
   VIDEO_FRAMERATE     frames per second                             (30)
   VIDEO_BITRATE_KBPS  H.264 bitrate in kbit/s                       (2000)
-  KEYFRAME_INTERVAL   frames between keyframes, 0 = one second      (0)
+  KEYFRAME_INTERVAL   frames between keyframes, 0 = two seconds     (0)
   ENCODER             mediamtxsink encoder: auto or an element name (auto)
   TEST_PATTERN        videotestsrc pattern for CAMERA=test          (smpte)
   TIME_CODE           1: draw the capture time into the top-left corner of each frame, for

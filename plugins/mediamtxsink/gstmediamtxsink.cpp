@@ -162,7 +162,7 @@ static void gst_mediamtx_sink_class_init(GstMediamtxSinkClass *klass) {
           100000, 0, rw_playing));
   g_object_class_install_property(gobject_class, PROP_KEYFRAME_INTERVAL,
       g_param_spec_uint("keyframe-interval", "Keyframe interval",
-          "Frames between keyframes for raw input; 0: one second's worth", 0, 1000, 0,
+          "Frames between keyframes for raw input; 0: two seconds' worth (a joining viewer gets one at once with keyframe-on-join)", 0, 1000, 0,
           rw));
   g_object_class_install_property(gobject_class, PROP_PROFILE,
       g_param_spec_string("profile", "Profile",

@@ -4,6 +4,7 @@
 #include <gst/webrtc/webrtc.h>
 
 #include "codec_table.h"
+#include "dtls_certificate.h"
 #include "mediamtx_url.h"
 
 GST_DEBUG_CATEGORY_EXTERN(gst_mediamtx_sink_debug);
@@ -86,6 +87,7 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
     if (!send_format_for(streams[i].pad, streams[i].is_video, &formats[i], error))
       return false;
 
+  gstmtx::prepare_dtls_default_certificate(); /* before its first DTLS transport: dtls_certificate.h */
   webrtc_ = gst_element_factory_make("webrtcbin", network_element_name(generation_, "webrtcbin").c_str());
   if (!webrtc_) {
     *error = gstmtx::Failure::of_kind(gstmtx::FailureKind::MissingPlugin,

@@ -9,6 +9,8 @@
  */
 #include "whepsrc_private.h"
 
+#include "dtls_certificate.h"
+
 #include <gst/sdp/sdp.h>
 
 #include <algorithm>
@@ -49,6 +51,7 @@ static int streams_in_answer(const std::string &answer_sdp) {
 /* A webrtcbin with one recvonly transceiver per media we can receive; nullptr and *failure when
  * none can be made. */
 static GstElement *make_webrtcbin(const Settings &s, gstmtx::Failure *failure) {
+  gstmtx::prepare_dtls_default_certificate(); /* before its first DTLS transport: dtls_certificate.h */
   GstElement *webrtc = gst_element_factory_make("webrtcbin", nullptr);
   if (!webrtc) {
     *failure = gstmtx::Failure::of_kind(gstmtx::FailureKind::MissingPlugin,

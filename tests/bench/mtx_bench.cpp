@@ -10,6 +10,7 @@
  * in the same process, reads the blocks back after the decoder and when the display sink
  * (fakesink sync=true) renders.
  */
+#include "dtls_certificate.h"
 #include "frame_stamp.h"
 #include "mediamtx_server.h"
 #include "network_hosts.h"
@@ -452,6 +453,203 @@ std::vector<TtffSample> run_ttff(const Options &o) {
          summary("keyframe_wait", kw).c_str());
   fflush(stdout);
   return out;
+}
+
+/* ---- 2b. time to first frame of a fresh viewer process -------------------------------------
+ * Each start is a new process (mtx-bench ttff-child): GStreamer's start-up, the plugin load and the
+ * DTLS certificate are paid as a user pays them. Reported from the spawn and from PLAYING, per
+ * keyframe interval, with the publisher's keyframe-on-join off and on; MediaMTX's own reader page
+ * in Chromium (tests/bench/chromium_ttff.js) against the same server and publisher as the
+ * reference. */
+
+int ttff_child_main(const Options &o) {
+  const double entered = now_ms();
+  Pipeline view("whepsrc name=src location=" + opt(o, "url", "") +
+                " latency=50 audio=false decode=true ! identity name=decoded ! fakesink sync=false");
+  FirstFrame ff;
+  ff.attach(view, "decoded");
+  const double playing = now_ms();
+  view.play();
+  while (ff.at.load() == 0 && now_ms() - playing < 10000 && view.errors() == 0)
+    sleep_ms(1);
+  if (ff.at.load() == 0) {
+    printf("TTFF_CHILD ok=0\n");
+    return 1;
+  }
+  g_autoptr(GstElement) src = view.get("src");
+  auto abs_ms = [&](const char *f) { gint64 us = stats_int64(src, f); return us > 0 ? us / 1000.0 : -1.0; };
+  printf("TTFF_CHILD ok=1 entered=%.3f playing=%.3f first=%.3f offer=%.3f answer=%.3f connected=%.3f\n", entered,
+         playing, ff.at.load(), abs_ms("offer-created-us"), abs_ms("answer-received-us"), abs_ms("connected-us"));
+  fflush(stdout);
+  return 0;
+}
+
+double field(const std::string &line, const std::string &key) {
+  auto at = line.find(" " + key + "=");
+  return at == std::string::npos ? -1 : std::atof(line.c_str() + at + key.size() + 2);
+}
+
+struct FreshSample {
+  double from_process = -1, from_playing = -1, offer = -1, answer = -1, connected = -1;
+};
+
+/* One fresh viewer process; false when it got no frame. */
+bool spawn_ttff_child(const std::string &url, FreshSample *s) {
+  std::string url_arg = "--url=" + url;
+  const char *argv[] = {"/proc/self/exe", "ttff-child", url_arg.c_str(), nullptr};
+  g_autofree char *out = nullptr;
+  gint status = 0;
+  const double spawned = now_ms();
+  if (!g_spawn_sync(nullptr, const_cast<char **>(argv), nullptr, G_SPAWN_DEFAULT, nullptr, nullptr, &out, nullptr,
+                    &status, nullptr))
+    return false;
+  std::string text = out ? out : "";
+  auto at = text.find("TTFF_CHILD ok=1");
+  if (at == std::string::npos)
+    return false;
+  std::string line = text.substr(at, text.find('\n', at) - at);
+  const double playing = field(line, "playing"), first = field(line, "first");
+  s->from_process = first - spawned;
+  s->from_playing = first - playing;
+  auto rel = [&](const char *k) { double v = field(line, k); return v > 0 ? v - playing : -1.0; };
+  s->offer = rel("offer");
+  s->answer = rel("answer");
+  s->connected = rel("connected");
+  return true;
+}
+
+/* MediaMTX's reader page in Chromium: one fresh browser per start (tests/bench/chromium_ttff.js). */
+std::vector<FreshSample> chromium_ttff(const Options &o, const std::string &page_url, int starts, double keyint_s) {
+  std::vector<FreshSample> out;
+  std::string script = opt(o, "chromium-script", "");
+  if (script.empty())
+    return out;
+  std::string starts_arg = "--starts=" + std::to_string(starts);
+  std::string url_arg = "--url=" + page_url;
+  std::string pause_arg = "--max-pause-ms=" + std::to_string(static_cast<int>(keyint_s * 1000));
+  const char *argv[] = {"node", script.c_str(), url_arg.c_str(), starts_arg.c_str(), pause_arg.c_str(), nullptr};
+  g_autofree char *stdout_text = nullptr;
+  gint status = 0;
+  g_autoptr(GError) error = nullptr;
+  if (!g_spawn_sync(nullptr, const_cast<char **>(argv), nullptr, G_SPAWN_SEARCH_PATH, nullptr, nullptr,
+                    &stdout_text, nullptr, &status, &error)) {
+    g_printerr("ttff-fresh: cannot run node %s: %s\n", script.c_str(), error->message);
+    return out;
+  }
+  std::istringstream lines(stdout_text ? stdout_text : "");
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("CHROMIUM_TTFF ok=1", 0) != 0)
+      continue;
+    FreshSample s;
+    s.from_process = field(line, "from_launch");
+    s.from_playing = field(line, "from_navigation");
+    out.push_back(s);
+  }
+  return out;
+}
+
+int run_ttff_fresh(const Options &o) {
+  int starts = opt_int(o, "starts", 20), chromium_starts = opt_int(o, "chromium-starts", 10);
+  Video v = video_from(o);
+  testbed::MediamtxServer server;
+  if (!start_server(server))
+    return 1;
+  const std::string api = "api-location=http://127.0.0.1:" + std::to_string(server.api_port());
+  CsvOut csv(o, "ttff_fresh", "client,keyint_s,keyframe_on_join,start,from_process_ms,from_playing_ms,offer_ms,"
+                              "answer_ms,connected_ms");
+  std::mt19937 rng(42);
+  int failures = 0;
+  g_auto(GStrv) keyints = g_strsplit(opt(o, "keyints", "1,2,4").c_str(), ",", -1);
+  g_auto(GStrv) joins = g_strsplit(opt(o, "keyframe-on-join", "false,true").c_str(), ",", -1);
+  for (char **k = keyints; *k; ++k) {
+    const double keyint_s = std::atof(*k);
+    const int keyint_frames = std::max(1, static_cast<int>(std::lround(keyint_s * v.fps)));
+    std::uniform_int_distribution<int> pause(200, 200 + static_cast<int>(keyint_s * 1000));
+    for (char **j = joins; *j; ++j) {
+      const std::string join = *j;
+      auto pub = start_publisher(server, "rtsp", v, keyint_frames, "keyframe-on-join=" + join + " " + api);
+      if (!pub)
+        return 1;
+      sleep_ms(1500);
+      auto report = [&](const char *client, const std::vector<FreshSample> &samples, int tried) {
+        std::vector<double> proc, play, offer, connected;
+        for (auto &s : samples) {
+          proc.push_back(s.from_process);
+          play.push_back(s.from_playing);
+          if (s.offer >= 0) offer.push_back(s.offer);
+          if (s.connected >= 0) connected.push_back(s.connected);
+        }
+        printf("RESULT ttff_fresh client=%s keyint_s=%.2f keyframe_on_join=%s starts=%d %s %s %s %s\n", client,
+               keyint_s, join.c_str(), tried, summary("from_process", proc).c_str(),
+               summary("from_playing", play).c_str(), summary("offer", offer).c_str(),
+               summary("connected", connected).c_str());
+        fflush(stdout);
+      };
+      std::vector<FreshSample> samples;
+      for (int i = 0; i < starts; i++) {
+        FreshSample s;
+        if (spawn_ttff_child(server.whep_url("cam"), &s)) {
+          samples.push_back(s);
+          csv.row("whepsrc", keyint_s, join, i, s.from_process, s.from_playing, s.offer, s.answer, s.connected);
+        } else {
+          g_printerr("ttff-fresh: start %d got no frame\n", i);
+          failures++;
+        }
+        sleep_ms(pause(rng));
+      }
+      report("whepsrc", samples, starts);
+      std::string page = server.whep_url("cam");
+      page = page.substr(0, page.rfind("/whep"));
+      auto browser = chromium_ttff(o, page, chromium_starts, keyint_s);
+      for (size_t i = 0; i < browser.size(); i++)
+        csv.row("chromium", keyint_s, join, i, browser[i].from_process, browser[i].from_playing, -1, -1, -1);
+      if (!opt(o, "chromium-script", "").empty())
+        report("chromium", browser, chromium_starts);
+    }
+  }
+  return failures ? 1 : 0;
+}
+
+/* DTLS certificate cost of a fresh process: what our elements do before their first session
+ * (gst/dtls_certificate.h), against stock (the first dtlsdec generating its RSA-2048 key). */
+int cert_child_main(const Options &o) {
+  const bool stock = opt(o, "mode", "ours") == "stock";
+  /* the plugin's own load (dlopen, OpenSSL's library init) is not the certificate: before the clock */
+  if (GstPlugin *dtls = gst_plugin_load_by_name("dtls"))
+    gst_object_unref(dtls);
+  const double t0 = now_ms();
+  if (stock) {
+    GstElement *dec = gst_element_factory_make("dtlsdec", nullptr);
+    if (dec)
+      gst_object_unref(gst_object_ref_sink(dec));
+  } else {
+    gstmtx::prepare_dtls_default_certificate();
+    (void)gstmtx::dtls_certificate_pem();
+  }
+  printf("CERT_CHILD ms=%.3f\n", now_ms() - t0);
+  return 0;
+}
+
+int run_cert(const Options &o) {
+  int runs = opt_int(o, "runs", 20);
+  CsvOut csv(o, "cert", "mode,run,ms");
+  for (const char *mode : {"stock", "ours"}) {
+    std::vector<double> ms;
+    std::string mode_arg = std::string("--mode=") + mode;
+    for (int i = 0; i < runs; i++) {
+      const char *argv[] = {"/proc/self/exe", "cert-child", mode_arg.c_str(), nullptr};
+      g_autofree char *out = nullptr;
+      if (!g_spawn_sync(nullptr, const_cast<char **>(argv), nullptr, G_SPAWN_DEFAULT, nullptr, nullptr, &out, nullptr,
+                        nullptr, nullptr) || !out || !strstr(out, "CERT_CHILD"))
+        continue;
+      double v = field(std::string(" ") + strstr(out, "ms="), "ms");
+      ms.push_back(v);
+      csv.row(mode, i, v);
+    }
+    printf("RESULT cert mode=%s %s\n", mode, summary("ms", ms).c_str());
+    fflush(stdout);
+  }
+  return 0;
 }
 
 /* ---- 3. recovery after a server restart ------------------------------------------------- */
@@ -1202,6 +1400,27 @@ int run_smoke(const Options &base) {
   for (auto &s : t)
     parts = parts && s.answer > 0 && s.connected >= s.answer && s.total >= s.connected && s.total < 10000;
   check(parts, "ttff: handshake milestones ordered (answer <= connected <= first frame)");
+  {
+    /* fresh viewer processes (ttff-fresh's unit): a frame, and process start before PLAYING */
+    testbed::MediamtxServer server;
+    bool ok = start_server(server);
+    auto pub = ok ? start_publisher(server, "rtsp", video_from(o), 30,
+                                    "keyframe-on-join=true api-location=http://127.0.0.1:" +
+                                        std::to_string(server.api_port()))
+                  : nullptr;
+    int got = 0;
+    bool ordered = true;
+    for (int i = 0; pub && i < 2; i++) {
+      FreshSample s;
+      if (!spawn_ttff_child(server.whep_url("cam"), &s))
+        continue;
+      got++;
+      ordered = ordered && s.from_process >= s.from_playing && s.from_playing > 0 && s.offer >= 0 &&
+                s.connected >= s.offer && s.from_playing >= s.connected;
+    }
+    check(got == 2, "ttff-fresh: 2 fresh viewer processes got a frame");
+    check(got > 0 && ordered, "ttff-fresh: spawn <= PLAYING <= offer <= connected <= first frame");
+  }
   o["runs"] = "1";
   auto rec = run_recovery(o);
   check(rec.size() == 1 && rec[0].first_frame > 0 && rec[0].path_ready > 0,
@@ -1220,6 +1439,9 @@ void usage() {
       "Usage: mtx-bench COMMAND [--key=value ...]   (inside tests/testbed/netns-run.sh)\n"
       "  latency   --publisher=rtsp|whip --viewer=whepsrc|rtspsrc --latency=MS --frames=N [--height=720]\n"
       "  ttff      --viewer=whepsrc|rtspsrc --keyint-s=S --starts=N\n"
+      "  ttff-fresh --keyints=1,2,4 --keyframe-on-join=false,true --starts=N [--chromium-script=JS\n"
+      "             --chromium-starts=N]: a fresh viewer process per start, from spawn and from PLAYING\n"
+      "  cert      --runs=N: DTLS certificate cost of a fresh process, stock vs ours\n"
       "  recovery  --runs=N --outage-ms=MS --retry-delay=MS [--keyint=FRAMES]\n"
       "  cost      --viewers=1,2,4 --decoded-viewers=1,2 [--warm-s=4 --window-s=10 --common-window=1 --publishers=1]\n"
       "  adapt     [--configs=rtsp-off,rtsp-on,whip-off,whip-on,whipclientsink] [--steps=4000,1000,500,4000]\n"
@@ -1245,6 +1467,12 @@ int main(int argc, char **argv) {
   Options o = parse_options(argc, argv, 2);
   if (cmd == "child")
     return child_main(o);
+  if (cmd == "ttff-child")
+    return ttff_child_main(o);
+  if (cmd == "cert-child")
+    return cert_child_main(o);
+  if (cmd == "cert")
+    return run_cert(o);
   if (cmd != "smoke" && !testbed::in_test_namespace()) {
     g_printerr("run inside tests/testbed/netns-run.sh\n");
     return 1;
@@ -1253,6 +1481,8 @@ int main(int argc, char **argv) {
     return run_latency(o).ok ? 0 : 1;
   if (cmd == "ttff")
     return run_ttff(o).empty() ? 1 : 0;
+  if (cmd == "ttff-fresh")
+    return run_ttff_fresh(o);
   if (cmd == "recovery")
     return run_recovery(o).empty() ? 1 : 0;
   if (cmd == "cost")

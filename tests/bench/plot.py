@@ -2,8 +2,8 @@
 """gst-mediamtx benchmarks: Markdown tables (stdout) and PNG plots from mtx-bench CSV output.
 
 Usage: plot.py RESULTS_DIR PLOTS_DIR   (RESULTS_DIR holds latency.csv, ttff.csv, recovery.csv,
-cost.csv as written by `mtx-bench --out=DIR`, see tests/bench/run.sh, or the adapt_*.csv of
-`mtx-bench adapt`, see tests/bench/adapt.sh)
+cost.csv, ttff_fresh.csv, cert.csv as written by `mtx-bench --out=DIR`, see tests/bench/run.sh, or the
+adapt_*.csv of `mtx-bench adapt`, see tests/bench/adapt.sh)
 """
 import csv
 import os
@@ -278,6 +278,75 @@ def adapt(steps, series, rec, plots):
     plt.close(fig)
 
 
+def ttff_fresh(rows, plots):
+    """Fresh viewer processes (mtx-bench ttff-fresh) and Chromium's reader page, same run."""
+    if not rows:
+        return
+    print("## Time to first frame of a fresh viewer process (ms)\n")
+    print("| client | keyframe interval | keyframe-on-join | starts | from process start p50 / p95 / max "
+          "| from PLAYING (page: navigation) p50 / p95 / max | offer created p50 | ICE+DTLS connected p50 |")
+    print("|---|---:|---|---:|---|---|---:|---:|")
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["client"], float(r["keyint_s"]), r["keyframe_on_join"]), []).append(r)
+    order = sorted(groups, key=lambda g: (g[1], g[2], g[0] != "whepsrc"))
+    for key in order:
+        rs = groups[key]
+        proc = [float(r["from_process_ms"]) for r in rs]
+        play = [float(r["from_playing_ms"]) for r in rs]
+        offer = [float(r["offer_ms"]) for r in rs if float(r["offer_ms"]) >= 0]
+        conn = [float(r["connected_ms"]) for r in rs if float(r["connected_ms"]) >= 0]
+        client = "whepsrc (gst-launch-like process)" if key[0] == "whepsrc" else "Chromium, MediaMTX reader page"
+        print(f"| {client} | {key[1]:g} s | {key[2]} | {len(rs)} | "
+              f"{fmt(pct(proc, 50))} / {fmt(pct(proc, 95))} / {fmt(max(proc))} | "
+              f"{fmt(pct(play, 50))} / {fmt(pct(play, 95))} / {fmt(max(play))} | "
+              f"{fmt(pct(offer, 50))} | {fmt(pct(conn, 50))} |")
+    print()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    keyints = sorted({k[1] for k in groups})
+    series = [("whepsrc", "false"), ("whepsrc", "true"), ("chromium", "false"), ("chromium", "true")]
+    width = 0.2
+    for i, (client, join) in enumerate(series):
+        xs, ys, lo, hi = [], [], [], []
+        for j, k in enumerate(keyints):
+            rs = groups.get((client, k, join))
+            if not rs:
+                continue
+            play = [float(r["from_playing_ms"]) for r in rs]
+            xs.append(j + (i - 1.5) * width)
+            ys.append(pct(play, 50))
+            lo.append(pct(play, 50) - min(play))
+            hi.append(pct(play, 95) - pct(play, 50))
+        if xs:
+            label = ("whepsrc" if client == "whepsrc" else "Chromium reader page") + \
+                (", keyframe-on-join" if join == "true" else "")
+            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=label)
+    ax.axhline(250, color="red", linewidth=0.8, linestyle="--", label="target p50 250 ms")
+    ax.set_xticks(range(len(keyints)), [f"{k:g} s" for k in keyints])
+    ax.set_xlabel("publisher keyframe interval")
+    ax.set_ylabel("ms to first frame (p50; bars min..p95)")
+    ax.set_title("from PLAYING (Chromium: from navigation start)", fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(plots, "ttff-fresh.png"), dpi=110)
+    plt.close(fig)
+
+
+def cert(rows):
+    if not rows:
+        return
+    print("## DTLS certificate cost in a fresh process (ms)\n")
+    print("| certificate | runs | p50 | p95 | max |")
+    print("|---|---:|---:|---:|---:|")
+    for mode, what in (("stock", "stock: the first dtlsdec generates RSA-2048"),
+                       ("ours", "gst-mediamtx: cached default key + ECDSA P-256")):
+        v = [float(r["ms"]) for r in rows if r["mode"] == mode]
+        if v:
+            print(f"| {what} | {len(v)} | {pct(v, 50):.1f} | {pct(v, 95):.1f} | {max(v):.1f} |")
+    print()
+
+
 def main():
     if len(sys.argv) != 3 or sys.argv[1] in ("-h", "--help"):
         print(__doc__)
@@ -290,6 +359,8 @@ def main():
     cost(read(os.path.join(results, "cost.csv")), plots)
     adapt(read(os.path.join(results, "adapt_steps.csv")), read(os.path.join(results, "adapt_series.csv")),
           read(os.path.join(results, "adapt_recovery.csv")), plots)
+    ttff_fresh(read(os.path.join(results, "ttff_fresh.csv")), plots)
+    cert(read(os.path.join(results, "cert.csv")))
 
 
 if __name__ == "__main__":

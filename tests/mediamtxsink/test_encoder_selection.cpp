@@ -94,11 +94,13 @@ GST_START_TEST(test_default_bitrate) {
 GST_END_TEST;
 
 GST_START_TEST(test_keyframe_interval) {
-  fail_unless_equals_int(keyframe_interval_frames(0, 30, 1), 30);
-  fail_unless_equals_int(keyframe_interval_frames(0, 25, 1), 25);
-  fail_unless_equals_int(keyframe_interval_frames(0, 30000, 1001), 30);
-  fail_unless_equals_int(keyframe_interval_frames(0, 0, 1), 30);
+  /* 0: two seconds' worth */
+  fail_unless_equals_int(keyframe_interval_frames(0, 30, 1), 60);
+  fail_unless_equals_int(keyframe_interval_frames(0, 25, 1), 50);
+  fail_unless_equals_int(keyframe_interval_frames(0, 30000, 1001), 60);
+  fail_unless_equals_int(keyframe_interval_frames(0, 0, 1), 60);
   fail_unless_equals_int(keyframe_interval_frames(0, 1, 2), 1);
+  fail_unless_equals_int(keyframe_interval_frames(0, 1, 4), 1);
   fail_unless_equals_int(keyframe_interval_frames(60, 30, 1), 60);
 }
 GST_END_TEST;

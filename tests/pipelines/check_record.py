@@ -209,7 +209,10 @@ def audio_publisher(server, path):
     return Script("gst-mediamtx-run.py", {}, args=[
         "--label", "publisher", "--", "videotestsrc", "is-live=true", "pattern=ball", "!",
         "video/x-raw,width=640,height=360,framerate=30/1", "!", "mediamtxsink", "name=publisher",
-        f"location={server.rtsp_url}/{path}", "bitrate=800", "audiotestsrc", "is-live=true", "wave=ticks", "!",
+        # a keyframe every second (not the 2 s default): the recorder's segment after the outage starts
+        # its video at the first keyframe it reads, and the span check below allows 1.5 s of sound
+        # before it
+        f"location={server.rtsp_url}/{path}", "bitrate=800", "keyframe-interval=30", "audiotestsrc", "is-live=true", "wave=ticks", "!",
         "publisher.audio"])
 
 
