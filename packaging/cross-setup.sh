@@ -21,7 +21,7 @@ echo "cross-setup: CROSS_EXTRA_DIR=$CROSS_EXTRA_DIR" >&2
 
 packages=(
   g++-aarch64-linux-gnu qemu-user-static
-  libglib2.0-dev:arm64 libjson-glib-dev:arm64 libgstreamer1.0-dev:arm64
+  libglib2.0-dev:arm64 libjson-glib-dev:arm64 libssl-dev:arm64 libgstreamer1.0-dev:arm64
   # runtimes of the -dev packages unpacked below, and the -dev packages their .pc files name
   libsoup-3.0-0:arm64 libgstreamer-plugins-base1.0-0:arm64 libgstreamer-plugins-bad1.0-0:arm64
   libbrotli-dev:arm64 libnghttp2-dev:arm64 libpsl-dev:arm64 libsqlite3-dev:arm64 zlib1g-dev:arm64

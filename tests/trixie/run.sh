@@ -76,7 +76,7 @@ packages=(
   gir1.2-gdkpixbuf-2.0 systemd
   # arm64 cross build and qemu-user
   g++-aarch64-linux-gnu qemu-user-static
-  libglib2.0-dev:arm64 libjson-glib-dev:arm64
+  libglib2.0-dev:arm64 libjson-glib-dev:arm64 libssl-dev:arm64
   libgstreamer1.0-0:arm64 libgstreamer-plugins-base1.0-0:arm64 libgstreamer-plugins-bad1.0-0:arm64
   libsoup-3.0-0:arm64 liborc-0.4-dev:arm64
   gstreamer1.0-plugins-base:arm64 gstreamer1.0-plugins-good:arm64 gstreamer1.0-plugins-bad:arm64
