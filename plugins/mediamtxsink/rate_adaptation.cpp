@@ -11,6 +11,8 @@
  */
 #include "rate_adaptation.h"
 
+#include <algorithm>
+
 #include "sink_private.h"
 
 GST_DEBUG_CATEGORY_EXTERN(gst_mediamtx_sink_debug);

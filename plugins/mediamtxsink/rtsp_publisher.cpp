@@ -1,5 +1,6 @@
 #include "rtsp_publisher.h"
 
+#include <algorithm>
 #include <gst/base/gstbasesink.h>
 
 #include <chrono>

@@ -1,5 +1,6 @@
 #include "whip_publisher.h"
 
+#include <algorithm>
 #include <gst/rtp/rtp.h>
 #include <gst/webrtc/webrtc.h>
 

@@ -1,5 +1,6 @@
 #include "fuzz_targets.h"
 
+#include <algorithm>
 #include <gst/gst.h>
 #include <gst/sdp/sdp.h>
 

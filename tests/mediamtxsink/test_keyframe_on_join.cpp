@@ -9,6 +9,7 @@
 #include <gst/check/gstcheck.h>
 #include <gst/video/video.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <string>

@@ -1,5 +1,6 @@
 /* Unit tests of the gst/ library: retry policy, MediaMTX URL conventions, Link headers, RTCP
  * liveness, the control thread's task gate. */
+#include <algorithm>
 #include <gst/check/gstcheck.h>
 
 #include <atomic>

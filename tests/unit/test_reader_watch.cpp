@@ -1,5 +1,6 @@
 /* Unit tests of gst/reader_watch: MediaMTX's API answers, the reader diff, the keyframe rate limit,
  * and the watch's polling against a scripted local HTTP server (no MediaMTX, no namespace). */
+#include <algorithm>
 #include <gst/check/gstcheck.h>
 #include <libsoup/soup.h>
 
