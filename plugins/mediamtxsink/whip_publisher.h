@@ -44,6 +44,8 @@ private:
   /* bandwidth adaptation, control thread */
   GstStructure *last_twcc_ = nullptr; /* the last twcc-stats read (a new one: new feedback) */
   ReceiverReportCursor reports_;
+  gstmtx::DelayGradientQueue delay_queue_; /* the bottleneck's queue from TWCC's delay gradient */
+  gint64 last_twcc_us_ = 0;                /* when last_twcc_ was read (monotonic) */
 };
 
 }  // namespace mediamtxsink
