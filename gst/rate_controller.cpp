@@ -34,7 +34,9 @@ const char *rate_reason_name(RateReason reason) {
 double DelayGradientQueue::update(double gradient_ms_per_s, std::chrono::milliseconds dt) {
   const double dt_s = std::chrono::duration<double>(std::min(dt, kMaxStep)).count();
   if (std::isfinite(gradient_ms_per_s) && dt_s > 0)
-    queue_ms_ = std::clamp(queue_ms_ * std::exp(-dt_s / kLeakSeconds) + gradient_ms_per_s * dt_s, 0.0, kMaxMs);
+    queue_ms_ = std::clamp(queue_ms_ * std::exp(-dt_s / kLeakSeconds) +
+                               std::min(gradient_ms_per_s, std::max(0.0, gradient_ms_per_s - kDeadband)) * dt_s,
+                           0.0, kMaxMs);
   return queue_ms_;
 }
 
@@ -107,6 +109,7 @@ RateDecision RateController::update(const RateFeedback &fb) {
     /* a standing queue: drain it within about kDrainTime (delivered - queue / kDrainTime) */
     if (!draining_) {
       draining_ = true;
+      drain_peak_ = 0;
       if (episode_start_kbps_ <= 0) {
         episode_start_kbps_ = target_;
         episode_keyframe_ = false;
@@ -120,7 +123,10 @@ RateDecision RateController::update(const RateFeedback &fb) {
       decision.reason = RateReason::Delay;
       last_reason_ = last_cut_reason_ = decision.reason;
     }
-    link_estimate_ = fb.delivered_kbps;
+    /* the highest: a delay estimate that lags (a delay gradient) still reads a queue when the
+     * bottleneck's has gone and only the (lowered) target is delivered */
+    drain_peak_ = std::max(drain_peak_, fb.delivered_kbps);
+    link_estimate_ = drain_peak_;
     last_cut_ = fb.now;
     have_cut_ = true;
     delivery_ratio_ = 1.0;

@@ -88,7 +88,9 @@ public:
   static constexpr double kMaxMs = 2000.0;
   /* the estimate leaks towards zero with this time constant: integrated noise does not random-walk
    * into a phantom queue (a real one keeps growing while the rate exceeds the link's) */
-  static constexpr double kLeakSeconds = 4.0;
+  static constexpr double kLeakSeconds = 3.0;
+  /* growth below this (ms/s, 1.5 % of the link) is noise or a bias of the estimate, not a queue */
+  static constexpr double kDeadband = 15.0;
   /* gradient_ms_per_s: how fast the delay grew over the last window; dt: time since the last one */
   double update(double gradient_ms_per_s, std::chrono::milliseconds dt);
   double queuing_ms() const { return queue_ms_; }
@@ -168,6 +170,7 @@ private:
   Millis near_since_{0};
   bool near_ = false;
   bool draining_ = false;
+  int drain_peak_ = 0; /* the highest delivered rate during this drain: the link's */
   double episode_start_kbps_ = 0; /* target when the current congestion episode began (0: none) */
   bool episode_keyframe_ = false;
   int link_estimate_ = 0;
