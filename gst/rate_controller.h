@@ -123,7 +123,7 @@ public:
   static constexpr double kDrainStart = 150.0; /* ms of queuing delay: drain the queue */
   static constexpr double kDrainEnd = 80.0;    /* ms: drained */
   static constexpr double kDrainTime = 1000.0; /* ms: a queue is drained within about this */
-  static constexpr Millis kNearPatience{3000}; /* clear this long near the link estimate: probe on */
+  static constexpr Millis kNearPatience{2000}; /* clear this long near the link estimate: probe on */
   static constexpr double kNearCap = 0.95;     /* until then the target stays below this x it */
   static constexpr Millis kHoldPatience{1000}; /* holding this long restarts the ramp */
 
