@@ -19,6 +19,8 @@ constexpr double kRatioMax = 1.5;
 constexpr double kSentPeakDecayPerSecond = 0.5;
 /* longest gap between updates that still counts as time on a clear path */
 constexpr std::chrono::milliseconds kMaxStep{1000};
+/* the delivered rates of a drain kept for its median (the latest: a drain at the floor may last) */
+constexpr std::size_t kDrainSamples = 50;
 }  // namespace
 
 const char *rate_reason_name(RateReason reason) {
@@ -109,7 +111,7 @@ RateDecision RateController::update(const RateFeedback &fb) {
     /* a standing queue: drain it within about kDrainTime (delivered - queue / kDrainTime) */
     if (!draining_) {
       draining_ = true;
-      drain_peak_ = 0;
+      drain_delivered_.clear();
       if (episode_start_kbps_ <= 0) {
         episode_start_kbps_ = target_;
         episode_keyframe_ = false;
@@ -123,10 +125,15 @@ RateDecision RateController::update(const RateFeedback &fb) {
       decision.reason = RateReason::Delay;
       last_reason_ = last_cut_reason_ = decision.reason;
     }
-    /* the highest: a delay estimate that lags (a delay gradient) still reads a queue when the
-     * bottleneck's has gone and only the (lowered) target is delivered */
-    drain_peak_ = std::max(drain_peak_, fb.delivered_kbps);
-    link_estimate_ = drain_peak_;
+    /* the median: a smoothed delivered rate lags the cut (too high at first), a delay estimate
+     * that lags (a delay gradient) still reads a queue once the bottleneck's has gone and only the
+     * lowered target is delivered (too low at the end) */
+    if (drain_delivered_.size() >= kDrainSamples)
+      drain_delivered_.erase(drain_delivered_.begin());
+    drain_delivered_.push_back(fb.delivered_kbps);
+    std::vector<int> sorted = drain_delivered_;
+    std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
+    link_estimate_ = sorted[sorted.size() / 2];
     last_cut_ = fb.now;
     have_cut_ = true;
     delivery_ratio_ = 1.0;

@@ -41,7 +41,8 @@
  *    margin between the link and kBackoff x its rate: the target becomes delivered - queue /
  *    kDrainTime (the queue in kbit: its delay x the delivered rate, which is the link's rate while
  *    a queue stands), floored at min, so it empties within about kDrainTime; below kDrainEnd the
- *    target resumes at kBackoff x the rate delivered meanwhile and the hold after a cut starts;
+ *    target resumes at kBackoff x the median rate delivered meanwhile (the median: a smoothed
+ *    delivered rate lags the cut, a lagging delay estimate outlasts the queue) and the hold after a cut starts;
  *  - between: hold; holding longer than kHoldPatience restarts the ramp from kRampStart (one noisy
  *    report does not). Near the link estimate the ramp stays at kRampNear only for kNearPatience:
  *    a path clear that long past the last cut has probably grown (a lifted limit), so the ramp
@@ -55,6 +56,7 @@
 #include <chrono>
 #include <deque>
 #include <string>
+#include <vector>
 
 namespace gstmtx {
 
@@ -170,7 +172,7 @@ private:
   Millis near_since_{0};
   bool near_ = false;
   bool draining_ = false;
-  int drain_peak_ = 0; /* the highest delivered rate during this drain: the link's */
+  std::vector<int> drain_delivered_; /* delivered rates during this drain: their median, the link's */
   double episode_start_kbps_ = 0; /* target when the current congestion episode began (0: none) */
   bool episode_keyframe_ = false;
   int link_estimate_ = 0;
