@@ -87,10 +87,10 @@ struct RateDecision {
  * delay that keeps growing is a queue filling at the bottleneck, seen before it overflows. */
 class DelayGradientQueue {
 public:
-  static constexpr double kMaxMs = 2000.0;
+  static constexpr double kMaxMs = 1000.0;
   /* the estimate leaks towards zero with this time constant: integrated noise does not random-walk
    * into a phantom queue (a real one keeps growing while the rate exceeds the link's) */
-  static constexpr double kLeakSeconds = 3.0;
+  static constexpr double kLeakSeconds = 1.5;
   /* growth below this (ms/s, 1.5 % of the link) is noise or a bias of the estimate, not a queue */
   static constexpr double kDeadband = 15.0;
   /* gradient_ms_per_s: how fast the delay grew over the last window; dt: time since the last one */
