@@ -19,6 +19,8 @@ constexpr double kRatioMax = 1.5;
 constexpr double kSentPeakDecayPerSecond = 0.5;
 /* longest gap between updates that still counts as time on a clear path */
 constexpr std::chrono::milliseconds kMaxStep{1000};
+/* the delivered rates of a drain kept for its median (the latest: a drain at the floor may last) */
+constexpr std::size_t kDrainSamples = 50;
 }  // namespace
 
 const char *rate_reason_name(RateReason reason) {
@@ -29,6 +31,15 @@ const char *rate_reason_name(RateReason reason) {
   case RateReason::None: break;
   }
   return "none";
+}
+
+double DelayGradientQueue::update(double gradient_ms_per_s, std::chrono::milliseconds dt) {
+  const double dt_s = std::chrono::duration<double>(std::min(dt, kMaxStep)).count();
+  if (std::isfinite(gradient_ms_per_s) && dt_s > 0)
+    queue_ms_ = std::clamp(queue_ms_ * std::exp(-dt_s / kLeakSeconds) +
+                               std::min(gradient_ms_per_s, std::max(0.0, gradient_ms_per_s - kDeadband)) * dt_s,
+                           0.0, kMaxMs);
+  return queue_ms_;
 }
 
 RateController::RateController(int min_kbps, int max_kbps) : min_(min_kbps), max_(max_kbps), target_(max_kbps) {
@@ -70,8 +81,9 @@ RateDecision RateController::update(const RateFeedback &fb) {
   have_time_ = true;
   last_update_ = fb.now;
 
+  double queuing = -1; /* this report's queuing delay, ms (< 0: none) */
   if (fb.queuing_delay_ms >= 0) {
-    const double queuing = fb.queuing_delay_ms - base_delay(fb.now, fb.queuing_delay_ms);
+    queuing = fb.queuing_delay_ms - base_delay(fb.now, fb.queuing_delay_ms);
     smoothed_delay_ = have_delay_ ? smoothed_delay_ + kDelaySmoothing * (queuing - smoothed_delay_) : queuing;
     have_delay_ = true;
   }
@@ -94,8 +106,56 @@ RateDecision RateController::update(const RateFeedback &fb) {
   const bool loss_clear = fb.loss < kLossLow; /* no report counts as clear */
 
   RateDecision decision;
-  if (delay_over || loss_over) {
-    clear_ = false;
+  const bool can_drain = queuing >= 0 && fb.delivered_kbps > 0;
+  if (can_drain && queuing > (draining_ ? kDrainEnd : kDrainStart)) {
+    /* a standing queue: drain it within about kDrainTime (delivered - queue / kDrainTime) */
+    if (!draining_) {
+      draining_ = true;
+      drain_delivered_.clear();
+      if (episode_start_kbps_ <= 0) {
+        episode_start_kbps_ = target_;
+        episode_keyframe_ = false;
+      }
+    }
+    clear_ = holding_ = near_ = false;
+    const double delivered = fb.delivered_kbps;
+    const double next = clamp(delivered * (1.0 - queuing / kDrainTime));
+    if (next < target_) {
+      target_ = next;
+      decision.reason = RateReason::Delay;
+      last_reason_ = last_cut_reason_ = decision.reason;
+    }
+    /* the median: a smoothed delivered rate lags the cut (too high at first), a delay estimate
+     * that lags (a delay gradient) still reads a queue once the bottleneck's has gone and only the
+     * lowered target is delivered (too low at the end) */
+    if (drain_delivered_.size() >= kDrainSamples)
+      drain_delivered_.erase(drain_delivered_.begin());
+    drain_delivered_.push_back(fb.delivered_kbps);
+    std::vector<int> sorted = drain_delivered_;
+    std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
+    link_estimate_ = sorted[sorted.size() / 2];
+    last_cut_ = fb.now;
+    have_cut_ = true;
+    delivery_ratio_ = 1.0;
+    if (!episode_keyframe_ && target_ < 0.5 * episode_start_kbps_) {
+      decision.deep_cut = true;
+      episode_keyframe_ = true;
+    }
+  } else if (draining_) {
+    /* drained: just under the rate the link carried meanwhile; the hold after a cut starts now */
+    draining_ = false;
+    clear_ = holding_ = near_ = false;
+    const double resume = clamp(kBackoff * link_estimate_);
+    if (resume > target_) {
+      target_ = resume;
+      decision.reason = RateReason::Probe;
+      last_reason_ = decision.reason;
+    }
+    last_cut_ = fb.now;
+    smoothed_delay_ = std::max(queuing, 0.0); /* the drain's delays are history */
+    delay_at_cut_ = smoothed_delay_;
+  } else if (delay_over || loss_over) {
+    clear_ = holding_ = near_ = false;
     const Millis since_cut = fb.now - last_cut_;
     /* after a cut the queue needs time to drain: another one only while it keeps growing, or
      * while the loss goes on (a report after the cut saw what was sent after it) */
@@ -140,6 +200,7 @@ RateDecision RateController::update(const RateFeedback &fb) {
       }
     }
   } else if (delay_clear && loss_clear && delivering) {
+    holding_ = false;
     if (!clear_) {
       clear_ = true;
       clear_since_ = fb.now;
@@ -152,12 +213,21 @@ RateDecision RateController::update(const RateFeedback &fb) {
        * it, the ramp starts slow again (accelerating: the link has grown, by how much is unknown) */
       const bool near = link_estimate_ > 0 && target_ > kNearLow * link_estimate_ &&
                         target_ < kNearHigh * link_estimate_;
-      if (near) {
+      if (near && !near_) {
+        near_ = true;
+        near_since_ = fb.now;
+      } else if (!near) {
+        near_ = false;
+      }
+      const bool patient = near && fb.now - near_since_ < kNearPatience;
+      if (patient) {
         rate = std::min(rate, kRampNear);
         clear_since_ = fb.now;
       }
       const double step_s = std::chrono::duration<double>(step).count();
       double next = target_ * std::pow(1.0 + rate, step_s);
+      if (patient)
+        next = std::min(next, std::max(target_, kNearCap * link_estimate_));
       if (sent_peak_ > 0)
         next = std::min(next, std::max(target_, kSentHeadroom * sent_peak_));
       target_ = clamp(next);
@@ -165,7 +235,13 @@ RateDecision RateController::update(const RateFeedback &fb) {
       last_reason_ = decision.reason;
     }
   } else {
-    clear_ = false; /* hold: between the thresholds */
+    /* hold: between the thresholds; the ramp restarts only when that lasts */
+    if (!holding_) {
+      holding_ = true;
+      hold_since_ = fb.now;
+    }
+    if (fb.now - hold_since_ >= kHoldPatience)
+      clear_ = false;
   }
 
   decision.target_kbps = static_cast<int>(std::lround(target_));

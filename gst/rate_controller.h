@@ -36,7 +36,19 @@
  *    Never above kSentHeadroom x what was actually sent lately (GCC's cap at 1.5x the acknowledged
  *    rate): an encoder that does not fill its target (a still scene, a starved CPU) gives no proof
  *    that the link carries more;
- *  - between: hold.
+ *  - drain: a queue of more than kDrainStart ms (raw, not smoothed: a TCP send backlog built in
+ *    the first second after a cut, up to a whole socket buffer) is not left to drain at the small
+ *    margin between the link and kBackoff x its rate: the target becomes delivered - queue /
+ *    kDrainTime (the queue in kbit: its delay x the delivered rate, which is the link's rate while
+ *    a queue stands), floored at min, so it empties within about kDrainTime; below kDrainEnd the
+ *    target resumes at kBackoff x the median rate delivered meanwhile (the median: a smoothed
+ *    delivered rate lags the cut, a lagging delay estimate outlasts the queue) and the hold after a cut starts;
+ *  - between: hold; holding longer than kHoldPatience restarts the ramp from kRampStart (one noisy
+ *    report does not). Near the link estimate the ramp stays at kRampNear only for kNearPatience:
+ *    a path clear that long past the last cut has probably grown (a lifted limit), so the ramp
+ *    accelerates again; until then the target stays below kNearCap x the estimate, so a steady
+ *    link settles between kBackoff and kNearCap of its rate with a short probe past it every
+ *    few seconds, not in a sawtooth around it that keeps its queue partly full.
  * Always within [min_kbps, max_kbps].
  */
 #pragma once
@@ -44,6 +56,7 @@
 #include <chrono>
 #include <deque>
 #include <string>
+#include <vector>
 
 namespace gstmtx {
 
@@ -67,6 +80,28 @@ struct RateDecision {
   RateReason reason = RateReason::None;
 };
 
+/* A queuing delay built from a one-way delay gradient (WHIP: rtpsession's twcc-stats
+ * avg-delta-of-delta, the mean growth of the delay from one packet to the next over a feedback
+ * window, times the packet rate): the gradient integrated over time, never below zero (an empty
+ * queue cannot shrink) nor above kMaxMs, leaking towards zero (kLeakSeconds). GCC's trendline idea (draft-ietf-rmcat-gcc, 5.3): a
+ * delay that keeps growing is a queue filling at the bottleneck, seen before it overflows. */
+class DelayGradientQueue {
+public:
+  static constexpr double kMaxMs = 1000.0;
+  /* the estimate leaks towards zero with this time constant: integrated noise does not random-walk
+   * into a phantom queue (a real one keeps growing while the rate exceeds the link's) */
+  static constexpr double kLeakSeconds = 1.5;
+  /* growth below this (ms/s, 1.5 % of the link) is noise or a bias of the estimate, not a queue */
+  static constexpr double kDeadband = 15.0;
+  /* gradient_ms_per_s: how fast the delay grew over the last window; dt: time since the last one */
+  double update(double gradient_ms_per_s, std::chrono::milliseconds dt);
+  double queuing_ms() const { return queue_ms_; }
+  void reset() { queue_ms_ = 0; }
+
+private:
+  double queue_ms_ = 0;
+};
+
 class RateController {
 public:
   using Millis = std::chrono::milliseconds;
@@ -87,6 +122,12 @@ public:
   static constexpr Millis kHoldAfterCut{1500};
   static constexpr Millis kMinCutInterval{300};
   static constexpr Millis kBaseWindow{10000};  /* base delay: minimum over this window */
+  static constexpr double kDrainStart = 150.0; /* ms of queuing delay: drain the queue */
+  static constexpr double kDrainEnd = 80.0;    /* ms: drained */
+  static constexpr double kDrainTime = 1000.0; /* ms: a queue is drained within about this */
+  static constexpr Millis kNearPatience{2000}; /* clear this long near the link estimate: probe on */
+  static constexpr double kNearCap = 0.95;     /* until then the target stays below this x it */
+  static constexpr Millis kHoldPatience{1000}; /* holding this long restarts the ramp */
 
   RateController(int min_kbps, int max_kbps);
 
@@ -104,6 +145,8 @@ public:
   int link_estimate_kbps() const { return link_estimate_; }
   double smoothed_delay_ms() const { return smoothed_delay_; }
   RateReason last_reason() const { return last_reason_; }
+  /* Draining a standing queue (queuing delay above kDrainStart until below kDrainEnd). */
+  bool draining() const { return draining_; }
   /* Why the last cut happened (None before one). */
   RateReason last_cut_reason() const { return last_cut_reason_; }
 
@@ -124,6 +167,12 @@ private:
   double delay_at_cut_ = 0;
   Millis clear_since_{0};
   bool clear_ = false;
+  Millis hold_since_{0};
+  bool holding_ = false;
+  Millis near_since_{0};
+  bool near_ = false;
+  bool draining_ = false;
+  std::vector<int> drain_delivered_; /* delivered rates during this drain: their median, the link's */
   double episode_start_kbps_ = 0; /* target when the current congestion episode began (0: none) */
   bool episode_keyframe_ = false;
   int link_estimate_ = 0;

@@ -220,6 +220,12 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
   return true;
 }
 
+namespace {
+/* a typical video RTP packet on the wire (webrtcbin's MTU is 1200: full packets, and the partly
+ * filled last one of each frame), to turn TWCC's per-packet delay gradient into one per second */
+constexpr double kVideoPacketBytes = 1000.0;
+}  // namespace
+
 /* Control thread. */
 bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
   if (!webrtc_)
@@ -255,17 +261,31 @@ bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
   if (last_twcc_)
     gst_structure_free(last_twcc_);
   last_twcc_ = twcc;
+  const gint64 now_us = g_get_monotonic_time();
+  const gint64 since_us = last_twcc_us_ ? now_us - last_twcc_us_ : 0;
+  last_twcc_us_ = now_us;
   guint sent_bps = 0, recv_bps = 0;
   double loss_pct = -1;
+  gint64 dod_ns = 0;
+  const bool have_dod = gst_structure_get_int64(twcc, "avg-delta-of-delta", &dod_ns);
   gst_structure_get_uint(twcc, "bitrate-sent", &sent_bps);
   gst_structure_get_uint(twcc, "bitrate-recv", &recv_bps);
   gst_structure_get_double(twcc, "packet-loss-pct", &loss_pct);
   if (sent_bps == 0 || recv_bps == 0)
     return have;
   const double sent_kbps = sent_bps / 1000.0, recv_kbps = recv_bps / 1000.0;
-  /* No queuing delay from these: the rates are those of the same packets over their send and
-   * arrival spans, so a queue shows as arrival slower than sending (a shortfall, which the
-   * controller judges over about a second) and, once the bottleneck's buffer is full, as loss. */
+  /* The rates are those of the same packets over their send and arrival spans: a queue shows as
+   * arrival slower than sending (a shortfall, which the controller judges over about a second)
+   * and, once the bottleneck's buffer is full, as loss. Earlier, as the delay gradient:
+   * avg-delta-of-delta is the mean growth of the one-way delay from one packet to the next over
+   * the window, so times the packet rate it is how fast the bottleneck's queue grows (ms/s);
+   * integrated, the queue itself, added to what waits in front of webrtcbin. */
+  if (have_dod) {
+    const double packets_per_s = recv_bps / (8.0 * kVideoPacketBytes);
+    const double gradient = static_cast<double>(dod_ns) / GST_MSECOND * packets_per_s;
+    delay_queue_.update(gradient, std::chrono::milliseconds(since_us / 1000));
+    feedback->queuing_delay_ms += delay_queue_.queuing_ms();
+  }
   feedback->sent_kbps = static_cast<int>(sent_kbps);
   feedback->delivered_kbps = static_cast<int>(recv_kbps);
   if (loss_pct >= 0)

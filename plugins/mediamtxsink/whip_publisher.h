@@ -25,8 +25,8 @@ public:
   const char *transport_name() const override { return "whip"; }
   bool start(GstBin *bin, const std::vector<PublisherStream> &streams, gstmtx::Failure *error) override;
   void stop(GstBin *bin, bool graceful) override;
-  /* The video session's TWCC feedback (rtpsession's twcc-stats: delivered vs sent rate, loss) and
-   * the server's receiver reports. */
+  /* The video session's TWCC feedback (rtpsession's twcc-stats: delivered vs sent rate, loss, and
+   * the delay gradient integrated into a queuing delay) and the server's receiver reports. */
   bool read_feedback(gstmtx::RateFeedback *feedback) override;
 
 private:
@@ -44,6 +44,8 @@ private:
   /* bandwidth adaptation, control thread */
   GstStructure *last_twcc_ = nullptr; /* the last twcc-stats read (a new one: new feedback) */
   ReceiverReportCursor reports_;
+  gstmtx::DelayGradientQueue delay_queue_; /* the bottleneck's queue from TWCC's delay gradient */
+  gint64 last_twcc_us_ = 0;                /* when last_twcc_ was read (monotonic) */
 };
 
 }  // namespace mediamtxsink

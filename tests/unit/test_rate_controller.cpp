@@ -256,6 +256,114 @@ GST_START_TEST(test_rate_reset) {
 }
 GST_END_TEST;
 
+/* A TCP send backlog (RTSP/TCP): the socket buffer already holds a second of the link when the
+ * cut is noticed (autotuned buffers fill in the first second). It is drained, not left to leak out
+ * at the margin between the link and the target: below 100 ms within 2.5 s, the target down to
+ * near the floor meanwhile, then back just under the link and no new backlog. */
+GST_START_TEST(test_rate_backlog_drain) {
+  Run r;
+  Link link{4000};
+  link.queue_limit_ms = 10000; /* a socket buffer: nothing is dropped */
+  r.run(link, 5s);
+  fail_unless_equals_int(r.rc.target_kbps(), 3000);
+  link.capacity_kbps = 1000;
+  link.queue_kbit = 1000; /* 1 s of the new link */
+  const std::size_t cut = r.targets.size();
+  int drained_tick = -1, lowest = 1 << 30;
+  bool drained_seen = false;
+  for (int i = 0; i < 150; ++i) {
+    r.run(link, kTick);
+    lowest = std::min(lowest, r.targets.back());
+    if (r.rc.draining())
+      drained_seen = true;
+    if (drained_tick < 0 && link.queue_kbit / link.capacity_kbps * 1000.0 < 100.0)
+      drained_tick = i;
+  }
+  GST_INFO("drain: below 100 ms after %d ticks, lowest target %d", drained_tick, lowest);
+  fail_unless(drained_seen, "never drained");
+  fail_unless(drained_tick >= 0 && drained_tick <= 25, "backlog below 100 ms after %d ticks", drained_tick);
+  fail_unless(lowest < 500, "lowest target %d kbit/s: not draining", lowest);
+  /* settled: just under the link, the backlog stays small */
+  for (std::size_t i = cut + 60; i < r.targets.size(); ++i)
+    fail_unless(r.targets[i] >= 650 && r.targets[i] <= 1150, "tick %zu: %d kbit/s", i - cut, r.targets[i]);
+  fail_unless(link.queue_kbit / link.capacity_kbps * 1000.0 < 150.0, "backlog %.0f ms at the end",
+              link.queue_kbit / link.capacity_kbps * 1000.0);
+  /* and the lift still brings it back to the maximum within 10 s */
+  link.capacity_kbps = 4000;
+  const std::size_t lift = r.targets.size();
+  r.run(link, 12s);
+  const int back = r.first_tick(lift, [](int t) { return t >= 3000; });
+  fail_unless(back >= 0 && back <= 100, "back at the maximum after %d ticks", back);
+}
+GST_END_TEST;
+
+/* The delay gradient (WHIP: TWCC avg-delta-of-delta) integrated into a queue estimate. */
+GST_START_TEST(test_rate_delay_gradient_queue) {
+  DelayGradientQueue q;
+  fail_unless(q.update(115.0, 500ms) == 50.0); /* growing 115 ms/s for 0.5 s (less the deadband) */
+  double v = q.update(0.0, 1000ms);             /* no growth: leaks slowly */
+  fail_unless(v > 20.0 && v < 50.0, "%.1f ms", v);
+  v = q.update(-10.0, 500ms); /* shrinking */
+  fail_unless(v > 5.0 && v < 20.0, "%.1f ms", v);
+  fail_unless(q.update(-100.0, 1000ms) == 0.0); /* never below an empty queue */
+  fail_unless(q.update(DelayGradientQueue::kDeadband, 1000ms) == 0.0); /* a bias within the deadband */
+  fail_unless(q.update(1e6, 5000ms) == DelayGradientQueue::kMaxMs);
+  q.reset();
+  fail_unless(q.queuing_ms() == 0.0);
+}
+GST_END_TEST;
+
+/* A tbf-like bottleneck (200 ms queue, then drops) seen only through a noisy delay gradient (no
+ * absolute delay) and TWCC's rates: the gradient shows the queue filling, so the controller backs
+ * off before it overflows (no loss once settled), settles clearly below the link and does not
+ * leave it idle; after the lift it is back at the maximum within 10 s. */
+GST_START_TEST(test_rate_delay_gradient_overuse) {
+  std::mt19937 rng(17);
+  std::normal_distribution<double> noise(0.0, 30.0); /* ms/s of gradient noise */
+  Run r;
+  Link link{4000};
+  link.queue_limit_ms = 200;
+  DelayGradientQueue q;
+  double dropped_after_settle = 0, sum = 0;
+  int n = 0, queue_over_100 = 0;
+  auto run = [&](std::chrono::milliseconds duration, std::chrono::milliseconds settle) {
+    const auto start = r.now;
+    for (auto end = r.now + duration; r.now < end; r.now += kTick) {
+      const double before_ms = link.queue_kbit / link.capacity_kbps * 1000.0;
+      RateFeedback fb = link.carry(r.now, r.rc.target_kbps(), false, true);
+      const double after_ms = link.queue_kbit / link.capacity_kbps * 1000.0;
+      const double gradient = (after_ms - before_ms) / 0.1 + noise(rng);
+      fb.queuing_delay_ms = q.update(gradient, kTick);
+      const int t = r.rc.update(fb).target_kbps;
+      r.targets.push_back(t);
+      if (r.now - start >= settle) {
+        dropped_after_settle += fb.loss > 0 ? fb.loss : 0;
+        sum += t;
+        n++;
+        queue_over_100 += after_ms > 100 ? 1 : 0;
+      }
+    }
+  };
+  run(5s, 0s);
+  fail_unless_equals_int(r.rc.target_kbps(), 3000);
+  link.capacity_kbps = 1000;
+  sum = 0;
+  n = 0;
+  run(30s, 5s);
+  const double mean = sum / n;
+  GST_INFO("gradient: mean %.0f kbit/s at 1000, queue > 100 ms in %d of %d ticks, loss %.3f", mean, queue_over_100,
+           n, dropped_after_settle);
+  fail_unless(mean >= 650 && mean <= 960, "mean %.0f kbit/s on a 1000 kbit/s link", mean);
+  fail_unless(dropped_after_settle == 0.0, "the queue overflowed after settling (loss %.3f)", dropped_after_settle);
+  fail_unless(queue_over_100 <= n / 10, "queue above 100 ms in %d of %d ticks", queue_over_100, n);
+  link.capacity_kbps = 4000;
+  const std::size_t lift = r.targets.size();
+  run(12s, 0s);
+  const int back = r.first_tick(lift, [](int t) { return t >= 3000; });
+  fail_unless(back >= 0 && back <= 100, "back at the maximum after %d ticks", back);
+}
+GST_END_TEST;
+
 static Suite *rate_controller_suite(void) {
   Suite *s = suite_create("rate_controller");
   TCase *tc = tcase_create("rate");
@@ -268,6 +376,9 @@ static Suite *rate_controller_suite(void) {
   tcase_add_test(tc, test_rate_noisy_feedback);
   tcase_add_test(tc, test_rate_underfilled_encoder);
   tcase_add_test(tc, test_rate_reset);
+  tcase_add_test(tc, test_rate_backlog_drain);
+  tcase_add_test(tc, test_rate_delay_gradient_queue);
+  tcase_add_test(tc, test_rate_delay_gradient_overuse);
   return s;
 }
 
