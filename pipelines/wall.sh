@@ -29,7 +29,8 @@ Environment (defaults):
   MEDIAMTX_PASS    its password (never printed)                 (none)
   MEDIAMTX_TOKEN   bearer token instead (never printed)         (none)
   GRID_COLUMNS     tiles a row, 0 = from the count (the smallest square grid: 2 for 2-4, 3 for
-                   5-9); not COLUMNS, which shells set to the terminal's width     (0)
+                   5-9); COLUMNS counts too when it is at most the number of
+                   cameras (a shell's COLUMNS is the terminal's width: ignored)     (0)
   TILE_WIDTH       tile width in pixels                         (640)
   TILE_HEIGHT      tile height in pixels                        (360)
   FRAMERATE        frames a second of the wall                  (30)
@@ -96,6 +97,11 @@ case "$base" in
 esac
 
 columns=$GRID_COLUMNS
+# COLUMNS, the issue's and many users' name for it, counts too when it can be a tile count (at most
+# the number of cameras): an interactive shell's COLUMNS is the terminal's width, far larger.
+if ((columns == 0)) && [[ "${COLUMNS:-}" =~ ^[1-9][0-9]*$ ]] && ((COLUMNS <= count)); then
+  columns=$COLUMNS
+fi
 if ((columns == 0)); then
   columns=1
   while ((columns * columns < count)); do columns=$((columns + 1)); done

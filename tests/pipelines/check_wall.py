@@ -83,6 +83,18 @@ def main():
 
     checks.run("wall.sh: a CAMERAS entry that is no path name, or a path twice, exits 2", bad_settings)
 
+    def layout():
+        # GRID_COLUMNS, else COLUMNS when it can be a tile count, else the smallest square grid; a
+        # terminal's COLUMNS (wider than the camera count) is no tile count.
+        for env, want in (({}, "2 x 2"), ({"COLUMNS": "1"}, "1 x 3"), ({"COLUMNS": "200"}, "2 x 2"),
+                          ({"GRID_COLUMNS": "3", "COLUMNS": "1"}, "3 x 1")):
+            status, out = run_script("wall.sh", dict(env, CAMERAS="a,b,c", SINK="fakesink", DURATION="1",
+                                                     MEDIAMTX_URL="http://127.0.0.1:9"), 30)
+            expect(f"3 cameras in {want} tiles" in out, f"{env}: expected {want} tiles (exit {status}):\n{out}")
+
+    checks.run("wall.sh: the grid from GRID_COLUMNS, COLUMNS (a tile count, not a terminal's width) or the count",
+               layout)
+
     server = Mediamtx().start()
     publishers = {}
     wall = None
