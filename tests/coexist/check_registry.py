@@ -34,7 +34,9 @@ OURS = ["mtxwhepsrc", "mediamtxsink", "reconnectbin"]
 THEIRS = ["whipsink"]
 # gst-plugins-rs 0.15 warns that its own whepsrc/whipsink are deprecated when they load: not ours.
 RS_NOTICE = re.compile(r"(whepsrc|whipsink)-WARNING \*\*: [\d:.]+: \w+ is now deprecated and it is recommended")
-BAD = re.compile(r"panic|CRITICAL|WARNING|already been registered|Failed to load plugin|GLib-GObject", re.I)
+# Case matters: GLib prints "CRITICAL **" / "WARNING **", Rust "panicked"; a property's description
+# may say "warning" in prose (mediamtxsink's keyframe-on-join does).
+BAD = re.compile(r"panic|CRITICAL|WARNING|already been registered|Failed to load plugin|GLib-GObject")
 
 
 def problems(text):
