@@ -81,12 +81,10 @@ command -v tc >/dev/null || { echo "bench/adapt.sh: tc (iproute2) missing" >&2; 
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
+# shellcheck source=tests/bench/machine.sh
+source "$root/tests/bench/machine.sh"
 {
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "kernel: $(uname -r)"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
-  echo "gstreamer: $(gst-launch-1.0 --version | sed -n 2p)"
-  echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  describe_machine
   echo "settings: STEPS=$STEPS STEP_S=$STEP_S LAST_STEP_S=$LAST_STEP_S BITRATE=$BITRATE MIN_BITRATE=$MIN_BITRATE LATENCY=$LATENCY" \
     "TBF_BURST=$TBF_BURST TBF_LATENCY_MS=$TBF_LATENCY_MS"
   echo "load at start: $(cat /proc/loadavg)"

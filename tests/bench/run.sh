@@ -57,16 +57,8 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 results="$OUT/results.txt"
 
-describe_machine() {
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "kernel: $(uname -r)"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
-  echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
-  echo "os: $(sed -n 's/^PRETTY_NAME=//p' /etc/os-release | tr -d '"')"
-  echo "gstreamer: $(gst-launch-1.0 --version | sed -n 2p)"
-  echo "mediamtx: $("$MEDIAMTX_BIN" --version 2>/dev/null || basename "$MEDIAMTX_BIN")"
-  echo "git: $(git rev-parse --short HEAD)"
-}
+# shellcheck source=tests/bench/machine.sh
+source "$root/tests/bench/machine.sh"
 describe_machine >"$OUT/machine.txt"
 echo "load at start: $(cat /proc/loadavg)" >>"$OUT/machine.txt"
 

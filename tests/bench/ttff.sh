@@ -57,12 +57,11 @@ fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
+# shellcheck source=tests/bench/machine.sh
+source "$root/tests/bench/machine.sh"
 {
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
-  echo "gstreamer: $(gst-launch-1.0 --version | sed -n 2p)"
+  describe_machine
   echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo none)"
-  echo "git: $(git rev-parse --short HEAD)"
   echo "load at start: $(cat /proc/loadavg)"
 } >"$OUT/machine.txt"
 
