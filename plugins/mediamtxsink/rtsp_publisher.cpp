@@ -76,6 +76,10 @@ constexpr guint64 kQueueMaxTime = 200 * GST_MSECOND;
  * PLAYING->PAUSED was answered first); then NULL closes the TCP connection instead, which ends
  * the session on the server just as well. */
 constexpr std::chrono::milliseconds kTeardownTimeout{500};
+/* The stuck case is visible: rtspclientsink posts progress "close" START when the command is
+ * queued and CONTINUE when its thread begins the TEARDOWN; without CONTINUE within this time the
+ * command is stuck behind the receive loop and the graceful stop does not wait for it. */
+constexpr std::chrono::milliseconds kCloseStartTimeout{60};
 }  // namespace
 
 std::string network_element_name(unsigned generation, const char *what) {
@@ -396,6 +400,13 @@ void RtspPublisher::on_message(GstMessage *message) {
     g_autofree char *code = nullptr;
     g_autofree char *text = nullptr;
     gst_message_parse_progress(message, &type, &code, &text);
+    if (g_strcmp0(code, "close") == 0 && type == GST_PROGRESS_TYPE_CONTINUE) {
+      {
+        std::lock_guard<std::mutex> lk(close_lock_);
+        close_started_ = true;
+      }
+      close_cond_.notify_all();
+    }
     closed = g_strcmp0(code, "close") == 0 &&
              (type == GST_PROGRESS_TYPE_COMPLETE || type == GST_PROGRESS_TYPE_ERROR || type == GST_PROGRESS_TYPE_CANCELED);
   }
@@ -427,7 +438,10 @@ void RtspPublisher::stop(GstBin *bin, bool graceful) {
        * before it is sent. */
       gst_element_set_state(sink_, GST_STATE_READY);
       std::unique_lock<std::mutex> lk(close_lock_);
-      if (!close_cond_.wait_for(lk, kTeardownTimeout, [this] { return closed_; }))
+      if (!close_cond_.wait_for(lk, kCloseStartTimeout, [this] { return closed_ || close_started_; }))
+        GST_INFO_OBJECT(sink_, "TEARDOWN not started within %lld ms (queued behind the receive loop): "
+                        "closing the connection", static_cast<long long>(kCloseStartTimeout.count()));
+      else if (!close_cond_.wait_for(lk, kTeardownTimeout, [this] { return closed_; }))
         GST_INFO_OBJECT(sink_, "no TEARDOWN within %lld ms: closing the connection",
                            static_cast<long long>(kTeardownTimeout.count()));
     }

@@ -53,7 +53,8 @@ private:
   bool senders_starved_ = false;        /* under senders_lock_: drop probes on sender_pads_ */
   std::mutex close_lock_;
   std::condition_variable close_cond_;
-  bool closed_ = false; /* rtspclientsink finished closing (TEARDOWN answered) or failed */
+  bool closed_ = false;        /* rtspclientsink finished closing (TEARDOWN answered) or failed */
+  bool close_started_ = false; /* rtspclientsink began its CLOSE (progress "close" CONTINUE) */
 
   /* bandwidth adaptation */
   std::atomic<guint64> bytes_in_{0}; /* media handed to rtspclientsink's senders */

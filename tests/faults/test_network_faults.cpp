@@ -407,7 +407,9 @@ static std::string viewer(const MediamtxServer &server) {
 }
 
 static std::string publisher(const MediamtxServer &server) {
-  return std::string(kCamera) + " ! mediamtxsink " + kPublisherSettings + " location=" + server.rtsp_url("cam");
+  /* the API granted as docs/deploy.md says (MediaMTX grants it to localhost): keyframe-on-join is on */
+  return std::string(kCamera) + " ! mediamtxsink " + kPublisherSettings + " api-location=" + server.api_location() +
+         " location=" + server.rtsp_url("cam");
 }
 
 static int count_dir(const char *path) {
@@ -446,7 +448,8 @@ GST_START_TEST(test_soak_100_cycles) {
   GstElement *view = parse_pipeline(viewer(server));
   BufferCounter frames;
   frames.attach(view, "sink");
-  GstElement *pub2 = parse_pipeline(std::string(kCamera) + " ! mediamtxsink location=" + server.rtsp_url("soak"));
+  GstElement *pub2 = parse_pipeline(std::string(kCamera) + " ! mediamtxsink api-location=" + server.api_location() +
+                                    " location=" + server.rtsp_url("soak"));
   int fds0 = 0, threads0 = 0;
   long rss0 = 0;
   const char *only = g_getenv("SOAK_ONLY"); /* "viewer" or "publisher": attribution runs */

@@ -164,7 +164,7 @@ GST_START_TEST(test_keyframe_on_join) {
   fail_unless(in_test_namespace());
   MediamtxServer server(server_options());
   fail_unless(server.start());
-  const std::string api = "api-location=http://" + server.host() + ":" + std::to_string(server.api_port());
+  const std::string api = "api-location=" + server.api_location();
 
   /* kf: keyframe-on-join; ctl: without (the control case); noapi: a user without the api
    * permission; whip: over WHIP without keyframe-on-join (MediaMTX's own PLIs only) */

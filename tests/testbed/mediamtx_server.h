@@ -46,6 +46,10 @@ public:
   int webrtc_port() const { return webrtc_port_; }
   int hls_port() const { return hls_port_; }
   int api_port() const { return api_port_; }
+  /* mediamtxsink's api-location for this server (keyframe-on-join reads the path's readers there) */
+  std::string api_location() const {
+    return "http://" + (options_.api_everywhere ? host_ : std::string("127.0.0.1")) + ":" + std::to_string(api_port_);
+  }
   int ice_udp_port() const { return ice_udp_port_; }
   int ice_tcp_port() const { return ice_tcp_port_; }
 
