@@ -105,7 +105,12 @@ void RateController::drain(Millis now, double queuing, int delivered_kbps, doubl
   have_cut_ = true;
   delivery_ratio_ = 1.0;
   if (!episode_keyframe_ && target_ < 0.5 * episode_start_kbps_) {
-    decision->deep_cut = true;
+    /* with a watched backlog the keyframe waits for the queue to empty: sent now, it would only
+     * lengthen it */
+    if (backlog_watched_)
+      keyframe_after_drain_ = true;
+    else
+      decision->deep_cut = true;
     episode_keyframe_ = true;
   }
 }
@@ -113,6 +118,10 @@ void RateController::drain(Millis now, double queuing, int delivered_kbps, doubl
 /* Drained: just under the rate the link carried meanwhile; the hold after a cut starts now. */
 void RateController::end_drain(Millis now, double queuing, RateDecision *decision) {
   draining_ = false;
+  if (keyframe_after_drain_) {
+    decision->deep_cut = true;
+    keyframe_after_drain_ = false;
+  }
   clear_ = holding_ = near_ = false;
   const double resume = clamp(kBackoff * link_estimate_);
   if (resume > target_) {
@@ -128,6 +137,7 @@ void RateController::end_drain(Millis now, double queuing, RateDecision *decisio
 RateDecision RateController::update_backlog(Millis now, double queue_ms, int delivered_kbps, bool overloaded) {
   const double before = target_;
   RateDecision decision;
+  backlog_watched_ = true;
   if (delivered_kbps > 0 && queue_ms >= 0) {
     if (overloaded || (draining_ && queue_ms > kDrainEnd))
       drain(now, queue_ms, delivered_kbps, kQuickDrainTime, &decision);

@@ -76,7 +76,8 @@ struct RateDecision {
   int target_kbps = 0;
   bool changed = false;  /* differs from the previous update's target */
   bool deep_cut = false; /* fell below half of where this congestion episode started: a keyframe
-                            lets new viewers start on the new rate (once per episode) */
+                            lets new viewers start on the new rate (once per episode; with
+                            update_backlog in use, when the drain ends: not into the queue) */
   RateReason reason = RateReason::None;
 };
 
@@ -183,6 +184,8 @@ private:
   Millis near_since_{0};
   bool near_ = false;
   bool draining_ = false;
+  bool backlog_watched_ = false;      /* update_backlog is called (RTSP over TCP) */
+  bool keyframe_after_drain_ = false; /* a deep cut's keyframe, asked for when the drain ends */
   std::vector<int> drain_delivered_; /* delivered rates during this drain: their median, the link's */
   double episode_start_kbps_ = 0; /* target when the current congestion episode began (0: none) */
   bool episode_keyframe_ = false;

@@ -17,10 +17,15 @@ BacklogReading SendBacklogWatch::sample(Millis now, std::uint64_t written, std::
   /* a rate over less than 3/4 of the window is too noisy (ACK clocking, one frame's write) */
   if (span.count() * 4 < kRateWindow.count() * 3)
     return reading;
-  const double drained =
-      static_cast<double>(written - first.written) - static_cast<double>(backlog - first.backlog);
+  /* what left the socket since `from` (written meanwhile minus the backlog's growth), kbit/s */
+  const auto rate_since = [&](const Sample &from) {
+    const double drained =
+        static_cast<double>(written - from.written) - static_cast<double>(backlog - from.backlog);
+    return std::max(0.0, drained) * 8.0 / static_cast<double>(std::max<Millis::rep>((now - from.now).count(), 1));
+  };
+  const double delivered = rate_since(first);
   reading.valid = true;
-  reading.delivered_kbps = static_cast<int>(std::max(0.0, drained) * 8.0 / static_cast<double>(span.count()));
+  reading.delivered_kbps = static_cast<int>(delivered);
   if (reading.delivered_kbps <= 0)
     return reading;
   reading.queue_ms = static_cast<double>(backlog) * 8.0 / reading.delivered_kbps;

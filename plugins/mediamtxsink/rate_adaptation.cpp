@@ -94,6 +94,8 @@ void backlog_tick(GstMediamtxSink *self, unsigned generation) {
     const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now().time_since_epoch());
     const gstmtx::BacklogReading reading = rate.backlog_watch.sample(now, written, backlog);
+    GST_TRACE_OBJECT(self, "send backlog %lld bytes, %.0f ms at %d kbit/s%s", static_cast<long long>(backlog),
+                     reading.queue_ms, reading.delivered_kbps, reading.overloaded ? " (growing)" : "");
     if (reading.valid) {
       const gstmtx::RateDecision decision =
           rate.controller->update_backlog(now, reading.queue_ms, reading.delivered_kbps, reading.overloaded);
