@@ -5,10 +5,10 @@
  *  - the publisher's feedback (Publisher::read_feedback) into the RateController;
  *  - a new target goes to the encoder (set_encoder_bitrate), a deep cut asks for a keyframe (new
  *    viewers start on the new rate, not behind a stale GOP at the old one);
- * and every kBacklogTick, over RTSP/TCP, the socket's send backlog (Publisher::read_send_backlog)
- * into a gstmtx::SendBacklogWatch: a queue caught growing starts a quick drain at once
- * (RateController::update_backlog) instead of a tick or more later;
  *  - the status message tells when the rate moves, at most every kStatusInterval.
+ * Every kBacklogTick as well, over RTSP/TCP: the socket's send backlog (Publisher::read_send_backlog)
+ * into a gstmtx::SendBacklogWatch: a queue caught growing starts a quick drain at once
+ * (RateController::update_backlog) instead of a tick or more later.
  * Without an encoder (encoded input) or with adaptive-bitrate=false only the measurement runs
  * and target-bitrate stays at `bitrate`.
  */
@@ -51,7 +51,7 @@ void apply_decision(GstMediamtxSink *self, GstElement *encoder, const gstmtx::Ra
                      gstmtx::rate_reason_name(decision.reason), rate.measured.load());
   }
   if (decision.deep_cut) {
-    GST_INFO_OBJECT(self, "deep cut to %d kbit/s: asking for a keyframe", decision.target_kbps);
+    GST_INFO_OBJECT(self, "deep cut (target %d kbit/s): asking for a keyframe", decision.target_kbps);
     GstPad *tail = nullptr;
     {
       std::lock_guard<std::mutex> lk(priv->lock);
