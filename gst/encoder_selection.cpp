@@ -130,9 +130,14 @@ std::vector<EncoderProperty> encoder_settings(const std::string &factory, const 
   const std::string kbps = std::to_string(tuning.bitrate_kbps);
   const std::string bps = std::to_string(static_cast<long long>(tuning.bitrate_kbps) * 1000);
   const std::string gop = std::to_string(tuning.keyframe_interval);
+  /* vbv-buf-capacity (its default 600 ms): the rate buffer x264 may fill above the bitrate. With
+   * a shorter one a lowered bitrate shows in the next frames at once (a cut from 2500 to 300
+   * kbit/s at 640x360: 15 kB more than the new rate in the 5 frames after it at 300 ms, 30 kB at
+   * 600 ms, i.e. 0.12 vs 0.24 s more queue on a 1 Mbit/s link), and keyframe bursts are smaller. */
   if (factory == "x264enc")
     return {{"tune", "zerolatency"}, {"speed-preset", "ultrafast"}, {"bframes", "0"}, {"b-adapt", "false"},
-            {"rc-lookahead", "0"}, {"key-int-max", gop}, {"bitrate", kbps}, {"byte-stream", "true"}};
+            {"rc-lookahead", "0"}, {"key-int-max", gop}, {"bitrate", kbps}, {"vbv-buf-capacity", "300"},
+            {"byte-stream", "true"}};
   if (factory == "openh264enc")
     return {{"rate-control", "bitrate"}, {"bitrate", bps}, {"max-bitrate", bps}, {"gop-size", gop},
             {"usage-type", "camera"}, {"complexity", "low"}};

@@ -73,6 +73,82 @@ double RateController::base_delay(Millis now, double raw) {
   return delay_history_.front().second;
 }
 
+/* A standing queue: drain it within about drain_time_ms (delivered - queue / drain time). */
+void RateController::drain(Millis now, double queuing, int delivered_kbps, double drain_time_ms,
+                           RateDecision *decision) {
+  if (!draining_) {
+    draining_ = true;
+    drain_delivered_.clear();
+    if (episode_start_kbps_ <= 0) {
+      episode_start_kbps_ = target_;
+      episode_keyframe_ = false;
+    }
+  }
+  clear_ = holding_ = near_ = false;
+  const double delivered = delivered_kbps;
+  const double next = clamp(delivered * (1.0 - queuing / drain_time_ms));
+  if (next < target_) {
+    target_ = next;
+    decision->reason = RateReason::Delay;
+    last_reason_ = last_cut_reason_ = decision->reason;
+  }
+  /* the median: a smoothed delivered rate lags the cut (too high at first), a delay estimate
+   * that lags (a delay gradient) still reads a queue once the bottleneck's has gone and only the
+   * lowered target is delivered (too low at the end) */
+  if (drain_delivered_.size() >= kDrainSamples)
+    drain_delivered_.erase(drain_delivered_.begin());
+  drain_delivered_.push_back(delivered_kbps);
+  std::vector<int> sorted = drain_delivered_;
+  std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
+  link_estimate_ = sorted[sorted.size() / 2];
+  last_cut_ = now;
+  have_cut_ = true;
+  delivery_ratio_ = 1.0;
+  if (!episode_keyframe_ && target_ < 0.5 * episode_start_kbps_) {
+    /* with a watched backlog the keyframe waits for the queue to empty: sent now, it would only
+     * lengthen it */
+    if (backlog_watched_)
+      keyframe_after_drain_ = true;
+    else
+      decision->deep_cut = true;
+    episode_keyframe_ = true;
+  }
+}
+
+/* Drained: just under the rate the link carried meanwhile; the hold after a cut starts now. */
+void RateController::end_drain(Millis now, double queuing, RateDecision *decision) {
+  draining_ = false;
+  if (keyframe_after_drain_) {
+    decision->deep_cut = true;
+    keyframe_after_drain_ = false;
+  }
+  clear_ = holding_ = near_ = false;
+  const double resume = clamp(kBackoff * link_estimate_);
+  if (resume > target_) {
+    target_ = resume;
+    decision->reason = RateReason::Probe;
+    last_reason_ = decision->reason;
+  }
+  last_cut_ = now;
+  smoothed_delay_ = std::max(queuing, 0.0); /* the drain's delays are history */
+  delay_at_cut_ = smoothed_delay_;
+}
+
+RateDecision RateController::update_backlog(Millis now, double queue_ms, int delivered_kbps, bool overloaded) {
+  const double before = target_;
+  RateDecision decision;
+  backlog_watched_ = true;
+  if (delivered_kbps > 0 && queue_ms >= 0) {
+    if (overloaded || (draining_ && queue_ms > kDrainEnd))
+      drain(now, queue_ms, delivered_kbps, kQuickDrainTime, &decision);
+    else if (draining_)
+      end_drain(now, queue_ms, &decision);
+  }
+  decision.target_kbps = static_cast<int>(std::lround(target_));
+  decision.changed = decision.target_kbps != static_cast<int>(std::lround(before));
+  return decision;
+}
+
 RateDecision RateController::update(const RateFeedback &fb) {
   const double before = target_;
   Millis step{0};
@@ -108,52 +184,9 @@ RateDecision RateController::update(const RateFeedback &fb) {
   RateDecision decision;
   const bool can_drain = queuing >= 0 && fb.delivered_kbps > 0;
   if (can_drain && queuing > (draining_ ? kDrainEnd : kDrainStart)) {
-    /* a standing queue: drain it within about kDrainTime (delivered - queue / kDrainTime) */
-    if (!draining_) {
-      draining_ = true;
-      drain_delivered_.clear();
-      if (episode_start_kbps_ <= 0) {
-        episode_start_kbps_ = target_;
-        episode_keyframe_ = false;
-      }
-    }
-    clear_ = holding_ = near_ = false;
-    const double delivered = fb.delivered_kbps;
-    const double next = clamp(delivered * (1.0 - queuing / kDrainTime));
-    if (next < target_) {
-      target_ = next;
-      decision.reason = RateReason::Delay;
-      last_reason_ = last_cut_reason_ = decision.reason;
-    }
-    /* the median: a smoothed delivered rate lags the cut (too high at first), a delay estimate
-     * that lags (a delay gradient) still reads a queue once the bottleneck's has gone and only the
-     * lowered target is delivered (too low at the end) */
-    if (drain_delivered_.size() >= kDrainSamples)
-      drain_delivered_.erase(drain_delivered_.begin());
-    drain_delivered_.push_back(fb.delivered_kbps);
-    std::vector<int> sorted = drain_delivered_;
-    std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
-    link_estimate_ = sorted[sorted.size() / 2];
-    last_cut_ = fb.now;
-    have_cut_ = true;
-    delivery_ratio_ = 1.0;
-    if (!episode_keyframe_ && target_ < 0.5 * episode_start_kbps_) {
-      decision.deep_cut = true;
-      episode_keyframe_ = true;
-    }
+    drain(fb.now, queuing, fb.delivered_kbps, kDrainTime, &decision);
   } else if (draining_) {
-    /* drained: just under the rate the link carried meanwhile; the hold after a cut starts now */
-    draining_ = false;
-    clear_ = holding_ = near_ = false;
-    const double resume = clamp(kBackoff * link_estimate_);
-    if (resume > target_) {
-      target_ = resume;
-      decision.reason = RateReason::Probe;
-      last_reason_ = decision.reason;
-    }
-    last_cut_ = fb.now;
-    smoothed_delay_ = std::max(queuing, 0.0); /* the drain's delays are history */
-    delay_at_cut_ = smoothed_delay_;
+    end_drain(fb.now, queuing, &decision);
   } else if (delay_over || loss_over) {
     clear_ = holding_ = near_ = false;
     const Millis since_cut = fb.now - last_cut_;

@@ -76,7 +76,8 @@ struct RateDecision {
   int target_kbps = 0;
   bool changed = false;  /* differs from the previous update's target */
   bool deep_cut = false; /* fell below half of where this congestion episode started: a keyframe
-                            lets new viewers start on the new rate (once per episode) */
+                            lets new viewers start on the new rate (once per episode; with
+                            update_backlog in use, when the drain ends: not into the queue) */
   RateReason reason = RateReason::None;
 };
 
@@ -125,6 +126,7 @@ public:
   static constexpr double kDrainStart = 150.0; /* ms of queuing delay: drain the queue */
   static constexpr double kDrainEnd = 80.0;    /* ms: drained */
   static constexpr double kDrainTime = 1000.0; /* ms: a queue is drained within about this */
+  static constexpr double kQuickDrainTime = 500.0; /* ms: a queue caught growing (update_backlog) */
   static constexpr Millis kNearPatience{2000}; /* clear this long near the link estimate: probe on */
   static constexpr double kNearCap = 0.95;     /* until then the target stays below this x it */
   static constexpr Millis kHoldPatience{1000}; /* holding this long restarts the ramp */
@@ -137,6 +139,14 @@ public:
   void reset();
 
   RateDecision update(const RateFeedback &feedback);
+
+  /* Between reports: a send backlog sampled far more often than update() runs (RTSP over TCP,
+   * gstmtx::SendBacklogWatch): the queue now (ms at the delivered rate) and the rate delivered
+   * over the last ~200 ms. `overloaded` (a standing, growing queue) starts a drain at once, a
+   * quick one (kQuickDrainTime: the target goes well below the link while the queue stands);
+   * a drain under way ends as soon as the queue is under kDrainEnd. Nothing else moves here: the
+   * ramp, the hold and the loss stay with update(). */
+  RateDecision update_backlog(Millis now, double queue_ms, int delivered_kbps, bool overloaded);
 
   int target_kbps() const { return static_cast<int>(target_); }
   int min_kbps() const { return min_; }
@@ -152,6 +162,8 @@ public:
 
 private:
   double clamp(double kbps) const;
+  void drain(Millis now, double queuing, int delivered_kbps, double drain_time_ms, RateDecision *decision);
+  void end_drain(Millis now, double queuing, RateDecision *decision);
   double base_delay(Millis now, double raw);
 
   int min_, max_;
@@ -172,6 +184,8 @@ private:
   Millis near_since_{0};
   bool near_ = false;
   bool draining_ = false;
+  bool backlog_watched_ = false;      /* update_backlog is called (RTSP over TCP) */
+  bool keyframe_after_drain_ = false; /* a deep cut's keyframe, asked for when the drain ends */
   std::vector<int> drain_delivered_; /* delivered rates during this drain: their median, the link's */
   double episode_start_kbps_ = 0; /* target when the current congestion episode began (0: none) */
   bool episode_keyframe_ = false;

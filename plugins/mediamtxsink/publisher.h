@@ -16,6 +16,7 @@
 
 #include <gst/gst.h>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -66,6 +67,14 @@ public:
    * learnt about the uplink since the last call (feedback->now is set; fill what is known).
    * False when it has nothing. */
   virtual bool read_feedback(gstmtx::RateFeedback *feedback) { (void)feedback; return false; }
+  /* Control thread, every kBacklogTick (rate_adaptation.cpp) while connected: a socket's send
+   * backlog now (bytes) and all bytes handed to that socket so far. Only RTSP over TCP has one;
+   * false for the others. */
+  virtual bool read_send_backlog(std::uint64_t *written, std::int64_t *backlog) {
+    (void)written;
+    (void)backlog;
+    return false;
+  }
 };
 
 /* "mtx-net-<generation>-<what>" */

@@ -6,6 +6,9 @@
  *  - a new target goes to the encoder (set_encoder_bitrate), a deep cut asks for a keyframe (new
  *    viewers start on the new rate, not behind a stale GOP at the old one);
  *  - the status message tells when the rate moves, at most every kStatusInterval.
+ * Every kBacklogTick as well, over RTSP/TCP: the socket's send backlog (Publisher::read_send_backlog)
+ * into a gstmtx::SendBacklogWatch: a queue caught growing starts a quick drain at once
+ * (RateController::update_backlog) instead of a tick or more later.
  * Without an encoder (encoded input) or with adaptive-bitrate=false only the measurement runs
  * and target-bitrate stays at `bitrate`.
  */
@@ -23,6 +26,8 @@ namespace mediamtxsink {
 namespace {
 
 constexpr std::chrono::milliseconds kRateTick{200};
+/* RTSP over TCP: the socket's send backlog is read this often between the ticks */
+constexpr std::chrono::milliseconds kBacklogTick{40};
 constexpr std::chrono::seconds kStatusInterval{2};
 /* weight of one tick in measured-bitrate (~1 s) */
 constexpr double kMeasureSmoothing = 0.2;
@@ -30,6 +35,80 @@ constexpr double kMeasureSmoothing = 0.2;
 constexpr double kStatusStep = 0.15;
 
 void schedule_tick(GstMediamtxSink *self);
+void schedule_backlog_tick(GstMediamtxSink *self, std::chrono::milliseconds delay);
+
+/* Control thread: a decision of the controller to the encoder, and a keyframe for a deep cut (new
+ * viewers start on the new rate, not behind a stale GOP at the old one). */
+void apply_decision(GstMediamtxSink *self, GstElement *encoder, const gstmtx::RateDecision &decision, int max_kbps) {
+  auto *priv = self->priv;
+  RateState &rate = priv->rate;
+  const int before = rate.applied_kbps ? rate.applied_kbps : max_kbps; /* what the encoder has */
+  rate.target_kbps = static_cast<guint>(decision.target_kbps);
+  if (decision.target_kbps != before) {
+    set_encoder_bitrate(encoder, decision.target_kbps);
+    rate.applied_kbps = decision.target_kbps;
+    GST_DEBUG_OBJECT(self, "bitrate %d -> %d kbit/s (%s; measured %u kbit/s)", before, decision.target_kbps,
+                     gstmtx::rate_reason_name(decision.reason), rate.measured.load());
+  }
+  if (decision.deep_cut) {
+    GST_INFO_OBJECT(self, "deep cut (target %d kbit/s): asking for a keyframe", decision.target_kbps);
+    GstPad *tail = nullptr;
+    {
+      std::lock_guard<std::mutex> lk(priv->lock);
+      if (priv->video.tail)
+        tail = GST_PAD(gst_object_ref(priv->video.tail));
+    }
+    gstmtx::KeyframeGate::request(tail);
+    if (tail)
+      gst_object_unref(tail);
+  }
+}
+
+/* Control thread, every kBacklogTick: the socket's send backlog between the ticks (RTSP over TCP
+ * only; gstmtx::SendBacklogWatch says why). A queue caught growing is drained at once. */
+void backlog_tick(GstMediamtxSink *self, unsigned generation) {
+  auto *priv = self->priv;
+  RateState &rate = priv->rate;
+  rate.backlog_timer = 0;
+  std::shared_ptr<Publisher> publisher;
+  GstElement *encoder = nullptr;
+  int max_kbps;
+  bool enabled;
+  {
+    std::lock_guard<std::mutex> lk(priv->lock);
+    if (generation != rate.generation || generation != priv->generation || !priv->publisher)
+      return;
+    publisher = priv->publisher;
+    if (priv->video.encoder)
+      encoder = GST_ELEMENT(gst_object_ref(priv->video.encoder));
+    max_kbps = priv->bitrate_kbps;
+    enabled = priv->settings.adaptive_bitrate;
+  }
+  std::uint64_t written = 0;
+  std::int64_t backlog = 0;
+  const bool have_backlog = publisher->read_send_backlog(&written, &backlog);
+  /* a transport without a send backlog (or a socket not found yet) is asked at the tick's pace */
+  schedule_backlog_tick(self, have_backlog ? kBacklogTick : kRateTick);
+  /* the controller is made (and its bounds kept current) by the tick */
+  if (have_backlog && encoder && enabled && max_kbps > 0 && rate.controller) {
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now().time_since_epoch());
+    const gstmtx::BacklogReading reading = rate.backlog_watch.sample(now, written, backlog);
+    GST_TRACE_OBJECT(self, "send backlog %lld bytes, %.0f ms at %d kbit/s%s", static_cast<long long>(backlog),
+                     reading.queue_ms, reading.delivered_kbps, reading.overloaded ? " (growing)" : "");
+    if (reading.valid) {
+      const gstmtx::RateDecision decision =
+          rate.controller->update_backlog(now, reading.queue_ms, reading.delivered_kbps, reading.overloaded);
+      if (decision.changed)
+        GST_LOG_OBJECT(self, "send backlog %lld bytes, %.0f ms at %d kbit/s%s -> %d kbit/s",
+                       static_cast<long long>(backlog), reading.queue_ms, reading.delivered_kbps,
+                       reading.overloaded ? " (growing)" : "", decision.target_kbps);
+      apply_decision(self, encoder, decision, max_kbps);
+    }
+  }
+  if (encoder)
+    gst_object_unref(encoder);
+}
 
 /* Control thread. */
 void tick(GstMediamtxSink *self, unsigned generation) {
@@ -86,33 +165,14 @@ void tick(GstMediamtxSink *self, unsigned generation) {
   if (rate.last_max_kbps && rate.last_max_kbps != max_kbps)
     rate.applied_kbps = max_kbps;
   rate.last_max_kbps = max_kbps;
-  const int before = rate.applied_kbps ? rate.applied_kbps : max_kbps; /* what the encoder has */
   controller.set_bounds(static_cast<int>(min_kbps), max_kbps);
   gstmtx::RateDecision decision = controller.update(feedback);
   if (have_feedback)
     GST_LOG_OBJECT(self, "feedback: delay %.1f ms, loss %.3f, delivered %d of %d kbit/s -> %d kbit/s (%s)",
                    feedback.queuing_delay_ms, feedback.loss, feedback.delivered_kbps, feedback.sent_kbps,
                    decision.target_kbps, gstmtx::rate_reason_name(decision.reason));
-  rate.target_kbps = static_cast<guint>(decision.target_kbps);
-  if (decision.target_kbps != before) {
-    set_encoder_bitrate(encoder, decision.target_kbps);
-    rate.applied_kbps = decision.target_kbps;
-    GST_DEBUG_OBJECT(self, "bitrate %d -> %d kbit/s (%s; measured %u kbit/s)", before, decision.target_kbps,
-                     gstmtx::rate_reason_name(decision.reason), rate.measured.load());
-  }
+  apply_decision(self, encoder, decision, max_kbps);
   gst_object_unref(encoder);
-  if (decision.deep_cut) {
-    GST_INFO_OBJECT(self, "deep cut to %d kbit/s: asking for a keyframe", decision.target_kbps);
-    GstPad *tail = nullptr;
-    {
-      std::lock_guard<std::mutex> lk(priv->lock);
-      if (priv->video.tail)
-        tail = GST_PAD(gst_object_ref(priv->video.tail));
-    }
-    gstmtx::KeyframeGate::request(tail);
-    if (tail)
-      gst_object_unref(tail);
-  }
 
   /* the status: when the rate moved enough since the last one told, rate-limited */
   const int told = rate.status_kbps ? rate.status_kbps : max_kbps;
@@ -132,6 +192,13 @@ void tick(GstMediamtxSink *self, unsigned generation) {
     GST_INFO_OBJECT(self, "%s", reason.c_str());
     priv->controller.post_status(gstmtx::ConnectionState::Connected, reason);
   }
+}
+
+void schedule_backlog_tick(GstMediamtxSink *self, std::chrono::milliseconds delay) {
+  RateState &rate = self->priv->rate;
+  const unsigned generation = rate.generation;
+  rate.backlog_timer =
+      self->priv->controller.gate().schedule(delay, [self, generation] { backlog_tick(self, generation); });
 }
 
 void schedule_tick(GstMediamtxSink *self) {
@@ -219,7 +286,9 @@ void rate_adaptation_start(GstMediamtxSink *self, unsigned generation) {
   rate.status_kbps = 0;
   rate.last_tick = std::chrono::steady_clock::now();
   rate.last_bytes = priv->bytes_sent.load();
+  rate.backlog_watch.reset();
   schedule_tick(self);
+  schedule_backlog_tick(self, kBacklogTick);
 }
 
 void rate_adaptation_stop(GstMediamtxSink *self) {
@@ -231,7 +300,10 @@ void rate_adaptation_stop(GstMediamtxSink *self) {
   }
   if (rate.timer && priv->controller.has_loop())
     priv->controller.loop().cancel(rate.timer);
+  if (rate.backlog_timer && priv->controller.has_loop())
+    priv->controller.loop().cancel(rate.backlog_timer);
   rate.timer = 0;
+  rate.backlog_timer = 0;
   rate.measured = 0;
   rate.measured_kbps = 0;
 }

@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "rate_controller.h"
+#include "send_backlog_watch.h"
 
 struct _GstMediamtxSink;
 typedef struct _GstMediamtxSink GstMediamtxSink;
@@ -28,6 +29,8 @@ struct RateState {
   std::unique_ptr<gstmtx::RateController> controller;
   unsigned generation = 0;  /* the session the tick runs for (0: none) */
   guint timer = 0;
+  guint backlog_timer = 0;  /* the send backlog's check between ticks (RTSP over TCP) */
+  gstmtx::SendBacklogWatch backlog_watch;
   std::chrono::steady_clock::time_point last_tick{};
   guint64 last_bytes = 0;
   double measured_kbps = 0;

@@ -311,6 +311,17 @@ bool RtspPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
   return true;
 }
 
+bool RtspPublisher::read_send_backlog(std::uint64_t *written, std::int64_t *backlog) {
+  if (!config_.tcp || !find_socket())
+    return false;
+  int queued = 0;
+  if (ioctl(socket_fd_, SIOCOUTQ, &queued) != 0)
+    return false;
+  *written = bytes_in_.load();
+  *backlog = queued;
+  return true;
+}
+
 /* Called from rtspclientsink's streaming threads. */
 GstPadProbeReturn RtspPublisher::on_first_data(GstPad *pad, GstPadProbeInfo *, gpointer user_data) {
   auto *self = static_cast<RtspPublisher *>(user_data);

@@ -29,6 +29,7 @@ public:
   /* TCP: the send backlog of rtspclientsink's socket (SIOCOUTQ) against the media handed to it;
    * UDP: receiver-report loss. */
   bool read_feedback(gstmtx::RateFeedback *feedback) override;
+  bool read_send_backlog(std::uint64_t *written, std::int64_t *backlog) override;
 
 private:
   static void on_deep_element_added(GstBin *bin, GstBin *sub_bin, GstElement *element, gpointer user_data);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "rate_controller.h"
+#include "send_backlog_watch.h"
 
 using namespace gstmtx;
 using namespace std::chrono_literals;
@@ -364,6 +365,161 @@ GST_START_TEST(test_rate_delay_gradient_overuse) {
 }
 GST_END_TEST;
 
+
+/* ---- RTSP over TCP between the reports: gstmtx::SendBacklogWatch + update_backlog ---- */
+
+namespace {
+
+/* A TCP sender in 5 ms steps: an encoder at the target (30 fps, a keyframe `keyframe_units` times
+ * a delta frame every `gop` frames) writing into a socket whose backlog drains at the link's
+ * rate; the backlog is sampled every 40 ms (SendBacklogWatch) and, when `quick`, fed to
+ * update_backlog; update() runs every 200 ms with the element's slow feedback. */
+struct TcpRun {
+  RateController rc{300, 2500};
+  SendBacklogWatch watch;
+  bool quick = true;
+  int gop = 30;
+  double keyframe_units = 8;
+  double capacity_kbps = 4000;
+  double backlog = 0; /* bytes */
+  std::uint64_t written = 0;
+  std::chrono::milliseconds now{0};
+  int frame = 0;
+  double next_frame_ms = 13; /* frames and samples out of phase */
+  double slow_drain_kbps = 0, slow_sent_kbps = 0;
+  std::uint64_t slow_written = 0;
+  double slow_backlog = 0;
+  int overloaded_samples = 0;
+  std::pair<std::chrono::milliseconds, int> first_overload{-1, 0}; /* when, at what delivered rate */
+  int deep_cut_while_queued = 0, deep_cuts = 0;
+  std::vector<double> queue_ms; /* the backlog at the link's rate, every 5 ms */
+
+  void run(std::chrono::milliseconds duration) {
+    for (auto end = now + duration; now < end; now += 5ms) {
+      const double t = static_cast<double>(now.count());
+      if (t >= next_frame_ms) {
+        const double unit = rc.target_kbps() * 1000.0 / 8.0 / (gop - 1 + keyframe_units);
+        const double bytes = (frame % gop == 0 ? keyframe_units : 1.0) * unit;
+        backlog += bytes;
+        written += static_cast<std::uint64_t>(bytes);
+        frame++;
+        next_frame_ms += 1000.0 / 30.0;
+      }
+      backlog = std::max(0.0, backlog - capacity_kbps * 5.0 / 8.0);
+      queue_ms.push_back(backlog * 8.0 / capacity_kbps);
+      if (now.count() % 40 == 0) {
+        const BacklogReading r = watch.sample(now, written, static_cast<std::int64_t>(backlog));
+        if (r.overloaded && !overloaded_samples++)
+          first_overload = {now, r.delivered_kbps};
+        if (quick && r.valid)
+          note(rc.update_backlog(now, r.queue_ms, r.delivered_kbps, r.overloaded));
+      }
+      if (now.count() % 200 == 0)
+        slow_update();
+    }
+  }
+  /* as RtspPublisher::read_feedback: drained = written - backlog growth, smoothed */
+  void slow_update() {
+    const double sent = static_cast<double>(written - slow_written);
+    const double drained = std::max(0.0, sent - (backlog - slow_backlog));
+    const double drained_kbps = drained * 8.0 / 200.0;
+    const double sent_kbps = sent * 8.0 / 200.0;
+    slow_drain_kbps = slow_drain_kbps > 0 ? slow_drain_kbps + 0.3 * (drained_kbps - slow_drain_kbps) : drained_kbps;
+    slow_sent_kbps = slow_sent_kbps > 0 ? slow_sent_kbps + 0.3 * (sent_kbps - slow_sent_kbps) : sent_kbps;
+    slow_written = written;
+    slow_backlog = backlog;
+    RateFeedback fb;
+    fb.now = now;
+    fb.sent_kbps = static_cast<int>(slow_sent_kbps);
+    fb.delivered_kbps = static_cast<int>(slow_drain_kbps);
+    fb.queuing_delay_ms = backlog * 8.0 / std::max(slow_drain_kbps, 50.0);
+    note(rc.update(fb));
+  }
+  void note(const RateDecision &d) {
+    if (!d.deep_cut)
+      return;
+    deep_cuts++;
+    GST_INFO("deep cut at %lld ms: backlog %.0f ms, target %d", static_cast<long long>(now.count()),
+             backlog * 8.0 / capacity_kbps, d.target_kbps);
+    if (backlog * 8.0 / capacity_kbps > RateController::kDrainStart)
+      deep_cut_while_queued++;
+  }
+  /* over queue_ms[from..]: the peak and how long it stayed above `ms` */
+  double peak(std::size_t from) const {
+    return *std::max_element(queue_ms.begin() + static_cast<long>(from), queue_ms.end());
+  }
+  double time_above(std::size_t from, double ms) const {
+    return 5.0 * static_cast<double>(std::count_if(queue_ms.begin() + static_cast<long>(from), queue_ms.end(),
+                                                  [ms](double q) { return q > ms; }));
+  }
+};
+
+}  // namespace
+
+/* Keyframe bursts are backlogs that drain: never "overloaded", on a wide link nor on one the
+ * stream nearly fills (2500 kbit/s on 2750: a keyframe of 8 deltas waits ~80 ms and drains at
+ * the 10 % margin), with 1 s or 2 s keyframe intervals. */
+GST_START_TEST(test_backlog_keyframes_are_not_a_queue) {
+  for (double capacity : {10000.0, 4000.0, 2750.0}) {
+    for (int gop : {30, 60}) {
+      TcpRun r;
+      r.quick = false;
+      r.capacity_kbps = capacity;
+      r.gop = gop;
+      r.run(20s);
+      GST_INFO("capacity %.0f, gop %d: overloaded in %d samples, peak %.0f ms", capacity, gop, r.overloaded_samples,
+               r.peak(0));
+      fail_unless_equals_int(r.overloaded_samples, 0);
+    }
+  }
+}
+GST_END_TEST;
+
+/* The uplink shrinks under the stream (2500 kbit/s into 1000, 700 or 1500): the watch calls it
+ * within 250 ms, with the new link's rate; the quick drain keeps the backlog's peak and the time
+ * it spends above 300 ms well under what the 200 ms reports alone allow, the deep cut's keyframe
+ * waits for the queue to empty, and the target settles under the link. */
+GST_START_TEST(test_backlog_quick_drain_after_cut) {
+  for (double link : {1000.0, 700.0, 1500.0}) {
+    double peak[2], above[2];
+    for (int quick = 0; quick < 2; ++quick) {
+      TcpRun r;
+      r.quick = quick;
+      r.run(5500ms); /* mid-GOP: not a keyframe's burst right at the cut */
+      fail_unless_equals_int(r.rc.target_kbps(), 2500);
+      const std::size_t cut = r.queue_ms.size();
+      r.overloaded_samples = 0;
+      r.capacity_kbps = link;
+      r.run(10s);
+      const auto seen = r.first_overload.first - std::chrono::milliseconds(5500);
+      const int delivered_at_seen = r.first_overload.second;
+      peak[quick] = r.peak(cut);
+      above[quick] = r.time_above(cut, 300.0);
+      GST_INFO("link %.0f, quick %d: overloaded after %lld ms (delivered %d), peak %.0f ms, %.0f ms above 300 ms, "
+               "target %d, deep cuts %d (%d into a queue)",
+               link, quick, static_cast<long long>(seen.count()), delivered_at_seen, peak[quick], above[quick],
+               r.rc.target_kbps(), r.deep_cuts, r.deep_cut_while_queued);
+      if (quick) {
+        /* 150 ms of the link as a standing queue, built by the excess, + the standing window + 4 samples */
+        const double bound = 150.0 * link / (2500.0 - link) + 120.0 + 160.0;
+        fail_unless(seen.count() > 0 && seen.count() <= bound, "overload seen after %lld ms (bound %.0f)",
+                    static_cast<long long>(seen.count()), bound);
+        fail_unless(delivered_at_seen > 0.7 * link && delivered_at_seen < 1.4 * link, "delivered %d on a %.0f link",
+                    delivered_at_seen, link);
+        fail_unless_equals_int(r.deep_cut_while_queued, 0);
+        fail_unless(r.rc.target_kbps() < link && r.rc.target_kbps() > 0.6 * link, "target %d on a %.0f link",
+                    r.rc.target_kbps(), link);
+        fail_unless(!r.rc.draining(), "still draining");
+      }
+    }
+    fail_unless(peak[1] < 0.8 * peak[0], "link %.0f: peak %.0f ms with the watch, %.0f without", link, peak[1],
+                peak[0]);
+    fail_unless(above[1] < 0.6 * above[0], "link %.0f: %.0f ms above 300 ms with the watch, %.0f without", link,
+                above[1], above[0]);
+  }
+}
+GST_END_TEST;
+
 static Suite *rate_controller_suite(void) {
   Suite *s = suite_create("rate_controller");
   TCase *tc = tcase_create("rate");
@@ -379,6 +535,8 @@ static Suite *rate_controller_suite(void) {
   tcase_add_test(tc, test_rate_backlog_drain);
   tcase_add_test(tc, test_rate_delay_gradient_queue);
   tcase_add_test(tc, test_rate_delay_gradient_overuse);
+  tcase_add_test(tc, test_backlog_keyframes_are_not_a_queue);
+  tcase_add_test(tc, test_backlog_quick_drain_after_cut);
   return s;
 }
 
