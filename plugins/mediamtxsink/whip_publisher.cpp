@@ -174,6 +174,8 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
       gst_object_unref(trans);
     }
     g_autoptr(GstPad) pay_src = gst_element_get_static_pad(pay, "src");
+    if (twcc)
+      twcc_tap_.attach(pay_src);
     g_autoptr(GstPad) queue_sink = gst_element_get_static_pad(queue, "sink");
     if (GST_PAD_LINK_FAILED(gst_pad_link(pay_src, request)) ||
         GST_PAD_LINK_FAILED(gst_pad_link(streams[i].pad, queue_sink))) {
@@ -226,6 +228,41 @@ namespace {
 constexpr double kVideoPacketBytes = 1000.0;
 }  // namespace
 
+namespace {
+/* per-packet feedback older than this: the aggregate twcc-stats take over again */
+constexpr gint64 kPacketFeedbackStaleUs = 1000 * 1000;
+}  // namespace
+
+/* Control thread: the per-packet estimate (gst/twcc_estimator.h) when rtpsession delivers the
+ * packets of TWCC feedback (false: none lately; the caller falls back to twcc-stats). */
+bool WhipPublisher::read_packet_feedback(gstmtx::RateFeedback *feedback) {
+  const gint64 now_us = g_get_monotonic_time();
+  gstmtx::TwccEstimate estimate;
+  if (twcc_tap_.read(&estimate)) {
+    last_packet_feedback_us_ = now_us;
+  } else if (!last_packet_feedback_us_ || now_us - last_packet_feedback_us_ > kPacketFeedbackStaleUs) {
+    return false;
+  } else {
+    return true; /* nothing new since the last tick: the video queue's delay alone */
+  }
+  if (estimate.trend != last_trend_)
+    GST_DEBUG("TWCC per packet: %s (trend %.0f ms/s, threshold %.0f), queue %.1f ms (standing %.1f), capacity %d "
+              "kbit/s, delivered %d of %d kbit/s, loss %.3f",
+              gstmtx::delay_trend_name(estimate.trend), estimate.trend_ms_per_s, estimate.threshold_ms_per_s,
+              estimate.queue_ms, estimate.standing_queue_ms, estimate.capacity_kbps, estimate.delivered_kbps,
+              estimate.sent_kbps, estimate.loss);
+  last_trend_ = estimate.trend;
+  if (estimate.have_delay)
+    feedback->queuing_delay_ms += estimate.standing_queue_ms;
+  feedback->delay_overuse = estimate.trend == gstmtx::DelayTrend::Overuse;
+  feedback->capacity_kbps = estimate.capacity_kbps;
+  feedback->delivered_kbps = estimate.delivered_kbps;
+  feedback->sent_kbps = estimate.sent_kbps;
+  if (estimate.loss >= 0)
+    feedback->loss = std::max(feedback->loss, estimate.loss);
+  return true;
+}
+
 /* Control thread. */
 bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
   if (!webrtc_)
@@ -242,6 +279,8 @@ bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
     feedback->loss = loss;
     have = true;
   }
+  if (read_packet_feedback(feedback))
+    return true;
   GstElement *session = nullptr;
   g_signal_emit_by_name(rtpbin, "get-session", 0u, &session);
   if (!session)
@@ -299,6 +338,7 @@ bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
  * later, while the next attempt starts. */
 void WhipPublisher::stop(GstBin *bin, bool graceful) {
   (void)graceful; /* a broken session is deleted too, so none lingers on the server */
+  twcc_tap_.detach();
   std::unique_ptr<gstmtx::WebrtcPeer> peer;
   loop_.run_sync([&] { peer = std::move(peer_); });
   if (peer && loop_.on_loop_thread()) {

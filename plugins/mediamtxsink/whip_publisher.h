@@ -13,6 +13,7 @@
 #include "http_client.h"
 #include "publisher.h"
 #include "rate_adaptation.h"
+#include "twcc_feedback.h"
 #include "webrtc_peer.h"
 
 namespace mediamtxsink {
@@ -30,6 +31,8 @@ public:
   bool read_feedback(gstmtx::RateFeedback *feedback) override;
 
 private:
+  bool read_packet_feedback(gstmtx::RateFeedback *feedback);
+
   PublisherConfig config_;
   unsigned generation_;
   ConnectedCallback on_connected_;
@@ -46,6 +49,11 @@ private:
   ReceiverReportCursor reports_;
   gstmtx::DelayGradientQueue delay_queue_; /* the bottleneck's queue from TWCC's delay gradient */
   gint64 last_twcc_us_ = 0;                /* when last_twcc_ was read (monotonic) */
+  /* per-packet TWCC feedback (rtpsession's RTPTWCCPackets event on the video payloader's src
+   * pad) and the estimator over it; twcc-stats above is the fallback while it has nothing */
+  gstmtx::TwccFeedbackTap twcc_tap_;
+  gint64 last_packet_feedback_us_ = 0; /* when the tap last had news (monotonic) */
+  gstmtx::DelayTrend last_trend_ = gstmtx::DelayTrend::Unknown;
 };
 
 }  // namespace mediamtxsink
