@@ -290,12 +290,16 @@ void TwccEstimator::update_rates() {
 
 void TwccEstimator::update_loss() {
   std::size_t total = 0, lost = 0;
+  estimate_.newest_send_us = newest_send_;
+  estimate_.last_lost_send_us = -1;
   for (auto it = packets_.rbegin(); it != packets_.rend(); ++it) {
     if (newest_send_ - it->second.send_us > kLossWindow)
       break;
     total++;
-    if (it->second.arrival_us < 0)
+    if (it->second.arrival_us < 0) {
       lost++;
+      estimate_.last_lost_send_us = std::max(estimate_.last_lost_send_us, it->second.send_us);
+    }
   }
   if (total > 0)
     estimate_.loss = static_cast<double>(lost) / static_cast<double>(total);

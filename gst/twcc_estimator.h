@@ -64,6 +64,8 @@ struct TwccEstimate {
   int delivered_kbps = 0;       /* 0: unknown */
   int sent_kbps = 0;
   double loss = -1;             /* < 0: no packet reported yet */
+  std::int64_t newest_send_us = -1; /* send time of the newest packet reported */
+  std::int64_t last_lost_send_us = -1; /* send time of the newest packet reported lost (-1: none) */
 };
 
 class TwccEstimator {

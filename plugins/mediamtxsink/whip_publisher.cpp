@@ -6,6 +6,7 @@
 
 #include "codec_table.h"
 #include "dtls_certificate.h"
+#include "keyframe_gate.h"
 #include "mediamtx_url.h"
 
 GST_DEBUG_CATEGORY_EXTERN(gst_mediamtx_sink_debug);
@@ -231,7 +232,29 @@ constexpr double kVideoPacketBytes = 1000.0;
 namespace {
 /* per-packet feedback older than this: the aggregate twcc-stats take over again */
 constexpr gint64 kPacketFeedbackStaleUs = 1000 * 1000;
+/* a loss episode is over when the packets sent this long after the last lost one all arrived */
+constexpr gint64 kLossOverUs = 300 * 1000;
+/* at most one repair keyframe this often */
+constexpr gint64 kRepairIntervalUs = 1000 * 1000;
 }  // namespace
+
+/* Control thread. MediaMTX sends no retransmission requests we could serve (no RTX) and drops
+ * its readers' PLIs, so after lost packets the viewers' pictures stay broken until the next
+ * keyframe: once the loss has stopped (a keyframe into a bottleneck still dropping would break
+ * too), ask the encoder for one. */
+void WhipPublisher::repair_after_loss(const gstmtx::TwccEstimate &estimate, gint64 now_us) {
+  if (estimate.last_lost_send_us >= 0 && estimate.last_lost_send_us > repaired_loss_send_us_)
+    loss_pending_send_us_ = estimate.last_lost_send_us;
+  if (loss_pending_send_us_ < 0 || estimate.newest_send_us - loss_pending_send_us_ < kLossOverUs ||
+      (last_repair_us_ && now_us - last_repair_us_ < kRepairIntervalUs) || !video_queue_)
+    return;
+  GST_DEBUG("TWCC: packets were lost, the loss has stopped: asking for a keyframe");
+  g_autoptr(GstPad) src = gst_element_get_static_pad(video_queue_, "src");
+  gstmtx::KeyframeGate::request(src);
+  repaired_loss_send_us_ = loss_pending_send_us_;
+  loss_pending_send_us_ = -1;
+  last_repair_us_ = now_us;
+}
 
 /* Control thread: the per-packet estimate (gst/twcc_estimator.h) when rtpsession delivers the
  * packets of TWCC feedback (false: none lately; the caller falls back to twcc-stats). */
@@ -252,6 +275,7 @@ bool WhipPublisher::read_packet_feedback(gstmtx::RateFeedback *feedback) {
               estimate.queue_ms, estimate.standing_queue_ms, estimate.capacity_kbps, estimate.delivered_kbps,
               estimate.sent_kbps, estimate.loss);
   last_trend_ = estimate.trend;
+  repair_after_loss(estimate, now_us);
   if (estimate.have_delay)
     feedback->queuing_delay_ms += estimate.standing_queue_ms;
   feedback->delay_overuse = estimate.trend == gstmtx::DelayTrend::Overuse;

@@ -32,6 +32,7 @@ public:
 
 private:
   bool read_packet_feedback(gstmtx::RateFeedback *feedback);
+  void repair_after_loss(const gstmtx::TwccEstimate &estimate, gint64 now_us);
 
   PublisherConfig config_;
   unsigned generation_;
@@ -54,6 +55,10 @@ private:
   gstmtx::TwccFeedbackTap twcc_tap_;
   gint64 last_packet_feedback_us_ = 0; /* when the tap last had news (monotonic) */
   gstmtx::DelayTrend last_trend_ = gstmtx::DelayTrend::Unknown;
+  /* repair keyframes after loss (send times in the estimator's clock, -1: none) */
+  std::int64_t loss_pending_send_us_ = -1;  /* newest lost packet not yet repaired */
+  std::int64_t repaired_loss_send_us_ = -1; /* newest lost packet a keyframe was asked for */
+  gint64 last_repair_us_ = 0;
 };
 
 }  // namespace mediamtxsink
