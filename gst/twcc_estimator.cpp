@@ -35,8 +35,8 @@ void TwccEstimator::restart_delay() {
   trend_points_.clear();
   overuse_since_ = -1;
   last_trend_ = 0;
-  base_history_.clear();
-  standing_history_.clear();
+  base_.clear();
+  standing_.clear();
   busy_start_ = busy_last_ = -1;
   busy_bytes_ = 0;
   last_busy_send_ = last_busy_arrival_ = -1;
@@ -46,16 +46,6 @@ void TwccEstimator::restart_delay() {
   estimate_.have_delay = false;
   estimate_.trend = DelayTrend::Unknown;
   estimate_.trend_ms_per_s = 0;
-}
-
-/* The minimum one-way delay over kBaseWindow (a monotonic deque: its front is the minimum). */
-double TwccEstimator::base_ms(Micros arrival_us, double owd_ms) {
-  while (!base_history_.empty() && arrival_us - base_history_.front().first > kBaseWindow)
-    base_history_.pop_front();
-  while (!base_history_.empty() && base_history_.back().second >= owd_ms)
-    base_history_.pop_back();
-  base_history_.emplace_back(arrival_us, owd_ms);
-  return base_history_.front().second;
 }
 
 void TwccEstimator::add(const std::vector<TwccPacket> &packets) {
@@ -109,14 +99,9 @@ void TwccEstimator::add_received(std::int64_t ext, const Record &r) {
   last_delay_send_ = r.send_us;
 
   const double owd_ms = static_cast<double>(r.arrival_us - r.send_us) / 1000.0;
-  const double queue = owd_ms - base_ms(r.arrival_us, owd_ms);
+  const double queue = owd_ms - base_.add(r.arrival_us, owd_ms);
   estimate_.queue_ms = queue;
-  while (!standing_history_.empty() && r.arrival_us - standing_history_.front().first > kStandingWindow)
-    standing_history_.pop_front();
-  while (!standing_history_.empty() && standing_history_.back().second >= queue)
-    standing_history_.pop_back();
-  standing_history_.emplace_back(r.arrival_us, queue);
-  estimate_.standing_queue_ms = standing_history_.front().second;
+  estimate_.standing_queue_ms = standing_.add(r.arrival_us, queue);
 
   update_busy(r.send_us, r.arrival_us, r.size, queue);
 

@@ -41,6 +41,8 @@
 #include <map>
 #include <vector>
 
+#include "windowed_minimum.h"
+
 namespace gstmtx {
 
 struct TwccPacket {
@@ -114,7 +116,6 @@ private:
   void update_busy(Micros send_us, Micros arrival_us, std::uint32_t size, double queue_ms);
   void update_rates();
   void update_loss();
-  double base_ms(Micros arrival_us, double owd_ms);
   void restart_delay();
 
   bool have_seq_ = false;
@@ -135,8 +136,8 @@ private:
   Micros overuse_since_ = -1;
   double last_trend_ = 0;
 
-  std::deque<std::pair<Micros, double>> base_history_;     /* (arrival, owd ms): monotonic minimum */
-  std::deque<std::pair<Micros, double>> standing_history_; /* (arrival, queue ms): monotonic minimum */
+  WindowedMinimum base_{kBaseWindow};         /* one-way delay (ms) by arrival time */
+  WindowedMinimum standing_{kStandingWindow}; /* queue (ms) by arrival time */
 
   /* the link busy since this packet (arrival, bytes after it), -1: not busy */
   Micros busy_start_ = -1, busy_last_ = -1;
