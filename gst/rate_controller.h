@@ -133,7 +133,7 @@ public:
   static constexpr double kNearCap = 0.95;     /* until then the target stays below this x it */
   static constexpr Millis kHoldPatience{1000}; /* holding this long restarts the ramp */
   static constexpr double kCapacityShare = 0.9; /* of a measured capacity: where the ramp stops */
-  static constexpr double kCapacityProbeBand = 1.15; /* past a stale one: at kRampNear up to this x it */
+  static constexpr double kCapacityProbeBand = 1.05; /* past a stale one: at kRampNear up to this x it */
 
   RateController(int min_kbps, int max_kbps);
 
