@@ -87,7 +87,7 @@ public:
   static constexpr Micros kOveruseTime = 60'000;        /* trend over the threshold this long */
   static constexpr double kOveruseMinQueue = 10.0;      /* ms */
   static constexpr double kBusyQueue = 5.0;             /* ms: the packet waited: the link was busy */
-  static constexpr Micros kBusyMinSpan = 20'000;        /* a capacity sample spans at least this */
+  static constexpr Micros kBusyMinSpan = 60'000;        /* a capacity sample spans at least this */
   static constexpr std::size_t kBusySamples = 9;
   static constexpr Micros kCapacityMaxAge = 2'000'000;
   static constexpr Micros kRateWindow = 500'000;

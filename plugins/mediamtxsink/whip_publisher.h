@@ -26,8 +26,10 @@ public:
   const char *transport_name() const override { return "whip"; }
   bool start(GstBin *bin, const std::vector<PublisherStream> &streams, gstmtx::Failure *error) override;
   void stop(GstBin *bin, bool graceful) override;
-  /* The video session's TWCC feedback (rtpsession's twcc-stats: delivered vs sent rate, loss, and
-   * the delay gradient integrated into a queuing delay) and the server's receiver reports. */
+  /* The video session's TWCC feedback, per packet (gst/twcc_estimator.h: standing queue, overuse,
+   * capacity, delivered vs sent, loss) or, while that has nothing, rtpsession's aggregated
+   * twcc-stats (delivered vs sent rate, loss, the delay gradient integrated into a queuing
+   * delay); and the server's receiver reports. */
   bool read_feedback(gstmtx::RateFeedback *feedback) override;
 
 private:

@@ -37,6 +37,7 @@ struct Sim {
   double rate_kbps;
   double queue_limit_ms = 200;
   double random_loss = 0;
+  double jitter_ms = 0; /* added after the bottleneck, uniform in [0, jitter_ms] */
   double keyframe_factor = 1; /* a keyframe every second this many times a frame */
   std::int64_t offset_us = 987'654'321; /* receiver clock - ours */
   std::int64_t base_us = 20'000;
@@ -66,7 +67,8 @@ struct Sim {
         link_free_us = start + static_cast<std::int64_t>(size * 8.0 * 1000.0 / capacity_kbps);
         max_queue_ms = std::max(max_queue_ms, wait_ms);
         if (random_loss <= 0 || std::bernoulli_distribution(random_loss)(rng) == false)
-          arrival = link_free_us + base_us;
+          arrival = link_free_us + base_us +
+                    static_cast<std::int64_t>(std::uniform_real_distribution<double>(0, jitter_ms * 1000)(rng));
       }
       sent.push_back({next_seq++, t, arrival, size});
     }
@@ -206,6 +208,24 @@ GST_START_TEST(test_twcc_keyframes_are_not_overuse) {
   fail_unless(max_queue > 20, "the keyframes did not queue (%.0f ms)", max_queue);
   fail_unless_equals_int(counts.overuse, 0);
   fail_unless(with_capacity > counts.messages / 2, "capacity known in %d of %d", with_capacity, counts.messages);
+}
+GST_END_TEST;
+
+/* Path jitter (0-15 ms after the bottleneck) at 70 % of the link: delays above the busy threshold
+ * that are not a queue must not read as a busy link (the capacity would be the sending rate) nor
+ * as overuse. */
+GST_START_TEST(test_twcc_jitter_is_not_a_busy_link) {
+  Sim sim{2000, 1400};
+  sim.jitter_ms = 15;
+  TwccEstimator est;
+  Counts counts;
+  sim.run(15'000'000, [&](const std::vector<TwccPacket> &p) {
+    est.add(p);
+    counts.add(est.estimate());
+    const int capacity = est.estimate().capacity_kbps;
+    fail_unless(capacity == 0 || capacity > 1800, "capacity %d kbit/s on a 2000 kbit/s link sent at 1400", capacity);
+  });
+  fail_unless_equals_int(counts.overuse, 0);
 }
 GST_END_TEST;
 
@@ -430,6 +450,7 @@ static Suite *twcc_estimator_suite(void) {
   tcase_add_test(tc, test_twcc_steady_link);
   tcase_add_test(tc, test_twcc_overuse_then_underuse);
   tcase_add_test(tc, test_twcc_keyframes_are_not_overuse);
+  tcase_add_test(tc, test_twcc_jitter_is_not_a_busy_link);
   tcase_add_test(tc, test_twcc_random_loss);
   tcase_add_test(tc, test_twcc_reordered_duplicated_late);
   tcase_add_test(tc, test_twcc_wrap_and_clock_jump);
