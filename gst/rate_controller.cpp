@@ -176,7 +176,15 @@ RateDecision RateController::update(const RateFeedback &fb) {
     delivering = ratio >= kShortfallHold;
   }
   const bool short_delivery = std::min(delivery_ratio_, 1.0) < kShortfall;
-  const bool delay_over = (have_delay_ && smoothed_delay_ > kDelayHigh) || short_delivery;
+  /* a measured capacity (gst/twcc_estimator.h): the link's rate; a target above it is overuse
+   * (the ramp went past a capacity it could not measure while no queue formed) */
+  const bool above_capacity = fb.capacity_kbps > 0 && target_ > fb.capacity_kbps;
+  if (fb.capacity_kbps > 0 && !draining_) {
+    link_estimate_ = fb.capacity_kbps;
+    capacity_seen_ = true;
+  }
+  const bool delay_over =
+      (have_delay_ && smoothed_delay_ > kDelayHigh) || short_delivery || fb.delay_overuse || above_capacity;
   const bool loss_over = fb.loss > kLossHigh;
   const bool delay_clear = !have_delay_ || smoothed_delay_ < kDelayLow;
   const bool loss_clear = fb.loss < kLossLow; /* no report counts as clear */
@@ -192,9 +200,13 @@ RateDecision RateController::update(const RateFeedback &fb) {
     const Millis since_cut = fb.now - last_cut_;
     /* after a cut the queue needs time to drain: another one only while it keeps growing, or
      * while the loss goes on (a report after the cut saw what was sent after it) */
+    /* a cut to below a measured capacity needs no second one while the queue drains (the
+     * encoder takes a moment to follow, the feedback lags the queue) */
+    const bool below_capacity = fb.capacity_kbps > 0 && target_ <= kBackoff * fb.capacity_kbps + 1;
     const bool may_cut = !have_cut_ || since_cut >= kHoldAfterCut ||
                          (since_cut >= kMinCutInterval &&
-                          (loss_over || smoothed_delay_ > delay_at_cut_ * kDelayStillGrowing));
+                          (above_capacity || (!below_capacity && (loss_over || smoothed_delay_ >
+                                                                                   delay_at_cut_ * kDelayStillGrowing))));
     if (may_cut) {
       if (episode_start_kbps_ <= 0) {
         episode_start_kbps_ = target_;
@@ -202,7 +214,9 @@ RateDecision RateController::update(const RateFeedback &fb) {
       }
       double next = target_;
       if (delay_over) {
-        const double basis = fb.delivered_kbps > 0 ? std::min(target_, static_cast<double>(fb.delivered_kbps)) : target_;
+        double basis = fb.delivered_kbps > 0 ? std::min(target_, static_cast<double>(fb.delivered_kbps)) : target_;
+        if (fb.capacity_kbps > 0) /* a measured link rate: below it */
+          basis = std::min(basis, static_cast<double>(fb.capacity_kbps));
         next = kBackoff * basis;
         decision.reason = RateReason::Delay;
       }
@@ -217,7 +231,9 @@ RateDecision RateController::update(const RateFeedback &fb) {
         }
       }
       target_ = clamp(next);
-      if (fb.delivered_kbps > 0)
+      if (fb.capacity_kbps > 0)
+        link_estimate_ = fb.capacity_kbps;
+      else if (fb.delivered_kbps > 0)
         link_estimate_ = fb.delivered_kbps;
       else
         link_estimate_ = static_cast<int>(target_ / kBackoff);
@@ -252,7 +268,16 @@ RateDecision RateController::update(const RateFeedback &fb) {
       } else if (!near) {
         near_ = false;
       }
-      const bool patient = near && fb.now - near_since_ < kNearPatience;
+      bool patient = near && fb.now - near_since_ < kNearPatience;
+      if (capacity_seen_) {
+        /* the link's rate was measured (not guessed from a cut): sat below it while fresh, now
+         * probe past it at kRampNear up to kCapacityProbeBand x it, then accelerate */
+        patient = false;
+        if (target_ > kNearLow * link_estimate_ && target_ < kCapacityProbeBand * link_estimate_) {
+          rate = std::min(rate, kRampNear);
+          clear_since_ = fb.now;
+        }
+      }
       if (patient) {
         rate = std::min(rate, kRampNear);
         clear_since_ = fb.now;
@@ -263,6 +288,8 @@ RateDecision RateController::update(const RateFeedback &fb) {
         next = std::min(next, std::max(target_, kNearCap * link_estimate_));
       if (sent_peak_ > 0)
         next = std::min(next, std::max(target_, kSentHeadroom * sent_peak_));
+      if (fb.capacity_kbps > 0) /* a measured link rate: no probe past it is needed */
+        next = std::min(next, std::max(target_, kCapacityShare * fb.capacity_kbps));
       target_ = clamp(next);
       decision.reason = RateReason::Probe;
       last_reason_ = decision.reason;

@@ -66,6 +66,10 @@ struct RateFeedback {
   double loss = -1;             /* 0..1; < 0: no loss report in this one */
   int delivered_kbps = 0;       /* 0: unknown */
   int sent_kbps = 0;            /* what was sent over the same span as delivered_kbps; 0: unknown */
+  /* From a per-packet delay-gradient estimator (WHIP: gst/twcc_estimator.h), when there is one: */
+  bool delay_overuse = false;   /* the queue at the bottleneck keeps growing: overuse now */
+  int capacity_kbps = 0;        /* the link's measured rate (0: unknown): the ramp stays below
+                                   kCapacityShare x it, a cut goes below it */
 };
 
 /* Why the target last moved. */
@@ -130,6 +134,8 @@ public:
   static constexpr Millis kNearPatience{2000}; /* clear this long near the link estimate: probe on */
   static constexpr double kNearCap = 0.95;     /* until then the target stays below this x it */
   static constexpr Millis kHoldPatience{1000}; /* holding this long restarts the ramp */
+  static constexpr double kCapacityShare = 0.9; /* of a measured capacity: where the ramp stops */
+  static constexpr double kCapacityProbeBand = 1.05; /* past a stale one: at kRampNear up to this x it */
 
   RateController(int min_kbps, int max_kbps);
 
@@ -193,6 +199,7 @@ private:
   RateReason last_reason_ = RateReason::None;
   RateReason last_cut_reason_ = RateReason::None;
   double sent_peak_ = 0; /* recent peak of sent_kbps, decaying by half a second (0: unknown) */
+  bool capacity_seen_ = false; /* a capacity was measured in this session (link_estimate_ is one) */
 };
 
 }  // namespace gstmtx

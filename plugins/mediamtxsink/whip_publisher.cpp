@@ -6,6 +6,7 @@
 
 #include "codec_table.h"
 #include "dtls_certificate.h"
+#include "keyframe_gate.h"
 #include "mediamtx_url.h"
 
 GST_DEBUG_CATEGORY_EXTERN(gst_mediamtx_sink_debug);
@@ -174,6 +175,8 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
       gst_object_unref(trans);
     }
     g_autoptr(GstPad) pay_src = gst_element_get_static_pad(pay, "src");
+    if (twcc)
+      twcc_tap_.attach(pay_src);
     g_autoptr(GstPad) queue_sink = gst_element_get_static_pad(queue, "sink");
     if (GST_PAD_LINK_FAILED(gst_pad_link(pay_src, request)) ||
         GST_PAD_LINK_FAILED(gst_pad_link(streams[i].pad, queue_sink))) {
@@ -226,6 +229,64 @@ namespace {
 constexpr double kVideoPacketBytes = 1000.0;
 }  // namespace
 
+namespace {
+/* per-packet feedback older than this: the aggregate twcc-stats take over again */
+constexpr gint64 kPacketFeedbackStaleUs = 1000 * 1000;
+/* a loss episode is over when the packets sent this long after the last lost one all arrived */
+constexpr gint64 kLossOverUs = 300 * 1000;
+/* at most one repair keyframe this often */
+constexpr gint64 kRepairIntervalUs = 1000 * 1000;
+}  // namespace
+
+/* Control thread. MediaMTX sends no retransmission requests we could serve (no RTX) and drops
+ * its readers' PLIs, so after lost packets the viewers' pictures stay broken until the next
+ * keyframe: once the loss has stopped (a keyframe into a bottleneck still dropping would break
+ * too), ask the encoder for one. */
+void WhipPublisher::repair_after_loss(const gstmtx::TwccEstimate &estimate, gint64 now_us) {
+  if (estimate.last_lost_send_us >= 0 && estimate.last_lost_send_us > repaired_loss_send_us_)
+    loss_pending_send_us_ = estimate.last_lost_send_us;
+  if (loss_pending_send_us_ < 0 || estimate.newest_send_us - loss_pending_send_us_ < kLossOverUs ||
+      (last_repair_us_ && now_us - last_repair_us_ < kRepairIntervalUs) || !video_queue_)
+    return;
+  GST_DEBUG("TWCC: packets were lost, the loss has stopped: asking for a keyframe");
+  g_autoptr(GstPad) src = gst_element_get_static_pad(video_queue_, "src");
+  gstmtx::KeyframeGate::request(src);
+  repaired_loss_send_us_ = loss_pending_send_us_;
+  loss_pending_send_us_ = -1;
+  last_repair_us_ = now_us;
+}
+
+/* Control thread: the per-packet estimate (gst/twcc_estimator.h) when rtpsession delivers the
+ * packets of TWCC feedback (false: none lately; the caller falls back to twcc-stats). */
+bool WhipPublisher::read_packet_feedback(gstmtx::RateFeedback *feedback) {
+  const gint64 now_us = g_get_monotonic_time();
+  gstmtx::TwccEstimate estimate;
+  if (twcc_tap_.read(&estimate)) {
+    last_packet_feedback_us_ = now_us;
+  } else if (!last_packet_feedback_us_ || now_us - last_packet_feedback_us_ > kPacketFeedbackStaleUs) {
+    return false;
+  } else {
+    return true; /* nothing new since the last tick: the video queue's delay alone */
+  }
+  if (estimate.trend != last_trend_)
+    GST_DEBUG("TWCC per packet: %s (trend %.0f ms/s, threshold %.0f), queue %.1f ms (standing %.1f), capacity %d "
+              "kbit/s, delivered %d of %d kbit/s, loss %.3f",
+              gstmtx::delay_trend_name(estimate.trend), estimate.trend_ms_per_s, estimate.threshold_ms_per_s,
+              estimate.queue_ms, estimate.standing_queue_ms, estimate.capacity_kbps, estimate.delivered_kbps,
+              estimate.sent_kbps, estimate.loss);
+  last_trend_ = estimate.trend;
+  repair_after_loss(estimate, now_us);
+  if (estimate.have_delay)
+    feedback->queuing_delay_ms += estimate.standing_queue_ms;
+  feedback->delay_overuse = estimate.trend == gstmtx::DelayTrend::Overuse;
+  feedback->capacity_kbps = estimate.capacity_kbps;
+  feedback->delivered_kbps = estimate.delivered_kbps;
+  feedback->sent_kbps = estimate.sent_kbps;
+  if (estimate.loss >= 0)
+    feedback->loss = std::max(feedback->loss, estimate.loss);
+  return true;
+}
+
 /* Control thread. */
 bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
   if (!webrtc_)
@@ -242,6 +303,8 @@ bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
     feedback->loss = loss;
     have = true;
   }
+  if (read_packet_feedback(feedback))
+    return true;
   GstElement *session = nullptr;
   g_signal_emit_by_name(rtpbin, "get-session", 0u, &session);
   if (!session)
@@ -299,6 +362,7 @@ bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
  * later, while the next attempt starts. */
 void WhipPublisher::stop(GstBin *bin, bool graceful) {
   (void)graceful; /* a broken session is deleted too, so none lingers on the server */
+  twcc_tap_.detach();
   std::unique_ptr<gstmtx::WebrtcPeer> peer;
   loop_.run_sync([&] { peer = std::move(peer_); });
   if (peer && loop_.on_loop_thread()) {

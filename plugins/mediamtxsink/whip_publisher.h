@@ -13,6 +13,7 @@
 #include "http_client.h"
 #include "publisher.h"
 #include "rate_adaptation.h"
+#include "twcc_feedback.h"
 #include "webrtc_peer.h"
 
 namespace mediamtxsink {
@@ -25,11 +26,16 @@ public:
   const char *transport_name() const override { return "whip"; }
   bool start(GstBin *bin, const std::vector<PublisherStream> &streams, gstmtx::Failure *error) override;
   void stop(GstBin *bin, bool graceful) override;
-  /* The video session's TWCC feedback (rtpsession's twcc-stats: delivered vs sent rate, loss, and
-   * the delay gradient integrated into a queuing delay) and the server's receiver reports. */
+  /* The video session's TWCC feedback, per packet (gst/twcc_estimator.h: standing queue, overuse,
+   * capacity, delivered vs sent, loss) or, while that has nothing, rtpsession's aggregated
+   * twcc-stats (delivered vs sent rate, loss, the delay gradient integrated into a queuing
+   * delay); and the server's receiver reports. */
   bool read_feedback(gstmtx::RateFeedback *feedback) override;
 
 private:
+  bool read_packet_feedback(gstmtx::RateFeedback *feedback);
+  void repair_after_loss(const gstmtx::TwccEstimate &estimate, gint64 now_us);
+
   PublisherConfig config_;
   unsigned generation_;
   ConnectedCallback on_connected_;
@@ -46,6 +52,15 @@ private:
   ReceiverReportCursor reports_;
   gstmtx::DelayGradientQueue delay_queue_; /* the bottleneck's queue from TWCC's delay gradient */
   gint64 last_twcc_us_ = 0;                /* when last_twcc_ was read (monotonic) */
+  /* per-packet TWCC feedback (rtpsession's RTPTWCCPackets event on the video payloader's src
+   * pad) and the estimator over it; twcc-stats above is the fallback while it has nothing */
+  gstmtx::TwccFeedbackTap twcc_tap_;
+  gint64 last_packet_feedback_us_ = 0; /* when the tap last had news (monotonic) */
+  gstmtx::DelayTrend last_trend_ = gstmtx::DelayTrend::Unknown;
+  /* repair keyframes after loss (send times in the estimator's clock, -1: none) */
+  std::int64_t loss_pending_send_us_ = -1;  /* newest lost packet not yet repaired */
+  std::int64_t repaired_loss_send_us_ = -1; /* newest lost packet a keyframe was asked for */
+  gint64 last_repair_us_ = 0;
 };
 
 }  // namespace mediamtxsink
