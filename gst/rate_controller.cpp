@@ -63,15 +63,7 @@ double RateController::clamp(double kbps) const {
 }
 
 /* The queuing part of a raw delay: above the minimum of the last kBaseWindow. */
-double RateController::base_delay(Millis now, double raw) {
-  while (!delay_history_.empty() && now - delay_history_.front().first > kBaseWindow)
-    delay_history_.pop_front();
-  /* a monotonic deque: the front is the window's minimum */
-  while (!delay_history_.empty() && delay_history_.back().second >= raw)
-    delay_history_.pop_back();
-  delay_history_.emplace_back(now, raw);
-  return delay_history_.front().second;
-}
+double RateController::base_delay(Millis now, double raw) { return delay_base_.add(now.count(), raw); }
 
 /* A standing queue: drain it within about drain_time_ms (delivered - queue / drain time). */
 void RateController::drain(Millis now, double queuing, int delivered_kbps, double drain_time_ms,

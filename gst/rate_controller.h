@@ -54,9 +54,10 @@
 #pragma once
 
 #include <chrono>
-#include <deque>
 #include <string>
 #include <vector>
+
+#include "windowed_minimum.h"
 
 namespace gstmtx {
 
@@ -177,7 +178,7 @@ private:
   double smoothed_delay_ = 0;
   bool have_delay_ = false;
   double delivery_ratio_ = 1.0; /* smoothed delivered / sent */
-  std::deque<std::pair<Millis, double>> delay_history_; /* (time, raw delay): windowed minimum */
+  WindowedMinimum delay_base_{kBaseWindow.count()}; /* raw delays' minimum over kBaseWindow */
   bool have_time_ = false;
   Millis last_update_{0};
   Millis last_cut_{0};
