@@ -112,6 +112,26 @@ GST_START_TEST(test_rate_step_cut_and_lift) {
 }
 GST_END_TEST;
 
+/* From the floor's neighbourhood (a 350 kbit/s link, 300 floor) to a lifted limit: the ramp
+ * covers the 9x to the maximum within 7.5 s (6.2 s here; 8.6 s with the earlier, slower
+ * acceleration): the issue's bound is 10 s from the lift, from any step, and a real lift is
+ * noticed a tick or two late. */
+GST_START_TEST(test_rate_lift_from_low_link) {
+  Run r;
+  Link link{4000};
+  r.run(link, 5s);
+  link.capacity_kbps = 350;
+  r.run(link, 15s);
+  fail_unless(r.rc.target_kbps() < 400, "settled at %d kbit/s", r.rc.target_kbps());
+  link.capacity_kbps = 4000;
+  const std::size_t lift = r.targets.size();
+  r.run(link, 12s);
+  const int back = r.first_tick(lift, [](int t) { return t >= 3000; });
+  GST_INFO("lift from 350 kbit/s: back at the maximum %d ticks after the lift", back);
+  fail_unless(back >= 0 && back <= 75, "back at the maximum after %d ticks", back);
+}
+GST_END_TEST;
+
 /* A steady 1500 kbit/s link: after settling the target keeps within a band (no sawtooth between
  * the floor and the maximum) and the link stays used. */
 GST_START_TEST(test_rate_steady_link_no_oscillation) {
@@ -526,6 +546,7 @@ static Suite *rate_controller_suite(void) {
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_rate_wide_link_stays_at_max);
   tcase_add_test(tc, test_rate_step_cut_and_lift);
+  tcase_add_test(tc, test_rate_lift_from_low_link);
   tcase_add_test(tc, test_rate_steady_link_no_oscillation);
   tcase_add_test(tc, test_rate_loss_only);
   tcase_add_test(tc, test_rate_min_floor);
