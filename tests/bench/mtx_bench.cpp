@@ -887,6 +887,17 @@ int run_ttff_fresh(const Options &o) {
   return failures ? 1 : 0;
 }
 
+/* A start's milestones (run_ttff_trace's row order) are there and in the order a keyframe takes:
+ * connected, (forced,) keyframe out of the encoder, off the network, out of the jitter buffer,
+ * decoded. */
+bool trace_complete(const std::vector<double> &row, bool forced) {
+  const double connected = row[2], force = row[4], enc_key = row[6], net_key = row[8], jb_out = row[11],
+               decoded = row[13];
+  if (connected < 0 || enc_key < 0 || net_key < 0 || jb_out < 0 || decoded < 0 || (forced && force < 0))
+    return false;
+  return enc_key <= net_key && net_key <= jb_out && jb_out <= decoded && (!forced || force <= enc_key);
+}
+
 int run_ttff_trace(const Options &o) {
   const int starts = opt_int(o, "starts", 20), latency = opt_int(o, "latency", 50);
   const double keyint_s = std::stod(opt(o, "keyint-s", "2"));
@@ -936,6 +947,10 @@ int run_ttff_trace(const Options &o) {
       failures++;
       continue;
     }
+    if (!trace_complete(row, join == "true")) {
+      g_printerr("ttff-trace: start %d: a milestone is missing or out of order\n", i);
+      failures++;
+    }
     for (size_t c = 0; c < row.size(); c++)
       if (row[c] >= 0)
         columns[c].push_back(row[c]);
@@ -968,6 +983,10 @@ int run_ttff_trace(const Options &o) {
              trace.rel(trace.net_key_first), trace.rel(trace.net_key_last), trace.rel(trace.jb_key_in),
              trace.rel(trace.jb_key_out), trace.rel(trace.depay_key), ff.at.load() - t0};
       trace.t0 = 0; /* disarmed while the viewer goes */
+    }
+    if (!trace_complete(row, join == "true")) {
+      g_printerr("ttff-trace: start %d: a milestone is missing or out of order\n", i);
+      failures++;
     }
     for (size_t c = 0; c < row.size(); c++)
       if (row[c] >= 0)
@@ -1779,7 +1798,7 @@ int run_poll_cost(const Options &o) {
   }
   for (int i = 0; i < readers; i++)
     children.push_back(spawn_gst_launch("whepsrc location=" + server.whep_url("cam") + " audio=false decode=false ! fakesink"));
-  sleep_ms(3000 + 300 * readers);
+  sleep_ms(opt_int(o, "settle-ms", 3000) + 300 * readers);
   const pid_t mtx = find_mediamtx_child();
 
   /* idle: the same process and server without polling */
@@ -1845,7 +1864,7 @@ int run_poll_cost(const Options &o) {
   csv.row(client, interval_ms, seconds, readers, body.size(), polls, parsed, per_poll_thread_us, per_poll_process_us,
           per_poll_mediamtx_us);
   fflush(stdout);
-  return polls ? 0 : 1;
+  return polls > 0 && plain == (opt(o, "client", "plain") == "plain") ? 0 : 1;
 }
 
 int run_adapt(const Options &o) {
@@ -1914,6 +1933,20 @@ int run_smoke(const Options &base) {
     }
     check(got == 2, "ttff-fresh: 2 fresh viewer processes got a frame");
     check(got > 0 && ordered, "ttff-fresh: spawn <= PLAYING <= offer <= connected <= first frame");
+  }
+  {
+    /* ttff-trace's unit: one fresh viewer traced from the forced keyframe to the decoded picture */
+    Options t = o;
+    t["fresh"] = "1";
+    t["starts"] = "1";
+    t["keyint-s"] = "4";
+    check(run_ttff_trace(t) == 0, "ttff-trace: every milestone of a fresh viewer's first keyframe, in order");
+    /* poll-cost's unit: the reader watch polls over plain HTTP and reports its CPU */
+    Options p = o;
+    p["interval-ms"] = "20";
+    p["seconds"] = "1";
+    p["settle-ms"] = "500";
+    check(run_poll_cost(p) == 0, "poll-cost: the reader watch polled the path over plain HTTP");
   }
   o["runs"] = "1";
   auto rec = run_recovery(o);
