@@ -269,8 +269,10 @@ void PlainHttpGet::connect() {
   }
   origin_ = target->origin;
   cancellable_ = g_cancellable_new();
+  /* host[:port] as GIO parses it: an IPv6 literal in brackets */
+  const std::string host = target->host.find(':') != std::string::npos ? "[" + target->host + "]" : target->host;
   g_socket_client_connect_to_host_async(
-      client_, target->host.c_str(), static_cast<guint16>(target->port), cancellable_,
+      client_, host.c_str(), static_cast<guint16>(target->port), cancellable_,
       [](GObject *source, GAsyncResult *result, gpointer data) {
         std::unique_ptr<ConnectHandoff> h(static_cast<ConnectHandoff *>(data));
         GError *err = nullptr;

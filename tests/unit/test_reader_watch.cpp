@@ -311,6 +311,79 @@ struct FakeApi {
   std::string last_auth;
 };
 
+/* PlainHttpGet on its own: requests queue behind each other on one kept-alive connection, and a
+ * server that accepts but never answers ends in a timeout. */
+GST_START_TEST(test_plain_http_get) {
+  FakeApi api;
+  {
+    std::lock_guard<std::mutex> lk(api.lock);
+    api.script = {{200, "{\"readers\":[]}"}};
+  }
+  EventLoop loop("test-plain-get");
+  std::mutex lock;
+  std::vector<HttpResponse> answers;
+  unsigned connections = 0;
+  std::unique_ptr<PlainHttpGet> get;
+  loop.run_sync([&] {
+    get = std::make_unique<PlainHttpGet>(loop, "test");
+    for (int i = 0; i < 3; i++) {
+      HttpRequest req;
+      req.url = api.url() + "/v3/paths/get/cam";
+      req.timeout = 2000ms;
+      get->get(std::move(req), [&](HttpResponse r) {
+        std::lock_guard<std::mutex> lk(lock);
+        answers.push_back(std::move(r));
+      });
+    }
+  });
+  for (int i = 0; i < 200; i++) {
+    {
+      std::lock_guard<std::mutex> lk(lock);
+      if (answers.size() == 3)
+        break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  loop.run_sync([&] { connections = get->connections(); });
+  {
+    std::lock_guard<std::mutex> lk(lock);
+    fail_unless_equals_int(answers.size(), 3);
+    for (const auto &r : answers) {
+      fail_unless(r.ok(), "%s", r.error.c_str());
+      fail_unless_equals_int(r.status, 200);
+      assert_str(r.body, "{\"readers\":[]}");
+    }
+  }
+  fail_unless_equals_int(connections, 1);
+
+  /* a listening socket nobody accepts from: the connection is made, no answer comes */
+  g_autoptr(GSocket) silent = g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, nullptr);
+  g_autoptr(GInetAddress) lo = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) any = g_inet_socket_address_new(lo, 0);
+  fail_unless(g_socket_bind(silent, any, TRUE, nullptr) && g_socket_listen(silent, nullptr));
+  g_autoptr(GSocketAddress) bound = g_socket_get_local_address(silent, nullptr);
+  const int port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
+  std::atomic<bool> done{false};
+  HttpResponse timed_out;
+  const gint64 start = g_get_monotonic_time();
+  loop.run_sync([&] {
+    HttpRequest req;
+    req.url = "http://127.0.0.1:" + std::to_string(port) + "/v3/paths/get/cam";
+    req.timeout = 200ms;
+    get->get(std::move(req), [&](HttpResponse r) {
+      timed_out = std::move(r);
+      done = true;
+    });
+  });
+  while (!done && g_get_monotonic_time() - start < 3 * G_USEC_PER_SEC)
+    std::this_thread::sleep_for(10ms);
+  fail_unless(done.load());
+  fail_unless(timed_out.failure == HttpFailure::Timeout, "%s", timed_out.error.c_str());
+  fail_unless(g_get_monotonic_time() - start < 2 * G_USEC_PER_SEC);
+  loop.run_sync([&] { get.reset(); });
+}
+GST_END_TEST;
+
 /* Runs a ReaderWatch on its own loop for `duration`; records what it reported. */
 struct WatchRun {
   WatchRun(const std::string &api, std::chrono::milliseconds duration, bool plain_http = true) : loop("test-readers") {
@@ -448,6 +521,7 @@ static Suite *reader_watch_suite(void) {
   tcase_add_test(tc, test_rate_limit);
   tcase_add_test(tc, test_readers_part);
   tcase_add_test(tc, test_response_reader);
+  tcase_add_test(tc, test_plain_http_get);
   tcase_add_test(tc, test_watch_reports_joined_readers);
   tcase_add_test(tc, test_watch_unauthorized_once);
   tcase_add_test(tc, test_watch_not_mediamtx_once);
