@@ -128,8 +128,10 @@ HttpResponseReader::Result HttpResponseReader::parse_body() {
   for (;;) {
     if (chunk_left_ < 0) {
       const auto eol = buffer_.find("\r\n");
+      if (eol == std::string::npos ? buffer_.size() > kMaxChunkLine : eol > kMaxChunkLine)
+        return reject("chunk size line too long"); /* however the bytes came */
       if (eol == std::string::npos)
-        return buffer_.size() > kMaxChunkLine ? reject("chunk size line too long") : Result::NeedMore;
+        return Result::NeedMore;
       const std::string size_text = trim(buffer_.substr(0, std::min(eol, buffer_.find(';'))));
       if (size_text.empty() || size_text.size() > 15 ||
           size_text.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
