@@ -103,4 +103,26 @@ GstElementFactory *best_decoder_for(const GstCaps *caps) {
   return best;
 }
 
+int load_receive_plugins(const RtpCodec &codec, bool decode) {
+  std::vector<GstElementFactory *> factories;
+  for (const char *name : {codec.depayloader, codec.parser})
+    if (name)
+      if (GstElementFactory *f = gst_element_factory_find(name))
+        factories.push_back(f);
+  if (decode) {
+    g_autoptr(GstCaps) encoded = gst_caps_from_string(codec.encoded_caps);
+    if (GstElementFactory *f = best_decoder_for(encoded))
+      factories.push_back(f);
+  }
+  int loaded = 0;
+  for (GstElementFactory *f : factories) {
+    if (GstPluginFeature *feature = gst_plugin_feature_load(GST_PLUGIN_FEATURE(f))) {
+      ++loaded;
+      gst_object_unref(feature);
+    }
+    gst_object_unref(f);
+  }
+  return loaded;
+}
+
 }  // namespace gstmtx

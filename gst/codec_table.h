@@ -45,5 +45,10 @@ inline constexpr int kFirstVideoPayloadType = 96;
 inline constexpr int kFirstAudioPayloadType = 111;
 /* The highest-ranked decoder installed for `caps`, or nullptr (transfer full). */
 GstElementFactory *best_decoder_for(const GstCaps *caps);
+/* Loads the plugins of `codec`'s receive chain (depayloader, parser and, with `decode`, the best
+ * decoder) into the process; returns how many of these elements are now loaded. A receive chain
+ * is built on the streaming thread that carries the first packets, which wait for it: loading
+ * libav there took 40-150 ms of a fresh process's first picture (docs/benchmarks.md). */
+int load_receive_plugins(const RtpCodec &codec, bool decode);
 
 }  // namespace gstmtx

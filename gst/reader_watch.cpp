@@ -86,6 +86,42 @@ bool is_api_error_body(const std::string &json) {
   return root && string_member(json_node_get_object(root), "status") == "error";
 }
 
+std::string readers_part(const std::string &json) {
+  /* "readers" as a member name (followed by ':'), then its value: null or a list, up to the
+   * bracket that closes it (brackets inside strings do not count) */
+  for (auto at = json.find("\"readers\""); at != std::string::npos; at = json.find("\"readers\"", at + 1)) {
+    std::size_t i = json.find_first_not_of(" \t\r\n", at + 9);
+    if (i == std::string::npos || json[i] != ':')
+      continue;
+    i = json.find_first_not_of(" \t\r\n", i + 1);
+    if (i == std::string::npos)
+      return "";
+    if (json.compare(i, 4, "null") == 0)
+      return "null";
+    if (json[i] != '[')
+      return "";
+    int depth = 0;
+    bool in_string = false;
+    for (std::size_t j = i; j < json.size(); ++j) {
+      const char c = json[j];
+      if (in_string) {
+        if (c == '\\')
+          ++j;
+        else if (c == '"')
+          in_string = false;
+      } else if (c == '"') {
+        in_string = true;
+      } else if (c == '[' || c == '{') {
+        ++depth;
+      } else if ((c == ']' || c == '}') && --depth == 0) {
+        return json.substr(i, j - i + 1);
+      }
+    }
+    return "";
+  }
+  return "";
+}
+
 std::string default_api_location(const std::string &host) {
   const bool ipv6 = host.find(':') != std::string::npos;
   return "http://" + (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(kDefaultApiPort);
@@ -177,7 +213,18 @@ void RateLimit::done(Clock::time_point now) {
 /* ------------------------------------------------------------------------------------------ */
 
 ReaderWatch::ReaderWatch(EventLoop &loop, HttpClient &http, Config config, Events events)
-    : loop_(loop), http_(http), config_(std::move(config)), events_(std::move(events)) {}
+    : loop_(loop), http_(http), config_(std::move(config)), events_(std::move(events)) {
+  if (config_.plain_http && PlainHttpGet::supports(path_get_url(config_.api_location, config_.path)))
+    plain_ = std::make_unique<PlainHttpGet>(loop_, "gst-mediamtx");
+}
+
+void ReaderWatch::send(HttpRequest request, HttpClient::Callback done) {
+  ++requests_;
+  if (plain_)
+    plain_->get(std::move(request), std::move(done));
+  else
+    http_.send(std::move(request), std::move(done));
+}
 
 ReaderWatch::~ReaderWatch() { *alive_ = false; }
 
@@ -201,9 +248,8 @@ void ReaderWatch::poll_path() {
   req.timeout = std::chrono::milliseconds{2000};
   req.max_redirects = 0;
   req.max_body = 1024 * 1024; /* a path with thousands of readers */
-  ++requests_;
   std::weak_ptr<bool> alive = alive_;
-  http_.send(std::move(req), [this, alive](HttpResponse response) {
+  send(std::move(req), [this, alive](HttpResponse response) {
     auto a = alive.lock();
     if (a && *a)
       on_path_answer(response);
@@ -211,15 +257,27 @@ void ReaderWatch::poll_path() {
 }
 
 void ReaderWatch::on_path_answer(const HttpResponse &response) {
-  const ApiAnswer answer = classify_path_answer(response);
   if (response.failure == HttpFailure::Cancelled)
     return;
+  /* the readers of the last answer, as they were: nothing to parse */
+  std::string part = response.ok() && response.status == 200 ? readers_part(response.body) : std::string();
+  const bool unchanged = !part.empty() && part == last_readers_part_;
+  const ApiAnswer answer = unchanged ? ApiAnswer::Readers : classify_path_answer(response);
   switch (answer) {
   case ApiAnswer::Readers:
   case ApiAnswer::NoPath: {
     std::vector<PathReader> now;
-    if (answer == ApiAnswer::Readers)
+    if (unchanged) {
+      now = last_readers_;
+    } else if (answer == ApiAnswer::Readers) {
       now = *parse_path_readers(response.body);
+      ++parsed_;
+      last_readers_part_ = std::move(part);
+      last_readers_ = now;
+    } else {
+      last_readers_part_.clear();
+      last_readers_.clear();
+    }
     const auto t = std::chrono::steady_clock::now();
     for (const auto &reader : readers_.update(now)) {
       if (reader.type == "webRTCSession" && !reader.id.empty()) {
@@ -271,9 +329,8 @@ void ReaderWatch::poll_pending(const std::string &id) {
   req.headers = config_.auth;
   req.timeout = std::chrono::milliseconds{2000};
   req.max_redirects = 0;
-  ++requests_;
   std::weak_ptr<bool> alive = alive_;
-  http_.send(std::move(req), [this, alive, id](HttpResponse response) {
+  send(std::move(req), [this, alive, id](HttpResponse response) {
     auto a = alive.lock();
     if (!a || !*a || response.failure == HttpFailure::Cancelled)
       return;

@@ -11,8 +11,9 @@
  * /v3/webrtcsessions/get/<id>, `peerConnectionEstablished`). A keyframe sent before that is lost
  * to it, so a WebRTC reader is "ready" when established; any other reader when listed.
  *
- * ReaderWatch polls on an EventLoop with one keep-alive HTTP connection (HttpClient): the path
- * every `interval`, a joining WebRTC reader's session every `pending_interval` until it is
+ * ReaderWatch polls on an EventLoop with one keep-alive HTTP connection (PlainHttpGet for http://,
+ * else HttpClient): the path every `interval` (an answer whose readers part is the same as the
+ * last one's is not parsed again), a joining WebRTC reader's session every `pending_interval` until it is
  * established (at most `pending_timeout`). Without access to the API it reports once: refused
  * or timed out, it asks again every kUnreachableRetry (the server may come back); 401/403 or no
  * MediaMTX /v3 API there, it stops (MediaMTX logs and delays every refused login).
@@ -33,6 +34,7 @@
 
 #include "event_loop.h"
 #include "http_client.h"
+#include "plain_http_get.h"
 
 namespace gstmtx {
 
@@ -51,6 +53,10 @@ std::optional<std::vector<PathReader>> parse_path_readers(const std::string &jso
 std::optional<bool> parse_webrtc_session_established(const std::string &json);
 /* True when `json` is MediaMTX's API error object ({"status":"error","error":"..."}). */
 bool is_api_error_body(const std::string &json);
+/* The text of a /v3/paths/get answer's `readers` value ("[...]" or "null"), "" when there is
+ * none: two answers with the same text list the same readers, whatever their byte counters say,
+ * so the second needs no JSON parsing. */
+std::string readers_part(const std::string &json);
 
 /* http://<host>:9997 ("[::1]" for IPv6 hosts). */
 std::string default_api_location(const std::string &host);
@@ -103,15 +109,24 @@ private:
 
 class ReaderWatch {
 public:
+  static constexpr std::chrono::milliseconds kDefaultPollInterval{250};
   struct Config {
     std::string api_location; /* http(s)://host:port, no path */
     std::string path;         /* MediaMTX path name */
     Headers auth;             /* Authorization, as for publishing (never logged) */
     std::string user;         /* named in the explanation when the API refuses it */
-    std::chrono::milliseconds interval{250};
-    std::chrono::milliseconds pending_interval{25};
+    /* A WebRTC reader is listed ~7 ms after its offer and established ~70-150 ms later; seen
+     * while it connects, its session is then asked every pending_interval, so its keyframe
+     * leaves a few ms after it is established. The path interval trades the rest of that wait
+     * against CPU: docs/benchmarks.md "Cost of keyframe-on-join's polling". */
+    std::chrono::milliseconds interval{kDefaultPollInterval};
+    std::chrono::milliseconds pending_interval{10};
     std::chrono::milliseconds pending_timeout{10000};
+    /* http:// API locations through PlainHttpGet (a fraction of libsoup's CPU per request);
+     * false: always HttpClient (the cost benchmark compares the two) */
+    bool plain_http = true;
   };
+
   struct Events {
     /* a reader that can take a keyframe now joined (loop thread) */
     std::function<void(const PathReader &)> reader_ready;
@@ -127,18 +142,23 @@ public:
 
   /* Loop thread: polls now, then every interval until destroyed or unavailable. */
   void start();
-  /* requests made so far (for the cost measurements) */
+  /* requests made so far, and path answers whose readers were parsed (for the cost measurements) */
   unsigned requests() const { return requests_; }
+  unsigned parsed() const { return parsed_; }
+  /* true when requests go through PlainHttpGet */
+  bool plain() const { return plain_ != nullptr; }
 
 private:
   void poll_path();
   void on_path_answer(const HttpResponse &response);
   void poll_pending(const std::string &id);
+  void send(HttpRequest request, HttpClient::Callback done);
   /* runs fn on the loop after delay unless the watch is gone by then */
   void after(std::chrono::milliseconds delay, std::function<void()> fn);
 
   EventLoop &loop_;
   HttpClient &http_;
+  std::unique_ptr<PlainHttpGet> plain_;
   Config config_;
   Events events_;
   ReaderSet readers_;
@@ -146,6 +166,9 @@ private:
   bool stopped_ = false;
   bool reported_ = false;     /* unavailable() was called */
   unsigned requests_ = 0;
+  unsigned parsed_ = 0;
+  std::string last_readers_part_;          /* of the last path answer that listed readers */
+  std::vector<PathReader> last_readers_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -251,6 +251,8 @@ static void gst_whep_src_finalize(GObject *object) {
     gst_structure_free(priv->settings.extra_headers);
   if (priv->webrtc)
     gst_object_unref(priv->webrtc);
+  if (priv->preload.joinable())
+    priv->preload.join();
   delete priv;
   G_OBJECT_CLASS(parent_class)->finalize(object);
 }
@@ -472,6 +474,8 @@ static GstStateChangeReturn gst_whep_src_change_state(GstElement *element, GstSt
     priv->controller.stop([self] { whepsrc::stop_hls(self); });
     whepsrc::stop_session(self, true);
     whepsrc::placeholder_release(self);
+    if (priv->preload.joinable())
+      priv->preload.join();
     {
       std::lock_guard<std::mutex> guard(priv->lock);
       /* deactivated pads dropped their sticky events: the next start sends stream-start again */

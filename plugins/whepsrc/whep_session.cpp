@@ -24,10 +24,18 @@ static void watch_media(GstMtxWhepSrc *self, unsigned session);
  * when it then arrives it is dropped as too late. A frame's first packet is often that late (encode
  * time varies from frame to frame), so at small latencies most pictures broke until the next
  * keyframe (docs/benchmarks.md, latency 0 and 5). Retransmissions are requested for real gaps
- * only. Called from rtpbin's streaming thread. */
+ * only.
+ * At its start the jitter buffer holds the first packet for its whole latency (a reordered packet
+ * could still come before it). A new viewer's first picture is often in that window (the
+ * publisher's forced keyframe follows the first delta frames by a few ms, docs/benchmarks.md): it
+ * starts instead once kFaststartPackets packets came in sequence. Called from rtpbin's streaming
+ * thread. */
 static void on_new_jitterbuffer(GstElement *, GstElement *jitterbuffer, guint, guint, gpointer) {
-  if (g_object_class_find_property(G_OBJECT_GET_CLASS(jitterbuffer), "rtx-next-seqnum"))
+  GObjectClass *klass = G_OBJECT_GET_CLASS(jitterbuffer);
+  if (g_object_class_find_property(klass, "rtx-next-seqnum"))
     g_object_set(jitterbuffer, "rtx-next-seqnum", FALSE, nullptr);
+  if (g_object_class_find_property(klass, "faststart-min-packets"))
+    g_object_set(jitterbuffer, "faststart-min-packets", kFaststartPackets, nullptr);
 }
 
 /* How many streams the answer says the server will send, to signal no-more-pads once they are all
@@ -97,6 +105,23 @@ static GstElement *make_webrtcbin(const Settings &s, gstmtx::Failure *failure) {
     return nullptr;
   }
   return webrtc;
+}
+
+void preload_receive_plugins(GstMtxWhepSrc *self, const Settings &s) {
+  static std::atomic<bool> preloaded[2]; /* without, with the decoder */
+  const gstmtx::RtpCodec *codec = nullptr;
+  for (const gstmtx::RtpCodec *c : gstmtx::parse_codec_list(s.video_codecs, "video"))
+    if (!codec && gstmtx::rtp_codec_receivable(*c))
+      codec = c;
+  if (!codec || preloaded[s.decode].exchange(true) || self->priv->preload.joinable())
+    return;
+  const bool decode = s.decode;
+  self->priv->preload = std::thread([codec, decode] {
+    const gint64 start = g_get_monotonic_time();
+    const int loaded = gstmtx::load_receive_plugins(*codec, decode);
+    GST_DEBUG("preloaded %d %s receive elements in %.1f ms", loaded, codec->name,
+              (g_get_monotonic_time() - start) / 1000.0);
+  });
 }
 
 /* Creates a webrtcbin with recvonly transceivers and starts the WHEP exchange. The controller's
@@ -176,6 +201,9 @@ void start_session(GstMtxWhepSrc *self) {
       on_hls = priv->hls != nullptr;
     }
     priv->controller.connected(session, on_hls ? "WebRTC connected: leaving the HLS fallback" : "WebRTC connected");
+    /* media follows in ~20 ms: its receive chain's plugins load meanwhile (not earlier: see
+     * preload_receive_plugins) */
+    preload_receive_plugins(self, settings_snapshot(self));
     start_stats_ticks(self);
   };
   /* the peer's typed failure, as it is; queued, so the peer is out of its own call when torn down */

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "codec_table.h"
@@ -66,6 +67,9 @@ constexpr guint kDefaultHlsFallbackAttempts = 3;
 constexpr int kRtcpSilenceMs = 3000;
 /* SO_RCVBUF asked for the ICE sockets (the kernel caps it at net.core.rmem_max) */
 constexpr int kReceiveBufferBytes = 4 * 1024 * 1024;
+/* the jitter buffer starts after this many packets in sequence instead of holding the first for
+ * its latency (rtpjitterbuffer faststart-min-packets, GStreamer 1.18+) */
+constexpr guint kFaststartPackets = 1;
 /* how often webrtcbin's statistics are read into the stats cache while a session runs */
 constexpr int kStatsIntervalMs = 1000;
 /* ... and how soon again while the last reading lacks the selected candidate pair */
@@ -178,6 +182,9 @@ struct GstWhepSrcPrivate {
   guint stats_timer = 0;
   guint hls_restart_timer = 0;
   guint hls_watchdog_timer = 0;
+  /* loads the receive chain's plugins while the first session connects (preload_receive_plugins);
+   * joined at PAUSED->READY, once the control thread is stopped */
+  std::thread preload;
 
   /* streaming threads */
   gstmtx::StallWatchdog media_watchdog; /* no media for `timeout`: the session failed */
@@ -197,6 +204,12 @@ namespace whepsrc {
 
 /* gstwhepsrc.cpp, any thread: the settings without the lock; extra-headers come out as pairs. */
 Settings settings_snapshot(GstMtxWhepSrc *self, gstmtx::Headers *extra_headers = nullptr);
+/* Control thread, once connected: once per process, loads the plugins of the preferred video
+ * codec's receive chain (libav's alone took 76-100 ms here) on a thread of its own
+ * (priv->preload), while the server starts sending and the publisher's keyframe comes, instead of
+ * on the streaming thread that carries the first packets. Not earlier: GStreamer loads one plugin
+ * at a time and started at the answer it held up ICE+DTLS by ~140 ms (docs/benchmarks.md). */
+void preload_receive_plugins(GstMtxWhepSrc *self, const Settings &s);
 
 /* whep_session.cpp */
 void install_controller_hooks(GstMtxWhepSrc *self);

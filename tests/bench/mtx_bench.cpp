@@ -11,6 +11,9 @@
  * (fakesink sync=true) renders.
  */
 #include "dtls_certificate.h"
+#include "event_loop.h"
+#include "http_client.h"
+#include "reader_watch.h"
 #include "frame_stamp.h"
 #include "mediamtx_server.h"
 #include "network_hosts.h"
@@ -138,6 +141,7 @@ public:
     gst_object_unref(pipeline_);
   }
   void play() { gst_element_set_state(pipeline_, GST_STATE_PLAYING); }
+  GstElement *element() { return pipeline_; }
   GstElement *get(const char *name) { return gst_bin_get_by_name(GST_BIN(pipeline_), name); /* ref */ }
   int errors() const { return errors_.load(); }
   std::vector<std::string> states() {
@@ -455,6 +459,262 @@ std::vector<TtffSample> run_ttff(const Options &o) {
   return out;
 }
 
+/* ---- 2c. where the first frame's time goes (keyframe-on-join) -------------------------------
+ * Publisher and a new viewer per start in this process (one clock), probes along the way of the
+ * first keyframe: the forced keyframe request reaching the encoder, the next raw frame into it,
+ * the keyframe out of it and out of rtspclientsink's payloader; at the viewer the keyframe's first
+ * and last packet off the network (nicesrc, matched by RTP sequence number with what the jitter
+ * buffer sees decrypted), into and out of the jitter buffer, out of the depayloader, and the
+ * first decoded picture. All in ms after the viewer's PLAYING. */
+
+/* The RTP payload of a packet, or nothing for RTCP / not RTP. */
+bool rtp_fields(const guint8 *d, gsize n, guint16 *seq, guint32 *ts, bool *marker, const guint8 **payload,
+                gsize *payload_len) {
+  if (n < 12 || (d[0] & 0xc0) != 0x80 || (d[1] >= 192 && d[1] <= 223))
+    return false;
+  gsize off = 12 + 4 * (d[0] & 0x0f);
+  if (d[0] & 0x10) {
+    if (n < off + 4)
+      return false;
+    off += 4 + 4 * ((d[off + 2] << 8) | d[off + 3]);
+  }
+  if (n < off)
+    return false;
+  *seq = static_cast<guint16>((d[2] << 8) | d[3]);
+  *ts = (guint32(d[4]) << 24) | (guint32(d[5]) << 16) | (guint32(d[6]) << 8) | d[7];
+  *marker = d[1] & 0x80;
+  if (payload) {
+    *payload = d + off;
+    *payload_len = n - off;
+  }
+  return true;
+}
+
+/* An H.264 RTP payload (packetization-mode 1) carrying an IDR slice or an SPS. */
+bool h264_payload_is_key(const guint8 *p, gsize n) {
+  if (n < 2)
+    return false;
+  const int type = p[0] & 0x1f;
+  if (type == 28)
+    return (p[1] & 0x1f) == 5 || (p[1] & 0x1f) == 7;
+  if (type == 24) {
+    for (gsize off = 1; off + 3 <= n;) {
+      const gsize len = (p[off] << 8) | p[off + 1];
+      const int inner = p[off + 2] & 0x1f;
+      if (inner == 5 || inner == 7)
+        return true;
+      off += 2 + len;
+    }
+    return false;
+  }
+  return type == 5 || type == 7;
+}
+
+struct KeyframeTrace {
+  std::mutex lock;
+  double t0 = 0;                  /* the viewer's PLAYING */
+  double force = -1, enc_in = -1, enc_key = -1, pay_key = -1;
+  double net_first = -1, net_key_first = -1, net_key_last = -1;
+  double jb_key_in = -1, jb_key_out = -1, depay_key = -1;
+  std::map<guint16, double> arrivals; /* nicesrc: sequence number -> ms */
+  bool have_key = false;
+  guint32 key_ts = 0;
+  int key_first_seq = -1, key_last_seq = -1;
+
+  /* a new start at `at`: every milestone forgotten */
+  void arm(double at) {
+    std::lock_guard<std::mutex> g(lock);
+    force = enc_in = enc_key = pay_key = net_first = net_key_first = net_key_last = -1;
+    jb_key_in = jb_key_out = depay_key = -1;
+    arrivals.clear();
+    have_key = false;
+    key_first_seq = key_last_seq = -1;
+    t0 = at;
+  }
+  double rel(double at) const { return at < 0 ? -1 : at - t0; }
+
+  /* publisher side ----------------------------------------------------------------------- */
+  static GstPadProbeReturn encoder_src(GstPad *, GstPadProbeInfo *info, gpointer data) {
+    auto *t = static_cast<KeyframeTrace *>(data);
+    const double now = now_ms();
+    std::lock_guard<std::mutex> g(t->lock);
+    if (t->t0 == 0)
+      return GST_PAD_PROBE_OK;
+    if (info->type & GST_PAD_PROBE_TYPE_EVENT_UPSTREAM) {
+      if (gst_video_event_is_force_key_unit(GST_PAD_PROBE_INFO_EVENT(info)) && t->force < 0)
+        t->force = now;
+    } else if (t->enc_key < 0 && !GST_BUFFER_FLAG_IS_SET(GST_PAD_PROBE_INFO_BUFFER(info), GST_BUFFER_FLAG_DELTA_UNIT)) {
+      t->enc_key = now;
+    }
+    return GST_PAD_PROBE_OK;
+  }
+  static GstPadProbeReturn encoder_sink(GstPad *, GstPadProbeInfo *, gpointer data) {
+    auto *t = static_cast<KeyframeTrace *>(data);
+    const double now = now_ms();
+    std::lock_guard<std::mutex> g(t->lock);
+    if (t->t0 != 0 && t->force >= 0 && t->enc_in < 0)
+      t->enc_in = now;
+    return GST_PAD_PROBE_OK;
+  }
+  static bool buffer_is_key_packet(GstBuffer *buf) {
+    GstMapInfo m;
+    if (!gst_buffer_map(buf, &m, GST_MAP_READ))
+      return false;
+    guint16 seq;
+    guint32 ts;
+    bool marker;
+    const guint8 *p;
+    gsize n;
+    bool key = rtp_fields(m.data, m.size, &seq, &ts, &marker, &p, &n) && h264_payload_is_key(p, n);
+    gst_buffer_unmap(buf, &m);
+    return key;
+  }
+  static GstPadProbeReturn payloader_src(GstPad *, GstPadProbeInfo *info, gpointer data) {
+    auto *t = static_cast<KeyframeTrace *>(data);
+    const double now = now_ms();
+    bool key = false;
+    if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
+      key = buffer_is_key_packet(GST_PAD_PROBE_INFO_BUFFER(info));
+    } else {
+      GstBufferList *list = GST_PAD_PROBE_INFO_BUFFER_LIST(info);
+      for (guint i = 0; !key && i < gst_buffer_list_length(list); i++)
+        key = buffer_is_key_packet(gst_buffer_list_get(list, i));
+    }
+    std::lock_guard<std::mutex> g(t->lock);
+    if (key && t->t0 != 0 && t->enc_key >= 0 && t->pay_key < 0)
+      t->pay_key = now;
+    return GST_PAD_PROBE_OK;
+  }
+
+  /* viewer side -------------------------------------------------------------------------- */
+  static void on_datagram(KeyframeTrace *t, GstBuffer *buf, double now) {
+    GstMapInfo m;
+    if (!gst_buffer_map(buf, &m, GST_MAP_READ))
+      return;
+    guint16 seq;
+    guint32 ts;
+    bool marker;
+    if (rtp_fields(m.data, m.size, &seq, &ts, &marker, nullptr, nullptr)) {
+      std::lock_guard<std::mutex> g(t->lock);
+      if (t->net_first < 0)
+        t->net_first = now;
+      t->arrivals.emplace(seq, now);
+    }
+    gst_buffer_unmap(buf, &m);
+  }
+  static GstPadProbeReturn nicesrc_src(GstPad *, GstPadProbeInfo *info, gpointer data) {
+    auto *t = static_cast<KeyframeTrace *>(data);
+    const double now = now_ms();
+    if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
+      on_datagram(t, GST_PAD_PROBE_INFO_BUFFER(info), now);
+    } else {
+      GstBufferList *list = GST_PAD_PROBE_INFO_BUFFER_LIST(info);
+      for (guint i = 0; i < gst_buffer_list_length(list); i++)
+        on_datagram(t, gst_buffer_list_get(list, i), now);
+    }
+    return GST_PAD_PROBE_OK;
+  }
+  static GstPadProbeReturn jitterbuffer_sink(GstPad *, GstPadProbeInfo *info, gpointer data) {
+    auto *t = static_cast<KeyframeTrace *>(data);
+    const double now = now_ms();
+    GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER(info);
+    GstMapInfo m;
+    if (!gst_buffer_map(buf, &m, GST_MAP_READ))
+      return GST_PAD_PROBE_OK;
+    guint16 seq;
+    guint32 ts;
+    bool marker;
+    const guint8 *p;
+    gsize n;
+    if (rtp_fields(m.data, m.size, &seq, &ts, &marker, &p, &n)) {
+      std::lock_guard<std::mutex> g(t->lock);
+      if (!t->have_key && h264_payload_is_key(p, n)) {
+        t->have_key = true;
+        t->key_ts = ts;
+        t->key_first_seq = seq;
+        t->jb_key_in = now;
+        auto at = t->arrivals.find(seq);
+        t->net_key_first = at == t->arrivals.end() ? -1 : at->second;
+      }
+      if (t->have_key && t->key_last_seq < 0 && ts == t->key_ts && marker) {
+        t->key_last_seq = seq;
+        auto at = t->arrivals.find(seq);
+        t->net_key_last = at == t->arrivals.end() ? -1 : at->second;
+      }
+    }
+    gst_buffer_unmap(buf, &m);
+    return GST_PAD_PROBE_OK;
+  }
+  static GstPadProbeReturn jitterbuffer_src(GstPad *, GstPadProbeInfo *info, gpointer data) {
+    auto *t = static_cast<KeyframeTrace *>(data);
+    const double now = now_ms();
+    GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER(info);
+    GstMapInfo m;
+    if (!gst_buffer_map(buf, &m, GST_MAP_READ))
+      return GST_PAD_PROBE_OK;
+    guint16 seq;
+    guint32 ts;
+    bool marker;
+    if (rtp_fields(m.data, m.size, &seq, &ts, &marker, nullptr, nullptr)) {
+      std::lock_guard<std::mutex> g(t->lock);
+      if (t->key_last_seq == seq && t->jb_key_out < 0)
+        t->jb_key_out = now;
+    }
+    gst_buffer_unmap(buf, &m);
+    return GST_PAD_PROBE_OK;
+  }
+  static GstPadProbeReturn depay_src(GstPad *, GstPadProbeInfo *info, gpointer data) {
+    auto *t = static_cast<KeyframeTrace *>(data);
+    const double now = now_ms();
+    std::lock_guard<std::mutex> g(t->lock);
+    if (t->depay_key < 0 && !GST_BUFFER_FLAG_IS_SET(GST_PAD_PROBE_INFO_BUFFER(info), GST_BUFFER_FLAG_DELTA_UNIT))
+      t->depay_key = now;
+    return GST_PAD_PROBE_OK;
+  }
+  static void add_probe(GstElement *e, const char *pad_name, GstPadProbeType type, GstPadProbeCallback cb, gpointer data) {
+    g_autoptr(GstPad) pad = gst_element_get_static_pad(e, pad_name);
+    if (pad)
+      gst_pad_add_probe(pad, type, cb, data, nullptr);
+  }
+  /* the viewer's elements as they are made (called from whichever thread adds them) */
+  static void on_viewer_element(GstBin *, GstBin *, GstElement *e, gpointer data) {
+    GstElementFactory *f = gst_element_get_factory(e);
+    const std::string name = f ? GST_OBJECT_NAME(f) : "";
+    const auto buffers = static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST);
+    if (name == "nicesrc")
+      add_probe(e, "src", buffers, nicesrc_src, data);
+    else if (name == "rtpjitterbuffer") {
+      add_probe(e, "sink", GST_PAD_PROBE_TYPE_BUFFER, jitterbuffer_sink, data);
+      add_probe(e, "src", GST_PAD_PROBE_TYPE_BUFFER, jitterbuffer_src, data);
+    } else if (name == "rtph264depay")
+      add_probe(e, "src", GST_PAD_PROBE_TYPE_BUFFER, depay_src, data);
+  }
+  void attach_publisher(Pipeline &pub) {
+    g_autoptr(GstElement) encoder = pub.get("encoder");
+    if (encoder) {
+      add_probe(encoder, "src", static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_UPSTREAM),
+                encoder_src, this);
+      add_probe(encoder, "sink", GST_PAD_PROBE_TYPE_BUFFER, encoder_sink, this);
+    }
+  }
+  /* rtspclientsink builds its payloader once it records: look for it after the path is ready */
+  void attach_payloader(Pipeline &pub) {
+    GstIterator *it = gst_bin_iterate_recurse(GST_BIN(pub.element()));
+    GValue item = G_VALUE_INIT;
+    while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+      GstElement *e = GST_ELEMENT(g_value_get_object(&item));
+      GstElementFactory *f = gst_element_get_factory(e);
+      const char *klass = f ? gst_element_factory_get_metadata(f, GST_ELEMENT_METADATA_KLASS) : nullptr;
+      if (klass && strstr(klass, "Payloader") && strstr(klass, "RTP"))
+        add_probe(e, "src", static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+                  payloader_src, this);
+      g_value_reset(&item);
+    }
+    g_value_unset(&item);
+    gst_iterator_free(it);
+  }
+};
+
 /* ---- 2b. time to first frame of a fresh viewer process -------------------------------------
  * Each start is a new process (mtx-bench ttff-child): GStreamer's start-up, the plugin load and the
  * DTLS certificate are paid as a user pays them. Reported from the spawn and from PLAYING, per
@@ -468,7 +728,12 @@ int ttff_child_main(const Options &o) {
                 " latency=50 audio=false decode=true ! identity name=decoded ! fakesink sync=false");
   FirstFrame ff;
   ff.attach(view, "decoded");
+  KeyframeTrace trace; /* --trace: the viewer's half of ttff-trace --fresh */
+  const bool tracing = opt(o, "trace", "0") == "1";
+  if (tracing)
+    g_signal_connect(view.element(), "deep-element-added", G_CALLBACK(KeyframeTrace::on_viewer_element), &trace);
   const double playing = now_ms();
+  trace.arm(playing);
   view.play();
   while (ff.at.load() == 0 && now_ms() - playing < 10000 && view.errors() == 0)
     sleep_ms(1);
@@ -478,8 +743,18 @@ int ttff_child_main(const Options &o) {
   }
   g_autoptr(GstElement) src = view.get("src");
   auto abs_ms = [&](const char *f) { gint64 us = stats_int64(src, f); return us > 0 ? us / 1000.0 : -1.0; };
-  printf("TTFF_CHILD ok=1 entered=%.3f playing=%.3f first=%.3f offer=%.3f answer=%.3f connected=%.3f\n", entered,
-         playing, ff.at.load(), abs_ms("offer-created-us"), abs_ms("answer-received-us"), abs_ms("connected-us"));
+  std::string traced;
+  if (tracing) {
+    std::lock_guard<std::mutex> g(trace.lock);
+    char buf[256];
+    snprintf(buf, sizeof buf, " net_first=%.3f net_key_first=%.3f net_key_last=%.3f jb_key_in=%.3f jb_key_out=%.3f "
+             "depay_key=%.3f", trace.net_first, trace.net_key_first, trace.net_key_last, trace.jb_key_in,
+             trace.jb_key_out, trace.depay_key);
+    traced = buf;
+  }
+  printf("TTFF_CHILD ok=1 entered=%.3f playing=%.3f first=%.3f offer=%.3f answer=%.3f connected=%.3f%s\n", entered,
+         playing, ff.at.load(), abs_ms("offer-created-us"), abs_ms("answer-received-us"), abs_ms("connected-us"),
+         traced.c_str());
   fflush(stdout);
   return 0;
 }
@@ -494,9 +769,9 @@ struct FreshSample {
 };
 
 /* One fresh viewer process; false when it got no frame. */
-bool spawn_ttff_child(const std::string &url, FreshSample *s) {
+bool spawn_ttff_child(const std::string &url, FreshSample *s, std::string *line_out = nullptr) {
   std::string url_arg = "--url=" + url;
-  const char *argv[] = {"/proc/self/exe", "ttff-child", url_arg.c_str(), nullptr};
+  const char *argv[] = {"/proc/self/exe", "ttff-child", url_arg.c_str(), line_out ? "--trace" : nullptr, nullptr};
   g_autofree char *out = nullptr;
   gint status = 0;
   const double spawned = now_ms();
@@ -515,6 +790,8 @@ bool spawn_ttff_child(const std::string &url, FreshSample *s) {
   s->offer = rel("offer");
   s->answer = rel("answer");
   s->connected = rel("connected");
+  if (line_out)
+    *line_out = line;
   return true;
 }
 
@@ -607,6 +884,125 @@ int run_ttff_fresh(const Options &o) {
         report("chromium", browser, chromium_starts);
     }
   }
+  return failures ? 1 : 0;
+}
+
+/* A start's milestones (run_ttff_trace's row order) are there and in the order a keyframe takes:
+ * connected, (forced,) keyframe out of the encoder, off the network, out of the jitter buffer,
+ * decoded. */
+bool trace_complete(const std::vector<double> &row, bool forced) {
+  const double connected = row[2], force = row[4], enc_key = row[6], net_key = row[8], jb_out = row[11],
+               decoded = row[13];
+  if (connected < 0 || enc_key < 0 || net_key < 0 || jb_out < 0 || decoded < 0 || (forced && force < 0))
+    return false;
+  return enc_key <= net_key && net_key <= jb_out && jb_out <= decoded && (!forced || force <= enc_key);
+}
+
+int run_ttff_trace(const Options &o) {
+  const int starts = opt_int(o, "starts", 20), latency = opt_int(o, "latency", 50);
+  const double keyint_s = std::stod(opt(o, "keyint-s", "2"));
+  const std::string join = opt(o, "keyframe-on-join", "true");
+  Video v = video_from(o);
+  const int keyint_frames = std::max(1, static_cast<int>(std::lround(keyint_s * v.fps)));
+  testbed::MediamtxServer server;
+  if (!start_server(server))
+    return 1;
+  auto pub = start_publisher(server, "rtsp", v, keyint_frames,
+                             "keyframe-on-join=" + join + " api-location=http://127.0.0.1:" +
+                                 std::to_string(server.api_port()) + " " + opt(o, "publisher-extra", ""));
+  if (!pub)
+    return 1;
+  KeyframeTrace trace;
+  trace.attach_publisher(*pub);
+  trace.attach_payloader(*pub);
+  sleep_ms(1500);
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> pause(600, 600 + static_cast<int>(keyint_s * 1000));
+  CsvOut csv(o, "ttff_trace", "keyint_s,keyframe_on_join,fresh,latency,start,offer,answer,connected,net_first,force,enc_in,"
+                              "enc_key,pay_key,net_key_first,net_key_last,jb_key_in,jb_key_out,depay_key,decoded");
+  const char *names[] = {"offer", "answer", "connected", "net_first", "force", "enc_in", "enc_key", "pay_key",
+                         "net_key_first", "net_key_last", "jb_key_in", "jb_key_out", "depay_key", "decoded"};
+  std::vector<std::vector<double>> columns(G_N_ELEMENTS(names));
+  int failures = 0;
+  const bool fresh = opt(o, "fresh", "0") == "1";
+  for (int i = 0; fresh && i < starts; i++) {
+    /* the viewer in a new process (mtx-bench ttff-child --trace): same clock, its milestones printed */
+    FreshSample s;
+    std::string line;
+    trace.arm(now_ms());
+    const bool ok = spawn_ttff_child(server.whep_url("cam"), &s, &line);
+    std::vector<double> row;
+    {
+      std::lock_guard<std::mutex> g(trace.lock);
+      const double playing = field(line, "playing");
+      auto child = [&](const char *k) { double v = field(line, k); return v > 0 ? v - playing : -1.0; };
+      auto parent = [&](double at) { return at > 0 ? at - playing : -1.0; };
+      row = {s.offer, s.answer, s.connected, child("net_first"), parent(trace.force), parent(trace.enc_in),
+             parent(trace.enc_key), parent(trace.pay_key), child("net_key_first"), child("net_key_last"),
+             child("jb_key_in"), child("jb_key_out"), child("depay_key"), s.from_playing};
+      trace.t0 = 0;
+    }
+    if (!ok) {
+      g_printerr("ttff-trace: start %d got no frame\n", i);
+      failures++;
+      continue;
+    }
+    if (!trace_complete(row, join == "true")) {
+      g_printerr("ttff-trace: start %d: a milestone is missing or out of order\n", i);
+      failures++;
+    }
+    for (size_t c = 0; c < row.size(); c++)
+      if (row[c] >= 0)
+        columns[c].push_back(row[c]);
+    csv.row(keyint_s, join, fresh, latency, i, row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+            row[10], row[11], row[12], row[13]);
+    sleep_ms(pause(rng));
+  }
+  for (int i = 0; !fresh && i < starts; i++) {
+    Pipeline view(viewer_desc(server, "whepsrc", latency, false, opt(o, "viewer-extra", "")));
+    g_signal_connect(view.element(), "deep-element-added", G_CALLBACK(KeyframeTrace::on_viewer_element), &trace);
+    FirstFrame ff;
+    ff.attach(view, "decoded");
+    const double t0 = now_ms();
+    trace.arm(t0);
+    view.play();
+    while (ff.at.load() == 0 && now_ms() - t0 < 10000 && view.errors() == 0)
+      sleep_ms(2);
+    if (ff.at.load() == 0) {
+      g_printerr("ttff-trace: no frame within 10 s (start %d)\n", i);
+      failures++;
+      continue;
+    }
+    g_autoptr(GstElement) src = view.get("src");
+    auto stat = [&](const char *f) { gint64 us = stats_int64(src, f); return us > 0 ? us / 1000.0 - t0 : -1.0; };
+    std::vector<double> row;
+    {
+      std::lock_guard<std::mutex> g(trace.lock);
+      row = {stat("offer-created-us"), stat("answer-received-us"), stat("connected-us"), trace.rel(trace.net_first),
+             trace.rel(trace.force), trace.rel(trace.enc_in), trace.rel(trace.enc_key), trace.rel(trace.pay_key),
+             trace.rel(trace.net_key_first), trace.rel(trace.net_key_last), trace.rel(trace.jb_key_in),
+             trace.rel(trace.jb_key_out), trace.rel(trace.depay_key), ff.at.load() - t0};
+      trace.t0 = 0; /* disarmed while the viewer goes */
+    }
+    if (!trace_complete(row, join == "true")) {
+      g_printerr("ttff-trace: start %d: a milestone is missing or out of order\n", i);
+      failures++;
+    }
+    for (size_t c = 0; c < row.size(); c++)
+      if (row[c] >= 0)
+        columns[c].push_back(row[c]);
+    csv.row(keyint_s, join, fresh, latency, i, row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+            row[10], row[11], row[12], row[13]);
+    g_signal_handlers_disconnect_by_data(view.element(), &trace);
+    sleep_ms(pause(rng));
+  }
+  printf("RESULT ttff_trace keyint_s=%.2f keyframe_on_join=%s fresh=%d latency=%d starts=%d", keyint_s, join.c_str(),
+         fresh, latency, starts);
+  for (size_t c = 0; c < columns.size(); c++)
+    printf(" %s_n=%zu %s_p50=%.1f %s_p95=%.1f", names[c], columns[c].size(), names[c], percentile(columns[c], 50),
+           names[c], percentile(columns[c], 95));
+  printf("\n");
+  fflush(stdout);
   return failures ? 1 : 0;
 }
 
@@ -1354,6 +1750,123 @@ bool run_adapt_config(const Options &o, const AdaptConfig &c) {
   return first_step_seen;
 }
 
+/* ---- 4b. cost of keyframe-on-join's API polling ------------------------------------------
+ * mediamtxsink's reader watch (gst/reader_watch.h) alone in this process, polling a published
+ * path of the test server at --interval-ms for --seconds (a publisher and --readers WebRTC readers
+ * run as gst-launch-1.0 children, so the answers have their real size). Reports the CPU time per
+ * poll of the watch's thread (CLOCK_THREAD_CPUTIME_ID), of the whole process (getrusage, an idle
+ * window of the same length subtracted) and of MediaMTX (/proc/PID/stat, idle subtracted). */
+
+double thread_cpu_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+GPid spawn_gst_launch(const std::string &pipeline) {
+  g_auto(GStrv) args = nullptr;
+  std::string cmd = "gst-launch-1.0 -q " + pipeline;
+  if (!g_shell_parse_argv(cmd.c_str(), nullptr, &args, nullptr))
+    return 0;
+  GPid pid = 0;
+  if (!g_spawn_async(nullptr, args, nullptr, static_cast<GSpawnFlags>(G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL),
+                     nullptr, nullptr, &pid, nullptr))
+    return 0;
+  return pid;
+}
+
+int run_poll_cost(const Options &o) {
+  const int interval_ms = opt_int(o, "interval-ms", 20), seconds = opt_int(o, "seconds", 20);
+  const int readers = opt_int(o, "readers", 0);
+  testbed::MediamtxServer server;
+  if (!start_server(server))
+    return 1;
+  std::vector<GPid> children;
+  children.push_back(spawn_gst_launch("videotestsrc is-live=true ! video/x-raw,width=320,height=180,framerate=30/1 ! "
+                                      "mediamtxsink keyframe-on-join=false location=" + server.rtsp_url("cam")));
+  auto stop_children = [&] {
+    for (GPid pid : children)
+      if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, nullptr, 0);
+      }
+  };
+  if (!server.wait_path_ready("cam", 15000)) {
+    g_printerr("poll-cost: no publisher\n");
+    stop_children();
+    return 1;
+  }
+  for (int i = 0; i < readers; i++)
+    children.push_back(spawn_gst_launch("whepsrc location=" + server.whep_url("cam") + " audio=false decode=false ! fakesink"));
+  sleep_ms(opt_int(o, "settle-ms", 3000) + 300 * readers);
+  const pid_t mtx = find_mediamtx_child();
+
+  /* idle: the same process and server without polling */
+  double self0 = cpu_seconds_self(), mtx0 = cpu_seconds_of(mtx);
+  sleep_ms(seconds * 1000);
+  const double idle_self = cpu_seconds_self() - self0, idle_mtx = cpu_seconds_of(mtx) - mtx0;
+
+  gstmtx::EventLoop loop("mtx-readers");
+  std::unique_ptr<gstmtx::HttpClient> http;
+  std::unique_ptr<gstmtx::ReaderWatch> watch;
+  std::atomic<int> ready{0};
+  double thread0 = 0;
+  unsigned requests0 = 0, parsed0 = 0;
+  loop.run_sync([&] {
+    http = std::make_unique<gstmtx::HttpClient>(loop, gstmtx::HttpClientConfig{});
+    gstmtx::ReaderWatch::Config config;
+    config.api_location = "http://127.0.0.1:" + std::to_string(server.api_port());
+    config.path = "cam";
+    config.interval = std::chrono::milliseconds(interval_ms);
+    config.plain_http = opt(o, "client", "plain") == "plain";
+    gstmtx::ReaderWatch::Events events;
+    events.reader_ready = [&](const gstmtx::PathReader &) { ready++; };
+    watch = std::make_unique<gstmtx::ReaderWatch>(loop, *http, config, events);
+    watch->start();
+  });
+  sleep_ms(1000); /* connection made, first answers parsed */
+  loop.run_sync([&] {
+    thread0 = thread_cpu_ms();
+    requests0 = watch->requests();
+    parsed0 = watch->parsed();
+  });
+  self0 = cpu_seconds_self();
+  mtx0 = cpu_seconds_of(mtx);
+  sleep_ms(seconds * 1000);
+  double thread_ms = 0;
+  unsigned polls = 0, parsed = 0;
+  bool plain = false;
+  loop.run_sync([&] {
+    thread_ms = thread_cpu_ms() - thread0;
+    polls = watch->requests() - requests0;
+    parsed = watch->parsed() - parsed0;
+    plain = watch->plain();
+  });
+  const double self_s = cpu_seconds_self() - self0 - idle_self, mtx_s = cpu_seconds_of(mtx) - mtx0 - idle_mtx;
+  loop.run_sync([&] {
+    watch.reset();
+    http->cancel_all();
+    http.reset();
+  });
+  const std::string body = server.api_get("paths/get/cam");
+  stop_children();
+  const double per_poll_thread_us = polls ? thread_ms * 1000 / polls : NAN;
+  const double per_poll_process_us = polls ? self_s * 1e6 / polls : NAN;
+  const double per_poll_mediamtx_us = polls ? mtx_s * 1e6 / polls : NAN;
+  const char *client = plain ? "plain" : "libsoup";
+  printf("RESULT poll_cost client=%s interval_ms=%d seconds=%d readers=%d body_bytes=%zu polls=%u parsed=%u "
+         "readers_ready=%d thread_us_per_poll=%.1f process_us_per_poll=%.1f mediamtx_us_per_poll=%.1f "
+         "thread_pct_at_interval=%.3f\n",
+         client, interval_ms, seconds, readers, body.size(), polls, parsed, ready.load(), per_poll_thread_us,
+         per_poll_process_us, per_poll_mediamtx_us, polls ? thread_ms / (seconds * 1000.0) * 100 : NAN);
+  CsvOut csv(o, "poll_cost", "client,interval_ms,seconds,readers,body_bytes,polls,parsed,thread_us_per_poll,"
+                             "process_us_per_poll,mediamtx_us_per_poll");
+  csv.row(client, interval_ms, seconds, readers, body.size(), polls, parsed, per_poll_thread_us, per_poll_process_us,
+          per_poll_mediamtx_us);
+  fflush(stdout);
+  return polls > 0 && plain == (opt(o, "client", "plain") == "plain") ? 0 : 1;
+}
+
 int run_adapt(const Options &o) {
   const std::vector<AdaptConfig> all = {{"rtsp-off", "rtsp", 0},
                                         {"rtsp-on", "rtsp", 1},
@@ -1421,6 +1934,20 @@ int run_smoke(const Options &base) {
     check(got == 2, "ttff-fresh: 2 fresh viewer processes got a frame");
     check(got > 0 && ordered, "ttff-fresh: spawn <= PLAYING <= offer <= connected <= first frame");
   }
+  {
+    /* ttff-trace's unit: one fresh viewer traced from the forced keyframe to the decoded picture */
+    Options t = o;
+    t["fresh"] = "1";
+    t["starts"] = "1";
+    t["keyint-s"] = "4";
+    check(run_ttff_trace(t) == 0, "ttff-trace: every milestone of a fresh viewer's first keyframe, in order");
+    /* poll-cost's unit: the reader watch polls over plain HTTP and reports its CPU */
+    Options p = o;
+    p["interval-ms"] = "20";
+    p["seconds"] = "1";
+    p["settle-ms"] = "500";
+    check(run_poll_cost(p) == 0, "poll-cost: the reader watch polled the path over plain HTTP");
+  }
   o["runs"] = "1";
   auto rec = run_recovery(o);
   check(rec.size() == 1 && rec[0].first_frame > 0 && rec[0].path_ready > 0,
@@ -1441,7 +1968,12 @@ void usage() {
       "  ttff      --viewer=whepsrc|rtspsrc --keyint-s=S --starts=N\n"
       "  ttff-fresh --keyints=1,2,4 --keyframe-on-join=false,true --starts=N [--chromium-script=JS\n"
       "             --chromium-starts=N]: a fresh viewer process per start, from spawn and from PLAYING\n"
+      "  ttff-trace --keyint-s=S --keyframe-on-join=true|false --starts=N [--fresh --latency=50\n"
+      "             --viewer-extra=PROPS --publisher-extra=PROPS]: where the first frame's time goes, probe by\n"
+      "             probe (--fresh: each viewer a new process, latency 50, no extra properties)\n"
       "  cert      --runs=N: DTLS certificate cost of a fresh process, stock vs ours\n"
+      "  poll-cost --interval-ms=20 --seconds=20 [--readers=0 --client=plain|soup]: CPU per poll of\n"
+      "             keyframe-on-join's reader watch (plain: PlainHttpGet, soup: libsoup's HttpClient)\n"
       "  recovery  --runs=N --outage-ms=MS --retry-delay=MS [--keyint=FRAMES]\n"
       "  cost      --viewers=1,2,4 --decoded-viewers=1,2 [--warm-s=4 --window-s=10 --common-window=1 --publishers=1]\n"
       "  adapt     [--configs=rtsp-off,rtsp-on,whip-off,whip-on,whipclientsink] [--steps=4000,1000,500,4000]\n"
@@ -1483,10 +2015,14 @@ int main(int argc, char **argv) {
     return run_ttff(o).empty() ? 1 : 0;
   if (cmd == "ttff-fresh")
     return run_ttff_fresh(o);
+  if (cmd == "ttff-trace")
+    return run_ttff_trace(o);
   if (cmd == "recovery")
     return run_recovery(o).empty() ? 1 : 0;
   if (cmd == "cost")
     return run_cost(o);
+  if (cmd == "poll-cost")
+    return run_poll_cost(o);
   if (cmd == "adapt")
     return run_adapt(o);
   if (cmd == "smoke")

@@ -12,6 +12,7 @@
 #include "ascii_case.h"
 #include "link_header.h"
 #include "mediamtx_url.h"
+#include "plain_http_get.h"
 #include "reader_watch.h"
 #include "webrtc_http_session.h"
 
@@ -285,6 +286,39 @@ int api_answer(const uint8_t *data, size_t size) {
   return 0;
 }
 
+/* The bytes a connection delivers to PlainHttpGet's response reader (keyframe-on-join's API
+ * polling): the first byte picks the piece size. Promises: the outcome does not depend on how the
+ * bytes are cut; a complete body is bounded by max_body; the readers text of a body is a part of it. */
+int http_response(const uint8_t *data, size_t size) {
+  init();
+  if (size == 0)
+    return 0;
+  const std::size_t piece = 1 + data[0] % 64;
+  const char *text = reinterpret_cast<const char *>(data) + 1;
+  const std::size_t length = size - 1;
+  using R = gstmtx::HttpResponseReader::Result;
+  auto read = [&](std::size_t step, gstmtx::HttpResponseReader &reader) {
+    R r = R::NeedMore;
+    for (std::size_t i = 0; i < length && r == R::NeedMore; i += step)
+      r = reader.feed(text + i, std::min(step, length - i));
+    return r == R::NeedMore ? reader.end_of_stream() : r;
+  };
+  gstmtx::HttpResponseReader whole(4096), cut(4096);
+  const R a = read(length ? length : 1, whole), b = read(piece, cut);
+  if (a != b)
+    broken("http_response", "the outcome depends on how the bytes were cut");
+  if (a == R::Complete) {
+    if (whole.response().body != cut.response().body || whole.response().status != cut.response().status)
+      broken("http_response", "the response depends on how the bytes were cut");
+    if (whole.response().body.size() > 4096)
+      broken("http_response", "body beyond max_body");
+    const std::string part = gstmtx::readers_part(whole.response().body);
+    if (part != "null" && !part.empty() && whole.response().body.find(part) == std::string::npos)
+      broken("http_response", "readers text not taken from the body");
+  }
+  return 0;
+}
+
 /* one per line: tests/fuzz/build.sh reads the names from here */
 // clang-format off
 const Target kTargets[] = {
@@ -295,6 +329,7 @@ const Target kTargets[] = {
     {"sdpfrag", sdpfrag},
     {"sdp_answer", sdp_answer},
     {"api_answer", api_answer},
+    {"http_response", http_response},
     {nullptr, nullptr},
 };
 // clang-format on

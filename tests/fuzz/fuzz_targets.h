@@ -26,6 +26,7 @@ int classify(const uint8_t *data, size_t size);
 int sdpfrag(const uint8_t *data, size_t size);
 int sdp_answer(const uint8_t *data, size_t size);
 int api_answer(const uint8_t *data, size_t size);
+int http_response(const uint8_t *data, size_t size);
 
 /* Every target, terminated by {nullptr, nullptr}. */
 extern const Target kTargets[];

@@ -7,6 +7,7 @@
 
 #include "ascii_case.h"
 #include "backoff.h"
+#include "codec_table.h"
 #include "event_loop.h"
 #include "link_header.h"
 #include "mediamtx_url.h"
@@ -599,6 +600,35 @@ GST_START_TEST(test_failure_error_codes) {
 }
 GST_END_TEST;
 
+/* whepsrc loads its receive chain's plugins before the first packet needs them: afterwards the
+ * depayloader, the parser and the best decoder are loaded (each check runs in a fresh process, so
+ * nothing loaded them before). */
+GST_START_TEST(test_load_receive_plugins) {
+  const RtpCodec *h264 = find_rtp_codec("H264");
+  fail_unless(h264 != nullptr);
+  if (!rtp_codec_receivable(*h264))
+    return; /* no rtph264depay/h264parse installed: nothing to load */
+  g_autoptr(GstCaps) encoded = gst_caps_from_string(h264->encoded_caps);
+  g_autoptr(GstElementFactory) decoder = best_decoder_for(encoded);
+  std::vector<const char *> names = {h264->depayloader, h264->parser};
+  if (decoder)
+    names.push_back(GST_OBJECT_NAME(decoder));
+  auto loaded = [](const char *name) {
+    g_autoptr(GstElementFactory) f = gst_element_factory_find(name);
+    g_autoptr(GstPlugin) plugin = f ? gst_plugin_feature_get_plugin(GST_PLUGIN_FEATURE(f)) : nullptr;
+    return plugin && gst_plugin_is_loaded(plugin);
+  };
+  const bool decoder_before = decoder && loaded(GST_OBJECT_NAME(decoder));
+  fail_unless_equals_int(load_receive_plugins(*h264, false), 2);
+  fail_unless(loaded(h264->depayloader) && loaded(h264->parser));
+  if (decoder && !decoder_before)
+    fail_if(loaded(GST_OBJECT_NAME(decoder)), "decode=false loaded the decoder");
+  fail_unless_equals_int(load_receive_plugins(*h264, true), decoder ? 3 : 2);
+  for (const char *name : names)
+    fail_unless(loaded(name), "%s not loaded", name);
+}
+GST_END_TEST;
+
 static Suite *gstmtx_suite(void) {
   Suite *s = suite_create("gstmtx");
   TCase *tc = tcase_create("backoff");
@@ -633,6 +663,7 @@ static Suite *gstmtx_suite(void) {
   tcase_add_test(tc, test_controller_retry_and_give_up);
   tcase_add_test(tc, test_failure_error_codes);
   tcase_add_test(tc, test_ascii_lower);
+  tcase_add_test(tc, test_load_receive_plugins);
   tcase_add_test(tc, test_event_loop_destroyed_at_once);
   tcase_add_test(tc, test_task_gate_drops_stale_tasks);
   tcase_add_test(tc, test_task_gate_close_from_loop_thread);

@@ -10,6 +10,7 @@
 
 #include "event_loop.h"
 #include "http_client.h"
+#include "plain_http_get.h"
 #include "reader_watch.h"
 
 using namespace gstmtx;
@@ -137,6 +138,96 @@ GST_START_TEST(test_rate_limit) {
 }
 GST_END_TEST;
 
+/* The readers' text decides whether an answer needs parsing: the same with other counters, not
+ * the same when a reader comes or goes; brackets inside strings do not end it. */
+GST_START_TEST(test_readers_part) {
+  const std::string a = kPathAnswer;
+  std::string counted = a;
+  counted.replace(counted.find("\"inboundBytes\":10"), 17, "\"inboundBytes\":99999");
+  assert_str(readers_part(a), "[{\"type\":\"webRTCSession\",\"id\":\"a-1\"},{\"type\":\"rtspSession\",\"id\":\"r-2\"}]");
+  fail_unless(readers_part(a) == readers_part(counted));
+  std::string fewer = a;
+  fewer.replace(fewer.find(",{\"type\":\"rtspSession\",\"id\":\"r-2\"}"), 34, "");
+  fail_unless(readers_part(a) != readers_part(fewer));
+  assert_str(readers_part("{\"readers\":null,\"x\":1}"), "null");
+  assert_str(readers_part("{\"readers\" : [ ] }"), "[ ]");
+  assert_str(readers_part("{\"readers\":[{\"id\":\"]x[\"}],\"b\":2}"), "[{\"id\":\"]x[\"}]");
+  assert_str(readers_part("{\"name\":\"readers\",\"readers\":[]}"), "[]"); /* a value, then the member */
+  assert_str(readers_part("{\"ready\":true}"), "");
+  assert_str(readers_part("{\"readers\":[{\"id\":\"a\""), ""); /* cut short: parse it */
+}
+GST_END_TEST;
+
+static HttpResponseReader::Result feed_all(HttpResponseReader &r, const std::string &text, std::size_t piece) {
+  HttpResponseReader::Result result = HttpResponseReader::Result::NeedMore;
+  for (std::size_t i = 0; i < text.size() && result == HttpResponseReader::Result::NeedMore; i += piece)
+    result = r.feed(text.data() + i, std::min(piece, text.size() - i));
+  return result;
+}
+
+/* Content-Length, chunked (fed a byte at a time and at once), framed by the close, HTTP/1.0,
+ * and what it refuses. */
+GST_START_TEST(test_response_reader) {
+  using R = HttpResponseReader::Result;
+  const std::string plain = "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nDate: x\r\n"
+                            "Content-Length: 13\r\n\r\n{\"readers\":1}";
+  for (std::size_t piece : {std::size_t(1), std::size_t(7), plain.size()}) {
+    HttpResponseReader r;
+    fail_unless(feed_all(r, plain, piece) == R::Complete);
+    fail_unless_equals_int(r.response().status, 200);
+    assert_str(r.response().body, "{\"readers\":1}");
+    assert_str(r.response().content_type, "application/json");
+    assert_str(r.response().header("date"), "x");
+    fail_unless(r.keep_alive());
+  }
+  /* a second response's bytes behind it are not part of it */
+  {
+    HttpResponseReader r;
+    fail_unless(feed_all(r, plain + "HTTP/1.1 404", plain.size() + 12) == R::Complete);
+    assert_str(r.response().body, "{\"readers\":1}");
+  }
+  const std::string chunked = "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                              "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n";
+  for (std::size_t piece : {std::size_t(1), chunked.size()}) {
+    HttpResponseReader r;
+    fail_unless(feed_all(r, chunked, piece) == R::Complete);
+    fail_unless_equals_int(r.response().status, 404);
+    assert_str(r.response().body, "hello, world");
+    fail_if(r.keep_alive());
+  }
+  {
+    HttpResponseReader r; /* no length: the body ends with the connection */
+    fail_unless(r.feed("HTTP/1.0 200 OK\r\n\r\nab", 21) == R::NeedMore);
+    fail_unless(r.feed("c", 1) == R::NeedMore);
+    fail_unless(r.end_of_stream() == R::Complete);
+    assert_str(r.response().body, "abc");
+    fail_if(r.keep_alive());
+  }
+  {
+    HttpResponseReader r; /* closed in the middle of a framed body */
+    fail_unless(feed_all(r, plain.substr(0, plain.size() - 3), 64) == R::NeedMore);
+    fail_unless(r.end_of_stream() == R::Invalid);
+  }
+  {
+    HttpResponseReader r(8);
+    fail_unless(feed_all(r, plain, 64) == R::Invalid);
+    fail_unless(r.too_large());
+  }
+  for (const char *bad : {"SSH-2.0-OpenSSH\r\n\r\n", "HTTP/1.1 2x0 OK\r\n\r\n", "HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+                          "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"}) {
+    HttpResponseReader r;
+    fail_unless(feed_all(r, bad, 64) == R::Invalid, "%s", bad);
+    fail_if(r.error().empty());
+  }
+  fail_unless(PlainHttpGet::supports("http://127.0.0.1:9997/v3/paths/get/cam"));
+  fail_unless(PlainHttpGet::supports("http://[::1]:9997/v3/paths/get/cam"));
+  fail_if(PlainHttpGet::supports("https://127.0.0.1:9997/v3/paths/get/cam"));
+  fail_if(PlainHttpGet::supports("not a url"));
+}
+GST_END_TEST;
+
 /* A scripted MediaMTX API on a local port: each path answer is taken from `script` in turn (the
  * last one repeats); webrtcsessions/get answers established after `established_after` asks. */
 struct FakeApi {
@@ -195,6 +286,9 @@ struct FakeApi {
       reply = {200, self->session_requests > self->established_after ? "{\"peerConnectionEstablished\":true}"
                                                                      : "{\"peerConnectionEstablished\":false}"};
     }
+    if (self->close_connections)
+      soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection", "close");
+    ++self->answers;
     soup_server_message_set_status(msg, reply.first, nullptr);
     soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_COPY, reply.second.data(),
                                      reply.second.size());
@@ -212,13 +306,87 @@ struct FakeApi {
   int port = 0;
   std::vector<std::pair<unsigned, std::string>> script;
   std::size_t step = 0;
-  int path_requests = 0, session_requests = 0, established_after = 2;
+  int path_requests = 0, session_requests = 0, established_after = 2, answers = 0;
+  bool close_connections = false; /* "Connection: close" on every answer */
   std::string last_auth;
 };
 
+/* PlainHttpGet on its own: requests queue behind each other on one kept-alive connection, and a
+ * server that accepts but never answers ends in a timeout. */
+GST_START_TEST(test_plain_http_get) {
+  FakeApi api;
+  {
+    std::lock_guard<std::mutex> lk(api.lock);
+    api.script = {{200, "{\"readers\":[]}"}};
+  }
+  EventLoop loop("test-plain-get");
+  std::mutex lock;
+  std::vector<HttpResponse> answers;
+  unsigned connections = 0;
+  std::unique_ptr<PlainHttpGet> get;
+  loop.run_sync([&] {
+    get = std::make_unique<PlainHttpGet>(loop, "test");
+    for (int i = 0; i < 3; i++) {
+      HttpRequest req;
+      req.url = api.url() + "/v3/paths/get/cam";
+      req.timeout = 2000ms;
+      get->get(std::move(req), [&](HttpResponse r) {
+        std::lock_guard<std::mutex> lk(lock);
+        answers.push_back(std::move(r));
+      });
+    }
+  });
+  for (int i = 0; i < 200; i++) {
+    {
+      std::lock_guard<std::mutex> lk(lock);
+      if (answers.size() == 3)
+        break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  loop.run_sync([&] { connections = get->connections(); });
+  {
+    std::lock_guard<std::mutex> lk(lock);
+    fail_unless_equals_int(answers.size(), 3);
+    for (const auto &r : answers) {
+      fail_unless(r.ok(), "%s", r.error.c_str());
+      fail_unless_equals_int(r.status, 200);
+      assert_str(r.body, "{\"readers\":[]}");
+    }
+  }
+  fail_unless_equals_int(connections, 1);
+
+  /* a listening socket nobody accepts from: the connection is made, no answer comes */
+  g_autoptr(GSocket) silent = g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, nullptr);
+  g_autoptr(GInetAddress) lo = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) any = g_inet_socket_address_new(lo, 0);
+  fail_unless(g_socket_bind(silent, any, TRUE, nullptr) && g_socket_listen(silent, nullptr));
+  g_autoptr(GSocketAddress) bound = g_socket_get_local_address(silent, nullptr);
+  const int port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
+  std::atomic<bool> done{false};
+  HttpResponse timed_out;
+  const gint64 start = g_get_monotonic_time();
+  loop.run_sync([&] {
+    HttpRequest req;
+    req.url = "http://127.0.0.1:" + std::to_string(port) + "/v3/paths/get/cam";
+    req.timeout = 200ms;
+    get->get(std::move(req), [&](HttpResponse r) {
+      timed_out = std::move(r);
+      done = true;
+    });
+  });
+  while (!done && g_get_monotonic_time() - start < 3 * G_USEC_PER_SEC)
+    std::this_thread::sleep_for(10ms);
+  fail_unless(done.load());
+  fail_unless(timed_out.failure == HttpFailure::Timeout, "%s", timed_out.error.c_str());
+  fail_unless(g_get_monotonic_time() - start < 2 * G_USEC_PER_SEC);
+  loop.run_sync([&] { get.reset(); });
+}
+GST_END_TEST;
+
 /* Runs a ReaderWatch on its own loop for `duration`; records what it reported. */
 struct WatchRun {
-  WatchRun(const std::string &api, std::chrono::milliseconds duration) : loop("test-readers") {
+  WatchRun(const std::string &api, std::chrono::milliseconds duration, bool plain_http = true) : loop("test-readers") {
     loop.run_sync([&] {
       http = std::make_unique<HttpClient>(loop, HttpClientConfig{});
       ReaderWatch::Config config;
@@ -228,6 +396,7 @@ struct WatchRun {
       add_authorization(config.auth, "pub", "secret", "");
       config.interval = 50ms;
       config.pending_interval = 20ms;
+      config.plain_http = plain_http;
       ReaderWatch::Events events;
       events.reader_ready = [this](const PathReader &r) {
         std::lock_guard<std::mutex> lk(lock);
@@ -244,6 +413,8 @@ struct WatchRun {
     std::this_thread::sleep_for(duration);
     loop.run_sync([&] {
       requests = watch->requests();
+      parsed = watch->parsed();
+      plain = watch->plain();
       watch.reset();
       http.reset();
     });
@@ -255,20 +426,28 @@ struct WatchRun {
   std::vector<std::string> ready;
   std::vector<ApiAnswer> problems;
   std::string explanation;
-  unsigned requests = 0;
+  unsigned requests = 0, parsed = 0;
+  bool plain = false;
 };
 
-GST_START_TEST(test_watch_reports_joined_readers) {
+/* The same watch through PlainHttpGet (kept-alive, or a new connection per answer when the
+ * server says "Connection: close") and through libsoup; answers whose readers did not change are
+ * not parsed again. */
+static void check_joined_readers(bool plain_http, bool close_connections) {
   FakeApi api;
   {
     std::lock_guard<std::mutex> lk(api.lock);
+    api.close_connections = close_connections;
     api.script = {{404, "{\"status\":\"error\",\"error\":\"path not found\"}"},
-                  {200, "{\"readers\":[]}"},
-                  {200, "{\"readers\":[{\"type\":\"rtspSession\",\"id\":\"r\"}]}"},
-                  {200, "{\"readers\":[{\"type\":\"rtspSession\",\"id\":\"r\"},{\"type\":\"webRTCSession\",\"id\":\"w\"}]}"}};
+                  {200, "{\"readers\":[],\"outboundBytes\":1}"},
+                  {200, "{\"readers\":[{\"type\":\"rtspSession\",\"id\":\"r\"}],\"outboundBytes\":2}"},
+                  {200, "{\"readers\":[{\"type\":\"rtspSession\",\"id\":\"r\"},{\"type\":\"webRTCSession\",\"id\":\"w\"}],\"outboundBytes\":3}"},
+                  {200, "{\"readers\":[{\"type\":\"rtspSession\",\"id\":\"r\"},{\"type\":\"webRTCSession\",\"id\":\"w\"}],\"outboundBytes\":4}"}};
   }
-  WatchRun run(api.url(), 600ms);
+  WatchRun run(api.url(), 600ms, plain_http);
   std::lock_guard<std::mutex> lk(api.lock);
+  fail_unless(run.plain == plain_http);
+  fail_unless_equals_int(run.parsed, 3); /* [], [r], [r,w]; the repeats of [r,w] are not parsed */
   fail_unless(run.problems.empty());
   /* the RTSP reader at once, the WebRTC one once established (after 2 session asks) */
   fail_unless_equals_int(run.ready.size(), 2);
@@ -278,6 +457,12 @@ GST_START_TEST(test_watch_reports_joined_readers) {
   /* every 50 ms, one at a time: bounded */
   fail_unless(api.path_requests >= 5 && api.path_requests <= 14, "%d", api.path_requests);
   assert_str(api.last_auth, "Basic cHViOnNlY3JldA==");
+}
+
+GST_START_TEST(test_watch_reports_joined_readers) {
+  check_joined_readers(true, false);
+  check_joined_readers(true, true);
+  check_joined_readers(false, false);
 }
 GST_END_TEST;
 
@@ -334,6 +519,9 @@ static Suite *reader_watch_suite(void) {
   tcase_add_test(tc, test_classify);
   tcase_add_test(tc, test_reader_set);
   tcase_add_test(tc, test_rate_limit);
+  tcase_add_test(tc, test_readers_part);
+  tcase_add_test(tc, test_response_reader);
+  tcase_add_test(tc, test_plain_http_get);
   tcase_add_test(tc, test_watch_reports_joined_readers);
   tcase_add_test(tc, test_watch_unauthorized_once);
   tcase_add_test(tc, test_watch_not_mediamtx_once);

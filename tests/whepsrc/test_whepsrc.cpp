@@ -668,7 +668,8 @@ static GstElement *find_by_factory(GstElement *bin, const char *factory) {
 
 /* What the handshake and receive tuning leaves in webrtcbin (the numbers behind them are in
  * docs/benchmarks.md): libnice paces checks 5 ms apart and keeps nominating with binding-request
- * keepalives; the jitter buffer requests retransmissions only for real gaps. And the handshake
+ * keepalives; the jitter buffer requests retransmissions only for real gaps and starts at its
+ * first packet. And the handshake
  * milestones stay ordered. */
 GST_START_TEST(test_webrtc_tuning) {
   fail_unless(in_test_namespace());
@@ -696,9 +697,12 @@ GST_START_TEST(test_webrtc_tuning) {
   GstElement *jitterbuffer = find_by_factory(webrtc, "rtpjitterbuffer");
   fail_unless(jitterbuffer != nullptr);
   gboolean next_seqnum = TRUE, retransmission = FALSE;
-  g_object_get(jitterbuffer, "rtx-next-seqnum", &next_seqnum, "do-retransmission", &retransmission, nullptr);
+  guint faststart = 0;
+  g_object_get(jitterbuffer, "rtx-next-seqnum", &next_seqnum, "do-retransmission", &retransmission,
+               "faststart-min-packets", &faststart, nullptr);
   fail_if(next_seqnum);
   fail_unless(retransmission); /* latency 50 (default): NACK on */
+  fail_unless_equals_int(faststart, 1); /* starts on the first packet, not after its latency */
   gst_object_unref(jitterbuffer);
   gst_object_unref(webrtc);
   GstStructure *stats = viewer.stats();
