@@ -64,26 +64,43 @@ void apply_decision(GstMediamtxSink *self, GstElement *encoder, const gstmtx::Ra
   }
 }
 
+/* What a tick needs of the element, taken under its lock: nothing when this tick's session is
+ * gone. The encoder is a new reference (or null). */
+struct TickInputs {
+  std::shared_ptr<Publisher> publisher;
+  GstElement *encoder = nullptr;
+  int max_kbps = 0;
+  bool enabled = false;
+  guint min_kbps = 0;
+};
+
+bool tick_inputs(GstMediamtxSink *self, unsigned generation, TickInputs *in) {
+  auto *priv = self->priv;
+  std::lock_guard<std::mutex> lk(priv->lock);
+  if (generation != priv->rate.generation || generation != priv->generation || !priv->publisher)
+    return false;
+  in->publisher = priv->publisher;
+  if (priv->video.encoder)
+    in->encoder = GST_ELEMENT(gst_object_ref(priv->video.encoder));
+  in->max_kbps = priv->bitrate_kbps;
+  in->enabled = priv->settings.adaptive_bitrate;
+  in->min_kbps = priv->settings.min_bitrate;
+  return true;
+}
+
 /* Control thread, every kBacklogTick: the socket's send backlog between the ticks (RTSP over TCP
  * only; gstmtx::SendBacklogWatch says why). A queue caught growing is drained at once. */
 void backlog_tick(GstMediamtxSink *self, unsigned generation) {
   auto *priv = self->priv;
   RateState &rate = priv->rate;
   rate.backlog_timer = 0;
-  std::shared_ptr<Publisher> publisher;
-  GstElement *encoder = nullptr;
-  int max_kbps;
-  bool enabled;
-  {
-    std::lock_guard<std::mutex> lk(priv->lock);
-    if (generation != rate.generation || generation != priv->generation || !priv->publisher)
-      return;
-    publisher = priv->publisher;
-    if (priv->video.encoder)
-      encoder = GST_ELEMENT(gst_object_ref(priv->video.encoder));
-    max_kbps = priv->bitrate_kbps;
-    enabled = priv->settings.adaptive_bitrate;
-  }
+  TickInputs in;
+  if (!tick_inputs(self, generation, &in))
+    return;
+  const std::shared_ptr<Publisher> &publisher = in.publisher;
+  GstElement *encoder = in.encoder;
+  const int max_kbps = in.max_kbps;
+  const bool enabled = in.enabled;
   std::uint64_t written = 0;
   std::int64_t backlog = 0;
   const bool have_backlog = publisher->read_send_backlog(&written, &backlog);
@@ -115,22 +132,14 @@ void tick(GstMediamtxSink *self, unsigned generation) {
   auto *priv = self->priv;
   RateState &rate = priv->rate;
   rate.timer = 0;
-  std::shared_ptr<Publisher> publisher;
-  GstElement *encoder = nullptr;
-  int max_kbps;
-  bool enabled;
-  guint min_kbps;
-  {
-    std::lock_guard<std::mutex> lk(priv->lock);
-    if (generation != rate.generation || generation != priv->generation || !priv->publisher)
-      return;
-    publisher = priv->publisher;
-    if (priv->video.encoder)
-      encoder = GST_ELEMENT(gst_object_ref(priv->video.encoder));
-    max_kbps = priv->bitrate_kbps;
-    enabled = priv->settings.adaptive_bitrate;
-    min_kbps = priv->settings.min_bitrate;
-  }
+  TickInputs in;
+  if (!tick_inputs(self, generation, &in))
+    return;
+  const std::shared_ptr<Publisher> &publisher = in.publisher;
+  GstElement *encoder = in.encoder;
+  const int max_kbps = in.max_kbps;
+  const bool enabled = in.enabled;
+  const guint min_kbps = in.min_kbps;
   schedule_tick(self);
 
   const auto now = std::chrono::steady_clock::now();
