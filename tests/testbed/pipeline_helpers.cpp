@@ -15,8 +15,11 @@ std::string x264_rtsp_publisher(const MediamtxServer &server, const std::string 
 }
 
 std::string rtsp_h264_reader(const MediamtxServer &server, const std::string &path, const std::string &user_agent) {
-  return "rtspsrc latency=0 user-agent=" + user_agent + " location=" + server.rtsp_url(path) +
-         " ! rtph264depay ! h264parse ! avdec_h264 ! fakesink name=sink";
+  /* a path with audio too (a WHIP publisher's Opus): its pad goes to a fakesink, or its first
+   * packet before the video pad is linked stops rtspsrc with not-linked */
+  return "rtspsrc name=reader latency=0 user-agent=" + user_agent + " location=" + server.rtsp_url(path) +
+         " reader. ! application/x-rtp,media=video ! rtph264depay ! h264parse ! avdec_h264 ! fakesink name=sink"
+         " reader. ! application/x-rtp,media=audio ! fakesink name=audio-sink async=false";
 }
 
 GstStructure *element_stats(GstElement *pipeline, const char *element) {
