@@ -10,6 +10,7 @@
 #include "whepsrc_private.h"
 
 #include "dtls_certificate.h"
+#include "live_schedule.h"
 
 #include <gst/sdp/sdp.h>
 
@@ -24,10 +25,17 @@ static void watch_media(GstMtxWhepSrc *self, unsigned session);
  * when it then arrives it is dropped as too late. A frame's first packet is often that late (encode
  * time varies from frame to frame), so at small latencies most pictures broke until the next
  * keyframe (docs/benchmarks.md, latency 0 and 5). Retransmissions are requested for real gaps
- * only. Called from rtpbin's streaming thread. */
-static void on_new_jitterbuffer(GstElement *, GstElement *jitterbuffer, guint, guint, gpointer) {
+ * only.
+ * After a network stall it times the backlog and the frames after it from the stall's late
+ * packet, ~0.7 s behind live for up to seconds: gstmtx::LiveSchedule times a packet held longer
+ * than the latency (at least kMinMaxAhead) beyond its arrival at its arrival, and the viewer is
+ * live again at once. Called from rtpbin's streaming thread; `data`: the latency in ms. */
+constexpr GstClockTime kMinMaxAhead = 100 * GST_MSECOND; /* above the jitter buffer's smoothing */
+static void on_new_jitterbuffer(GstElement *, GstElement *jitterbuffer, guint, guint, gpointer data) {
   if (g_object_class_find_property(G_OBJECT_GET_CLASS(jitterbuffer), "rtx-next-seqnum"))
     g_object_set(jitterbuffer, "rtx-next-seqnum", FALSE, nullptr);
+  const GstClockTime latency = GPOINTER_TO_UINT(data) * GST_MSECOND;
+  gstmtx::attach_live_schedule(jitterbuffer, std::max(latency, kMinMaxAhead));
 }
 
 /* How many streams the answer says the server will send, to signal no-more-pads once they are all
@@ -65,7 +73,7 @@ static GstElement *make_webrtcbin(const Settings &s, gstmtx::Failure *failure) {
    * always comes too late and is dropped. */
   const bool nack = s.latency > 0;
   if (GstElement *rtpbin = gst_bin_get_by_name(GST_BIN(webrtc), "rtpbin")) {
-    g_signal_connect(rtpbin, "new-jitterbuffer", G_CALLBACK(on_new_jitterbuffer), nullptr);
+    g_signal_connect(rtpbin, "new-jitterbuffer", G_CALLBACK(on_new_jitterbuffer), GUINT_TO_POINTER(s.latency));
     gst_object_unref(rtpbin);
   }
   auto add_transceiver = [&](const std::vector<const gstmtx::RtpCodec *> &codecs, bool video) -> int {
