@@ -16,8 +16,6 @@
 
 #include <gst/gst.h>
 
-#include <algorithm>
-
 namespace gstmtx {
 
 class LiveSchedule {
@@ -27,19 +25,19 @@ public:
   explicit LiveSchedule(GstClockTime max_ahead) : max_ahead_(max_ahead) {}
 
   /* The running time to give a packet the jitter buffer timed `pts` that arrived at `arrival`
-   * (running times): its arrival, or the previous packet's time if that is later (times never go
-   * back), when `pts` is more than max_ahead after its arrival; else `pts`. Either one invalid:
-   * `pts`. */
+   * (running times): its arrival when `pts` is more than max_ahead after it, else `pts`; never
+   * before the packet before it (a decoder that sees a time go back stops trusting its input's
+   * times: GstVideoDecoder then paces frames by their duration). `pts` invalid: as it is. */
   GstClockTime retime(GstClockTime pts, GstClockTime arrival) {
     if (!GST_CLOCK_TIME_IS_VALID(pts))
       return pts;
     GstClockTime out = pts;
     if (GST_CLOCK_TIME_IS_VALID(arrival) && pts > arrival + max_ahead_) {
       out = arrival;
-      if (GST_CLOCK_TIME_IS_VALID(last_) && out < last_)
-        out = std::min(last_, pts);
       retimed_++;
     }
+    if (GST_CLOCK_TIME_IS_VALID(last_) && out < last_)
+      out = last_;
     last_ = out;
     return out;
   }

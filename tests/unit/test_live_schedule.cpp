@@ -122,6 +122,8 @@ GST_START_TEST(test_schedule_rules) {
   fail_unless_equals_uint64(schedule.retime(3033 * GST_MSECOND, 2200 * GST_MSECOND), 2200 * GST_MSECOND);
   fail_unless_equals_uint64(schedule.retime(3066 * GST_MSECOND, 2201 * GST_MSECOND), 2201 * GST_MSECOND);
   fail_unless_equals_uint64(schedule.retimed(), 3);
+  /* a packet timed before the one before it: not before it */
+  fail_unless_equals_uint64(schedule.retime(2150 * GST_MSECOND, 2150 * GST_MSECOND), 2201 * GST_MSECOND);
   /* live again: the jitter buffer's times */
   fail_unless_equals_uint64(schedule.retime(3100 * GST_MSECOND, 3090 * GST_MSECOND), 3100 * GST_MSECOND);
   fail_unless_equals_uint64(schedule.retimed(), 3);
