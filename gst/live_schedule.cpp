@@ -4,6 +4,7 @@
 #include <gst/rtp/rtp.h>
 
 #include <array>
+#include <atomic>
 #include <mutex>
 
 namespace gstmtx {
@@ -132,7 +133,50 @@ GstPadProbeReturn on_output(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
   return GST_PAD_PROBE_OK;
 }
 
+struct NewestInput {
+  std::atomic<GstClockTime> pts{GST_CLOCK_TIME_NONE};
+};
+
+GstPadProbeReturn on_element_input(GstPad *, GstPadProbeInfo *info, gpointer data) {
+  auto *newest = static_cast<NewestInput *>(data);
+  const GstClockTime pts = GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info));
+  const GstClockTime previous = newest->pts.load();
+  if (GST_CLOCK_TIME_IS_VALID(pts) && (!GST_CLOCK_TIME_IS_VALID(previous) || pts > previous))
+    newest->pts.store(pts);
+  return GST_PAD_PROBE_OK;
+}
+
+GstPadProbeReturn on_element_output(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
+  auto *newest = static_cast<NewestInput *>(data);
+  GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER(info);
+  const GstClockTime pts = GST_BUFFER_PTS(buffer), limit = newest->pts.load();
+  if (!GST_CLOCK_TIME_IS_VALID(pts) || !GST_CLOCK_TIME_IS_VALID(limit) || pts <= limit)
+    return GST_PAD_PROBE_OK;
+  GST_LOG_OBJECT(pad, "output timed %" GST_TIME_FORMAT " after the newest input: timed with it",
+                 GST_TIME_ARGS(pts - limit));
+  buffer = gst_buffer_make_writable(buffer);
+  GST_BUFFER_PTS(buffer) = limit;
+  GST_BUFFER_DTS(buffer) = limit;
+  GST_PAD_PROBE_INFO_DATA(info) = buffer;
+  return GST_PAD_PROBE_OK;
+}
+
 }  // namespace
+
+void clamp_to_newest_input(GstElement *element) {
+  GstPad *sink = gst_element_get_static_pad(element, "sink");
+  GstPad *src = gst_element_get_static_pad(element, "src");
+  if (sink && src) {
+    auto *newest = new NewestInput();
+    gst_pad_add_probe(sink, GST_PAD_PROBE_TYPE_BUFFER, on_element_input, newest, nullptr);
+    gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, on_element_output, newest,
+                      [](gpointer data) { delete static_cast<NewestInput *>(data); });
+  }
+  if (sink)
+    gst_object_unref(sink);
+  if (src)
+    gst_object_unref(src);
+}
 
 void attach_live_schedule(GstElement *jitterbuffer, GstClockTime max_ahead) {
   GstPad *sink = gst_element_get_static_pad(jitterbuffer, "sink");

@@ -56,6 +56,15 @@ private:
  * matched by RTP sequence number. Any thread; the probes live as long as the pads. */
 void attach_live_schedule(GstElement *jitterbuffer, GstClockTime max_ahead);
 
+/* A buffer out of `element` (a video decoder) is never timed after the newest time that went into
+ * it. After a network stall GstVideoDecoder sees a frame time go back by a few microseconds,
+ * stops trusting its input's times and times each frame "previous + frame duration": its output
+ * ran up to ~0.5 s ahead of its input, and the display played the backlog at 30 frames a second
+ * 0.7-0.9 s behind live before a burst caught up. A correctly timed frame (B-frames included) was
+ * always timed at or before the newest input: nothing else changes. Probes on the static "sink"
+ * and "src" pads; any thread. */
+void clamp_to_newest_input(GstElement *element);
+
 /* How many packets attach_live_schedule() retimed on `jitterbuffer` so far (0 if not attached). */
 guint64 live_schedule_retimed(GstElement *jitterbuffer);
 

@@ -9,7 +9,7 @@
  */
 #include "whepsrc_private.h"
 
-#include <atomic>
+#include "live_schedule.h"
 
 namespace whepsrc {
 
@@ -91,56 +91,6 @@ void install_output_event_probe(Output *out) {
                     ghost_event_probe, out, nullptr);
 }
 
-/* A decoded frame is never timed after the newest frame that went into the decoder. Once
- * GstVideoDecoder has seen a time go back (after a network stall: the jitter buffer starting over,
- * corrupt frames dropped) it stops trusting its input's times and times each frame "previous +
- * frame duration": its output ran up to ~0.5 s ahead of its input, so the display played the
- * backlog at 30 frames a second, 0.7-0.9 s behind live, then caught up in a burst
- * (tests/bench/adapt.sh). A frame correctly timed was always timed at or before the newest input
- * (also with B-frames), so the clamp changes nothing else. Streaming thread. */
-struct DecoderClamp {
-  std::atomic<GstClockTime> newest_in{GST_CLOCK_TIME_NONE};
-};
-
-static GstPadProbeReturn decoder_input_probe(GstPad *, GstPadProbeInfo *info, gpointer data) {
-  auto *clamp = static_cast<DecoderClamp *>(data);
-  const GstClockTime pts = GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info));
-  const GstClockTime newest = clamp->newest_in.load();
-  if (GST_CLOCK_TIME_IS_VALID(pts) && (!GST_CLOCK_TIME_IS_VALID(newest) || pts > newest))
-    clamp->newest_in.store(pts);
-  return GST_PAD_PROBE_OK;
-}
-
-static GstPadProbeReturn decoder_output_probe(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
-  auto *clamp = static_cast<DecoderClamp *>(data);
-  GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER(info);
-  const GstClockTime pts = GST_BUFFER_PTS(buffer), newest = clamp->newest_in.load();
-  if (!GST_CLOCK_TIME_IS_VALID(pts) || !GST_CLOCK_TIME_IS_VALID(newest) || pts <= newest)
-    return GST_PAD_PROBE_OK;
-  GST_LOG_OBJECT(pad, "decoded frame timed %" GST_TIME_FORMAT " after the newest input: timed with it",
-                 GST_TIME_ARGS(pts - newest));
-  buffer = gst_buffer_make_writable(buffer);
-  GST_BUFFER_PTS(buffer) = newest;
-  GST_BUFFER_DTS(buffer) = newest;
-  GST_PAD_PROBE_INFO_DATA(info) = buffer;
-  return GST_PAD_PROBE_OK;
-}
-
-static void clamp_decoder_times(GstElement *decoder) {
-  GstPad *sink = gst_element_get_static_pad(decoder, "sink");
-  GstPad *src = gst_element_get_static_pad(decoder, "src");
-  if (sink && src) {
-    auto *clamp = new DecoderClamp();
-    gst_pad_add_probe(sink, GST_PAD_PROBE_TYPE_BUFFER, decoder_input_probe, clamp, nullptr);
-    gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, decoder_output_probe, clamp,
-                      [](gpointer data) { delete static_cast<DecoderClamp *>(data); });
-  }
-  if (sink)
-    gst_object_unref(sink);
-  if (src)
-    gst_object_unref(src);
-}
-
 /* Builds depayloader ! [parser] ! [decoder] for `codec` into a bin with ghost pads "sink"/"src".
  * Called from the streaming thread. */
 static GstElement *build_receive_chain(GstMtxWhepSrc *self, const gstmtx::RtpCodec &codec, bool decode,
@@ -200,7 +150,8 @@ static GstElement *build_receive_chain(GstMtxWhepSrc *self, const gstmtx::RtpCod
       gst_util_set_object_arg(G_OBJECT(decoder), "thread-type", "slice");
     if (g_object_class_find_property(G_OBJECT_GET_CLASS(decoder), "output-corrupt"))
       g_object_set(decoder, "output-corrupt", FALSE, nullptr);
-    clamp_decoder_times(decoder);
+    /* after a stall GstVideoDecoder can time frames ahead of its input (live_schedule.h) */
+    gstmtx::clamp_to_newest_input(decoder);
     gst_bin_add(GST_BIN(chain), decoder);
     gst_element_link(last, decoder);
     last = decoder;

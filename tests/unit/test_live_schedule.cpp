@@ -1,7 +1,7 @@
-/* Unit tests of gstmtx::LiveSchedule (gst/live_schedule.h), with the real rtpjitterbuffer it
+/* Unit tests of gst/live_schedule.h: LiveSchedule with the real rtpjitterbuffer it
  * corrects: after a network stall the jitter buffer times the backlog and the frames after it
  * from the late packet, far later than they arrived; the schedule times them at their arrival and
- * leaves the smooth case alone. */
+ * leaves the smooth case alone. And clamp_to_newest_input, the decoder's clamp. */
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <gst/rtp/rtp.h>
@@ -130,12 +130,54 @@ GST_START_TEST(test_schedule_rules) {
 }
 GST_END_TEST;
 
+/* The decoder clamp, on identity with a probe that times its output ahead of its input (as
+ * GstVideoDecoder does after a stall): timed with the newest input; correctly timed output, B-frame
+ * order included, untouched. */
+static GstPadProbeReturn push_ahead(GstPad *, GstPadProbeInfo *info, gpointer data) {
+  if (!*static_cast<bool *>(data))
+    return GST_PAD_PROBE_OK;
+  GstBuffer *buffer = gst_buffer_make_writable(GST_PAD_PROBE_INFO_BUFFER(info));
+  GST_BUFFER_PTS(buffer) += 500 * GST_MSECOND;
+  GST_PAD_PROBE_INFO_DATA(info) = buffer;
+  return GST_PAD_PROBE_OK;
+}
+
+GST_START_TEST(test_clamp_to_newest_input) {
+  GstHarness *h = gst_harness_new("identity");
+  bool ahead = false;
+  GstPad *src = gst_element_get_static_pad(h->element, "src");
+  gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, push_ahead, &ahead, nullptr); /* runs first */
+  gst_object_unref(src);
+  clamp_to_newest_input(h->element);
+  gst_harness_set_src_caps_str(h, "video/x-raw");
+  auto through = [&](GstClockTime pts) {
+    GstBuffer *in = gst_buffer_new();
+    GST_BUFFER_PTS(in) = pts;
+    GstBuffer *out = gst_harness_push_and_pull(h, in);
+    const GstClockTime result = GST_BUFFER_PTS(out);
+    gst_buffer_unref(out);
+    return result;
+  };
+  /* presentation order of I P B B: the decoder's input times, shown as they are */
+  fail_unless_equals_uint64(through(1000 * GST_MSECOND), 1000 * GST_MSECOND);
+  fail_unless_equals_uint64(through(1100 * GST_MSECOND), 1100 * GST_MSECOND);
+  fail_unless_equals_uint64(through(1033 * GST_MSECOND), 1033 * GST_MSECOND);
+  fail_unless_equals_uint64(through(1066 * GST_MSECOND), 1066 * GST_MSECOND);
+  /* output timed ahead of every input: timed with the newest input */
+  ahead = true;
+  fail_unless_equals_uint64(through(1133 * GST_MSECOND), 1133 * GST_MSECOND);
+  fail_unless_equals_uint64(through(1166 * GST_MSECOND), 1166 * GST_MSECOND);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 static Suite *live_schedule_suite() {
   Suite *s = suite_create("live_schedule");
   TCase *tc = tcase_create("live_schedule");
   tcase_add_test(tc, test_jitterbuffer_holds_after_stall);
   tcase_add_test(tc, test_schedule_back_to_live);
   tcase_add_test(tc, test_schedule_rules);
+  tcase_add_test(tc, test_clamp_to_newest_input);
   suite_add_tcase(s, tc);
   return s;
 }
