@@ -9,6 +9,8 @@
  */
 #include "whepsrc_private.h"
 
+#include "live_schedule.h"
+
 namespace whepsrc {
 
 /* What the media probe of one chain knows. */
@@ -148,6 +150,8 @@ static GstElement *build_receive_chain(GstMtxWhepSrc *self, const gstmtx::RtpCod
       gst_util_set_object_arg(G_OBJECT(decoder), "thread-type", "slice");
     if (g_object_class_find_property(G_OBJECT_GET_CLASS(decoder), "output-corrupt"))
       g_object_set(decoder, "output-corrupt", FALSE, nullptr);
+    /* after a stall GstVideoDecoder can time frames ahead of its input (live_schedule.h) */
+    gstmtx::clamp_to_newest_input(decoder);
     gst_bin_add(GST_BIN(chain), decoder);
     gst_element_link(last, decoder);
     last = decoder;

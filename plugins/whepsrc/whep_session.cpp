@@ -10,6 +10,7 @@
 #include "whepsrc_private.h"
 
 #include "dtls_certificate.h"
+#include "live_schedule.h"
 
 #include <gst/sdp/sdp.h>
 
@@ -28,14 +29,20 @@ static void watch_media(GstMtxWhepSrc *self, unsigned session);
  * At its start the jitter buffer holds the first packet for its whole latency (a reordered packet
  * could still come before it). A new viewer's first picture is often in that window (the
  * publisher's forced keyframe follows the first delta frames by a few ms, docs/benchmarks.md): it
- * starts instead once kFaststartPackets packets came in sequence. Called from rtpbin's streaming
- * thread. */
-static void on_new_jitterbuffer(GstElement *, GstElement *jitterbuffer, guint, guint, gpointer) {
+ * starts instead once kFaststartPackets packets came in sequence.
+ * After a network stall it times the backlog and the frames after it from the stall's late
+ * packet, ~0.7 s behind live for up to seconds: gstmtx::LiveSchedule times a packet held longer
+ * than the latency (at least kMinMaxAhead) beyond its arrival at its arrival, and the viewer is
+ * live again at once. Called from rtpbin's streaming thread; `data`: the latency in ms. */
+constexpr GstClockTime kMinMaxAhead = 100 * GST_MSECOND; /* above the jitter buffer's smoothing */
+static void on_new_jitterbuffer(GstElement *, GstElement *jitterbuffer, guint, guint, gpointer data) {
   GObjectClass *klass = G_OBJECT_GET_CLASS(jitterbuffer);
   if (g_object_class_find_property(klass, "rtx-next-seqnum"))
     g_object_set(jitterbuffer, "rtx-next-seqnum", FALSE, nullptr);
   if (g_object_class_find_property(klass, "faststart-min-packets"))
     g_object_set(jitterbuffer, "faststart-min-packets", kFaststartPackets, nullptr);
+  const GstClockTime latency = GPOINTER_TO_UINT(data) * GST_MSECOND;
+  gstmtx::attach_live_schedule(jitterbuffer, std::max(latency, kMinMaxAhead));
 }
 
 /* How many streams the answer says the server will send, to signal no-more-pads once they are all
@@ -73,7 +80,7 @@ static GstElement *make_webrtcbin(const Settings &s, gstmtx::Failure *failure) {
    * always comes too late and is dropped. */
   const bool nack = s.latency > 0;
   if (GstElement *rtpbin = gst_bin_get_by_name(GST_BIN(webrtc), "rtpbin")) {
-    g_signal_connect(rtpbin, "new-jitterbuffer", G_CALLBACK(on_new_jitterbuffer), nullptr);
+    g_signal_connect(rtpbin, "new-jitterbuffer", G_CALLBACK(on_new_jitterbuffer), GUINT_TO_POINTER(s.latency));
     gst_object_unref(rtpbin);
   }
   auto add_transceiver = [&](const std::vector<const gstmtx::RtpCodec *> &codecs, bool video) -> int {
