@@ -40,7 +40,7 @@ if ! command -v "$FUZZ_CXX" >/dev/null; then
 fi
 
 mkdir -p "$FUZZ_BUILD_DIR/obj"
-pkgs=(gstreamer-1.0 gstreamer-video-1.0 gstreamer-sdp-1.0 gstreamer-webrtc-1.0 libsoup-3.0 json-glib-1.0 gio-2.0)
+pkgs=(gstreamer-1.0 gstreamer-video-1.0 gstreamer-sdp-1.0 gstreamer-webrtc-1.0 gstreamer-rtp-1.0 libsoup-3.0 json-glib-1.0 gio-2.0)
 read -r -a pkg_cflags <<<"$(pkg-config --cflags "${pkgs[@]}")"
 read -r -a pkg_libs <<<"$(pkg-config --libs "${pkgs[@]}")"
 common=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined
