@@ -97,17 +97,13 @@ void backlog_tick(GstMediamtxSink *self, unsigned generation) {
   TickInputs in;
   if (!tick_inputs(self, generation, &in))
     return;
-  const std::shared_ptr<Publisher> &publisher = in.publisher;
-  GstElement *encoder = in.encoder;
-  const int max_kbps = in.max_kbps;
-  const bool enabled = in.enabled;
   std::uint64_t written = 0;
   std::int64_t backlog = 0;
-  const bool have_backlog = publisher->read_send_backlog(&written, &backlog);
+  const bool have_backlog = in.publisher->read_send_backlog(&written, &backlog);
   /* a transport without a send backlog (or a socket not found yet) is asked at the tick's pace */
   schedule_backlog_tick(self, have_backlog ? kBacklogTick : kRateTick);
   /* the controller is made (and its bounds kept current) by the tick */
-  if (have_backlog && encoder && enabled && max_kbps > 0 && rate.controller) {
+  if (have_backlog && in.encoder && in.enabled && in.max_kbps > 0 && rate.controller) {
     const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now().time_since_epoch());
     const gstmtx::BacklogReading reading = rate.backlog_watch.sample(now, written, backlog);
@@ -120,11 +116,11 @@ void backlog_tick(GstMediamtxSink *self, unsigned generation) {
         GST_LOG_OBJECT(self, "send backlog %lld bytes, %.0f ms at %d kbit/s%s -> %d kbit/s",
                        static_cast<long long>(backlog), reading.queue_ms, reading.delivered_kbps,
                        reading.overloaded ? " (growing)" : "", decision.target_kbps);
-      apply_decision(self, encoder, decision, max_kbps);
+      apply_decision(self, in.encoder, decision, in.max_kbps);
     }
   }
-  if (encoder)
-    gst_object_unref(encoder);
+  if (in.encoder)
+    gst_object_unref(in.encoder);
 }
 
 /* Control thread. */
@@ -135,11 +131,6 @@ void tick(GstMediamtxSink *self, unsigned generation) {
   TickInputs in;
   if (!tick_inputs(self, generation, &in))
     return;
-  const std::shared_ptr<Publisher> &publisher = in.publisher;
-  GstElement *encoder = in.encoder;
-  const int max_kbps = in.max_kbps;
-  const bool enabled = in.enabled;
-  const guint min_kbps = in.min_kbps;
   schedule_tick(self);
 
   const auto now = std::chrono::steady_clock::now();
@@ -155,43 +146,43 @@ void tick(GstMediamtxSink *self, unsigned generation) {
 
   gstmtx::RateFeedback feedback;
   feedback.now = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
-  const bool have_feedback = publisher->read_feedback(&feedback);
-  if (!encoder || !enabled || max_kbps <= 0) {
+  const bool have_feedback = in.publisher->read_feedback(&feedback);
+  if (!in.encoder || !in.enabled || in.max_kbps <= 0) {
     /* adaptive-bitrate turned off while adapted: back to bitrate */
-    if (encoder && rate.applied_kbps && rate.applied_kbps != max_kbps && max_kbps > 0)
-      set_encoder_bitrate(encoder, max_kbps);
+    if (in.encoder && rate.applied_kbps && rate.applied_kbps != in.max_kbps && in.max_kbps > 0)
+      set_encoder_bitrate(in.encoder, in.max_kbps);
     rate.applied_kbps = 0;
     rate.controller.reset();
-    rate.target_kbps = static_cast<guint>(std::max(max_kbps, 0));
-    if (encoder)
-      gst_object_unref(encoder);
+    rate.target_kbps = static_cast<guint>(std::max(in.max_kbps, 0));
+    if (in.encoder)
+      gst_object_unref(in.encoder);
     return;
   }
   if (!rate.controller)
-    rate.controller = std::make_unique<gstmtx::RateController>(static_cast<int>(min_kbps), max_kbps);
+    rate.controller = std::make_unique<gstmtx::RateController>(static_cast<int>(in.min_kbps), in.max_kbps);
   auto &controller = *rate.controller;
   /* a new `bitrate` while playing was set on the encoder by set_property: that is what it has now */
-  if (rate.last_max_kbps && rate.last_max_kbps != max_kbps)
-    rate.applied_kbps = max_kbps;
-  rate.last_max_kbps = max_kbps;
-  controller.set_bounds(static_cast<int>(min_kbps), max_kbps);
+  if (rate.last_max_kbps && rate.last_max_kbps != in.max_kbps)
+    rate.applied_kbps = in.max_kbps;
+  rate.last_max_kbps = in.max_kbps;
+  controller.set_bounds(static_cast<int>(in.min_kbps), in.max_kbps);
   gstmtx::RateDecision decision = controller.update(feedback);
   if (have_feedback)
     GST_LOG_OBJECT(self, "feedback: delay %.1f ms, loss %.3f, delivered %d of %d kbit/s -> %d kbit/s (%s)",
                    feedback.queuing_delay_ms, feedback.loss, feedback.delivered_kbps, feedback.sent_kbps,
                    decision.target_kbps, gstmtx::rate_reason_name(decision.reason));
-  apply_decision(self, encoder, decision, max_kbps);
-  gst_object_unref(encoder);
+  apply_decision(self, in.encoder, decision, in.max_kbps);
+  gst_object_unref(in.encoder);
 
   /* the status: when the rate moved enough since the last one told, rate-limited */
-  const int told = rate.status_kbps ? rate.status_kbps : max_kbps;
+  const int told = rate.status_kbps ? rate.status_kbps : in.max_kbps;
   const bool moved = std::abs(decision.target_kbps - told) >= kStatusStep * told ||
-                     (decision.target_kbps == max_kbps && told != max_kbps);
+                     (decision.target_kbps == in.max_kbps && told != in.max_kbps);
   if (moved && now - rate.last_status >= kStatusInterval) {
     rate.last_status = now;
     rate.status_kbps = decision.target_kbps;
     std::string reason;
-    if (decision.target_kbps >= max_kbps)
+    if (decision.target_kbps >= in.max_kbps)
       reason = "bitrate back to " + std::to_string(decision.target_kbps) + " kbit/s: the uplink carries it";
     else if (decision.target_kbps < told)
       reason = "bitrate lowered to " + std::to_string(decision.target_kbps) + " kbit/s: the uplink is congested (" +
