@@ -557,6 +557,23 @@ GST_START_TEST(test_watch_interval_from_cost) {
     fail_unless_equals_int(run.interval.count(), 1000);
     fail_unless(api.path_requests >= 2 && api.path_requests <= 3, "%d", api.path_requests);
   }
+  {
+    FakeApi api;
+    {
+      std::lock_guard<std::mutex> lk(api.lock);
+      api.script = {{200, "{\"readers\":[]}"}};
+    }
+    /* a pinned interval (mediamtxsink api-poll-interval) stays, whatever the cost; measured all the same */
+    auto calls = std::make_shared<int>(0);
+    WatchRun run(api.url(), 500ms, true, [calls](ReaderWatch::Config &c) {
+      c.interval = 50ms;
+      c.thread_cpu = [calls] { return ++*calls * std::chrono::nanoseconds{5ms}; };
+    });
+    std::lock_guard<std::mutex> lk(api.lock);
+    fail_unless_equals_int(run.interval.count(), 50);
+    fail_unless(run.cpu_per_poll && *run.cpu_per_poll == 5ms);
+    fail_unless(api.path_requests >= 6, "%d", api.path_requests);
+  }
 }
 GST_END_TEST;
 
