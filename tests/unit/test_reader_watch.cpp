@@ -312,6 +312,10 @@ struct FakeApi {
     g_main_loop_unref(loop);
     g_main_context_unref(context);
   }
+  void set_script(std::vector<std::pair<unsigned, std::string>> answers) {
+    std::lock_guard<std::mutex> lk(lock);
+    script = std::move(answers);
+  }
   static void handle(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *, gpointer data) {
     auto *self = static_cast<FakeApi *>(data);
     std::lock_guard<std::mutex> lk(self->lock);
@@ -516,6 +520,8 @@ GST_START_TEST(test_watch_reports_joined_readers) {
 }
 GST_END_TEST;
 
+static const char *kNoReaders = "{\"readers\":[]}";
+
 /* Automatic interval: the watch measures each window from one path answer to the next with its
  * thread's CPU clock (here a fake one that each window moves by `window_cost`) and polls at
  * cost / 0.25 %, from the floor (100 ms) until the first window is measured. */
@@ -534,10 +540,7 @@ static WatchRun calibrated_run(FakeApi &api, std::chrono::microseconds window_co
 GST_START_TEST(test_watch_interval_from_cost) {
   {
     FakeApi api;
-    {
-      std::lock_guard<std::mutex> lk(api.lock);
-      api.script = {{200, "{\"readers\":[]}"}};
-    }
+    api.set_script({{200, kNoReaders}});
     /* 500 us per window -> 200 ms: answers at ~0, 100, 300, 500, 700 ms (fixed 50 ms: ~18) */
     WatchRun run = calibrated_run(api, 500us, 800ms);
     std::lock_guard<std::mutex> lk(api.lock);
@@ -547,10 +550,7 @@ GST_START_TEST(test_watch_interval_from_cost) {
   }
   {
     FakeApi api;
-    {
-      std::lock_guard<std::mutex> lk(api.lock);
-      api.script = {{200, "{\"readers\":[]}"}};
-    }
+    api.set_script({{200, kNoReaders}});
     /* 5 ms per window -> the ceiling: answers at ~0 and 100 ms, the next one 1 s later */
     WatchRun run = calibrated_run(api, 5000us, 600ms);
     std::lock_guard<std::mutex> lk(api.lock);
@@ -559,10 +559,7 @@ GST_START_TEST(test_watch_interval_from_cost) {
   }
   {
     FakeApi api;
-    {
-      std::lock_guard<std::mutex> lk(api.lock);
-      api.script = {{200, "{\"readers\":[]}"}};
-    }
+    api.set_script({{200, kNoReaders}});
     /* a pinned interval (mediamtxsink api-poll-interval) stays, whatever the cost; measured all the same */
     auto calls = std::make_shared<int>(0);
     WatchRun run(api.url(), 500ms, true, [calls](ReaderWatch::Config &c) {
@@ -582,12 +579,7 @@ GST_END_TEST;
  * would push the interval to the ceiling. */
 GST_START_TEST(test_watch_interval_ignores_joins) {
   FakeApi api;
-  {
-    std::lock_guard<std::mutex> lk(api.lock);
-    api.script = {{200, "{\"readers\":[]}"},
-                  {200, "{\"readers\":[]}"},
-                  {200, "{\"readers\":[{\"type\":\"webRTCSession\",\"id\":\"w\"}]}"}};
-  }
+  api.set_script({{200, kNoReaders}, {200, kNoReaders}, {200, "{\"readers\":[{\"type\":\"webRTCSession\",\"id\":\"w\"}]}"}});
   WatchRun run = calibrated_run(api, 400us, 900ms, 50ms);
   std::lock_guard<std::mutex> lk(api.lock);
   fail_unless_equals_int(run.ready.size(), 1);
@@ -602,10 +594,7 @@ GST_END_TEST;
  * bounds (what it is depends on the machine). */
 GST_START_TEST(test_watch_interval_measured) {
   FakeApi api;
-  {
-    std::lock_guard<std::mutex> lk(api.lock);
-    api.script = {{200, "{\"readers\":[]}"}};
-  }
+  api.set_script({{200, kNoReaders}});
   WatchRun run(api.url(), 500ms, true, [](ReaderWatch::Config &c) { c.interval = ReaderWatch::kAutomaticInterval; });
   fail_unless(run.cpu_per_poll.has_value());
   fail_unless(run.cpu_per_poll->count() > 0 && *run.cpu_per_poll < 100ms);
