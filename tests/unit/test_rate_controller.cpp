@@ -540,6 +540,55 @@ GST_START_TEST(test_backlog_quick_drain_after_cut) {
 }
 GST_END_TEST;
 
+/* WHIP's per-packet view of a cut on a short bottleneck queue (200 ms, UDP: what exceeds it is
+ * dropped): the standing queue says nothing yet (queuing_delay_ms ~0), the latest packets' queue
+ * (queue_now_ms) and the overuse flag do. The controller drains that queue quickly (basis: the
+ * measured capacity, not the delivered rate that still averages the time before the cut), and
+ * the deep cut's keyframe waits until the queue is under kDrainEnd: sent into the full queue it
+ * would be dropped. */
+GST_START_TEST(test_rate_overflow_drain_and_keyframe) {
+  RateController rc{300, 2500};
+  Link link{4000};
+  link.queue_limit_ms = 200;
+  std::chrono::milliseconds now{0};
+  double last_queue_ms = 0;
+  int delivered_avg = 2500;
+  auto feedback = [&](double rate) {
+    RateFeedback fb = link.carry(now, rate, false, true);
+    const double queue_ms = link.queue_kbit / link.capacity_kbps * 1000.0;
+    fb.queuing_delay_ms = 0; /* standing: the smallest over the last second */
+    fb.queue_now_ms = queue_ms;
+    fb.delay_overuse = queue_ms > last_queue_ms + 5;
+    if (queue_ms > 10)
+      fb.capacity_kbps = static_cast<int>(link.capacity_kbps);
+    /* the delivered rate lags (averaged over ~0.5 s) */
+    delivered_avg = (delivered_avg * 4 + fb.delivered_kbps) / 5;
+    fb.delivered_kbps = delivered_avg;
+    last_queue_ms = queue_ms;
+    return fb;
+  };
+  for (; now < 3s; now += kTick)
+    rc.update(feedback(rc.target_kbps()));
+  fail_unless_equals_int(rc.target_kbps(), 2500);
+  link.capacity_kbps = 1000;
+  int keyframes = 0, drained_at = -1;
+  for (int tick = 0; now < 8s; now += kTick, ++tick) {
+    const RateDecision d = rc.update(feedback(rc.target_kbps()));
+    const double queue_ms = link.queue_kbit / link.capacity_kbps * 1000.0;
+    if (d.deep_cut) {
+      keyframes++;
+      fail_unless(queue_ms <= RateController::kDrainEnd, "keyframe asked with %.0f ms queued", queue_ms);
+    }
+    if (drained_at < 0 && tick > 2 && queue_ms < RateController::kDrainEnd)
+      drained_at = tick;
+  }
+  fail_unless_equals_int(keyframes, 1);
+  /* a cut to 0.85 x the link drains 200 ms in ~1.3 s; the quick drain in well under a second */
+  fail_unless(drained_at >= 0 && drained_at <= 8, "queue drained after %d ticks", drained_at);
+  fail_unless(rc.target_kbps() >= 700 && rc.target_kbps() <= 1000, "settled at %d kbit/s", rc.target_kbps());
+}
+GST_END_TEST;
+
 static Suite *rate_controller_suite(void) {
   Suite *s = suite_create("rate_controller");
   TCase *tc = tcase_create("rate");
@@ -558,6 +607,7 @@ static Suite *rate_controller_suite(void) {
   tcase_add_test(tc, test_rate_delay_gradient_overuse);
   tcase_add_test(tc, test_backlog_keyframes_are_not_a_queue);
   tcase_add_test(tc, test_backlog_quick_drain_after_cut);
+  tcase_add_test(tc, test_rate_overflow_drain_and_keyframe);
   return s;
 }
 
