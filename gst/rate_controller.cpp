@@ -125,14 +125,32 @@ void RateController::end_drain(Millis now, double queuing, RateDecision *decisio
   delay_at_cut_ = smoothed_delay_;
 }
 
-RateDecision RateController::update_backlog(Millis now, double queue_ms, int delivered_kbps, bool overloaded) {
+RateDecision RateController::update_backlog(Millis now, double queue_ms, int delivered_kbps, bool overloaded,
+                                            double standing_ms, bool growing) {
   const double before = target_;
   RateDecision decision;
+  const double standing = standing_ms >= 0 ? standing_ms - backlog_base_.add(now.count(), standing_ms) : 0;
   if (delivered_kbps > 0 && queue_ms >= 0) {
-    if (overloaded || (draining_ && queue_ms > kDrainEnd))
+    if (overloaded || (draining_ && queue_ms > kDrainEnd)) {
       drain(now, queue_ms, delivered_kbps, kQuickDrainTime, &decision);
-    else if (draining_)
+    } else if (draining_) {
       end_drain(now, queue_ms, &decision);
+    } else if (growing && standing > kProbeQueue && link_estimate_ > 0 && target_ > kNearCap * link_estimate_ &&
+               (!have_cut_ || now - last_cut_ >= kMinCutInterval)) {
+      /* a probe past the estimate found the link full: just under it, no drain needed */
+      const double next = clamp(kBackoff * std::min(target_, static_cast<double>(delivered_kbps)));
+      if (next < target_) {
+        target_ = next;
+        decision.reason = RateReason::Delay;
+        last_reason_ = last_cut_reason_ = decision.reason;
+      }
+      link_estimate_ = delivered_kbps;
+      clear_ = holding_ = near_ = false;
+      last_cut_ = now;
+      have_cut_ = true;
+      delay_at_cut_ = smoothed_delay_;
+      delivery_ratio_ = 1.0;
+    }
   }
   decision.target_kbps = static_cast<int>(std::lround(target_));
   decision.changed = decision.target_kbps != static_cast<int>(std::lround(before));

@@ -145,6 +145,7 @@ public:
   static constexpr Millis kHoldPatience{1000}; /* holding this long restarts the ramp */
   static constexpr double kCapacityShare = 0.9; /* of a measured capacity: where the ramp stops */
   static constexpr double kCapacityProbeBand = 1.05; /* past a stale one: at kRampNear up to this x it */
+  static constexpr double kProbeQueue = 40.0; /* ms of standing, growing send backlog: a probe too far */
 
   RateController(int min_kbps, int max_kbps);
 
@@ -159,9 +160,15 @@ public:
    * gstmtx::SendBacklogWatch): the queue now (ms at the delivered rate) and the rate delivered
    * over the last ~200 ms. `overloaded` (a standing, growing queue) starts a drain at once, a
    * quick one (kQuickDrainTime: the target goes well below the link while the queue stands);
-   * a drain under way ends as soon as the queue is under kDrainEnd. Nothing else moves here: the
-   * ramp, the hold and the loss stay with update(). */
-  RateDecision update_backlog(Millis now, double queue_ms, int delivered_kbps, bool overloaded);
+   * a drain under way ends as soon as the queue is under kDrainEnd. And a probe past the link
+   * estimate (target above kNearCap x it) ends as soon as a queue of more than kProbeQueue
+   * (`standing_ms` above its minimum of the last kBaseWindow: a path's own in-flight bytes are
+   * not a queue) stands and grows: a cut to kBackoff x the delivered rate, which is the link's
+   * while a queue stands, and that becomes the estimate. Waiting for kDrainStart there lets every
+   * probe build a queue of ~300 ms on a steady link. Nothing else moves here: the ramp, the hold
+   * and the loss stay with update(). */
+  RateDecision update_backlog(Millis now, double queue_ms, int delivered_kbps, bool overloaded,
+                              double standing_ms = -1, bool growing = false);
 
   int target_kbps() const { return static_cast<int>(target_); }
   int min_kbps() const { return min_; }
@@ -187,6 +194,7 @@ private:
   bool have_delay_ = false;
   double delivery_ratio_ = 1.0; /* smoothed delivered / sent */
   WindowedMinimum delay_base_{kBaseWindow.count()}; /* raw delays' minimum over kBaseWindow */
+  WindowedMinimum backlog_base_{kBaseWindow.count()}; /* standing backlogs' minimum (ms) */
   bool have_time_ = false;
   Millis last_update_{0};
   Millis last_cut_{0};

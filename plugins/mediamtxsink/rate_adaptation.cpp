@@ -114,7 +114,8 @@ void backlog_tick(GstMediamtxSink *self, unsigned generation) {
                      reading.queue_ms, reading.delivered_kbps, reading.overloaded ? " (growing)" : "");
     if (reading.valid) {
       const gstmtx::RateDecision decision =
-          rate.controller->update_backlog(now, reading.queue_ms, reading.delivered_kbps, reading.overloaded);
+          rate.controller->update_backlog(now, reading.queue_ms, reading.delivered_kbps, reading.overloaded,
+                                          reading.standing_ms, reading.growing);
       if (decision.changed)
         GST_LOG_OBJECT(self, "send backlog %lld bytes, %.0f ms at %d kbit/s%s -> %d kbit/s",
                        static_cast<long long>(backlog), reading.queue_ms, reading.delivered_kbps,
