@@ -59,7 +59,14 @@ void RateController::reset() {
 }
 
 double RateController::clamp(double kbps) const {
-  return std::clamp(kbps, static_cast<double>(min_), static_cast<double>(max_));
+  return std::clamp(kbps, std::max(1.0, kWantedFloorShare * min_), static_cast<double>(max_));
+}
+
+/* The rates of a decision made by an update that started at `before` (the wanted rate then). */
+void RateController::finish(double before, RateDecision *decision) const {
+  decision->target_kbps = target_kbps();
+  decision->wanted_kbps = wanted_kbps();
+  decision->changed = decision->target_kbps != std::max(min_, static_cast<int>(std::lround(before)));
 }
 
 /* The queuing part of a raw delay: above the minimum of the last kBaseWindow. */
@@ -78,7 +85,9 @@ void RateController::drain(Millis now, double queuing, int delivered_kbps, doubl
   }
   clear_ = holding_ = near_ = false;
   const double delivered = delivered_kbps;
-  const double next = clamp(delivered * (1.0 - queuing / drain_time_ms));
+  /* below min only as far as the link itself is below it */
+  const double floor = std::min(static_cast<double>(min_), kBackoff * delivered);
+  const double next = clamp(std::max(floor, delivered * (1.0 - queuing / drain_time_ms)));
   if (next < target_) {
     target_ = next;
     decision->reason = RateReason::Delay;
@@ -136,8 +145,7 @@ RateDecision RateController::update_backlog(Millis now, double queue_ms, int del
     else if (draining_)
       end_drain(now, queue_ms, &decision);
   }
-  decision.target_kbps = static_cast<int>(std::lround(target_));
-  decision.changed = decision.target_kbps != static_cast<int>(std::lround(before));
+  finish(before, &decision);
   return decision;
 }
 
@@ -296,8 +304,7 @@ RateDecision RateController::update(const RateFeedback &fb) {
       clear_ = false;
   }
 
-  decision.target_kbps = static_cast<int>(std::lround(target_));
-  decision.changed = decision.target_kbps != static_cast<int>(std::lround(before));
+  finish(before, &decision);
   return decision;
 }
 
