@@ -82,6 +82,11 @@ struct Run {
       fractions.push_back(thin ? floor.fraction() : 1.0);
     }
   }
+  /* The link at `kbps` for `duration`. */
+  void step(Link &link, double kbps, std::chrono::milliseconds duration) {
+    link.capacity_kbps = kbps;
+    run(link, duration);
+  }
   /* The first tick (from the end of `targets` minus `window` ticks) where pred holds, or -1. */
   template <typename Pred> int first_tick(std::size_t from, Pred pred) const {
     for (std::size_t i = from; i < targets.size(); ++i)
@@ -573,9 +578,8 @@ GST_START_TEST(test_rate_below_min_lowers_frame_rate) {
     Run r;
     r.thin = thin;
     Link link{4000};
-    r.run(link, 5s);
-    link.capacity_kbps = 200;
-    r.run(link, 8s);
+    r.step(link, 4000, 5s);
+    r.step(link, 200, 8s);
     const std::size_t settled = r.targets.size();
     double queue_max_ms = 0, sent_sum = 0, wanted_sum = 0;
     const int restored_before = r.restored;
@@ -605,9 +609,8 @@ GST_START_TEST(test_rate_below_min_lowers_frame_rate) {
     fail_unless(sent_mean > 120 && sent_mean < 200, "sent %.0f kbit/s on a 200 kbit/s link", sent_mean);
     fail_unless(queue_max_ms < 250, "queue up to %.0f ms on a 200 kbit/s link", queue_max_ms);
     /* lifted: every frame again within a few seconds, the full bitrate within 15 s */
-    link.capacity_kbps = 4000;
     const std::size_t lift = r.targets.size();
-    r.run(link, 15s);
+    r.step(link, 4000, 15s);
     int full = -1;
     for (std::size_t i = lift; i < r.fractions.size() && full < 0; ++i)
       if (r.fractions[i] >= 1.0)
@@ -623,9 +626,8 @@ GST_START_TEST(test_rate_far_below_min_floor_fps) {
   Run r;
   r.thin = true;
   Link link{4000};
-  r.run(link, 3s);
-  link.capacity_kbps = 30;
-  r.run(link, 20s);
+  r.step(link, 4000, 3s);
+  r.step(link, 30, 20s);
   fail_unless(r.rc.wanted_kbps() >= static_cast<int>(RateController::kWantedFloorShare * 300));
   fail_unless(r.rc.wanted_kbps() < 60, "wanted %d kbit/s on a 30 kbit/s link", r.rc.wanted_kbps());
   fail_unless_equals_int(r.rc.target_kbps(), 300);
