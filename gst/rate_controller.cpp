@@ -282,6 +282,14 @@ RateDecision RateController::update(const RateFeedback &fb) {
         rate = std::min(rate, kRampNear);
         clear_since_ = fb.now;
       }
+      /* below min, near the link (up to kNearHigh x it) the probe stays at kRampNear however long the
+       * path is clear: a probe there that overshoots while the feedback lags climbs over min and
+       * brings back every frame for a moment (the frame rate flips on a steady link) */
+      if (target_ < min_ && link_estimate_ > 0 && target_ > kNearLow * link_estimate_ &&
+          target_ < kNearHigh * link_estimate_) {
+        rate = std::min(rate, kRampNear);
+        clear_since_ = fb.now;
+      }
       const double step_s = std::chrono::duration<double>(step).count();
       double next = target_ * std::pow(1.0 + rate, step_s);
       if (patient)
