@@ -62,6 +62,12 @@ double RateController::clamp(double kbps) const {
   return std::clamp(kbps, std::max(1.0, kWantedFloorShare * min_), static_cast<double>(max_));
 }
 
+/* How far a cut may take the wanted rate: down to min, below it only as far as kBackoff x the
+ * link's measured rate (`link_kbps`; 0: unknown) when that is below min. */
+double RateController::cut_floor(int link_kbps) const {
+  return link_kbps > 0 ? std::min(static_cast<double>(min_), kBackoff * link_kbps) : min_;
+}
+
 /* The rates of a decision made by an update that started at `before` (the wanted rate then). */
 void RateController::finish(double before, RateDecision *decision) const {
   decision->target_kbps = target_kbps();
@@ -84,15 +90,6 @@ void RateController::drain(Millis now, double queuing, int delivered_kbps, doubl
     }
   }
   clear_ = holding_ = near_ = false;
-  const double delivered = delivered_kbps;
-  /* below min only as far as the link itself is below it */
-  const double floor = std::min(static_cast<double>(min_), kBackoff * delivered);
-  const double next = clamp(std::max(floor, delivered * (1.0 - queuing / drain_time_ms)));
-  if (next < target_) {
-    target_ = next;
-    decision->reason = RateReason::Delay;
-    last_reason_ = last_cut_reason_ = decision->reason;
-  }
   /* the median: a smoothed delivered rate lags the cut (too high at first), a delay estimate
    * that lags (a delay gradient) still reads a queue once the bottleneck's has gone and only the
    * lowered target is delivered (too low at the end) */
@@ -102,6 +99,13 @@ void RateController::drain(Millis now, double queuing, int delivered_kbps, doubl
   std::vector<int> sorted = drain_delivered_;
   std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
   link_estimate_ = sorted[sorted.size() / 2];
+  const double delivered = delivered_kbps;
+  const double next = clamp(std::max(cut_floor(link_estimate_), delivered * (1.0 - queuing / drain_time_ms)));
+  if (next < target_) {
+    target_ = next;
+    decision->reason = RateReason::Delay;
+    last_reason_ = last_cut_reason_ = decision->reason;
+  }
   last_cut_ = now;
   have_cut_ = true;
   delivery_ratio_ = 1.0;
@@ -230,7 +234,9 @@ RateDecision RateController::update(const RateFeedback &fb) {
           decision.reason = RateReason::Loss;
         }
       }
-      target_ = clamp(next);
+      /* below min only when the link measured is (a loss cut near min on a wider link is not) */
+      const int link_kbps = fb.capacity_kbps > 0 ? fb.capacity_kbps : fb.delivered_kbps;
+      target_ = std::min(target_, std::max(clamp(next), cut_floor(link_kbps)));
       if (fb.capacity_kbps > 0)
         link_estimate_ = fb.capacity_kbps;
       else if (fb.delivered_kbps > 0)

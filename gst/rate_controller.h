@@ -53,8 +53,9 @@
  * works with (wanted_kbps()) is not floored at min_kbps: on a link that cannot carry min_kbps the
  * same policy keeps lowering it (down to kWantedFloorShare x min_kbps), and the element lowers
  * the frame rate so what it sends matches it (gst/frame_rate_floor.h; docs/architecture.md,
- * "Below min-bitrate"). A drain goes below min_kbps only as far as kBackoff x the delivered rate:
- * on a link above min_kbps a deep queue is drained at min_kbps, as before.
+ * "Below min-bitrate"). A cut or a drain goes below min_kbps only as far as kBackoff x the link's
+ * measured rate (delivered, capacity, a drain's median): on a link above min_kbps a deep queue or
+ * a loss is met at min_kbps, as before, and the frame rate stays whole.
  */
 #pragma once
 
@@ -182,6 +183,7 @@ public:
 
 private:
   double clamp(double kbps) const; /* into [kWantedFloorShare x min, max] */
+  double cut_floor(int link_kbps) const;
   void finish(double before, RateDecision *decision) const;
   void drain(Millis now, double queuing, int delivered_kbps, double drain_time_ms, RateDecision *decision);
   void end_drain(Millis now, double queuing, RateDecision *decision);

@@ -658,6 +658,31 @@ GST_START_TEST(test_rate_below_min_lagging_feedback) {
 }
 GST_END_TEST;
 
+/* Loss cuts near min: below it only when the link measured is below it (a wider link keeps every
+ * frame). */
+GST_START_TEST(test_rate_cut_floor_follows_the_link) {
+  for (int delivered : {450, 150}) {
+    RateController rc(300, 3000);
+    int lowest = 3000;
+    for (int i = 0; i < 100; ++i) {
+      RateFeedback fb;
+      fb.now = std::chrono::milliseconds(100 * i);
+      fb.loss = 0.5;
+      fb.delivered_kbps = delivered;
+      fb.sent_kbps = 2 * delivered;
+      lowest = std::min(lowest, rc.update(fb).wanted_kbps);
+    }
+    if (delivered > 300 / RateController::kBackoff) {
+      fail_unless_equals_int(lowest, 300);
+    } else {
+      fail_unless(lowest < 300 && lowest >= static_cast<int>(RateController::kBackoff * delivered) - 1,
+                  "wanted down to %d kbit/s with %d delivered", lowest, delivered);
+    }
+    fail_unless_equals_int(rc.target_kbps(), 300);
+  }
+}
+GST_END_TEST;
+
 /* Far below min: the frame rate stops at its floor (5 fps of 30), the wanted rate at its own. */
 GST_START_TEST(test_rate_far_below_min_floor_fps) {
   Run r;
@@ -751,6 +776,7 @@ static Suite *rate_controller_suite(void) {
   tcase_add_test(tc, test_rate_below_min_lowers_frame_rate);
   tcase_add_test(tc, test_rate_below_min_lagging_feedback);
   tcase_add_test(tc, test_rate_far_below_min_floor_fps);
+  tcase_add_test(tc, test_rate_cut_floor_follows_the_link);
   tcase_add_test(tc, test_frame_rate_floor_hysteresis);
   tcase_add_test(tc, test_frame_thinner_even);
   return s;
