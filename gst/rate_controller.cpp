@@ -100,7 +100,10 @@ void RateController::drain(Millis now, double queuing, int delivered_kbps, doubl
   std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
   link_estimate_ = sorted[sorted.size() / 2];
   const double delivered = delivered_kbps;
-  const double next = clamp(std::max(cut_floor(link_estimate_), delivered * (1.0 - queuing / drain_time_ms)));
+  /* the lower of the median and this sample: a tbf's burst makes single samples of a slow link look
+   * fast, and a link just under min must still take the drain below it */
+  const int link_kbps = std::min(link_estimate_, delivered_kbps);
+  const double next = clamp(std::max(cut_floor(link_kbps), delivered * (1.0 - queuing / drain_time_ms)));
   if (next < target_) {
     target_ = next;
     decision->reason = RateReason::Delay;

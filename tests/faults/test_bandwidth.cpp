@@ -171,7 +171,11 @@ GST_END_TEST;
  * arriving; lifted: every frame again. */
 GST_START_TEST(test_below_floor_lowers_frame_rate) {
   constexpr int kFloorLimit = 200; /* kbit/s, below min-bitrate's default 300 */
-  constexpr int kFloorSettleMs = 6000, kFloorWindowMs = 6000, kRestoreMs = 15000;
+  constexpr int kFloorSettleMs = 6000, kFloorWindowMs = 6000;
+  /* lifted: every frame again within this (generous: the ramp below min-bitrate is slow near the
+   * old link's rate, and over RTSP/TCP at a few frames per tick a noisy delivered/sent ratio holds
+   * it now and then: 1-7 s measured, once over 15 s on a busy machine) */
+  constexpr int kRestoreMs = 25000;
   Hosts hosts;
   start(hosts, "rtsp", true, true);
   fail_unless(hosts.limit(kFloorLimit), "tc tbf failed");
