@@ -19,6 +19,8 @@ constexpr double kRatioMax = 1.5;
 constexpr double kSentPeakDecayPerSecond = 0.5;
 /* longest gap between updates that still counts as time on a clear path */
 constexpr std::chrono::milliseconds kMaxStep{1000};
+/* measurements of a link's capacity differ by this much from one report to the next */
+constexpr double kCapacityNoise = 1.05;
 /* the delivered rates of a drain kept for its median (the latest: a drain at the floor may last) */
 constexpr std::size_t kDrainSamples = 50;
 }  // namespace
@@ -113,12 +115,9 @@ void RateController::drain(Millis now, double queuing, int delivered_kbps, doubl
   have_cut_ = true;
   delivery_ratio_ = 1.0;
   if (!episode_keyframe_ && target_ < 0.5 * episode_start_kbps_) {
-    /* with a watched backlog the keyframe waits for the queue to empty: sent now, it would only
-     * lengthen it */
-    if (backlog_watched_)
-      keyframe_after_drain_ = true;
-    else
-      decision->deep_cut = true;
+    /* the keyframe waits for the queue to empty: sent now, it would only lengthen it (TCP) or
+     * overflow a bottleneck already full (UDP) */
+    keyframe_after_drain_ = true;
     episode_keyframe_ = true;
   }
 }
@@ -142,15 +141,32 @@ void RateController::end_drain(Millis now, double queuing, RateDecision *decisio
   delay_at_cut_ = smoothed_delay_;
 }
 
-RateDecision RateController::update_backlog(Millis now, double queue_ms, int delivered_kbps, bool overloaded) {
+RateDecision RateController::update_backlog(Millis now, double queue_ms, int delivered_kbps, bool overloaded,
+                                            double standing_ms, bool growing) {
   const double before = target_;
   RateDecision decision;
-  backlog_watched_ = true;
+  const double standing = standing_ms >= 0 ? standing_ms - backlog_base_.add(now.count(), standing_ms) : 0;
   if (delivered_kbps > 0 && queue_ms >= 0) {
-    if (overloaded || (draining_ && queue_ms > kDrainEnd))
+    if (overloaded || (draining_ && queue_ms > kDrainEnd)) {
       drain(now, queue_ms, delivered_kbps, kQuickDrainTime, &decision);
-    else if (draining_)
+    } else if (draining_) {
       end_drain(now, queue_ms, &decision);
+    } else if (growing && standing > kProbeQueue && link_estimate_ > 0 && target_ > kNearCap * link_estimate_ &&
+               (!have_cut_ || now - last_cut_ >= kMinCutInterval)) {
+      /* a probe past the estimate found the link full: just under it, no drain needed */
+      const double next = clamp(kBackoff * std::min(target_, static_cast<double>(delivered_kbps)));
+      if (next < target_) {
+        target_ = next;
+        decision.reason = RateReason::Delay;
+        last_reason_ = last_cut_reason_ = decision.reason;
+      }
+      link_estimate_ = delivered_kbps;
+      clear_ = holding_ = near_ = false;
+      last_cut_ = now;
+      have_cut_ = true;
+      delay_at_cut_ = smoothed_delay_;
+      delivery_ratio_ = 1.0;
+    }
   }
   finish(before, &decision);
   return decision;
@@ -197,9 +213,21 @@ RateDecision RateController::update(const RateFeedback &fb) {
   const bool loss_clear = fb.loss < kLossLow; /* no report counts as clear */
 
   RateDecision decision;
-  const bool can_drain = queuing >= 0 && fb.delivered_kbps > 0;
-  if (can_drain && queuing > (draining_ ? kDrainEnd : kDrainStart)) {
-    drain(fb.now, queuing, fb.delivered_kbps, kDrainTime, &decision);
+  /* the queue to drain: the standing one, or the bottleneck's own while it is seen growing */
+  double drain_queue = queuing;
+  const bool queue_growing = fb.delay_overuse || above_capacity;
+  if (fb.queue_now_ms >= 0 && (queue_growing || draining_))
+    drain_queue = std::max(drain_queue, fb.queue_now_ms);
+  /* the link's rate while the queue stands: what was delivered, or a measured capacity when lower
+   * (a delivered rate averages over the time before the cut too) */
+  int drain_rate = fb.delivered_kbps;
+  if (fb.capacity_kbps > 0 && (drain_rate <= 0 || fb.capacity_kbps < drain_rate))
+    drain_rate = fb.capacity_kbps;
+  const bool can_drain = drain_queue >= 0 && drain_rate > 0;
+  /* caught growing: drained quickly, as update_backlog does */
+  const bool growing = queue_growing && fb.queue_now_ms > queuing;
+  if (can_drain && drain_queue > (draining_ ? kDrainEnd : kDrainStart)) {
+    drain(fb.now, drain_queue, drain_rate, growing ? kQuickDrainTime : kDrainTime, &decision);
   } else if (draining_) {
     end_drain(fb.now, queuing, &decision);
   } else if (delay_over || loss_over) {
@@ -209,7 +237,8 @@ RateDecision RateController::update(const RateFeedback &fb) {
      * while the loss goes on (a report after the cut saw what was sent after it) */
     /* a cut to below a measured capacity needs no second one while the queue drains (the
      * encoder takes a moment to follow, the feedback lags the queue) */
-    const bool below_capacity = fb.capacity_kbps > 0 && target_ <= kBackoff * fb.capacity_kbps + 1;
+    /* (within kCapacityNoise: two measurements of one link differ by a few %) */
+    const bool below_capacity = fb.capacity_kbps > 0 && target_ <= kCapacityNoise * kBackoff * fb.capacity_kbps + 1;
     const bool may_cut = !have_cut_ || since_cut >= kHoldAfterCut ||
                          (since_cut >= kMinCutInterval &&
                           (above_capacity || (!below_capacity && (loss_over || smoothed_delay_ >
@@ -253,7 +282,11 @@ RateDecision RateController::update(const RateFeedback &fb) {
       last_reason_ = decision.reason;
       last_cut_reason_ = decision.reason;
       if (!episode_keyframe_ && target_ < 0.5 * episode_start_kbps_) {
-        decision.deep_cut = true;
+        /* into a bottleneck queue already building up, the keyframe waits for it to empty */
+        if (fb.queue_now_ms > kDrainEnd)
+          keyframe_after_drain_ = true;
+        else
+          decision.deep_cut = true;
         episode_keyframe_ = true;
       }
     }
@@ -319,6 +352,12 @@ RateDecision RateController::update(const RateFeedback &fb) {
     }
     if (fb.now - hold_since_ >= kHoldPatience)
       clear_ = false;
+  }
+
+  /* a deep cut's keyframe held back by a queue (not a drain: end_drain sends it) */
+  if (keyframe_after_drain_ && !draining_ && fb.queue_now_ms >= 0 && fb.queue_now_ms <= kDrainEnd) {
+    decision.deep_cut = true;
+    keyframe_after_drain_ = false;
   }
 
   finish(before, &decision);

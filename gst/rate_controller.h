@@ -40,7 +40,9 @@
  *    the first second after a cut, up to a whole socket buffer) is not left to drain at the small
  *    margin between the link and kBackoff x its rate: the target becomes delivered - queue /
  *    kDrainTime (the queue in kbit: its delay x the delivered rate, which is the link's rate while
- *    a queue stands), floored at min, so it empties within about kDrainTime; below kDrainEnd the
+ *    a queue stands, or x a measured capacity when lower: a delivered rate lags a cut), floored
+ *    at min, so it empties within about kDrainTime; a queue seen growing (queue_now_ms while
+ *    delay_overuse) is drained the same way as soon as it passes kDrainStart; below kDrainEnd the
  *    target resumes at kBackoff x the median rate delivered meanwhile (the median: a smoothed
  *    delivered rate lags the cut, a lagging delay estimate outlasts the queue) and the hold after a cut starts;
  *  - between: hold; holding longer than kHoldPatience restarts the ramp from kRampStart (one noisy
@@ -79,6 +81,11 @@ struct RateFeedback {
   bool delay_overuse = false;   /* the queue at the bottleneck keeps growing: overuse now */
   int capacity_kbps = 0;        /* the link's measured rate (0: unknown): the ramp stays below
                                    kCapacityShare x it, a cut goes below it */
+  /* the queue at the bottleneck now (ms; < 0: unknown): queuing_delay_ms is a standing queue (a
+   * keyframe's burst is not one), this is the latest packets' own. While delay_overuse says the
+   * queue is growing (or a drain is under way) it counts for the drain: a cut on a link with a
+   * short buffer overflows it within a few hundred ms, long before a queue has stood for long. */
+  double queue_now_ms = -1;
 };
 
 /* Why the target last moved. */
@@ -90,8 +97,9 @@ struct RateDecision {
   int wanted_kbps = 0;   /* what the link takes: target_kbps, or less when that is below min */
   bool changed = false;  /* differs from the previous update's target */
   bool deep_cut = false; /* fell below half of where this congestion episode started: a keyframe
-                            lets new viewers start on the new rate (once per episode; with
-                            update_backlog in use, when the drain ends: not into the queue) */
+                            lets new viewers start on the new rate (once per episode; when a
+                            drain is under way, at its end: a keyframe into a standing queue
+                            only lengthens it, or is dropped by a bottleneck already full) */
   RateReason reason = RateReason::None;
 };
 
@@ -147,6 +155,7 @@ public:
   static constexpr double kCapacityShare = 0.9; /* of a measured capacity: where the ramp stops */
   static constexpr double kCapacityProbeBand = 1.05; /* past a stale one: at kRampNear up to this x it */
   static constexpr double kWantedFloorShare = 0.1; /* wanted_kbps() never below this x min */
+  static constexpr double kProbeQueue = 40.0; /* ms of standing, growing send backlog: a probe too far */
 
   RateController(int min_kbps, int max_kbps);
 
@@ -161,9 +170,15 @@ public:
    * gstmtx::SendBacklogWatch): the queue now (ms at the delivered rate) and the rate delivered
    * over the last ~200 ms. `overloaded` (a standing, growing queue) starts a drain at once, a
    * quick one (kQuickDrainTime: the target goes well below the link while the queue stands);
-   * a drain under way ends as soon as the queue is under kDrainEnd. Nothing else moves here: the
-   * ramp, the hold and the loss stay with update(). */
-  RateDecision update_backlog(Millis now, double queue_ms, int delivered_kbps, bool overloaded);
+   * a drain under way ends as soon as the queue is under kDrainEnd. And a probe past the link
+   * estimate (target above kNearCap x it) ends as soon as a queue of more than kProbeQueue
+   * (`standing_ms` above its minimum of the last kBaseWindow: a path's own in-flight bytes are
+   * not a queue) stands and grows: a cut to kBackoff x the delivered rate, which is the link's
+   * while a queue stands, and that becomes the estimate. Waiting for kDrainStart there lets every
+   * probe build a queue of ~300 ms on a steady link. Nothing else moves here: the ramp, the hold
+   * and the loss stay with update(). */
+  RateDecision update_backlog(Millis now, double queue_ms, int delivered_kbps, bool overloaded,
+                              double standing_ms = -1, bool growing = false);
 
   /* For the encoder: the wanted rate floored at min. */
   int target_kbps() const { return std::max(min_, wanted_kbps()); }
@@ -195,6 +210,7 @@ private:
   bool have_delay_ = false;
   double delivery_ratio_ = 1.0; /* smoothed delivered / sent */
   WindowedMinimum delay_base_{kBaseWindow.count()}; /* raw delays' minimum over kBaseWindow */
+  WindowedMinimum backlog_base_{kBaseWindow.count()}; /* standing backlogs' minimum (ms) */
   bool have_time_ = false;
   Millis last_update_{0};
   Millis last_cut_{0};
@@ -207,7 +223,6 @@ private:
   Millis near_since_{0};
   bool near_ = false;
   bool draining_ = false;
-  bool backlog_watched_ = false;      /* update_backlog is called (RTSP over TCP) */
   bool keyframe_after_drain_ = false; /* a deep cut's keyframe, asked for when the drain ends */
   std::vector<int> drain_delivered_; /* delivered rates during this drain: their median, the link's */
   double episode_start_kbps_ = 0; /* target when the current congestion episode began (0: none) */

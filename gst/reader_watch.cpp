@@ -1,6 +1,10 @@
 #include "reader_watch.h"
 
 #include <json-glib/json-glib.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cmath>
 
 namespace gstmtx {
 
@@ -196,6 +200,35 @@ std::vector<PathReader> ReaderSet::update(const std::vector<PathReader> &now) {
   return joined;
 }
 
+std::chrono::milliseconds choose_poll_interval(std::chrono::nanoseconds cpu_per_poll, const PollBudget &budget) {
+  using std::chrono::milliseconds;
+  if (cpu_per_poll.count() <= 0 || !(budget.cpu_share > 0))
+    return budget.floor;
+  /* cost / share, rounded up to whole ms */
+  const double ms = std::ceil(static_cast<double>(cpu_per_poll.count()) / 1e6 / budget.cpu_share);
+  if (ms >= static_cast<double>(budget.ceiling.count()))
+    return std::max(budget.ceiling, budget.floor);
+  return std::max(milliseconds{static_cast<milliseconds::rep>(ms)}, budget.floor);
+}
+
+void PollCostMeter::add(std::chrono::nanoseconds sample) {
+  const double ns = static_cast<double>(std::max<std::chrono::nanoseconds::rep>(sample.count(), 0));
+  mean_ns_ = samples_ == 0 ? ns : mean_ns_ + (ns - mean_ns_) / 4;
+  ++samples_;
+}
+
+std::optional<std::chrono::nanoseconds> PollCostMeter::estimate() const {
+  if (samples_ == 0)
+    return std::nullopt;
+  return std::chrono::nanoseconds{static_cast<std::chrono::nanoseconds::rep>(std::llround(mean_ns_))};
+}
+
+std::chrono::nanoseconds thread_cpu_time() {
+  struct timespec ts {};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec};
+}
+
 std::optional<std::chrono::milliseconds> RateLimit::request(Clock::time_point now) {
   if (due_)
     return std::nullopt;
@@ -213,7 +246,10 @@ void RateLimit::done(Clock::time_point now) {
 /* ------------------------------------------------------------------------------------------ */
 
 ReaderWatch::ReaderWatch(EventLoop &loop, HttpClient &http, Config config, Events events)
-    : loop_(loop), http_(http), config_(std::move(config)), events_(std::move(events)) {
+    : loop_(loop), http_(http), config_(std::move(config)), events_(std::move(events)),
+      interval_(config_.interval > std::chrono::milliseconds{0} ? config_.interval : config_.budget.floor) {
+  if (!config_.thread_cpu)
+    config_.thread_cpu = thread_cpu_time;
   if (config_.plain_http && PlainHttpGet::supports(path_get_url(config_.api_location, config_.path)))
     plain_ = std::make_unique<PlainHttpGet>(loop_, "gst-mediamtx");
 }
@@ -280,6 +316,7 @@ void ReaderWatch::on_path_answer(const HttpResponse &response) {
     }
     const auto t = std::chrono::steady_clock::now();
     for (const auto &reader : readers_.update(now)) {
+      window_joined_ = true;
       if (reader.type == "webRTCSession" && !reader.id.empty()) {
         /* media flows to it only once its peer connection is up */
         pending_[reader.id] = t;
@@ -295,10 +332,12 @@ void ReaderWatch::on_path_answer(const HttpResponse &response) {
         listed = listed || r.id == it->first;
       it = listed ? std::next(it) : pending_.erase(it);
     }
-    after(config_.interval, [this] { poll_path(); });
+    calibrate();
+    after(interval_, [this] { poll_path(); });
     return;
   }
   case ApiAnswer::Unreachable:
+    window_start_.reset(); /* the next window is a retry (a new connection), not a poll */
     if (!reported_ && events_.unavailable) {
       reported_ = true;
       events_.unavailable(answer, explain_api_problem(answer, config_.api_location, config_.user, response));
@@ -314,6 +353,18 @@ void ReaderWatch::on_path_answer(const HttpResponse &response) {
     }
     return;
   }
+}
+
+void ReaderWatch::calibrate() {
+  const std::chrono::nanoseconds cpu = config_.thread_cpu();
+  /* one path request since the last answer, no reader joined: the window is one poll */
+  if (window_start_ && requests_ == window_requests_ + 1 && !window_joined_)
+    meter_.add(cpu - *window_start_);
+  window_start_ = cpu;
+  window_requests_ = requests_;
+  window_joined_ = false;
+  if (config_.interval <= std::chrono::milliseconds{0} && meter_.estimate())
+    interval_ = choose_poll_interval(*meter_.estimate(), config_.budget);
 }
 
 void ReaderWatch::poll_pending(const std::string &id) {

@@ -12,14 +12,15 @@
  * to it, so a WebRTC reader is "ready" when established; any other reader when listed.
  *
  * ReaderWatch polls on an EventLoop with one keep-alive HTTP connection (PlainHttpGet for http://,
- * else HttpClient): the path every `interval` (an answer whose readers part is the same as the
- * last one's is not parsed again), a joining WebRTC reader's session every `pending_interval` until it is
- * established (at most `pending_timeout`). Without access to the API it reports once: refused
+ * else HttpClient): the path every `interval` (by default chosen from the poll's own measured CPU
+ * cost, PollBudget; an answer whose readers part is the same as the last one's is not parsed
+ * again), a joining WebRTC reader's session every `pending_interval` until it is established (at
+ * most `pending_timeout`). Without access to the API it reports once: refused
  * or timed out, it asks again every kUnreachableRetry (the server may come back); 401/403 or no
  * MediaMTX /v3 API there, it stops (MediaMTX logs and delays every refused login).
  *
- * The parsers, the reader diff and the keyframe rate limit are plain functions and classes,
- * unit-tested in tests/unit/test_reader_watch.cpp.
+ * The parsers, the reader diff, the keyframe rate limit and the interval's choice are plain
+ * functions and classes, unit-tested in tests/unit/test_reader_watch.cpp.
  */
 #pragma once
 
@@ -90,6 +91,34 @@ private:
   std::set<PathReader> known_;
 };
 
+/* The path poll's interval from its CPU cost: keyframe-on-join's polling gets a share of one core
+ * (`cpu_share`), so the interval is cost / share, clamped to [floor, ceiling]. The floor also bounds
+ * what MediaMTX pays per poll (~0.3 ms of its CPU per request on the benchmark VM: at 100 ms, 0.3 %
+ * of a core per camera on the server); the ceiling bounds the wait a joining viewer can get from
+ * the poll's phase. docs/benchmarks.md "Cost of keyframe-on-join's polling" has the figures. */
+struct PollBudget {
+  double cpu_share = 0.0025; /* 0.25 % of one core: half the 0.5 % target, whatever the core */
+  std::chrono::milliseconds floor{100};
+  std::chrono::milliseconds ceiling{1000};
+};
+std::chrono::milliseconds choose_poll_interval(std::chrono::nanoseconds cpu_per_poll, const PollBudget &budget);
+
+/* The CPU of one path poll, smoothed: an exponentially weighted mean (weight 1/4 for each new
+ * sample; the first one is taken as it is). */
+class PollCostMeter {
+public:
+  void add(std::chrono::nanoseconds sample);
+  std::optional<std::chrono::nanoseconds> estimate() const;
+  unsigned samples() const { return samples_; }
+
+private:
+  double mean_ns_ = 0;
+  unsigned samples_ = 0;
+};
+
+/* The CPU time the calling thread has used (CLOCK_THREAD_CPUTIME_ID). */
+std::chrono::nanoseconds thread_cpu_time();
+
 /* At most one action per `min_gap`: request(now) says when the next action may run (now, or the
  * end of the gap since the last one); requests while one is already due are merged into it. */
 class RateLimit {
@@ -109,7 +138,8 @@ private:
 
 class ReaderWatch {
 public:
-  static constexpr std::chrono::milliseconds kDefaultPollInterval{250};
+  /* interval 0: chosen from the poll's measured CPU cost (PollBudget) */
+  static constexpr std::chrono::milliseconds kAutomaticInterval{0};
   struct Config {
     std::string api_location; /* http(s)://host:port, no path */
     std::string path;         /* MediaMTX path name */
@@ -118,8 +148,19 @@ public:
     /* A WebRTC reader is listed ~7 ms after its offer and established ~70-150 ms later; seen
      * while it connects, its session is then asked every pending_interval, so its keyframe
      * leaves a few ms after it is established. The path interval trades the rest of that wait
-     * against CPU: docs/benchmarks.md "Cost of keyframe-on-join's polling". */
-    std::chrono::milliseconds interval{kDefaultPollInterval};
+     * against CPU: docs/benchmarks.md "Cost of keyframe-on-join's polling".
+     *
+     * Automatic (0): the watch measures the CPU its loop thread spends from one path answer to
+     * the next (the timer's wake-up, the request, reading and judging the answer, and anything
+     * else on that thread: an upper bound of the poll's cost), smooths it (PollCostMeter) and
+     * polls every choose_poll_interval(cost, budget): ~100 ms on a current x86 core, longer on a
+     * slower one. Windows in which a reader joined (session polls, keyframe requests: a cost per
+     * join, not per poll) are not counted. Until the first window is measured it polls at
+     * budget.floor. */
+    std::chrono::milliseconds interval{kAutomaticInterval};
+    PollBudget budget;
+    /* the loop thread's CPU time so far (tests give a fake one); empty: thread_cpu_time() */
+    std::function<std::chrono::nanoseconds()> thread_cpu;
     std::chrono::milliseconds pending_interval{10};
     std::chrono::milliseconds pending_timeout{10000};
     /* http:// API locations through PlainHttpGet (a fraction of libsoup's CPU per request);
@@ -147,11 +188,17 @@ public:
   unsigned parsed() const { return parsed_; }
   /* true when requests go through PlainHttpGet */
   bool plain() const { return plain_ != nullptr; }
+  /* the path poll's interval now (the fixed one, or the automatic choice) */
+  std::chrono::milliseconds interval() const { return interval_; }
+  /* the smoothed CPU per path poll; nothing before the first measured window */
+  std::optional<std::chrono::nanoseconds> cpu_per_poll() const { return meter_.estimate(); }
 
 private:
   void poll_path();
   void on_path_answer(const HttpResponse &response);
   void poll_pending(const std::string &id);
+  /* after a path answer: the window since the last one measured, the interval chosen */
+  void calibrate();
   void send(HttpRequest request, HttpClient::Callback done);
   /* runs fn on the loop after delay unless the watch is gone by then */
   void after(std::chrono::milliseconds delay, std::function<void()> fn);
@@ -168,6 +215,11 @@ private:
   unsigned requests_ = 0;
   unsigned parsed_ = 0;
   std::string last_readers_part_;          /* of the last path answer that listed readers */
+  std::chrono::milliseconds interval_;
+  PollCostMeter meter_;
+  std::optional<std::chrono::nanoseconds> window_start_; /* thread CPU at the last path answer */
+  unsigned window_requests_ = 0;           /* requests_ then */
+  bool window_joined_ = false;             /* a reader joined in this window */
   std::vector<PathReader> last_readers_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -35,8 +35,9 @@ BacklogReading SendBacklogWatch::sample(Millis now, std::uint64_t written, std::
     standing = std::min(standing, it->backlog);
     oldest = it->backlog;
   }
-  const double standing_ms = static_cast<double>(standing) * 8.0 / reading.delivered_kbps;
-  reading.overloaded = standing_ms > kOverloadMs && backlog > oldest;
+  reading.standing_ms = static_cast<double>(standing) * 8.0 / reading.delivered_kbps;
+  reading.growing = backlog > oldest;
+  reading.overloaded = reading.standing_ms > kOverloadMs && reading.growing;
   return reading;
 }
 

@@ -31,6 +31,8 @@ struct BacklogReading {
   bool valid = false;      /* enough samples for a delivered rate */
   bool overloaded = false; /* a standing queue above kOverloadMs that keeps growing */
   double queue_ms = 0;     /* the backlog now, in time at the delivered rate */
+  double standing_ms = 0;  /* the least backlog over kStandingWindow, in time at that rate */
+  bool growing = false;    /* the backlog now is above the one kStandingWindow ago */
   int delivered_kbps = 0;
 };
 

@@ -53,7 +53,10 @@ public:
       if (timer_)
         loop_.cancel(timer_);
       timer_ = 0;
-      GST_DEBUG("keyframe-on-join: %u API requests, %u keyframes forced", watch_->requests(), forced_);
+      const auto cost = watch_->cpu_per_poll();
+      GST_DEBUG("keyframe-on-join: %u API requests, %u keyframes forced; path polled every %d ms (%.1f us CPU per poll)",
+                watch_->requests(), forced_, static_cast<int>(watch_->interval().count()),
+                cost ? static_cast<double>(cost->count()) / 1e3 : -1.0);
       watch_.reset();
       http_->cancel_all();
       http_.reset();
@@ -142,6 +145,7 @@ void keyframe_on_join_start(GstMediamtxSink *self, const gstmtx::HttpClientConfi
       return;
     publisher = priv->publisher_config;
     api_location = priv->settings.api_location;
+    config.interval = std::chrono::milliseconds{priv->settings.api_poll_interval};
   }
   auto endpoint = publisher.whip
                       ? gstmtx::parse_webrtc_http_location(publisher.url, gstmtx::HttpEndpointKind::Whip)
@@ -152,8 +156,10 @@ void keyframe_on_join_start(GstMediamtxSink *self, const gstmtx::HttpClientConfi
   config.path = endpoint->stream_path;
   config.user = publisher.user;
   gstmtx::add_authorization(config.auth, publisher.user, publisher.password, publisher.auth_token);
-  GST_INFO_OBJECT(self, "keyframe-on-join: watching the readers of '%s' at %s", config.path.c_str(),
-                  gstmtx::redact_url(config.api_location).c_str());
+  GST_INFO_OBJECT(self, "keyframe-on-join: watching the readers of '%s' at %s every %s", config.path.c_str(),
+                  gstmtx::redact_url(config.api_location).c_str(),
+                  config.interval.count() > 0 ? (std::to_string(config.interval.count()) + " ms").c_str()
+                                              : "interval chosen from the poll's CPU cost");
   auto watch = std::make_shared<KeyframeOnJoin>(self, std::move(config), http_config);
   std::lock_guard<std::mutex> lk(priv->lock);
   priv->keyframe_on_join = std::move(watch);

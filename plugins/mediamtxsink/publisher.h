@@ -75,6 +75,9 @@ public:
     (void)backlog;
     return false;
   }
+  /* Control thread: a keyframe that repairs lost packets is already due (WHIP: once the loss has
+   * stopped): a deep cut's keyframe would only come before it, into the same congestion. */
+  virtual bool repair_keyframe_due() const { return false; }
 };
 
 /* "mtx-net-<generation>-<what>" */

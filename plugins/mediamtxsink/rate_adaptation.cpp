@@ -73,7 +73,8 @@ void apply_frame_rate(GstMediamtxSink *self, const gstmtx::RateDecision &decisio
 
 /* Control thread: a decision of the controller to the encoder, and a keyframe for a deep cut (new
  * viewers start on the new rate, not behind a stale GOP at the old one). */
-void apply_decision(GstMediamtxSink *self, GstElement *encoder, const gstmtx::RateDecision &decision, int max_kbps) {
+void apply_decision(GstMediamtxSink *self, Publisher &publisher, GstElement *encoder,
+                    const gstmtx::RateDecision &decision, int max_kbps) {
   auto *priv = self->priv;
   RateState &rate = priv->rate;
   if (rate.controller)
@@ -86,7 +87,9 @@ void apply_decision(GstMediamtxSink *self, GstElement *encoder, const gstmtx::Ra
     GST_DEBUG_OBJECT(self, "bitrate %d -> %d kbit/s (%s; measured %u kbit/s)", before, decision.target_kbps,
                      gstmtx::rate_reason_name(decision.reason), rate.measured.load());
   }
-  if (decision.deep_cut) {
+  if (decision.deep_cut && publisher.repair_keyframe_due()) {
+    GST_INFO_OBJECT(self, "deep cut (target %d kbit/s): the keyframe repairing the loss will do", decision.target_kbps);
+  } else if (decision.deep_cut) {
     GST_INFO_OBJECT(self, "deep cut (target %d kbit/s): asking for a keyframe", decision.target_kbps);
     GstPad *tail = nullptr;
     {
@@ -147,12 +150,13 @@ void backlog_tick(GstMediamtxSink *self, unsigned generation) {
                      reading.queue_ms, reading.delivered_kbps, reading.overloaded ? " (growing)" : "");
     if (reading.valid) {
       const gstmtx::RateDecision decision =
-          rate.controller->update_backlog(now, reading.queue_ms, reading.delivered_kbps, reading.overloaded);
+          rate.controller->update_backlog(now, reading.queue_ms, reading.delivered_kbps, reading.overloaded,
+                                          reading.standing_ms, reading.growing);
       if (decision.changed)
         GST_LOG_OBJECT(self, "send backlog %lld bytes, %.0f ms at %d kbit/s%s -> %d kbit/s",
                        static_cast<long long>(backlog), reading.queue_ms, reading.delivered_kbps,
                        reading.overloaded ? " (growing)" : "", decision.target_kbps);
-      apply_decision(self, in.encoder, decision, in.max_kbps);
+      apply_decision(self, *in.publisher, in.encoder, decision, in.max_kbps);
     }
   }
   if (in.encoder)
@@ -208,7 +212,7 @@ void tick(GstMediamtxSink *self, unsigned generation) {
     GST_LOG_OBJECT(self, "feedback: delay %.1f ms, loss %.3f, delivered %d of %d kbit/s -> %d kbit/s (%s)",
                    feedback.queuing_delay_ms, feedback.loss, feedback.delivered_kbps, feedback.sent_kbps,
                    decision.target_kbps, gstmtx::rate_reason_name(decision.reason));
-  apply_decision(self, in.encoder, decision, in.max_kbps);
+  apply_decision(self, *in.publisher, in.encoder, decision, in.max_kbps);
   gst_object_unref(in.encoder);
 
   /* the status: when the rate moved enough since the last one told, rate-limited */

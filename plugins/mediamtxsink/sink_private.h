@@ -56,6 +56,7 @@ struct Settings {
   bool tls_validation = true;
   bool keyframe_on_join = true;
   std::string api_location; /* empty: http://<host of location>:9997 */
+  guint api_poll_interval = 0; /* ms; 0: chosen from the poll's CPU cost (gstmtx::PollBudget) */
   bool adaptive_bitrate = true;
   guint min_bitrate = kDefaultMinBitrate;
 };

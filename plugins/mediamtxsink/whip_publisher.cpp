@@ -236,6 +236,12 @@ constexpr gint64 kPacketFeedbackStaleUs = 1000 * 1000;
 constexpr gint64 kLossOverUs = 300 * 1000;
 /* at most one repair keyframe this often */
 constexpr gint64 kRepairIntervalUs = 1000 * 1000;
+/* and at least this long with a drained queue */
+constexpr gint64 kLossSettleUs = 100 * 1000;
+/* a repair keyframe waits for the bottleneck's queue to be under this (ms)... */
+constexpr double kRepairQueueMs = 80.0;
+/* ...for at most this long after the last loss */
+constexpr gint64 kRepairWaitUs = 1000 * 1000;
 }  // namespace
 
 /* Control thread. MediaMTX sends no retransmission requests we could serve (no RTX) and drops
@@ -245,8 +251,16 @@ constexpr gint64 kRepairIntervalUs = 1000 * 1000;
 void WhipPublisher::repair_after_loss(const gstmtx::TwccEstimate &estimate, gint64 now_us) {
   if (estimate.last_lost_send_us >= 0 && estimate.last_lost_send_us > repaired_loss_send_us_)
     loss_pending_send_us_ = estimate.last_lost_send_us;
-  if (loss_pending_send_us_ < 0 || estimate.newest_send_us - loss_pending_send_us_ < kLossOverUs ||
-      (last_repair_us_ && now_us - last_repair_us_ < kRepairIntervalUs) || !video_queue_)
+  if (loss_pending_send_us_ < 0 || (last_repair_us_ && now_us - last_repair_us_ < kRepairIntervalUs) ||
+      !video_queue_)
+    return;
+  /* The loss is over when the bottleneck's queue has room again (a keyframe into a queue still full
+   * is lost too) and the packets sent since the last lost one arrived; without a delay estimate,
+   * once they did for kLossOverUs; a queue standing above kRepairQueueMs for kRepairWaitUs is the
+   * link's own delay, not the overflow's. */
+  const gint64 since_loss_us = estimate.newest_send_us - loss_pending_send_us_;
+  const bool room = estimate.have_delay ? estimate.queue_ms <= kRepairQueueMs : since_loss_us >= kLossOverUs;
+  if (since_loss_us < kLossSettleUs || (!room && since_loss_us < kRepairWaitUs))
     return;
   GST_DEBUG("TWCC: packets were lost, the loss has stopped: asking for a keyframe");
   g_autoptr(GstPad) src = gst_element_get_static_pad(video_queue_, "src");
@@ -276,8 +290,10 @@ bool WhipPublisher::read_packet_feedback(gstmtx::RateFeedback *feedback) {
               estimate.sent_kbps, estimate.loss);
   last_trend_ = estimate.trend;
   repair_after_loss(estimate, now_us);
-  if (estimate.have_delay)
+  if (estimate.have_delay) {
     feedback->queuing_delay_ms += estimate.standing_queue_ms;
+    feedback->queue_now_ms = feedback->queuing_delay_ms - estimate.standing_queue_ms + estimate.queue_ms;
+  }
   feedback->delay_overuse = estimate.trend == gstmtx::DelayTrend::Overuse;
   feedback->capacity_kbps = estimate.capacity_kbps;
   feedback->delivered_kbps = estimate.delivered_kbps;

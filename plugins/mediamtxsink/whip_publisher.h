@@ -31,6 +31,7 @@ public:
    * twcc-stats (delivered vs sent rate, loss, the delay gradient integrated into a queuing
    * delay); and the server's receiver reports. */
   bool read_feedback(gstmtx::RateFeedback *feedback) override;
+  bool repair_keyframe_due() const override { return loss_pending_send_us_ >= 0; }
 
 private:
   bool read_packet_feedback(gstmtx::RateFeedback *feedback);

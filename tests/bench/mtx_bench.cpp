@@ -1833,14 +1833,18 @@ int run_poll_cost(const Options &o) {
   self0 = cpu_seconds_self();
   mtx0 = cpu_seconds_of(mtx);
   sleep_ms(seconds * 1000);
-  double thread_ms = 0;
+  double thread_ms = 0, estimate_us = NAN;
   unsigned polls = 0, parsed = 0;
+  int chosen_ms = 0;
   bool plain = false;
   loop.run_sync([&] {
     thread_ms = thread_cpu_ms() - thread0;
     polls = watch->requests() - requests0;
     parsed = watch->parsed() - parsed0;
     plain = watch->plain();
+    chosen_ms = static_cast<int>(watch->interval().count());
+    if (auto cost = watch->cpu_per_poll())
+      estimate_us = static_cast<double>(cost->count()) / 1e3;
   });
   const double self_s = cpu_seconds_self() - self0 - idle_self, mtx_s = cpu_seconds_of(mtx) - mtx0 - idle_mtx;
   loop.run_sync([&] {
@@ -1854,15 +1858,18 @@ int run_poll_cost(const Options &o) {
   const double per_poll_process_us = polls ? self_s * 1e6 / polls : NAN;
   const double per_poll_mediamtx_us = polls ? mtx_s * 1e6 / polls : NAN;
   const char *client = plain ? "plain" : "libsoup";
-  printf("RESULT poll_cost client=%s interval_ms=%d seconds=%d readers=%d body_bytes=%zu polls=%u parsed=%u "
-         "readers_ready=%d thread_us_per_poll=%.1f process_us_per_poll=%.1f mediamtx_us_per_poll=%.1f "
-         "thread_pct_at_interval=%.3f\n",
-         client, interval_ms, seconds, readers, body.size(), polls, parsed, ready.load(), per_poll_thread_us,
-         per_poll_process_us, per_poll_mediamtx_us, polls ? thread_ms / (seconds * 1000.0) * 100 : NAN);
+  /* interval_ms 0: automatic; chosen_ms is the watch's interval at the end, estimate_us its own
+   * smoothed measure of a poll's CPU (what it chose from) */
+  printf("RESULT poll_cost client=%s interval_ms=%d chosen_ms=%d seconds=%d readers=%d body_bytes=%zu polls=%u "
+         "parsed=%u readers_ready=%d thread_us_per_poll=%.1f estimate_us=%.1f process_us_per_poll=%.1f "
+         "mediamtx_us_per_poll=%.1f thread_pct_at_interval=%.3f mediamtx_pct=%.3f\n",
+         client, interval_ms, chosen_ms, seconds, readers, body.size(), polls, parsed, ready.load(), per_poll_thread_us,
+         estimate_us, per_poll_process_us, per_poll_mediamtx_us, polls ? thread_ms / (seconds * 1000.0) * 100 : NAN,
+         mtx_s / seconds * 100);
   CsvOut csv(o, "poll_cost", "client,interval_ms,seconds,readers,body_bytes,polls,parsed,thread_us_per_poll,"
-                             "process_us_per_poll,mediamtx_us_per_poll");
+                             "process_us_per_poll,mediamtx_us_per_poll,chosen_ms,estimate_us");
   csv.row(client, interval_ms, seconds, readers, body.size(), polls, parsed, per_poll_thread_us, per_poll_process_us,
-          per_poll_mediamtx_us);
+          per_poll_mediamtx_us, chosen_ms, estimate_us);
   fflush(stdout);
   return polls > 0 && plain == (opt(o, "client", "plain") == "plain") ? 0 : 1;
 }
@@ -1973,7 +1980,8 @@ void usage() {
       "             probe (--fresh: each viewer a new process, latency 50, no extra properties)\n"
       "  cert      --runs=N: DTLS certificate cost of a fresh process, stock vs ours\n"
       "  poll-cost --interval-ms=20 --seconds=20 [--readers=0 --client=plain|soup]: CPU per poll of\n"
-      "             keyframe-on-join's reader watch (plain: PlainHttpGet, soup: libsoup's HttpClient)\n"
+      "             keyframe-on-join's reader watch (plain: PlainHttpGet, soup: libsoup's HttpClient;\n"
+      "             --interval-ms=0: the watch's automatic interval, chosen from its CPU per poll)\n"
       "  recovery  --runs=N --outage-ms=MS --retry-delay=MS [--keyint=FRAMES]\n"
       "  cost      --viewers=1,2,4 --decoded-viewers=1,2 [--warm-s=4 --window-s=10 --common-window=1 --publishers=1]\n"
       "  adapt     [--configs=rtsp-off,rtsp-on,whip-off,whip-on,whipclientsink] [--steps=4000,1000,500,4000]\n"

@@ -471,7 +471,7 @@ struct TcpRun {
         if (r.overloaded && !overloaded_samples++)
           first_overload = {now, r.delivered_kbps};
         if (quick && r.valid)
-          note(rc.update_backlog(now, r.queue_ms, r.delivered_kbps, r.overloaded));
+          note(rc.update_backlog(now, r.queue_ms, r.delivered_kbps, r.overloaded, r.standing_ms, r.growing));
       }
       if (now.count() % 200 == 0)
         slow_update();
@@ -755,6 +755,116 @@ GST_START_TEST(test_frame_thinner_even) {
 }
 GST_END_TEST;
 
+/* WHIP's per-packet view of a cut on a short bottleneck queue (200 ms, UDP: what exceeds it is
+ * dropped): the standing queue says nothing yet (queuing_delay_ms ~0), the latest packets' queue
+ * (queue_now_ms) and the overuse flag do. The controller drains that queue quickly (basis: the
+ * measured capacity, not the delivered rate that still averages the time before the cut), and
+ * the deep cut's keyframe waits until the queue is under kDrainEnd: sent into the full queue it
+ * would be dropped. */
+GST_START_TEST(test_rate_overflow_drain_and_keyframe) {
+  RateController rc{300, 2500};
+  Link link{4000};
+  link.queue_limit_ms = 200;
+  std::chrono::milliseconds now{0};
+  double last_queue_ms = 0;
+  int delivered_avg = 2500;
+  auto feedback = [&](double rate) {
+    RateFeedback fb = link.carry(now, rate, false, true);
+    const double queue_ms = link.queue_kbit / link.capacity_kbps * 1000.0;
+    fb.queuing_delay_ms = 0; /* standing: the smallest over the last second */
+    fb.queue_now_ms = queue_ms;
+    fb.delay_overuse = queue_ms > last_queue_ms + 5;
+    if (queue_ms > 10)
+      fb.capacity_kbps = static_cast<int>(link.capacity_kbps);
+    /* the delivered rate lags (averaged over ~0.5 s) */
+    delivered_avg = (delivered_avg * 4 + fb.delivered_kbps) / 5;
+    fb.delivered_kbps = delivered_avg;
+    last_queue_ms = queue_ms;
+    return fb;
+  };
+  for (; now < 3s; now += kTick)
+    rc.update(feedback(rc.target_kbps()));
+  fail_unless_equals_int(rc.target_kbps(), 2500);
+  link.capacity_kbps = 1000;
+  int keyframes = 0, drained_at = -1;
+  for (int tick = 0; now < 8s; now += kTick, ++tick) {
+    const RateDecision d = rc.update(feedback(rc.target_kbps()));
+    const double queue_ms = link.queue_kbit / link.capacity_kbps * 1000.0;
+    if (d.deep_cut) {
+      keyframes++;
+      fail_unless(queue_ms <= RateController::kDrainEnd, "keyframe asked with %.0f ms queued", queue_ms);
+    }
+    if (drained_at < 0 && tick > 2 && queue_ms < RateController::kDrainEnd)
+      drained_at = tick;
+  }
+  fail_unless_equals_int(keyframes, 1);
+  /* a cut to 0.85 x the link drains 200 ms in ~1.3 s; the quick drain in well under a second */
+  fail_unless(drained_at >= 0 && drained_at <= 8, "queue drained after %d ticks", drained_at);
+  fail_unless(rc.target_kbps() >= 700 && rc.target_kbps() <= 1000, "settled at %d kbit/s", rc.target_kbps());
+}
+GST_END_TEST;
+
+/* A probe past the link estimate on RTSP/TCP ends at the first standing, growing backlog above
+ * kProbeQueue (cut to kBackoff x the delivered rate, the new estimate), long before kDrainStart;
+ * a backlog that always stands (a path's in-flight bytes, 60 ms here) is not a queue, nor is one
+ * that drains, nor one while the target sits under the estimate. */
+GST_START_TEST(test_backlog_probe_ends_on_queue) {
+  for (double base_ms : {0.0, 60.0}) {
+    RateController rc{300, 2500};
+    std::chrono::milliseconds now{0};
+    /* a cut on a 1000 kbit/s link: estimate ~1000 */
+    RateFeedback fb;
+    for (; now < 2s; now += 200ms) {
+      fb = RateFeedback{};
+      fb.now = now;
+      fb.queuing_delay_ms = 0;
+      rc.update(fb);
+      rc.update_backlog(now, base_ms, 2500, false, base_ms, false);
+    }
+    fb.now = now;
+    fb.queuing_delay_ms = 100;
+    fb.delivered_kbps = 1000;
+    fb.sent_kbps = 2500;
+    rc.update(fb);
+    fail_unless(rc.target_kbps() < 1000, "cut to %d", rc.target_kbps());
+    const int estimate = rc.link_estimate_kbps();
+    /* clear path: the ramp probes past the estimate */
+    int passed_at = -1;
+    for (int i = 0; i < 100 && passed_at < 0; ++i) {
+      now += 200ms;
+      fb = RateFeedback{};
+      fb.now = now;
+      fb.queuing_delay_ms = 0;
+      fb.delivered_kbps = fb.sent_kbps = rc.target_kbps();
+      rc.update(fb);
+      /* standing but not growing, or growing while under the estimate: nothing */
+      const int before = rc.target_kbps();
+      rc.update_backlog(now, base_ms + 50, rc.target_kbps(), false, base_ms + 50, false);
+      fail_unless_equals_int(rc.target_kbps(), before);
+      if (rc.target_kbps() <= RateController::kNearCap * estimate) {
+        rc.update_backlog(now, base_ms + 50, rc.target_kbps(), false, base_ms + 50, true);
+        fail_unless_equals_int(rc.target_kbps(), before);
+      } else {
+        passed_at = i;
+      }
+    }
+    fail_unless(passed_at >= 0, "never probed past the estimate %d", estimate);
+    now += 40ms;
+    /* the path's own in-flight time and a little: not a queue yet */
+    rc.update_backlog(now, base_ms + 30, 1000, false, base_ms + 30, true);
+    fail_unless(rc.target_kbps() > RateController::kNearCap * estimate, "cut on %.0f ms", 30.0);
+    now += 40ms;
+    const int probing = rc.target_kbps();
+    const RateDecision d = rc.update_backlog(now, base_ms + 60, 1000, false, base_ms + 60, true);
+    GST_INFO("base %.0f ms: estimate %d, probe at %d -> %d", base_ms, estimate, probing, d.target_kbps);
+    const int expected = static_cast<int>(std::lround(RateController::kBackoff * std::min(probing, 1000)));
+    fail_unless(d.changed && std::abs(d.target_kbps - expected) <= 1,
+                "probe at %d -> %d", probing, d.target_kbps);
+    fail_unless_equals_int(rc.link_estimate_kbps(), 1000);
+  }
+}
+GST_END_TEST;
+
 static Suite *rate_controller_suite(void) {
   Suite *s = suite_create("rate_controller");
   TCase *tc = tcase_create("rate");
@@ -779,6 +889,8 @@ static Suite *rate_controller_suite(void) {
   tcase_add_test(tc, test_rate_cut_floor_follows_the_link);
   tcase_add_test(tc, test_frame_rate_floor_hysteresis);
   tcase_add_test(tc, test_frame_thinner_even);
+  tcase_add_test(tc, test_rate_overflow_drain_and_keyframe);
+  tcase_add_test(tc, test_backlog_probe_ends_on_queue);
   return s;
 }
 

@@ -138,6 +138,48 @@ GST_START_TEST(test_rate_limit) {
 }
 GST_END_TEST;
 
+/* The path poll's interval from its CPU cost: cost / 0.25 %, within [100 ms, 1 s]. */
+GST_START_TEST(test_choose_poll_interval) {
+  const PollBudget budget;
+  auto chosen = [&](std::chrono::nanoseconds cost) { return static_cast<int>(choose_poll_interval(cost, budget).count()); };
+  fail_unless_equals_int(chosen(500us), 200);
+  fail_unless_equals_int(chosen(656us), 263); /* a 164 us poll at 4x: a Pi 4, estimated */
+  fail_unless_equals_int(chosen(164us), 100); /* this VM's poll: the floor */
+  fail_unless_equals_int(chosen(250us), 100);
+  fail_unless_equals_int(chosen(251us), 101);
+  fail_unless_equals_int(chosen(2500us), 1000);
+  fail_unless_equals_int(chosen(5ms), 1000);   /* the ceiling */
+  fail_unless_equals_int(chosen(1h), 1000);
+  fail_unless_equals_int(chosen(0ns), 100);    /* nothing measured */
+  fail_unless_equals_int(chosen(-1ms), 100);
+  PollBudget tight{0.001, 20ms, 5000ms};
+  fail_unless_equals_int(choose_poll_interval(500us, tight).count(), 500);
+  fail_unless_equals_int(choose_poll_interval(10us, tight).count(), 20);
+  PollBudget broken{0.0, 100ms, 1000ms};
+  fail_unless_equals_int(choose_poll_interval(500us, broken).count(), 100);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_poll_cost_meter) {
+  PollCostMeter meter;
+  fail_if(meter.estimate().has_value());
+  meter.add(400us);
+  fail_unless_equals_int(meter.estimate()->count(), 400000);
+  meter.add(800us); /* a quarter of the way */
+  fail_unless_equals_int(meter.estimate()->count(), 500000);
+  for (int i = 0; i < 40; i++)
+    meter.add(200us);
+  fail_unless(std::abs(static_cast<long>(meter.estimate()->count()) - 200000) < 1000);
+  fail_unless_equals_int(meter.samples(), 42);
+  /* the real clock moves with work done on this thread */
+  const auto t0 = thread_cpu_time();
+  volatile double x = 1;
+  for (int i = 0; i < 2000000; i++)
+    x = x * 1.0000001 + 1e-9;
+  fail_unless(thread_cpu_time() > t0);
+}
+GST_END_TEST;
+
 /* The readers' text decides whether an answer needs parsing: the same with other counters, not
  * the same when a reader comes or goes; brackets inside strings do not end it. */
 GST_START_TEST(test_readers_part) {
@@ -270,6 +312,10 @@ struct FakeApi {
     g_main_loop_unref(loop);
     g_main_context_unref(context);
   }
+  void set_script(std::vector<std::pair<unsigned, std::string>> answers) {
+    std::lock_guard<std::mutex> lk(lock);
+    script = std::move(answers);
+  }
   static void handle(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *, gpointer data) {
     auto *self = static_cast<FakeApi *>(data);
     std::lock_guard<std::mutex> lk(self->lock);
@@ -386,7 +432,9 @@ GST_END_TEST;
 
 /* Runs a ReaderWatch on its own loop for `duration`; records what it reported. */
 struct WatchRun {
-  WatchRun(const std::string &api, std::chrono::milliseconds duration, bool plain_http = true) : loop("test-readers") {
+  WatchRun(const std::string &api, std::chrono::milliseconds duration, bool plain_http = true,
+           const std::function<void(ReaderWatch::Config &)> &configure = nullptr)
+      : loop("test-readers") {
     loop.run_sync([&] {
       http = std::make_unique<HttpClient>(loop, HttpClientConfig{});
       ReaderWatch::Config config;
@@ -397,6 +445,8 @@ struct WatchRun {
       config.interval = 50ms;
       config.pending_interval = 20ms;
       config.plain_http = plain_http;
+      if (configure)
+        configure(config);
       ReaderWatch::Events events;
       events.reader_ready = [this](const PathReader &r) {
         std::lock_guard<std::mutex> lk(lock);
@@ -415,6 +465,8 @@ struct WatchRun {
       requests = watch->requests();
       parsed = watch->parsed();
       plain = watch->plain();
+      interval = watch->interval();
+      cpu_per_poll = watch->cpu_per_poll();
       watch.reset();
       http.reset();
     });
@@ -428,6 +480,8 @@ struct WatchRun {
   std::string explanation;
   unsigned requests = 0, parsed = 0;
   bool plain = false;
+  std::chrono::milliseconds interval{0};
+  std::optional<std::chrono::nanoseconds> cpu_per_poll;
 };
 
 /* The same watch through PlainHttpGet (kept-alive, or a new connection per answer when the
@@ -463,6 +517,89 @@ GST_START_TEST(test_watch_reports_joined_readers) {
   check_joined_readers(true, false);
   check_joined_readers(true, true);
   check_joined_readers(false, false);
+}
+GST_END_TEST;
+
+static const char *kNoReaders = "{\"readers\":[]}";
+
+/* Automatic interval: the watch measures each window from one path answer to the next with its
+ * thread's CPU clock (here a fake one that each window moves by `window_cost`) and polls at
+ * cost / 0.25 %, from the floor (100 ms) until the first window is measured. */
+static WatchRun calibrated_run(FakeApi &api, std::chrono::microseconds window_cost, std::chrono::milliseconds duration,
+                               std::chrono::milliseconds per_session_request = 0ms) {
+  auto calls = std::make_shared<int>(0);
+  return WatchRun(api.url(), duration, true, [&api, calls, window_cost, per_session_request](ReaderWatch::Config &c) {
+    c.interval = ReaderWatch::kAutomaticInterval;
+    c.thread_cpu = [&api, calls, window_cost, per_session_request]() -> std::chrono::nanoseconds {
+      std::lock_guard<std::mutex> lk(api.lock);
+      return ++*calls * window_cost + api.session_requests * per_session_request;
+    };
+  });
+}
+
+GST_START_TEST(test_watch_interval_from_cost) {
+  {
+    FakeApi api;
+    api.set_script({{200, kNoReaders}});
+    /* 500 us per window -> 200 ms: answers at ~0, 100, 300, 500, 700 ms (fixed 50 ms: ~18) */
+    WatchRun run = calibrated_run(api, 500us, 800ms);
+    std::lock_guard<std::mutex> lk(api.lock);
+    fail_unless_equals_int(run.interval.count(), 200);
+    fail_unless(run.cpu_per_poll && run.cpu_per_poll->count() == 500000);
+    fail_unless(api.path_requests >= 3 && api.path_requests <= 6, "%d", api.path_requests);
+  }
+  {
+    FakeApi api;
+    api.set_script({{200, kNoReaders}});
+    /* 5 ms per window -> the ceiling: answers at ~0 and 100 ms, the next one 1 s later */
+    WatchRun run = calibrated_run(api, 5000us, 600ms);
+    std::lock_guard<std::mutex> lk(api.lock);
+    fail_unless_equals_int(run.interval.count(), 1000);
+    fail_unless(api.path_requests >= 2 && api.path_requests <= 3, "%d", api.path_requests);
+  }
+  {
+    FakeApi api;
+    api.set_script({{200, kNoReaders}});
+    /* a pinned interval (mediamtxsink api-poll-interval) stays, whatever the cost; measured all the same */
+    auto calls = std::make_shared<int>(0);
+    WatchRun run(api.url(), 500ms, true, [calls](ReaderWatch::Config &c) {
+      c.interval = 50ms;
+      c.thread_cpu = [calls] { return ++*calls * std::chrono::nanoseconds{5ms}; };
+    });
+    std::lock_guard<std::mutex> lk(api.lock);
+    fail_unless_equals_int(run.interval.count(), 50);
+    fail_unless(run.cpu_per_poll && *run.cpu_per_poll == 5ms);
+    fail_unless(api.path_requests >= 6, "%d", api.path_requests);
+  }
+}
+GST_END_TEST;
+
+/* A reader's join (its session polls, its keyframe) is a cost per join, not per poll: the windows
+ * it falls in are not counted. Here each session request costs 50 ms of fake CPU: counted, it
+ * would push the interval to the ceiling. */
+GST_START_TEST(test_watch_interval_ignores_joins) {
+  FakeApi api;
+  api.set_script({{200, kNoReaders}, {200, kNoReaders}, {200, "{\"readers\":[{\"type\":\"webRTCSession\",\"id\":\"w\"}]}"}});
+  WatchRun run = calibrated_run(api, 400us, 900ms, 50ms);
+  std::lock_guard<std::mutex> lk(api.lock);
+  fail_unless_equals_int(run.ready.size(), 1);
+  fail_unless_equals_int(api.session_requests, 3);
+  fail_unless(api.path_requests >= 4, "%d", api.path_requests); /* windows after the join measured too */
+  fail_unless_equals_int(run.interval.count(), 160);
+  fail_unless(run.cpu_per_poll && run.cpu_per_poll->count() == 400000);
+}
+GST_END_TEST;
+
+/* With the real thread clock the cost is measured and the interval stays within the budget's
+ * bounds (what it is depends on the machine). */
+GST_START_TEST(test_watch_interval_measured) {
+  FakeApi api;
+  api.set_script({{200, kNoReaders}});
+  WatchRun run(api.url(), 500ms, true, [](ReaderWatch::Config &c) { c.interval = ReaderWatch::kAutomaticInterval; });
+  fail_unless(run.cpu_per_poll.has_value());
+  fail_unless(run.cpu_per_poll->count() > 0 && *run.cpu_per_poll < 100ms);
+  fail_unless(run.interval >= 100ms && run.interval <= 1000ms, "%d", static_cast<int>(run.interval.count()));
+  fail_unless(run.interval == choose_poll_interval(*run.cpu_per_poll, PollBudget{}));
 }
 GST_END_TEST;
 
@@ -519,10 +656,15 @@ static Suite *reader_watch_suite(void) {
   tcase_add_test(tc, test_classify);
   tcase_add_test(tc, test_reader_set);
   tcase_add_test(tc, test_rate_limit);
+  tcase_add_test(tc, test_choose_poll_interval);
+  tcase_add_test(tc, test_poll_cost_meter);
   tcase_add_test(tc, test_readers_part);
   tcase_add_test(tc, test_response_reader);
   tcase_add_test(tc, test_plain_http_get);
   tcase_add_test(tc, test_watch_reports_joined_readers);
+  tcase_add_test(tc, test_watch_interval_from_cost);
+  tcase_add_test(tc, test_watch_interval_ignores_joins);
+  tcase_add_test(tc, test_watch_interval_measured);
   tcase_add_test(tc, test_watch_unauthorized_once);
   tcase_add_test(tc, test_watch_not_mediamtx_once);
   tcase_add_test(tc, test_watch_unreachable_once);
