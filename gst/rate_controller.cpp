@@ -61,7 +61,20 @@ void RateController::reset() {
 }
 
 double RateController::clamp(double kbps) const {
-  return std::clamp(kbps, static_cast<double>(min_), static_cast<double>(max_));
+  return std::clamp(kbps, std::max(1.0, kWantedFloorShare * min_), static_cast<double>(max_));
+}
+
+/* How far a cut may take the wanted rate: down to min, below it only as far as kBackoff x the
+ * link's measured rate (`link_kbps`; 0: unknown) when that is below min. */
+double RateController::cut_floor(int link_kbps) const {
+  return link_kbps > 0 ? std::min(static_cast<double>(min_), kBackoff * link_kbps) : min_;
+}
+
+/* The rates of a decision made by an update that started at `before` (the wanted rate then). */
+void RateController::finish(double before, RateDecision *decision) const {
+  decision->target_kbps = target_kbps();
+  decision->wanted_kbps = wanted_kbps();
+  decision->changed = decision->target_kbps != std::max(min_, static_cast<int>(std::lround(before)));
 }
 
 /* The queuing part of a raw delay: above the minimum of the last kBaseWindow. */
@@ -79,13 +92,6 @@ void RateController::drain(Millis now, double queuing, int delivered_kbps, doubl
     }
   }
   clear_ = holding_ = near_ = false;
-  const double delivered = delivered_kbps;
-  const double next = clamp(delivered * (1.0 - queuing / drain_time_ms));
-  if (next < target_) {
-    target_ = next;
-    decision->reason = RateReason::Delay;
-    last_reason_ = last_cut_reason_ = decision->reason;
-  }
   /* the median: a smoothed delivered rate lags the cut (too high at first), a delay estimate
    * that lags (a delay gradient) still reads a queue once the bottleneck's has gone and only the
    * lowered target is delivered (too low at the end) */
@@ -95,6 +101,16 @@ void RateController::drain(Millis now, double queuing, int delivered_kbps, doubl
   std::vector<int> sorted = drain_delivered_;
   std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
   link_estimate_ = sorted[sorted.size() / 2];
+  const double delivered = delivered_kbps;
+  /* the lower of the median and this sample: a tbf's burst makes single samples of a slow link look
+   * fast, and a link just under min must still take the drain below it */
+  const int link_kbps = std::min(link_estimate_, delivered_kbps);
+  const double next = clamp(std::max(cut_floor(link_kbps), delivered * (1.0 - queuing / drain_time_ms)));
+  if (next < target_) {
+    target_ = next;
+    decision->reason = RateReason::Delay;
+    last_reason_ = last_cut_reason_ = decision->reason;
+  }
   last_cut_ = now;
   have_cut_ = true;
   delivery_ratio_ = 1.0;
@@ -152,8 +168,7 @@ RateDecision RateController::update_backlog(Millis now, double queue_ms, int del
       delivery_ratio_ = 1.0;
     }
   }
-  decision.target_kbps = static_cast<int>(std::lround(target_));
-  decision.changed = decision.target_kbps != static_cast<int>(std::lround(before));
+  finish(before, &decision);
   return decision;
 }
 
@@ -251,7 +266,9 @@ RateDecision RateController::update(const RateFeedback &fb) {
           decision.reason = RateReason::Loss;
         }
       }
-      target_ = clamp(next);
+      /* below min only when the link measured is (a loss cut near min on a wider link is not) */
+      const int link_kbps = fb.capacity_kbps > 0 ? fb.capacity_kbps : fb.delivered_kbps;
+      target_ = std::min(target_, std::max(clamp(next), cut_floor(link_kbps)));
       if (fb.capacity_kbps > 0)
         link_estimate_ = fb.capacity_kbps;
       else if (fb.delivered_kbps > 0)
@@ -307,6 +324,14 @@ RateDecision RateController::update(const RateFeedback &fb) {
         rate = std::min(rate, kRampNear);
         clear_since_ = fb.now;
       }
+      /* below min, near the link (up to kNearHigh x it) the probe stays at kRampNear however long the
+       * path is clear: a probe there that overshoots while the feedback lags climbs over min and
+       * brings back every frame for a moment (the frame rate flips on a steady link) */
+      if (target_ < min_ && link_estimate_ > 0 && target_ > kNearLow * link_estimate_ &&
+          target_ < kNearHigh * link_estimate_) {
+        rate = std::min(rate, kRampNear);
+        clear_since_ = fb.now;
+      }
       const double step_s = std::chrono::duration<double>(step).count();
       double next = target_ * std::pow(1.0 + rate, step_s);
       if (patient)
@@ -335,8 +360,7 @@ RateDecision RateController::update(const RateFeedback &fb) {
     keyframe_after_drain_ = false;
   }
 
-  decision.target_kbps = static_cast<int>(std::lround(target_));
-  decision.changed = decision.target_kbps != static_cast<int>(std::lround(before));
+  finish(before, &decision);
   return decision;
 }
 

@@ -51,11 +51,19 @@
  *    accelerates again; until then the target stays below kNearCap x the estimate, so a steady
  *    link settles between kBackoff and kNearCap of its rate with a short probe past it every
  *    few seconds, not in a sawtooth around it that keeps its queue partly full.
- * Always within [min_kbps, max_kbps].
+ * The target given to the encoder is always within [min_kbps, max_kbps]. The rate the controller
+ * works with (wanted_kbps()) is not floored at min_kbps: on a link that cannot carry min_kbps the
+ * same policy keeps lowering it (down to kWantedFloorShare x min_kbps), and the element lowers
+ * the frame rate so what it sends matches it (gst/frame_rate_floor.h; docs/architecture.md,
+ * "Below min-bitrate"). A cut or a drain goes below min_kbps only as far as kBackoff x the link's
+ * measured rate (delivered, capacity, a drain's median): on a link above min_kbps a deep queue or
+ * a loss is met at min_kbps, as before, and the frame rate stays whole.
  */
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -85,7 +93,8 @@ enum class RateReason { None, Delay, Loss, Probe };
 const char *rate_reason_name(RateReason reason);
 
 struct RateDecision {
-  int target_kbps = 0;
+  int target_kbps = 0;   /* for the encoder: within [min, max] */
+  int wanted_kbps = 0;   /* what the link takes: target_kbps, or less when that is below min */
   bool changed = false;  /* differs from the previous update's target */
   bool deep_cut = false; /* fell below half of where this congestion episode started: a keyframe
                             lets new viewers start on the new rate (once per episode; when a
@@ -145,6 +154,7 @@ public:
   static constexpr Millis kHoldPatience{1000}; /* holding this long restarts the ramp */
   static constexpr double kCapacityShare = 0.9; /* of a measured capacity: where the ramp stops */
   static constexpr double kCapacityProbeBand = 1.05; /* past a stale one: at kRampNear up to this x it */
+  static constexpr double kWantedFloorShare = 0.1; /* wanted_kbps() never below this x min */
   static constexpr double kProbeQueue = 40.0; /* ms of standing, growing send backlog: a probe too far */
 
   RateController(int min_kbps, int max_kbps);
@@ -170,7 +180,11 @@ public:
   RateDecision update_backlog(Millis now, double queue_ms, int delivered_kbps, bool overloaded,
                               double standing_ms = -1, bool growing = false);
 
-  int target_kbps() const { return static_cast<int>(target_); }
+  /* For the encoder: the wanted rate floored at min. */
+  int target_kbps() const { return std::max(min_, wanted_kbps()); }
+  /* The rate the link takes, below min when it cannot carry min (within
+   * [kWantedFloorShare x min, max]). */
+  int wanted_kbps() const { return static_cast<int>(std::lround(target_)); }
   int min_kbps() const { return min_; }
   int max_kbps() const { return max_; }
   /* The delivered rate at the last overuse (0 until one): the link's estimated capacity. */
@@ -183,13 +197,15 @@ public:
   RateReason last_cut_reason() const { return last_cut_reason_; }
 
 private:
-  double clamp(double kbps) const;
+  double clamp(double kbps) const; /* into [kWantedFloorShare x min, max] */
+  double cut_floor(int link_kbps) const;
+  void finish(double before, RateDecision *decision) const;
   void drain(Millis now, double queuing, int delivered_kbps, double drain_time_ms, RateDecision *decision);
   void end_drain(Millis now, double queuing, RateDecision *decision);
   double base_delay(Millis now, double raw);
 
   int min_, max_;
-  double target_;
+  double target_; /* the wanted rate (wanted_kbps()) */
   double smoothed_delay_ = 0;
   bool have_delay_ = false;
   double delivery_ratio_ = 1.0; /* smoothed delivered / sent */

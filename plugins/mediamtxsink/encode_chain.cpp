@@ -176,6 +176,7 @@ bool build_raw_video(GstMediamtxSink *self, Stream &stream, const GstStructure *
   g_object_set(parser, "config-interval", -1, nullptr);
   elements = {convert, encoder, filter, parser};
   stream.encoder = encoder;
+  frame_thinning_attach(self, encoder, fps_n, fps_d);
 
   GST_INFO_OBJECT(self, "encoder %s (%s), %d kbit/s, keyframe every %d frames, %dx%d", choice.factory.c_str(),
                   choice.reason.c_str(), tuning.bitrate_kbps, tuning.keyframe_interval, width, height);

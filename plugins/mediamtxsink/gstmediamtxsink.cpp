@@ -214,7 +214,8 @@ static void gst_mediamtx_sink_class_init(GstMediamtxSinkClass *klass) {
           TRUE, rw_playing));
   g_object_class_install_property(gobject_class, PROP_MIN_BITRATE,
       g_param_spec_uint("min-bitrate", "Minimum bitrate",
-          "Video bitrate in kbit/s that adaptive-bitrate never goes below (capped at bitrate)", 50, 100000,
+          "Video bitrate in kbit/s that adaptive-bitrate never goes below (capped at bitrate); an uplink that "
+          "takes less gets a lower frame rate instead (down to 5 fps)", 50, 100000,
           mediamtxsink::kDefaultMinBitrate, rw_playing));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
@@ -224,7 +225,8 @@ static void gst_mediamtx_sink_class_init(GstMediamtxSinkClass *klass) {
           "network half), frames-dropped (video dropped while disconnected or waiting for a keyframe), encoder "
           "(the H.264 encoder chosen, none for encoded input), bitrate (kbit/s), target-bitrate (kbit/s, what "
           "adaptive-bitrate asks of the encoder now), measured-bitrate (kbit/s, the video and audio sent over "
-          "the last second or so), transport (rtsp or whip), location (without credentials)",
+          "the last second or so), framerate-fraction (the share of the input's frames encoded: below 1 while "
+          "the uplink takes less than min-bitrate), frames-thinned (raw frames left out for that), transport (rtsp or whip), location (without credentials)",
           GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
   /* retry-delay, max-retry-delay, max-retries, retry-jitter, connection-state: the retry rule
    * common to every element of this plugin */
@@ -474,6 +476,7 @@ static gboolean prepare(GstMediamtxSink *self, gstmtx::HttpClientConfig *http_co
   priv->bytes_sent = 0;
   priv->frames_sent = 0;
   priv->frames_dropped = 0;
+  priv->rate.frames_thinned = 0;
   priv->video.eos = false;
   priv->audio.eos = false;
   return TRUE;

@@ -5,7 +5,11 @@
  *  - the publisher's feedback (Publisher::read_feedback) into the RateController;
  *  - a new target goes to the encoder (set_encoder_bitrate), a deep cut asks for a keyframe (new
  *    viewers start on the new rate, not behind a stale GOP at the old one);
- *  - the status message tells when the rate moves, at most every kStatusInterval.
+ *  - below min-bitrate (the controller's wanted rate under it), the encoder stays at min-bitrate and
+ *    only a share of the raw frames reaches it (gstmtx::FrameRateFloor, gstmtx::FrameThinner in a
+ *    probe on the encoder's sink pad): a lower frame rate, never a growing queue;
+ *  - the status message tells when the rate moves, at most every kStatusInterval, and at once when
+ *    the frame rate is lowered or back to full.
  * Every kBacklogTick as well, over RTSP/TCP: the socket's send backlog (Publisher::read_send_backlog)
  * into a gstmtx::SendBacklogWatch: a queue caught growing starts a quick drain at once
  * (RateController::update_backlog) instead of a tick or more later.
@@ -37,12 +41,44 @@ constexpr double kStatusStep = 0.15;
 void schedule_tick(GstMediamtxSink *self);
 void schedule_backlog_tick(GstMediamtxSink *self, std::chrono::milliseconds delay);
 
+/* Control thread: the frame rate back to full (adaptation off or a new session). */
+void restore_frame_rate(RateState &rate) {
+  rate.frame_rate_floor.reset();
+  rate.thinner.set_fraction(1.0);
+}
+
+/* Control thread: the share of the frames encoded for the wanted rate (below min-bitrate: less
+ * than all); the status tells when the frame rate is lowered or back to full. */
+void apply_frame_rate(GstMediamtxSink *self, const gstmtx::RateDecision &decision, int min_kbps) {
+  RateState &rate = self->priv->rate;
+  const double fps = rate.input_fps.load();
+  const gstmtx::FrameRateStep step = rate.frame_rate_floor.update(decision.wanted_kbps, min_kbps, fps);
+  if (step.fraction != rate.thinner.fraction())
+    GST_DEBUG_OBJECT(self, "frame rate x%.2f (wanted %d kbit/s, min-bitrate %d)", step.fraction,
+                     decision.wanted_kbps, min_kbps);
+  rate.thinner.set_fraction(step.fraction);
+  if (!step.lowered && !step.restored)
+    return;
+  const double shown = (fps > 0 ? fps : gstmtx::FrameRateFloor::kDefaultFps) * step.fraction;
+  char text[200];
+  if (step.lowered)
+    g_snprintf(text, sizeof text,
+               "frame rate lowered to %.0f fps: the uplink takes about %d kbit/s, below min-bitrate (%d kbit/s)",
+               shown, decision.wanted_kbps, min_kbps);
+  else
+    g_snprintf(text, sizeof text, "frame rate back to full: the uplink carries min-bitrate (%d kbit/s)", min_kbps);
+  GST_INFO_OBJECT(self, "%s", text);
+  self->priv->controller.post_status(gstmtx::ConnectionState::Connected, text);
+}
+
 /* Control thread: a decision of the controller to the encoder, and a keyframe for a deep cut (new
  * viewers start on the new rate, not behind a stale GOP at the old one). */
 void apply_decision(GstMediamtxSink *self, Publisher &publisher, GstElement *encoder,
                     const gstmtx::RateDecision &decision, int max_kbps) {
   auto *priv = self->priv;
   RateState &rate = priv->rate;
+  if (rate.controller)
+    apply_frame_rate(self, decision, rate.controller->min_kbps());
   const int before = rate.applied_kbps ? rate.applied_kbps : max_kbps; /* what the encoder has */
   rate.target_kbps = static_cast<guint>(decision.target_kbps);
   if (decision.target_kbps != before) {
@@ -157,6 +193,7 @@ void tick(GstMediamtxSink *self, unsigned generation) {
       set_encoder_bitrate(in.encoder, in.max_kbps);
     rate.applied_kbps = 0;
     rate.controller.reset();
+    restore_frame_rate(rate);
     rate.target_kbps = static_cast<guint>(std::max(in.max_kbps, 0));
     if (in.encoder)
       gst_object_unref(in.encoder);
@@ -288,6 +325,7 @@ void rate_adaptation_start(GstMediamtxSink *self, unsigned generation) {
   rate.applied_kbps = 0;
   rate.last_max_kbps = max_kbps;
   rate.status_kbps = 0;
+  restore_frame_rate(rate);
   rate.last_tick = std::chrono::steady_clock::now();
   rate.last_bytes = priv->bytes_sent.load();
   rate.backlog_watch.reset();
@@ -310,6 +348,26 @@ void rate_adaptation_stop(GstMediamtxSink *self) {
   rate.backlog_timer = 0;
   rate.measured = 0;
   rate.measured_kbps = 0;
+  restore_frame_rate(rate);
+}
+
+namespace {
+/* Streaming thread, on the encoder's sink pad: the frames left out below min-bitrate. */
+GstPadProbeReturn thinning_probe(GstPad *, GstPadProbeInfo *, gpointer user_data) {
+  RateState &rate = static_cast<GstMediamtxSink *>(user_data)->priv->rate;
+  if (rate.thinner.keep())
+    return GST_PAD_PROBE_OK;
+  rate.frames_thinned++;
+  return GST_PAD_PROBE_DROP;
+}
+}  // namespace
+
+void frame_thinning_attach(GstMediamtxSink *self, GstElement *encoder, int fps_n, int fps_d) {
+  self->priv->rate.input_fps = fps_n > 0 && fps_d > 0 ? static_cast<double>(fps_n) / fps_d : 0.0;
+  g_autoptr(GstPad) pad = gst_element_get_static_pad(encoder, "sink");
+  /* the pad and its probe go with the encoder (reset_stream) */
+  if (pad)
+    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, thinning_probe, self, nullptr);
 }
 
 void rate_adaptation_add_stats(GstMediamtxSink *self, GstStructure *stats) {
@@ -320,7 +378,8 @@ void rate_adaptation_add_stats(GstMediamtxSink *self, GstStructure *stats) {
     target = static_cast<guint>(std::max(priv->bitrate_kbps, 0));
   }
   gst_structure_set(stats, "target-bitrate", G_TYPE_UINT, target, "measured-bitrate", G_TYPE_UINT,
-                    priv->rate.measured.load(), nullptr);
+                    priv->rate.measured.load(), "framerate-fraction", G_TYPE_DOUBLE, priv->rate.thinner.fraction(),
+                    "frames-thinned", G_TYPE_UINT64, priv->rate.frames_thinned.load(), nullptr);
 }
 
 }  // namespace mediamtxsink

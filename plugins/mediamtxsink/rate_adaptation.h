@@ -13,6 +13,7 @@
 #include <chrono>
 #include <memory>
 
+#include "frame_rate_floor.h"
 #include "rate_controller.h"
 #include "send_backlog_watch.h"
 
@@ -38,9 +39,15 @@ struct RateState {
   int status_kbps = 0;      /* the target the last status message told (0: none yet) */
   int applied_kbps = 0;     /* the rate last set on the encoder by the adaptation (0: bitrate) */
   int last_max_kbps = 0;    /* `bitrate` at the last tick */
+  gstmtx::FrameRateFloor frame_rate_floor; /* below min-bitrate: the share of frames encoded */
   /* any thread */
   std::atomic<guint> target_kbps{0};
   std::atomic<guint> measured{0};
+  /* raw video: the frames kept before the encoder (streaming thread; its fraction from the
+   * control thread), the input's frame rate (the caps'; 0: unknown) and the frames left out */
+  gstmtx::FrameThinner thinner;
+  std::atomic<double> input_fps{0};
+  std::atomic<guint64> frames_thinned{0};
 };
 
 /* Where the last receiver report of a session's sender stood (read_receiver_report). */
@@ -62,7 +69,10 @@ double queue_delay_ms(GstElement *queue);
 void rate_adaptation_start(GstMediamtxSink *self, unsigned generation);
 /* Control thread (or the application thread once the run is closed): the session ended. */
 void rate_adaptation_stop(GstMediamtxSink *self);
-/* Any thread: target-bitrate and measured-bitrate (kbit/s). */
+/* Raw video: the probe on the encoder's input that keeps RateState::thinner's share of the frames
+ * (the frame rate lowered below min-bitrate). Streaming thread, when the chain is built. */
+void frame_thinning_attach(GstMediamtxSink *self, GstElement *encoder, int fps_n, int fps_d);
+/* Any thread: target-bitrate and measured-bitrate (kbit/s), framerate-fraction, frames-thinned. */
 void rate_adaptation_add_stats(GstMediamtxSink *self, GstStructure *stats);
 
 }  // namespace mediamtxsink

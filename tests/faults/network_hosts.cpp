@@ -260,6 +260,15 @@ int TestHost::status_count(const char *state, gint64 since) const {
   return n;
 }
 
+int TestHost::status_containing(const std::string &part, gint64 since) const {
+  std::lock_guard<std::mutex> guard(lock_);
+  int n = 0;
+  for (const auto &s : statuses_)
+    if (s.first >= since && s.second.find(part) != std::string::npos)
+      ++n;
+  return n;
+}
+
 std::vector<std::string> TestHost::errors() const {
   std::lock_guard<std::mutex> guard(lock_);
   return errors_;

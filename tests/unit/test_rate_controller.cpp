@@ -1,13 +1,17 @@
 /* Unit tests of gstmtx::RateController (gst/rate_controller.h) against a simulated bottleneck:
  * a sender at the controller's target, a link of a given capacity with a FIFO in front of it
- * (the tbf of the network test, the send queue of a TCP socket), feedback every 100 ms. */
+ * (the tbf of the network test, the send queue of a TCP socket), feedback every 100 ms; and of
+ * the lowered frame rate below min-bitrate (gst/frame_rate_floor.h), with a sender whose encoder
+ * budgets bitrate / fps per frame (x264enc's zerolatency: the rate follows the share of frames). */
 #include <gst/check/gstcheck.h>
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <random>
 #include <vector>
 
+#include "frame_rate_floor.h"
 #include "rate_controller.h"
 #include "send_backlog_watch.h"
 
@@ -56,14 +60,42 @@ struct Run {
   std::chrono::milliseconds now{0};
   std::vector<int> targets; /* one per tick */
   int keyframes = 0;
+  /* thin: the sender encodes floor.fraction() of its frames (below min: a lower frame rate) */
+  bool thin = false;
+  FrameRateFloor floor;
+  std::vector<double> fractions; /* one per tick */
+  std::vector<int> wanted;       /* one per tick */
+  int lowered = 0, restored = 0;
+  /* feedback this many ticks late (the encoder's and the path's lag of a real sender) */
+  std::size_t lag_ticks = 0;
+  std::deque<RateFeedback> late;
 
   void run(Link &link, std::chrono::milliseconds duration, bool with_delay = true, bool with_loss = true) {
     for (auto end = now + duration; now < end; now += kTick) {
-      RateDecision d = rc.update(link.carry(now, rc.target_kbps(), with_delay, with_loss));
+      const double sent = rc.target_kbps() * (thin ? floor.fraction() : 1.0);
+      late.push_back(link.carry(now, sent, with_delay, with_loss));
+      if (late.size() <= lag_ticks)
+        continue;
+      RateFeedback fb = late.front();
+      late.pop_front();
+      fb.now = now;
+      RateDecision d = rc.update(fb);
       if (d.deep_cut)
         keyframes++;
       targets.push_back(d.target_kbps);
+      wanted.push_back(d.wanted_kbps);
+      if (thin) {
+        const FrameRateStep step = floor.update(d.wanted_kbps, rc.min_kbps(), 30);
+        lowered += step.lowered;
+        restored += step.restored;
+      }
+      fractions.push_back(thin ? floor.fraction() : 1.0);
     }
+  }
+  /* The link at `kbps` for `duration`. */
+  void step(Link &link, double kbps, std::chrono::milliseconds duration) {
+    link.capacity_kbps = kbps;
+    run(link, duration);
   }
   /* The first tick (from the end of `targets` minus `window` ticks) where pred holds, or -1. */
   template <typename Pred> int first_tick(std::size_t from, Pred pred) const {
@@ -188,7 +220,8 @@ GST_START_TEST(test_rate_loss_only) {
 }
 GST_END_TEST;
 
-/* A link far below `min-bitrate`: the target stops at the floor, never below. */
+/* A link far below `min-bitrate`: the target stops at the floor, never below; the wanted rate
+ * goes on below it. */
 GST_START_TEST(test_rate_min_floor) {
   Run r;
   Link link{100};
@@ -196,11 +229,16 @@ GST_START_TEST(test_rate_min_floor) {
   for (std::size_t i = 0; i < r.targets.size(); ++i)
     fail_unless(r.targets[i] >= 300, "tick %zu: %d", i, r.targets[i]);
   fail_unless_equals_int(r.rc.target_kbps(), 300);
+  /* the link takes less than min: the wanted rate is below it (the frame rate comes down) */
+  fail_unless(r.rc.wanted_kbps() < 100, "wanted %d kbit/s on a 100 kbit/s link", r.rc.wanted_kbps());
   /* bounds changed while running: clamped at once */
   r.rc.set_bounds(500, 2000);
   fail_unless_equals_int(r.rc.target_kbps(), 500);
   r.rc.set_bounds(100, 250);
-  fail_unless_equals_int(r.rc.target_kbps(), 250);
+  fail_unless_equals_int(r.rc.target_kbps(), 100); /* the wanted rate, under 100, floored at min */
+  RateController high(300, 3000);
+  high.set_bounds(100, 250);
+  fail_unless_equals_int(high.target_kbps(), 250);
   fail_unless_equals_int(r.rc.min_kbps(), 100);
   /* min above max: max wins */
   RateController odd(5000, 1000);
@@ -541,6 +579,182 @@ GST_START_TEST(test_backlog_quick_drain_after_cut) {
 }
 GST_END_TEST;
 
+/* A link below min-bitrate (200 kbit/s, min 300): the encoder stays at min, the frame rate comes
+ * down so what is sent fits; the queue drains and stays short, the frame rate is not restored
+ * while the link stays (no oscillation), and comes back in full once the limit lifts. Without the
+ * lowered frame rate (the same run sending min-bitrate) the queue stays full. */
+GST_START_TEST(test_rate_below_min_lowers_frame_rate) {
+  for (bool thin : {true, false}) {
+    Run r;
+    r.thin = thin;
+    Link link{4000};
+    r.step(link, 4000, 5s);
+    r.step(link, 200, 8s);
+    const std::size_t settled = r.targets.size();
+    double queue_max_ms = 0, sent_sum = 0, wanted_sum = 0;
+    const int restored_before = r.restored;
+    for (int i = 0; i < 200; ++i) { /* 20 s */
+      r.run(link, kTick);
+      queue_max_ms = std::max(queue_max_ms, link.queue_kbit / link.capacity_kbps * 1000.0);
+      sent_sum += r.targets.back() * r.fractions.back();
+      wanted_sum += r.wanted.back();
+    }
+    const double sent_mean = sent_sum / 200, wanted_mean = wanted_sum / 200;
+    g_print("below min (thin=%d): sent %.0f kbit/s, wanted %.0f, queue max %.0f ms, lowered %d, restored %d\n",
+            thin, sent_mean, wanted_mean, queue_max_ms, r.lowered, r.restored);
+    for (std::size_t i = 0; i < r.targets.size(); ++i)
+      fail_unless(r.targets[i] >= 300, "tick %zu: encoder at %d kbit/s, below min", i, r.targets[i]);
+    if (!thin) {
+      fail_unless(queue_max_ms > 300, "without thinning the queue stayed at %.0f ms", queue_max_ms);
+      continue;
+    }
+    for (std::size_t i = settled; i < r.targets.size(); ++i) {
+      fail_unless_equals_int(r.targets[i], 300);
+      fail_unless(r.fractions[i] < 1.0 && r.fractions[i] >= 5.0 / 30,
+                  "tick %zu: frame rate x%.2f on a 200 kbit/s link", i, r.fractions[i]);
+    }
+    fail_unless(r.lowered >= 1 && r.restored == restored_before, "lowered %d, restored %d on a steady link",
+                r.lowered, r.restored - restored_before);
+    fail_unless(wanted_mean > 120 && wanted_mean < 200, "wanted %.0f kbit/s on a 200 kbit/s link", wanted_mean);
+    fail_unless(sent_mean > 120 && sent_mean < 200, "sent %.0f kbit/s on a 200 kbit/s link", sent_mean);
+    fail_unless(queue_max_ms < 250, "queue up to %.0f ms on a 200 kbit/s link", queue_max_ms);
+    /* lifted: every frame again within a few seconds, the full bitrate within 15 s */
+    const std::size_t lift = r.targets.size();
+    r.step(link, 4000, 15s);
+    int full = -1;
+    for (std::size_t i = lift; i < r.fractions.size() && full < 0; ++i)
+      if (r.fractions[i] >= 1.0)
+        full = static_cast<int>(i - lift);
+    int top = -1;
+    for (std::size_t i = lift; i < r.targets.size() && top < 0; ++i)
+      if (r.targets[i] >= 3000)
+        top = static_cast<int>(i - lift);
+    g_print("lifted: every frame after %.1f s, bitrate at max after %.1f s\n", full / 10.0, top / 10.0);
+    /* the probe near the link estimate is slow below min (test_rate_below_min_lagging_feedback) */
+    fail_unless(full >= 0 && full <= 80, "frame rate back after %d ticks", full);
+    fail_unless_equals_int(r.rc.target_kbps(), 3000);
+  }
+}
+GST_END_TEST;
+
+/* Below min with feedback 1.5 s late (as measured over WHIP): the probes past the link stay near
+ * it (no climb back over min, so no return to every frame, while the link stays at 200 kbit/s). */
+GST_START_TEST(test_rate_below_min_lagging_feedback) {
+  Run r;
+  r.thin = true;
+  r.lag_ticks = 15;
+  Link link{4000};
+  r.step(link, 4000, 5s);
+  r.step(link, 200, 10s);
+  const int restored = r.restored;
+  const std::size_t from = r.wanted.size();
+  r.step(link, 200, 60s);
+  const int wanted_max = *std::max_element(r.wanted.begin() + static_cast<long>(from), r.wanted.end());
+  g_print("below min, late feedback: wanted up to %d kbit/s, restored %d times in 60 s\n", wanted_max,
+          r.restored - restored);
+  fail_unless(r.restored == restored, "back to every frame %d times on a steady 200 kbit/s link",
+              r.restored - restored);
+  fail_unless(wanted_max < 260, "probed up to %d kbit/s on a 200 kbit/s link", wanted_max);
+}
+GST_END_TEST;
+
+/* Loss cuts near min: below it only when the link measured is below it (a wider link keeps every
+ * frame). */
+GST_START_TEST(test_rate_cut_floor_follows_the_link) {
+  for (int delivered : {450, 150}) {
+    RateController rc(300, 3000);
+    int lowest = 3000;
+    for (int i = 0; i < 100; ++i) {
+      RateFeedback fb;
+      fb.now = std::chrono::milliseconds(100 * i);
+      fb.loss = 0.5;
+      fb.delivered_kbps = delivered;
+      fb.sent_kbps = 2 * delivered;
+      lowest = std::min(lowest, rc.update(fb).wanted_kbps);
+    }
+    if (delivered > 300 / RateController::kBackoff) {
+      fail_unless_equals_int(lowest, 300);
+    } else {
+      fail_unless(lowest < 300 && lowest >= static_cast<int>(RateController::kBackoff * delivered) - 1,
+                  "wanted down to %d kbit/s with %d delivered", lowest, delivered);
+    }
+    fail_unless_equals_int(rc.target_kbps(), 300);
+  }
+}
+GST_END_TEST;
+
+/* Far below min: the frame rate stops at its floor (5 fps of 30), the wanted rate at its own. */
+GST_START_TEST(test_rate_far_below_min_floor_fps) {
+  Run r;
+  r.thin = true;
+  Link link{4000};
+  r.step(link, 4000, 3s);
+  r.step(link, 30, 20s);
+  fail_unless(r.rc.wanted_kbps() >= static_cast<int>(RateController::kWantedFloorShare * 300));
+  fail_unless(r.rc.wanted_kbps() < 60, "wanted %d kbit/s on a 30 kbit/s link", r.rc.wanted_kbps());
+  fail_unless_equals_int(r.rc.target_kbps(), 300);
+  fail_unless(std::abs(r.floor.fraction() - 5.0 / 30) < 1e-9, "fraction %.3f", r.floor.fraction());
+}
+GST_END_TEST;
+
+/* The policy alone: lowered under 0.9 x min, follows the wanted rate, back at min; the floor. */
+GST_START_TEST(test_frame_rate_floor_hysteresis) {
+  FrameRateFloor f;
+  FrameRateStep s = f.update(280, 300, 30); /* a dip just under min: not lowered */
+  fail_unless(!s.lowered && s.fraction == 1.0);
+  s = f.update(240, 300, 30);
+  fail_unless(s.lowered && !s.restored && std::abs(s.fraction - 0.8) < 1e-9, "fraction %.3f", s.fraction);
+  s = f.update(290, 300, 30); /* inside the band: stays lowered, follows */
+  fail_unless(!s.lowered && !s.restored && f.lowered() && std::abs(s.fraction - 290.0 / 300) < 1e-9);
+  s = f.update(300, 300, 30);
+  fail_unless(s.restored && !f.lowered() && s.fraction == 1.0);
+  s = f.update(285, 300, 30); /* back inside the band from above: not lowered */
+  fail_unless(!s.lowered && s.fraction == 1.0);
+  s = f.update(10, 300, 30); /* the floor: 5 fps */
+  fail_unless(s.lowered && std::abs(s.fraction - 5.0 / 30) < 1e-9);
+  s = f.update(10, 300, 60);
+  fail_unless(std::abs(s.fraction - 5.0 / 60) < 1e-9);
+  s = f.update(10, 300, 0); /* unknown input rate: taken as 30 fps */
+  fail_unless(std::abs(s.fraction - 5.0 / 30) < 1e-9);
+  s = f.update(10, 300, 5); /* an input at the floor already: never lowered */
+  fail_unless(s.restored && s.fraction == 1.0);
+  f.update(10, 300, 30);
+  f.reset();
+  fail_unless(!f.lowered() && f.fraction() == 1.0);
+}
+GST_END_TEST;
+
+/* The thinner keeps its share of the frames, evenly spaced. */
+GST_START_TEST(test_frame_thinner_even) {
+  FrameThinner t;
+  for (int i = 0; i < 10; ++i)
+    fail_unless(t.keep());
+  for (double fraction : {0.5, 0.3, 2.0 / 3, 5.0 / 30, 0.95}) {
+    t.set_fraction(fraction);
+    int kept = 0, since = 0, gap_max = 0, gap_min = 1000;
+    bool first = true;
+    for (int i = 0; i < 3000; ++i) {
+      since++;
+      if (t.keep()) {
+        kept++;
+        if (!first) {
+          gap_max = std::max(gap_max, since);
+          gap_min = std::min(gap_min, since);
+        }
+        first = false;
+        since = 0;
+      }
+    }
+    fail_unless(std::abs(kept - fraction * 3000) <= 2, "x%.3f: kept %d of 3000", fraction, kept);
+    fail_unless(gap_max <= static_cast<int>(std::ceil(1 / fraction)) && gap_min >= static_cast<int>(1 / fraction),
+                "x%.3f: gaps %d..%d frames", fraction, gap_min, gap_max);
+  }
+  t.set_fraction(1.0);
+  for (int i = 0; i < 10; ++i)
+    fail_unless(t.keep());
+}
+GST_END_TEST;
+
 /* WHIP's per-packet view of a cut on a short bottleneck queue (200 ms, UDP: what exceeds it is
  * dropped): the standing queue says nothing yet (queuing_delay_ms ~0), the latest packets' queue
  * (queue_now_ms) and the overuse flag do. The controller drains that queue quickly (basis: the
@@ -669,6 +883,12 @@ static Suite *rate_controller_suite(void) {
   tcase_add_test(tc, test_rate_delay_gradient_overuse);
   tcase_add_test(tc, test_backlog_keyframes_are_not_a_queue);
   tcase_add_test(tc, test_backlog_quick_drain_after_cut);
+  tcase_add_test(tc, test_rate_below_min_lowers_frame_rate);
+  tcase_add_test(tc, test_rate_below_min_lagging_feedback);
+  tcase_add_test(tc, test_rate_far_below_min_floor_fps);
+  tcase_add_test(tc, test_rate_cut_floor_follows_the_link);
+  tcase_add_test(tc, test_frame_rate_floor_hysteresis);
+  tcase_add_test(tc, test_frame_thinner_even);
   tcase_add_test(tc, test_rate_overflow_drain_and_keyframe);
   tcase_add_test(tc, test_backlog_probe_ends_on_queue);
   return s;
