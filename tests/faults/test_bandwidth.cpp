@@ -11,8 +11,9 @@
  *    rate is lowered instead of a queue growing: after a settle time frames reach the viewer at
  *    >= 6 fps (9.5-25 measured in 11 runs) with no gap over 1 s, `stats` shows framerate-fraction
  *    < 1 and the target stays at min-bitrate, a status message tells it; lifted,
- *    framerate-fraction is back to 1. Without the lowered frame rate the encoder's 300 kbit/s do not fit: the TCP send queue and the publisher's
- *    leaky queue drop and delay frames, seconds pass between pictures at the viewer.
+ *    framerate-fraction is back to 1. Without the lowered frame rate the encoder's 300 kbit/s do
+ *    not fit: the TCP send queue and the publisher's leaky queue drop and delay frames, seconds
+ *    pass between pictures at the viewer.
  * Each case prints a "BANDWIDTH ..." line with its figures. */
 #include <gst/check/gstcheck.h>
 
