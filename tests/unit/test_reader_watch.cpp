@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "event_loop.h"
@@ -273,13 +274,15 @@ GST_END_TEST;
 /* A scripted MediaMTX API on a local port: each path answer is taken from `script` in turn (the
  * last one repeats); webrtcsessions/get answers established after `established_after` asks. */
 struct FakeApi {
-  FakeApi() {
+  /* ipv6: on ::1 only (the API location then is an IPv6 literal) */
+  explicit FakeApi(bool ipv6 = false) : on_ipv6(ipv6) {
     thread = std::thread([this] {
       g_main_context_push_thread_default(context);
       server = soup_server_new(nullptr, nullptr);
       soup_server_add_handler(server, "/v3", handle, this, nullptr);
       GError *err = nullptr;
-      soup_server_listen_local(server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, &err);
+      soup_server_listen_local(server, 0, on_ipv6 ? SOUP_SERVER_LISTEN_IPV6_ONLY : SOUP_SERVER_LISTEN_IPV4_ONLY,
+                               &err);
       GSList *uris = soup_server_get_uris(server);
       {
         std::lock_guard<std::mutex> lk(lock);
@@ -325,6 +328,8 @@ struct FakeApi {
       ++self->path_requests;
       const char *auth = soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "Authorization");
       self->last_auth = auth ? auth : "";
+      const char *host = soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "Host");
+      self->last_host = host ? host : "";
       reply = self->script[std::min(self->step, self->script.size() - 1)];
       ++self->step;
     } else {
@@ -340,8 +345,8 @@ struct FakeApi {
                                      reply.second.size());
   }
   std::string url() const {
-    fail_unless(port > 0, "the fake API could not listen");
-    return "http://127.0.0.1:" + std::to_string(port);
+    fail_unless(port > 0, "the fake API could not listen%s", on_ipv6 ? " on ::1 (no IPv6 loopback?)" : "");
+    return std::string(on_ipv6 ? "http://[::1]:" : "http://127.0.0.1:") + std::to_string(port);
   }
 
   GMainContext *context = g_main_context_new();
@@ -354,8 +359,49 @@ struct FakeApi {
   std::size_t step = 0;
   int path_requests = 0, session_requests = 0, established_after = 2, answers = 0;
   bool close_connections = false; /* "Connection: close" on every answer */
-  std::string last_auth;
+  bool on_ipv6 = false;
+  std::string last_auth, last_host;
 };
+
+/* PlainHttpGet to an IPv6 literal API location (http://[::1]:port): connects over IPv6, sends
+ * the Host header with the literal in brackets (RFC 7230: "::1:port" would be ambiguous) and
+ * reads the answer. */
+GST_START_TEST(test_plain_http_get_ipv6) {
+  FakeApi api(true);
+  api.set_script({{200, "{\"readers\":[]}"}});
+  EventLoop loop("test-plain-get6");
+  std::mutex lock;
+  std::optional<HttpResponse> answer;
+  std::unique_ptr<PlainHttpGet> get;
+  loop.run_sync([&] {
+    get = std::make_unique<PlainHttpGet>(loop, "test");
+    HttpRequest req;
+    req.url = api.url() + "/v3/paths/get/cam";
+    req.timeout = 2000ms;
+    get->get(std::move(req), [&](HttpResponse r) {
+      std::lock_guard<std::mutex> lk(lock);
+      answer = std::move(r);
+    });
+  });
+  for (int i = 0; i < 200; i++) {
+    {
+      std::lock_guard<std::mutex> lk(lock);
+      if (answer)
+        break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  loop.run_sync([&] { get.reset(); });
+  std::lock_guard<std::mutex> lk(lock);
+  fail_unless(answer.has_value(), "no answer from [::1]");
+  fail_unless(answer->ok(), "%s", answer->error.c_str());
+  fail_unless_equals_int(answer->status, 200);
+  assert_str(answer->body, "{\"readers\":[]}");
+  fail_unless_equals_int(api.path_requests, 1);
+  const std::string host = "[::1]:" + std::to_string(api.port);
+  assert_str(api.last_host, host.c_str());
+}
+GST_END_TEST;
 
 /* PlainHttpGet on its own: requests queue behind each other on one kept-alive connection, and a
  * server that accepts but never answers ends in a timeout. */
@@ -661,6 +707,7 @@ static Suite *reader_watch_suite(void) {
   tcase_add_test(tc, test_readers_part);
   tcase_add_test(tc, test_response_reader);
   tcase_add_test(tc, test_plain_http_get);
+  tcase_add_test(tc, test_plain_http_get_ipv6);
   tcase_add_test(tc, test_watch_reports_joined_readers);
   tcase_add_test(tc, test_watch_interval_from_cost);
   tcase_add_test(tc, test_watch_interval_ignores_joins);
