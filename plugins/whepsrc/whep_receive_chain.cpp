@@ -224,6 +224,7 @@ bool attach_output(GstMtxWhepSrc *self, const std::string &media, GstElement *ch
   connect_output(self, target, src);
   if (took_from_hls)
     priv->controller.post([self] { stop_hls(self); });
+  std::lock_guard<std::mutex> exposing(priv->expose_lock);
   if (is_new) {
     gst_pad_set_active(target->ghost, TRUE);
     gst_element_add_pad(GST_ELEMENT(self), target->ghost);
@@ -243,8 +244,10 @@ bool attach_output(GstMtxWhepSrc *self, const std::string &media, GstElement *ch
         send = !self->priv->no_more_pads_sent && !self->priv->outputs.empty();
         self->priv->no_more_pads_sent = true;
       }
-      if (send)
+      if (send) {
+        std::lock_guard<std::mutex> exposing(self->priv->expose_lock);
         gst_element_no_more_pads(GST_ELEMENT(self));
+      }
     });
   }
   return true;

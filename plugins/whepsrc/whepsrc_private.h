@@ -157,6 +157,10 @@ struct GstWhepSrcPrivate {
   /* `lock` guards settings, outputs, the fields below it and `webrtc`/`generation`/`hls`; it is
    * never held across a call into another element. */
   std::mutex lock;
+  /* Serialises our pad-added / no-more-pads: the audio and the video stream are exposed from two
+   * streaming threads, and applications' pad-added handlers (gst-launch's delayed links among
+   * them: a use-after-free under ASan when both ran at once) do not expect concurrent calls. */
+  std::mutex expose_lock;
   whepsrc::Settings settings;
   std::vector<std::unique_ptr<whepsrc::Output>> outputs;
   GstElement *webrtc = nullptr;  /* current session's webrtcbin (ref held) */
