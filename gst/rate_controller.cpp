@@ -70,6 +70,15 @@ double RateController::cut_floor(int link_kbps) const {
   return link_kbps > 0 ? std::min(static_cast<double>(min_), kBackoff * link_kbps) : min_;
 }
 
+/* A cut was made at `now`: the hold after it starts, with the delay it was made at, and delivery
+ * is judged again on what is sent from now on. */
+void RateController::cut_made(Millis now) {
+  last_cut_ = now;
+  have_cut_ = true;
+  delay_at_cut_ = smoothed_delay_;
+  delivery_ratio_ = 1.0;
+}
+
 /* The rates of a decision made by an update that started at `before` (the wanted rate then). */
 void RateController::finish(double before, RateDecision *decision) const {
   decision->target_kbps = target_kbps();
@@ -162,10 +171,7 @@ RateDecision RateController::update_backlog(Millis now, double queue_ms, int del
       }
       link_estimate_ = delivered_kbps;
       clear_ = holding_ = near_ = false;
-      last_cut_ = now;
-      have_cut_ = true;
-      delay_at_cut_ = smoothed_delay_;
-      delivery_ratio_ = 1.0;
+      cut_made(now);
     }
   }
   finish(before, &decision);
@@ -275,10 +281,7 @@ RateDecision RateController::update(const RateFeedback &fb) {
         link_estimate_ = fb.delivered_kbps;
       else
         link_estimate_ = static_cast<int>(target_ / kBackoff);
-      last_cut_ = fb.now;
-      have_cut_ = true;
-      delay_at_cut_ = smoothed_delay_;
-      delivery_ratio_ = 1.0; /* judged again on what is sent from now on */
+      cut_made(fb.now);
       last_reason_ = decision.reason;
       last_cut_reason_ = decision.reason;
       if (!episode_keyframe_ && target_ < 0.5 * episode_start_kbps_) {

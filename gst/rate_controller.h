@@ -197,7 +197,8 @@ public:
   RateReason last_cut_reason() const { return last_cut_reason_; }
 
 private:
-  double clamp(double kbps) const; /* into [kWantedFloorShare x min, max] */
+  double clamp(double kbps) const;
+  void cut_made(Millis now); /* into [kWantedFloorShare x min, max] */
   double cut_floor(int link_kbps) const;
   void finish(double before, RateDecision *decision) const;
   void drain(Millis now, double queuing, int delivered_kbps, double drain_time_ms, RateDecision *decision);
