@@ -45,9 +45,16 @@ GstPadProbeReturn on_upstream_event(GstPad *, GstPadProbeInfo *info, gpointer da
   if (!twcc_packets_from_structure(gst_event_get_structure(event), &packets))
     return GST_PAD_PROBE_OK;
   auto &shared = **static_cast<std::shared_ptr<TwccFeedbackTap::Shared> *>(data);
-  std::lock_guard<std::mutex> lk(shared.lock);
-  shared.estimator.add(packets);
-  shared.messages++;
+  TwccEstimate estimate;
+  {
+    std::lock_guard<std::mutex> lk(shared.lock);
+    shared.estimator.add(packets);
+    shared.messages++;
+    if (!shared.listener)
+      return GST_PAD_PROBE_OK;
+    estimate = shared.estimator.estimate();
+  }
+  shared.listener(estimate); /* set before attach, never changed while attached */
   return GST_PAD_PROBE_OK;
 }
 }  // namespace
@@ -82,6 +89,11 @@ bool TwccFeedbackTap::read(TwccEstimate *estimate) {
   shared_->read_messages = shared_->messages;
   *estimate = shared_->estimator.estimate();
   return true;
+}
+
+void TwccFeedbackTap::set_listener(std::function<void(const TwccEstimate &)> listener) {
+  std::lock_guard<std::mutex> lk(shared_->lock);
+  shared_->listener = std::move(listener);
 }
 
 unsigned long TwccFeedbackTap::messages() const {

@@ -16,6 +16,7 @@
 
 #include <gst/gst.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -48,12 +49,16 @@ public:
   bool read(TwccEstimate *estimate);
   /* Feedback messages seen so far. */
   unsigned long messages() const;
+  /* Called on rtpsession's RTCP thread with the estimate after each feedback message (not under
+   * the tap's lock); set before attach(). */
+  void set_listener(std::function<void(const TwccEstimate &)> listener);
 
   struct Shared {
     mutable std::mutex lock;
     TwccEstimator estimator;
     unsigned long messages = 0;
     unsigned long read_messages = 0;
+    std::function<void(const TwccEstimate &)> listener;
   };
 
 private:

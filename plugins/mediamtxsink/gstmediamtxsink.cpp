@@ -75,6 +75,7 @@ enum {
   PROP_API_POLL_INTERVAL,
   PROP_ADAPTIVE_BITRATE,
   PROP_MIN_BITRATE,
+  PROP_RETRANSMISSION,
   PROP_STATS,
   /* retry-delay, max-retry-delay, max-retries, retry-jitter, connection-state */
   PROP_RECONNECT_FIRST,
@@ -217,6 +218,12 @@ static void gst_mediamtx_sink_class_init(GstMediamtxSinkClass *klass) {
           "Video bitrate in kbit/s that adaptive-bitrate never goes below (capped at bitrate); an uplink that "
           "takes less gets a lower frame rate instead (down to 5 fps)", 50, 100000,
           mediamtxsink::kDefaultMinBitrate, rw_playing));
+  g_object_class_install_property(gobject_class, PROP_RETRANSMISSION,
+      g_param_spec_boolean("retransmission", "Retransmission",
+          "WHIP: when the server asks for lost packets (RTCP NACK; MediaMTX does, and waits for them up to 64 "
+          "packets), send them again as they were, so its viewers do not see the loss; a keyframe then "
+          "follows only for packets lost for good. Takes effect at the next session",
+          TRUE, rw));
   g_object_class_install_property(gobject_class, PROP_STATS,
       g_param_spec_boxed("stats", "Statistics",
           "mediamtxsink-stats: state (as connection-state), attempts (failed attempts in the current outage, 0 "
@@ -226,7 +233,9 @@ static void gst_mediamtx_sink_class_init(GstMediamtxSinkClass *klass) {
           "(the H.264 encoder chosen, none for encoded input), bitrate (kbit/s), target-bitrate (kbit/s, what "
           "adaptive-bitrate asks of the encoder now), measured-bitrate (kbit/s, the video and audio sent over "
           "the last second or so), framerate-fraction (the share of the input's frames encoded: below 1 while "
-          "the uplink takes less than min-bitrate), frames-thinned (raw frames left out for that), transport (rtsp or whip), location (without credentials)",
+          "the uplink takes less than min-bitrate), frames-thinned (raw frames left out for that), retransmission-requests and packets-retransmitted "
+          "(WHIP: packets the server asked for again, and sent again, in the current session), transport (rtsp or "
+          "whip), location (without credentials)",
           GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
   /* retry-delay, max-retry-delay, max-retries, retry-jitter, connection-state: the retry rule
    * common to every element of this plugin */
@@ -336,6 +345,7 @@ static void gst_mediamtx_sink_set_property(GObject *object, guint prop_id, const
     case PROP_API_POLL_INTERVAL: s.api_poll_interval = g_value_get_uint(value); break;
     case PROP_ADAPTIVE_BITRATE: s.adaptive_bitrate = g_value_get_boolean(value); break;
     case PROP_MIN_BITRATE: s.min_bitrate = g_value_get_uint(value); break;
+    case PROP_RETRANSMISSION: s.retransmission = g_value_get_boolean(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
     }
   }
@@ -352,6 +362,13 @@ static GstStructure *make_stats(GstMediamtxSink *self) {
   GstStructure *stats = gst_structure_new_empty("mediamtxsink-stats");
   priv->controller.add_stats(stats);
   mediamtxsink::rate_adaptation_add_stats(self, stats);
+  std::shared_ptr<mediamtxsink::Publisher> publisher;
+  {
+    std::lock_guard<std::mutex> lk(priv->lock);
+    publisher = priv->publisher;
+  }
+  if (publisher)
+    publisher->add_stats(stats);
   std::lock_guard<std::mutex> lk(priv->lock);
   std::string location = priv->publisher_config.url.empty() ? priv->settings.location : priv->publisher_config.url;
   gst_structure_set(stats,
@@ -397,6 +414,7 @@ static void gst_mediamtx_sink_get_property(GObject *object, guint prop_id, GValu
   case PROP_API_POLL_INTERVAL: g_value_set_uint(value, s.api_poll_interval); break;
   case PROP_ADAPTIVE_BITRATE: g_value_set_boolean(value, s.adaptive_bitrate); break;
   case PROP_MIN_BITRATE: g_value_set_uint(value, s.min_bitrate); break;
+  case PROP_RETRANSMISSION: g_value_set_boolean(value, s.retransmission); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
   }
 }
@@ -458,6 +476,7 @@ static gboolean prepare(GstMediamtxSink *self, gstmtx::HttpClientConfig *http_co
   config.auth_token = s.auth_token;
   config.tcp = s.rtsp_transport == GST_MEDIAMTX_SINK_RTSP_TRANSPORT_TCP;
   config.whip = whip;
+  config.retransmission = s.retransmission;
   /* MediaMTX (gortsplib) sleeps 1 s in SETUP for any User-Agent starting with "GStreamer" (a
    * workaround for an old rtspclientsink race): that second is paid on every reconnection.
    * rtspclientsink 1.22 publishes reliably without it (docs/architecture.md, MediaMTX behaviour). */

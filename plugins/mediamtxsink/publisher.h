@@ -33,6 +33,7 @@ struct PublisherConfig {
   std::string auth_token; /* bearer token (WHIP) */
   bool tcp = true;        /* RTSP lower transport */
   bool whip = false;      /* publish over WHIP (webrtcbin) instead of RTSP */
+  bool retransmission = true; /* WHIP: send lost packets again when the server asks (NACK) */
   std::string user_agent;
 };
 
@@ -78,6 +79,8 @@ public:
   /* Control thread: a keyframe that repairs lost packets is already due (WHIP: once the loss has
    * stopped): a deep cut's keyframe would only come before it, into the same congestion. */
   virtual bool repair_keyframe_due() const { return false; }
+  /* Any thread: the transport's own fields of the element's `stats`. */
+  virtual void add_stats(GstStructure *stats) const { (void)stats; }
 };
 
 /* "mtx-net-<generation>-<what>" */

@@ -59,6 +59,7 @@ struct Settings {
   guint api_poll_interval = 0; /* ms; 0: chosen from the poll's CPU cost (gstmtx::PollBudget) */
   bool adaptive_bitrate = true;
   guint min_bitrate = kDefaultMinBitrate;
+  bool retransmission = true;
 };
 
 /* One input: its ghost pad and the stable-half chain built for its caps. */

@@ -68,6 +68,12 @@ WhipPublisher::WhipPublisher(PublisherConfig config, unsigned generation, gstmtx
 
 /* Any thread. After stop() nothing of this publisher is left on the loop. */
 WhipPublisher::~WhipPublisher() {
+  if (webrtc_ && aux_sender_handler_)
+    g_signal_handler_disconnect(webrtc_, aux_sender_handler_);
+  {
+    std::lock_guard<std::mutex> lk(retransmit_lock_);
+    retransmitters_.clear();
+  }
   if (last_twcc_)
     gst_structure_free(last_twcc_);
   if (peer_) /* never stopped */
@@ -99,6 +105,11 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
   gst_object_ref_sink(webrtc_);
   /* max-compat: MediaMTX (pion) refuses the port-0 bundle-only m-lines of max-bundle offers */
   g_object_set(webrtc_, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_COMPAT, nullptr);
+  if (config_.retransmission) {
+    /* the copies repeat an SRTP index: srtpenc must allow it, or it fails the stream */
+    gstmtx::allow_repeated_srtp(webrtc_);
+    aux_sender_handler_ = g_signal_connect(webrtc_, "request-aux-sender", G_CALLBACK(make_aux_sender), this);
+  }
   gst_bin_add(bin, webrtc_);
 
   for (std::size_t i = 0; i < streams.size(); ++i) {
@@ -175,6 +186,8 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
       gst_object_unref(trans);
     }
     g_autoptr(GstPad) pay_src = gst_element_get_static_pad(pay, "src");
+    if (twcc && config_.retransmission)
+      twcc_tap_.set_listener([this](const gstmtx::TwccEstimate &estimate) { hold_retransmissions(estimate); });
     if (twcc)
       twcc_tap_.attach(pay_src);
     g_autoptr(GstPad) queue_sink = gst_element_get_static_pad(queue, "sink");
@@ -224,6 +237,54 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
 }
 
 namespace {
+/* a repair keyframe, and retransmitted packets, wait for the bottleneck's queue to be under this
+ * (ms): into a queue still that full they would be dropped too */
+constexpr double kRepairQueueMs = 80.0;
+}  // namespace
+
+/* webrtcbin places the element between its rtprtxsend (which answers only with RTX, which
+ * MediaMTX does not negotiate, and drops the requests it cannot serve) and rtpsession, whose
+ * retransmission requests reach this element's src pad first. */
+GstElement *WhipPublisher::make_aux_sender(GstElement *, GObject *, WhipPublisher *self) {
+  GstElement *identity = gst_element_factory_make("identity", nullptr);
+  if (!identity)
+    return nullptr;
+  auto retransmitter = std::make_unique<gstmtx::RtpRetransmitter>();
+  g_autoptr(GstPad) src = gst_element_get_static_pad(identity, "src");
+  retransmitter->attach(src);
+  std::lock_guard<std::mutex> lk(self->retransmit_lock_);
+  self->retransmitters_.push_back(std::move(retransmitter));
+  return identity;
+}
+
+/* rtpsession's RTCP thread, at each TWCC feedback: copies wait while the bottleneck's queue is
+ * as deep as when a repair keyframe waits (they would be dropped with the packets they repair). */
+void WhipPublisher::hold_retransmissions(const gstmtx::TwccEstimate &estimate) {
+  const bool hold = estimate.have_delay && estimate.queue_ms > kRepairQueueMs;
+  std::lock_guard<std::mutex> lk(retransmit_lock_);
+  for (const auto &r : retransmitters_)
+    r->set_hold(hold);
+}
+
+gstmtx::RetransmitCounts WhipPublisher::retransmit_counts() const {
+  gstmtx::RetransmitCounts total;
+  std::lock_guard<std::mutex> lk(retransmit_lock_);
+  for (const auto &r : retransmitters_) {
+    const gstmtx::RetransmitCounts c = r->counts();
+    total.requests += c.requests;
+    total.resent += c.resent;
+    total.unrepaired += c.unrepaired;
+  }
+  return total;
+}
+
+void WhipPublisher::add_stats(GstStructure *stats) const {
+  const gstmtx::RetransmitCounts c = retransmit_counts();
+  gst_structure_set(stats, "retransmission-requests", G_TYPE_UINT64, static_cast<guint64>(c.requests),
+                    "packets-retransmitted", G_TYPE_UINT64, static_cast<guint64>(c.resent), nullptr);
+}
+
+namespace {
 /* a typical video RTP packet on the wire (webrtcbin's MTU is 1200: full packets, and the partly
  * filled last one of each frame), to turn TWCC's per-packet delay gradient into one per second */
 constexpr double kVideoPacketBytes = 1000.0;
@@ -238,19 +299,40 @@ constexpr gint64 kLossOverUs = 300 * 1000;
 constexpr gint64 kRepairIntervalUs = 1000 * 1000;
 /* and at least this long with a drained queue */
 constexpr gint64 kLossSettleUs = 100 * 1000;
-/* a repair keyframe waits for the bottleneck's queue to be under this (ms)... */
-constexpr double kRepairQueueMs = 80.0;
-/* ...for at most this long after the last loss */
+/* a server that answers loss with NACKs does so within this (pion: every 100 ms) */
+constexpr gint64 kNackWaitUs = 400 * 1000;
+/* retransmissions may add this share of the delivered rate (and at least kMinRetransmitKbps) */
+constexpr double kRetransmitShare = 0.5;
+constexpr int kMinRetransmitKbps = 100;
+/* a repair keyframe waits for the bottleneck's queue to be under kRepairQueueMs for at most this
+ * long after the last loss */
 constexpr gint64 kRepairWaitUs = 1000 * 1000;
 }  // namespace
 
-/* Control thread. MediaMTX sends no retransmission requests we could serve (no RTX) and drops
- * its readers' PLIs, so after lost packets the viewers' pictures stay broken until the next
- * keyframe: once the loss has stopped (a keyframe into a bottleneck still dropping would break
- * too), ask the encoder for one. */
+/* Control thread. After lost packets the viewers' pictures stay broken until the next keyframe
+ * (MediaMTX drops its readers' PLIs), unless the packets come again: MediaMTX asks for them
+ * (NACK) and waits for them up to 64 packets (its reorder buffer), and the retransmitters answer
+ * (gst/rtp_retransmission.h). So a keyframe is asked for when packets are lost for good: a NACK
+ * the retransmitter could not serve, or a receiver report counting lost packets (the server's
+ * count is of the packets it gave up on); or, from a server that sends no NACKs (none within
+ * kNackWaitUs of a loss, or retransmission off), any loss TWCC reports. Either way once the loss
+ * has stopped: a keyframe into a bottleneck still dropping would break too. */
 void WhipPublisher::repair_after_loss(const gstmtx::TwccEstimate &estimate, gint64 now_us) {
-  if (estimate.last_lost_send_us >= 0 && estimate.last_lost_send_us > repaired_loss_send_us_)
+  const gstmtx::RetransmitCounts counts = retransmit_counts();
+  const bool nacked = counts.requests > 0;
+  if (counts.requests != requests_seen_)
+    GST_DEBUG("retransmission: %" G_GUINT64_FORMAT " packets asked for, %" G_GUINT64_FORMAT " sent again, %"
+              G_GUINT64_FORMAT " lost for good (session totals)", counts.requests, counts.resent, counts.unrepaired);
+  requests_seen_ = counts.requests;
+  if (estimate.last_lost_send_us >= 0 && estimate.last_lost_send_us > repaired_loss_send_us_ && !nacked)
     loss_pending_send_us_ = estimate.last_lost_send_us;
+  if (nacked && (counts.unrepaired > unrepaired_seen_ || server_lost_)) {
+    GST_DEBUG("retransmission: %" G_GUINT64_FORMAT " packets lost for good, the server %s",
+              counts.unrepaired - unrepaired_seen_, server_lost_ ? "counted lost packets" : "did not count any yet");
+    loss_pending_send_us_ = std::max(loss_pending_send_us_, estimate.newest_send_us);
+  }
+  unrepaired_seen_ = counts.unrepaired;
+  server_lost_ = false;
   if (loss_pending_send_us_ < 0 || (last_repair_us_ && now_us - last_repair_us_ < kRepairIntervalUs) ||
       !video_queue_)
     return;
@@ -259,10 +341,13 @@ void WhipPublisher::repair_after_loss(const gstmtx::TwccEstimate &estimate, gint
    * once they did for kLossOverUs; a queue standing above kRepairQueueMs for kRepairWaitUs is the
    * link's own delay, not the overflow's. */
   const gint64 since_loss_us = estimate.newest_send_us - loss_pending_send_us_;
+  /* while retransmission may still repair it: the server's first NACK is on its way */
+  if (config_.retransmission && !nacked && since_loss_us < kNackWaitUs)
+    return;
   const bool room = estimate.have_delay ? estimate.queue_ms <= kRepairQueueMs : since_loss_us >= kLossOverUs;
   if (since_loss_us < kLossSettleUs || (!room && since_loss_us < kRepairWaitUs))
     return;
-  GST_DEBUG("TWCC: packets were lost, the loss has stopped: asking for a keyframe");
+  GST_DEBUG("packets were lost for good, the loss has stopped: asking for a keyframe");
   g_autoptr(GstPad) src = gst_element_get_static_pad(video_queue_, "src");
   gstmtx::KeyframeGate::request(src);
   repaired_loss_send_us_ = loss_pending_send_us_;
@@ -290,6 +375,13 @@ bool WhipPublisher::read_packet_feedback(gstmtx::RateFeedback *feedback) {
               estimate.sent_kbps, estimate.loss);
   last_trend_ = estimate.trend;
   repair_after_loss(estimate, now_us);
+  {
+    const int base = estimate.delivered_kbps > 0 ? estimate.delivered_kbps : estimate.sent_kbps;
+    const int budget = std::max(kMinRetransmitKbps, static_cast<int>(kRetransmitShare * base));
+    std::lock_guard<std::mutex> lk(retransmit_lock_);
+    for (const auto &r : retransmitters_)
+      r->set_budget_kbps(budget);
+  }
   if (estimate.have_delay) {
     feedback->queuing_delay_ms += estimate.standing_queue_ms;
     feedback->queue_now_ms = feedback->queuing_delay_ms - estimate.standing_queue_ms + estimate.queue_ms;
@@ -317,6 +409,7 @@ bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
   double loss = 0;
   if (read_receiver_report(rtpbin, 0, &reports_, &loss)) { /* video: the first stream, session 0 */
     feedback->loss = loss;
+    server_lost_ = server_lost_ || loss > 0;
     have = true;
   }
   if (read_packet_feedback(feedback))
@@ -379,6 +472,11 @@ bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
 void WhipPublisher::stop(GstBin *bin, bool graceful) {
   (void)graceful; /* a broken session is deleted too, so none lingers on the server */
   twcc_tap_.detach();
+  {
+    std::lock_guard<std::mutex> lk(retransmit_lock_);
+    for (const auto &r : retransmitters_)
+      r->detach();
+  }
   std::unique_ptr<gstmtx::WebrtcPeer> peer;
   loop_.run_sync([&] { peer = std::move(peer_); });
   if (peer && loop_.on_loop_thread()) {

@@ -8,11 +8,14 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "event_loop.h"
 #include "http_client.h"
 #include "publisher.h"
 #include "rate_adaptation.h"
+#include "rtp_retransmission.h"
 #include "twcc_feedback.h"
 #include "webrtc_peer.h"
 
@@ -32,10 +35,17 @@ public:
    * delay); and the server's receiver reports. */
   bool read_feedback(gstmtx::RateFeedback *feedback) override;
   bool repair_keyframe_due() const override { return loss_pending_send_us_ >= 0; }
+  /* retransmission-requests, packets-retransmitted: this session's (any thread) */
+  void add_stats(GstStructure *stats) const override;
 
 private:
   bool read_packet_feedback(gstmtx::RateFeedback *feedback);
   void repair_after_loss(const gstmtx::TwccEstimate &estimate, gint64 now_us);
+  /* webrtcbin's "request-aux-sender" (the thread setting a description): an identity element
+   * whose src pad answers the NACKs of that RTP session (gst/rtp_retransmission.h) */
+  static GstElement *make_aux_sender(GstElement *webrtcbin, GObject *transport, WhipPublisher *self);
+  gstmtx::RetransmitCounts retransmit_counts() const;
+  void hold_retransmissions(const gstmtx::TwccEstimate &estimate);
 
   PublisherConfig config_;
   unsigned generation_;
@@ -62,6 +72,13 @@ private:
   std::int64_t loss_pending_send_us_ = -1;  /* newest lost packet not yet repaired */
   std::int64_t repaired_loss_send_us_ = -1; /* newest lost packet a keyframe was asked for */
   gint64 last_repair_us_ = 0;
+  /* answering the server's NACKs: one retransmitter per RTP session (webrtcbin's aux senders) */
+  mutable std::mutex retransmit_lock_;
+  std::vector<std::unique_ptr<gstmtx::RtpRetransmitter>> retransmitters_;
+  gulong aux_sender_handler_ = 0;
+  std::uint64_t requests_seen_ = 0;   /* control thread: RetransmitCounts::requests at the last tick */
+  std::uint64_t unrepaired_seen_ = 0; /* control thread: RetransmitCounts::unrepaired at the last tick */
+  bool server_lost_ = false;           /* control thread: a receiver report counted lost packets */
 };
 
 }  // namespace mediamtxsink

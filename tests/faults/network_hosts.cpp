@@ -334,6 +334,25 @@ long long LinkFault::host_packets(const TestHost &host) const {
   return total;
 }
 
+long long LinkFault::server_packets(const TestHost &host) const {
+  long long total = 0;
+  for (const char *tool : {"iptables", "ip6tables"}) {
+    const std::string command = std::string(tool) + " -w -L INPUT -v -x -n";
+    FILE *out = popen(command.c_str(), "r");
+    if (!out)
+      return -1;
+    char line[1024];
+    while (fgets(line, sizeof line, out)) {
+      long long packets = 0;
+      if (sscanf(line, " %lld", &packets) == 1 && std::string(line).find(" " + host.server_interface() + " ") != std::string::npos)
+        total += packets;
+    }
+    if (pclose(out) != 0)
+      return -1;
+  }
+  return total;
+}
+
 bool LinkFault::partition(const TestHost &host) {
   return add(-1, "filter", "INPUT", "-i " + host.server_interface() + " -j DROP") &&
          add(host.pid(), "filter", "INPUT", "-i eth0 -j DROP");

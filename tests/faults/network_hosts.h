@@ -135,6 +135,9 @@ public:
   /* Packets the host's own INPUT rules matched so far (the fault's rules on its side: its
    * dropped packets for loss and partitions). */
   long long host_packets(const TestHost &host) const;
+  /* packets the server-side rules of `host`'s link (its "to-<name>" interface) matched so far:
+   * what they dropped on their way from that host */
+  long long server_packets(const TestHost &host) const;
   /* Deletes every rule added so far. */
   void clear();
 
