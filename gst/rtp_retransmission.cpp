@@ -157,10 +157,22 @@ GstPadProbeReturn on_data(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
   auto &shared = **static_cast<std::shared_ptr<RtpRetransmitter::Shared> *>(data);
   const std::int64_t now_us = g_get_monotonic_time();
   std::vector<std::pair<std::uint32_t, std::uint16_t>> pending;
-  if (!shared.hold.load()) {
+  if (shared.forget.exchange(false)) {
+    shared.history.clear();
+    std::lock_guard<std::mutex> lk(shared.lock);
+    shared.pending.clear();
+  }
+  const bool overflow = shared.overflow.load();
+  {
     std::lock_guard<std::mutex> lk(shared.lock);
     pending.swap(shared.pending);
+    if (overflow) {
+      shared.counts.dropped += pending.size();
+      pending.clear();
+    }
   }
+  if (overflow) /* what was sent until now is the overflow's: not sent again when asked later */
+    shared.history.clear();
   if (!pending.empty()) {
     shared.history.set_budget_kbps(shared.budget_kbps.load());
     std::vector<GstBuffer *> copies;
@@ -233,7 +245,9 @@ void RtpRetransmitter::detach() {
 
 void RtpRetransmitter::set_budget_kbps(int kbps) { shared_->budget_kbps.store(kbps); }
 
-void RtpRetransmitter::set_hold(bool hold) { shared_->hold.store(hold); }
+void RtpRetransmitter::set_overflow(bool overflow) { shared_->overflow.store(overflow); }
+
+void RtpRetransmitter::forget() { shared_->forget.store(true); }
 
 RetransmitCounts RtpRetransmitter::counts() const {
   std::lock_guard<std::mutex> lk(shared_->lock);

@@ -15,8 +15,10 @@
  *    "GstRTPRetransmissionRequest" event (seqnum, ssrc) that reaches that pad first; the request is
  *    queued there (RTCP thread) and served on the streaming thread, which pushes the kept packet
  *    before the next one it sends: the sending path sees one thread, as it always does. Requests
- *    over the budget wait there for the next packet (paced by the budget's small bucket), and all
- *    wait while the publisher holds them (set_hold: the bottleneck's queue still full).
+ *    over the budget wait there for the next packet (paced by the budget's small bucket). While
+ *    the publisher says the bottleneck is full (set_overflow) requests are dropped: the loss is
+ *    the overflow's, a copy would be dropped with the rest, and by the time the queue has drained
+ *    MediaMTX has given up on it (a keyframe is the repair there).
  * SRTP refuses to protect the same packet index twice unless srtpenc's allow-repeat-tx is set
  * (else: an element error); the publisher sets it on every srtpenc of its webrtcbin
  * (allow_repeated_srtp). The payload is the same bytes, so the repeated key stream encrypts the
@@ -107,6 +109,7 @@ struct RetransmitCounts {
   std::uint64_t requests = 0;     /* packets asked for */
   std::uint64_t resent = 0;       /* packets sent again */
   std::uint64_t unrepaired = 0;   /* asked for and never to be sent again (once per packet) */
+  std::uint64_t dropped = 0;      /* requests dropped while the bottleneck overflowed */
 };
 
 /* The pad glue: attach() to the src pad of webrtcbin's aux sender for one RTP session. */
@@ -121,9 +124,12 @@ public:
   void detach();
   /* Any thread: the budget for the streaming thread's next decisions. */
   void set_budget_kbps(int kbps);
-  /* Any thread: while held, requests wait (a bottleneck still overflowing would drop the copies
-   * as it dropped the packets); they are served at the first packet after the release. */
-  void set_hold(bool hold);
+  /* Any thread: while the bottleneck overflows, requests are dropped (RetransmitCounts::dropped)
+   * and the packets sent until then forgotten (asked for later, they are Unknown). */
+  void set_overflow(bool overflow);
+  /* Any thread: the packets sent so far and the requests waiting are of no more use (a keyframe
+   * follows): forgotten at the next packet. */
+  void forget();
   RetransmitCounts counts() const;
 
   struct Shared {
@@ -133,7 +139,8 @@ public:
     RetransmitCounts counts;
     RetransmitHistory history;
     std::atomic<int> budget_kbps{0};
-    std::atomic<bool> hold{false};
+    std::atomic<bool> overflow{false};
+    std::atomic<bool> forget{false};
   };
 
 private:

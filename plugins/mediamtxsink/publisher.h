@@ -79,6 +79,11 @@ public:
   /* Control thread: a keyframe that repairs lost packets is already due (WHIP: once the loss has
    * stopped): a deep cut's keyframe would only come before it, into the same congestion. */
   virtual bool repair_keyframe_due() const { return false; }
+  /* Control thread, once connected: `callback` (any thread, must not block) is called when the
+   * transport's feedback shows the uplink congested between two ticks (WHIP: at a TWCC feedback
+   * with a growing queue), so the rate can be cut at once, not at the next tick. */
+  using CongestionCallback = std::function<void()>;
+  virtual void set_congestion_callback(CongestionCallback callback) { (void)callback; }
   /* Any thread: the transport's own fields of the element's `stats`. */
   virtual void add_stats(GstStructure *stats) const { (void)stats; }
 };

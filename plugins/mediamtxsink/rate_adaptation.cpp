@@ -10,6 +10,8 @@
  *    probe on the encoder's sink pad): a lower frame rate, never a growing queue;
  *  - the status message tells when the rate moves, at most every kStatusInterval, and at once when
  *    the frame rate is lowered or back to full.
+ * Over WHIP a tick comes early (early_tick, not sooner than kEarlyTickGap after the last) when a
+ * TWCC feedback between ticks shows the queue growing (Publisher::set_congestion_callback).
  * Every kBacklogTick as well, over RTSP/TCP: the socket's send backlog (Publisher::read_send_backlog)
  * into a gstmtx::SendBacklogWatch: a queue caught growing starts a quick drain at once
  * (RateController::update_backlog) instead of a tick or more later.
@@ -30,6 +32,9 @@ namespace mediamtxsink {
 namespace {
 
 constexpr std::chrono::milliseconds kRateTick{200};
+/* a tick brought forward by the publisher's congestion signal comes no sooner than this after
+ * the last one */
+constexpr std::chrono::milliseconds kEarlyTickGap{50};
 /* RTSP over TCP: the socket's send backlog is read this often between the ticks */
 constexpr std::chrono::milliseconds kBacklogTick{40};
 constexpr std::chrono::seconds kStatusInterval{2};
@@ -248,6 +253,22 @@ void schedule_tick(GstMediamtxSink *self) {
   rate.timer = self->priv->controller.gate().schedule(kRateTick, [self, generation] { tick(self, generation); });
 }
 
+/* Control thread: the publisher saw congestion between two ticks: the tick now. */
+void early_tick(GstMediamtxSink *self, unsigned generation) {
+  auto *priv = self->priv;
+  RateState &rate = priv->rate;
+  if (!rate.timer || std::chrono::steady_clock::now() - rate.last_tick < kEarlyTickGap)
+    return;
+  {
+    std::lock_guard<std::mutex> lk(priv->lock);
+    if (generation != rate.generation)
+      return;
+  }
+  priv->controller.loop().cancel(rate.timer);
+  rate.timer = 0;
+  tick(self, generation);
+}
+
 }  // namespace
 
 double queue_delay_ms(GstElement *queue) {
@@ -331,6 +352,15 @@ void rate_adaptation_start(GstMediamtxSink *self, unsigned generation) {
   rate.backlog_watch.reset();
   schedule_tick(self);
   schedule_backlog_tick(self, kBacklogTick);
+  std::shared_ptr<Publisher> publisher;
+  {
+    std::lock_guard<std::mutex> lk(priv->lock);
+    publisher = priv->publisher;
+  }
+  if (publisher)
+    publisher->set_congestion_callback([self, generation] {
+      self->priv->controller.gate().post([self, generation] { early_tick(self, generation); });
+    });
 }
 
 void rate_adaptation_stop(GstMediamtxSink *self) {

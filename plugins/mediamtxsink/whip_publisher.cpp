@@ -1,6 +1,7 @@
 #include "whip_publisher.h"
 
 #include <algorithm>
+#include <utility>
 #include <gst/rtp/rtp.h>
 #include <gst/webrtc/webrtc.h>
 
@@ -186,8 +187,8 @@ bool WhipPublisher::start(GstBin *bin, const std::vector<PublisherStream> &strea
       gst_object_unref(trans);
     }
     g_autoptr(GstPad) pay_src = gst_element_get_static_pad(pay, "src");
-    if (twcc && config_.retransmission)
-      twcc_tap_.set_listener([this](const gstmtx::TwccEstimate &estimate) { hold_retransmissions(estimate); });
+    if (twcc)
+      twcc_tap_.set_listener([this](const gstmtx::TwccEstimate &estimate) { watch_overflow(estimate); });
     if (twcc)
       twcc_tap_.attach(pay_src);
     g_autoptr(GstPad) queue_sink = gst_element_get_static_pad(queue, "sink");
@@ -240,6 +241,9 @@ namespace {
 /* a repair keyframe, and retransmitted packets, wait for the bottleneck's queue to be under this
  * (ms): into a queue still that full they would be dropped too */
 constexpr double kRepairQueueMs = 80.0;
+/* a TWCC feedback with the queue above this (ms), or the delay trend overusing: the rate
+ * adaptation's tick runs at once (Publisher::set_congestion_callback) */
+constexpr double kCongestedQueueMs = 40.0;
 }  // namespace
 
 /* webrtcbin places the element between its rtprtxsend (which answers only with RTX, which
@@ -257,13 +261,24 @@ GstElement *WhipPublisher::make_aux_sender(GstElement *, GObject *, WhipPublishe
   return identity;
 }
 
-/* rtpsession's RTCP thread, at each TWCC feedback: copies wait while the bottleneck's queue is
- * as deep as when a repair keyframe waits (they would be dropped with the packets they repair). */
-void WhipPublisher::hold_retransmissions(const gstmtx::TwccEstimate &estimate) {
-  const bool hold = estimate.have_delay && estimate.queue_ms > kRepairQueueMs;
+/* rtpsession's RTCP thread, at each TWCC feedback: while the bottleneck's queue is as deep as
+ * when a repair keyframe waits, losses are its overflow's: no copies (repair_after_loss). */
+void WhipPublisher::watch_overflow(const gstmtx::TwccEstimate &estimate) {
+  const bool overflow = estimate.have_delay && estimate.queue_ms > kRepairQueueMs;
+  if (overflow)
+    full_queue_send_us_.store(estimate.newest_send_us);
+  const bool congested = estimate.trend == gstmtx::DelayTrend::Overuse ||
+                         (estimate.have_delay && estimate.queue_ms > kCongestedQueueMs);
   std::lock_guard<std::mutex> lk(retransmit_lock_);
   for (const auto &r : retransmitters_)
-    r->set_hold(hold);
+    r->set_overflow(overflow);
+  if (congested && on_congestion_)
+    on_congestion_();
+}
+
+void WhipPublisher::set_congestion_callback(CongestionCallback callback) {
+  std::lock_guard<std::mutex> lk(retransmit_lock_);
+  on_congestion_ = std::move(callback);
 }
 
 gstmtx::RetransmitCounts WhipPublisher::retransmit_counts() const {
@@ -274,6 +289,7 @@ gstmtx::RetransmitCounts WhipPublisher::retransmit_counts() const {
     total.requests += c.requests;
     total.resent += c.resent;
     total.unrepaired += c.unrepaired;
+    total.dropped += c.dropped;
   }
   return total;
 }
@@ -312,20 +328,38 @@ constexpr gint64 kRepairWaitUs = 1000 * 1000;
 /* Control thread. After lost packets the viewers' pictures stay broken until the next keyframe
  * (MediaMTX drops its readers' PLIs), unless the packets come again: MediaMTX asks for them
  * (NACK) and waits for them up to 64 packets (its reorder buffer), and the retransmitters answer
- * (gst/rtp_retransmission.h). So a keyframe is asked for when packets are lost for good: a NACK
- * the retransmitter could not serve, or a receiver report counting lost packets (the server's
- * count is of the packets it gave up on); or, from a server that sends no NACKs (none within
- * kNackWaitUs of a loss, or retransmission off), any loss TWCC reports. Either way once the loss
- * has stopped: a keyframe into a bottleneck still dropping would break too. */
+ * (gst/rtp_retransmission.h). That works for a loss on a link with room (Wi-Fi's), not for the
+ * overflow of a bottleneck: copies would be dropped with the rest until the queue has drained,
+ * and by then the server has given up on them (64 packets are ~0.6 s at 1 Mbit/s); while it
+ * overflows no copies are sent (watch_overflow). So a keyframe is asked for
+ * - for a loss TWCC reports of a packet sent while the bottleneck's queue was full (or until
+ *   kNackWaitUs after), or from a server that sends no NACKs (none within kNackWaitUs), or with
+ *   retransmission off;
+ * - for packets lost for good: a request the retransmitter could not serve, or a receiver report
+ *   counting lost packets (the server counts the packets it gave up on).
+ * Either way once the loss has stopped: a keyframe into a bottleneck still dropping would break
+ * too. The keyframe makes older packets useless: the retransmitters forget them. */
 void WhipPublisher::repair_after_loss(const gstmtx::TwccEstimate &estimate, gint64 now_us) {
   const gstmtx::RetransmitCounts counts = retransmit_counts();
   const bool nacked = counts.requests > 0;
   if (counts.requests != requests_seen_)
     GST_DEBUG("retransmission: %" G_GUINT64_FORMAT " packets asked for, %" G_GUINT64_FORMAT " sent again, %"
-              G_GUINT64_FORMAT " lost for good (session totals)", counts.requests, counts.resent, counts.unrepaired);
+              G_GUINT64_FORMAT " lost for good, %" G_GUINT64_FORMAT " not sent (overflow) (session totals)",
+              counts.requests, counts.resent, counts.unrepaired, counts.dropped);
   requests_seen_ = counts.requests;
-  if (estimate.last_lost_send_us >= 0 && estimate.last_lost_send_us > repaired_loss_send_us_ && !nacked)
-    loss_pending_send_us_ = estimate.last_lost_send_us;
+  const std::int64_t lost = estimate.last_lost_send_us;
+  if (lost >= 0 && lost > repaired_loss_send_us_) {
+    const std::int64_t full = full_queue_send_us_.load();
+    const bool overflow = full >= 0 && lost <= full + kNackWaitUs;
+    if (!config_.retransmission || overflow)
+      loss_pending_send_us_ = lost;
+    else if (!nacked)
+      unanswered_loss_send_us_ = lost; /* repaired by copies, if the server asks for them */
+  }
+  if (nacked)
+    unanswered_loss_send_us_ = -1;
+  else if (unanswered_loss_send_us_ >= 0 && estimate.newest_send_us - unanswered_loss_send_us_ >= kNackWaitUs)
+    loss_pending_send_us_ = std::max(loss_pending_send_us_, std::exchange(unanswered_loss_send_us_, -1));
   if (nacked && (counts.unrepaired > unrepaired_seen_ || server_lost_)) {
     GST_DEBUG("retransmission: %" G_GUINT64_FORMAT " packets lost for good, the server %s",
               counts.unrepaired - unrepaired_seen_, server_lost_ ? "counted lost packets" : "did not count any yet");
@@ -341,15 +375,17 @@ void WhipPublisher::repair_after_loss(const gstmtx::TwccEstimate &estimate, gint
    * once they did for kLossOverUs; a queue standing above kRepairQueueMs for kRepairWaitUs is the
    * link's own delay, not the overflow's. */
   const gint64 since_loss_us = estimate.newest_send_us - loss_pending_send_us_;
-  /* while retransmission may still repair it: the server's first NACK is on its way */
-  if (config_.retransmission && !nacked && since_loss_us < kNackWaitUs)
-    return;
   const bool room = estimate.have_delay ? estimate.queue_ms <= kRepairQueueMs : since_loss_us >= kLossOverUs;
   if (since_loss_us < kLossSettleUs || (!room && since_loss_us < kRepairWaitUs))
     return;
   GST_DEBUG("packets were lost for good, the loss has stopped: asking for a keyframe");
   g_autoptr(GstPad) src = gst_element_get_static_pad(video_queue_, "src");
   gstmtx::KeyframeGate::request(src);
+  {
+    std::lock_guard<std::mutex> lk(retransmit_lock_);
+    for (const auto &r : retransmitters_)
+      r->forget();
+  }
   repaired_loss_send_us_ = loss_pending_send_us_;
   loss_pending_send_us_ = -1;
   last_repair_us_ = now_us;

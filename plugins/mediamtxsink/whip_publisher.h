@@ -7,6 +7,7 @@
  * passed on with a hint added where MediaMTX's rules explain a rejected offer. */
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -35,6 +36,7 @@ public:
    * delay); and the server's receiver reports. */
   bool read_feedback(gstmtx::RateFeedback *feedback) override;
   bool repair_keyframe_due() const override { return loss_pending_send_us_ >= 0; }
+  void set_congestion_callback(CongestionCallback callback) override;
   /* retransmission-requests, packets-retransmitted: this session's (any thread) */
   void add_stats(GstStructure *stats) const override;
 
@@ -45,7 +47,7 @@ private:
    * whose src pad answers the NACKs of that RTP session (gst/rtp_retransmission.h) */
   static GstElement *make_aux_sender(GstElement *webrtcbin, GObject *transport, WhipPublisher *self);
   gstmtx::RetransmitCounts retransmit_counts() const;
-  void hold_retransmissions(const gstmtx::TwccEstimate &estimate);
+  void watch_overflow(const gstmtx::TwccEstimate &estimate);
 
   PublisherConfig config_;
   unsigned generation_;
@@ -79,6 +81,12 @@ private:
   std::uint64_t requests_seen_ = 0;   /* control thread: RetransmitCounts::requests at the last tick */
   std::uint64_t unrepaired_seen_ = 0; /* control thread: RetransmitCounts::unrepaired at the last tick */
   bool server_lost_ = false;           /* control thread: a receiver report counted lost packets */
+  /* control thread: a loss TWCC reported on a link with room, while no NACK came yet (-1: none) */
+  std::int64_t unanswered_loss_send_us_ = -1;
+  /* RTCP thread: the newest packet TWCC had reported when the bottleneck's queue was last seen
+   * over kRepairQueueMs (estimator's send clock; -1: never) */
+  std::atomic<std::int64_t> full_queue_send_us_{-1};
+  CongestionCallback on_congestion_; /* under retransmit_lock_ */
 };
 
 }  // namespace mediamtxsink

@@ -22,7 +22,8 @@ Environment (defaults):
   PLOTS            where the PNG plot goes                                      (docs/bench)
   DATA             where the CSVs, RESULT lines, machine.txt and tables.md are copied
                    (empty: not copied)                               (docs/bench/data/adapt)
-  CONFIGS          configurations (rtsp-off, rtsp-on, whip-off, whip-on, whipclientsink)
+  CONFIGS          configurations (rtsp-off, rtsp-on, whip-off, whip-on, whipclientsink;
+                   whip-on-nortx: whip-on with retransmission=false)
                                                (rtsp-off,rtsp-on,whip-off,whip-on,whipclientsink)
   STEPS            uplink limits in kbit/s, one step each                  (4000,1000,500,4000)
   STEP_S           seconds per step                                             (15)

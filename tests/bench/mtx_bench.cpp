@@ -1455,6 +1455,7 @@ int run_cost(const Options &o) {
 struct AdaptConfig {
   std::string name, publisher; /* publisher: rtsp, whip (mediamtxsink) or whipclientsink */
   int adaptive = -1;           /* mediamtxsink adaptive-bitrate: 0, 1; -1: not set */
+  std::string extra;           /* more mediamtxsink properties */
 };
 
 /* rx or tx bytes of an interface of this namespace; -1 when absent */
@@ -1605,6 +1606,8 @@ bool run_adapt_config(const Options &o, const AdaptConfig &c) {
           sink += " min-bitrate=" + std::to_string(min_bitrate);
       }
     }
+    if (!c.extra.empty())
+      sink += " " + c.extra;
   }
   if (!pub.play(raw_source(v) + " ! identity name=stamp ! " + sink))
     return skip("publisher-not-started");
@@ -1879,6 +1882,8 @@ int run_adapt(const Options &o) {
                                         {"rtsp-on", "rtsp", 1},
                                         {"whip-off", "whip", 0},
                                         {"whip-on", "whip", 1},
+                                        /* the server's NACKs not answered (as before retransmission) */
+                                        {"whip-on-nortx", "whip", 1, "retransmission=false"},
                                         {"whipclientsink", "whipclientsink", -1}};
   const std::string wanted = "," + opt(o, "configs", "rtsp-off,rtsp-on,whip-off,whip-on,whipclientsink") + ",";
   int ran = 0, failed = 0;
@@ -1984,7 +1989,7 @@ void usage() {
       "             --interval-ms=0: the watch's automatic interval, chosen from its CPU per poll)\n"
       "  recovery  --runs=N --outage-ms=MS --retry-delay=MS [--keyint=FRAMES]\n"
       "  cost      --viewers=1,2,4 --decoded-viewers=1,2 [--warm-s=4 --window-s=10 --common-window=1 --publishers=1]\n"
-      "  adapt     [--configs=rtsp-off,rtsp-on,whip-off,whip-on,whipclientsink] [--steps=4000,1000,500,4000]\n"
+      "  adapt     [--configs=rtsp-off,rtsp-on,whip-off,whip-on,whip-on-nortx,whipclientsink] [--steps=4000,1000,500,4000]\n"
       "            [--step-s=15 --last-step-s=20 --warm-s=5 --settle-s=5 --bitrate=2500 --min-bitrate=KBPS]\n"
       "            [--latency=50]\n"
       "            [--tbf-burst=20kb --tbf-latency-ms=200 --rs-plugins=DIR]  publisher uplink steps (tc tbf),\n"

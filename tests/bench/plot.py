@@ -196,6 +196,7 @@ ADAPT_NAMES = {
     "rtsp-on": "mediamtxsink RTSP/TCP, adaptation on",
     "whip-off": "mediamtxsink WHIP, adaptation off",
     "whip-on": "mediamtxsink WHIP, adaptation on",
+    "whip-on-nortx": "mediamtxsink WHIP, adaptation on, no retransmission",
     "whipclientsink": "whipclientsink (gst-plugins-rs, GCC)",
 }
 

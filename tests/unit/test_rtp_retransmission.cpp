@@ -191,8 +191,8 @@ GST_START_TEST(test_retransmitter_on_a_pad) {
   gst_buffer_unref(copy);
   gst_buffer_unref(next);
   fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
-  /* held (the bottleneck still full): the request waits, and goes at the first packet after */
-  rtx.set_hold(true);
+  /* the bottleneck overflowing: the request is dropped, and stays so after */
+  rtx.set_overflow(true);
   fail_unless(gst_harness_push_upstream_event(
       h, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM,
                               gst_structure_new("GstRTPRetransmissionRequest", "seqnum", G_TYPE_UINT, 14u, "ssrc",
@@ -202,17 +202,43 @@ GST_START_TEST(test_retransmitter_on_a_pad) {
   fail_unless_equals_int(seq_of(next), 16);
   gst_buffer_unref(next);
   fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
-  rtx.set_hold(false);
+  rtx.set_overflow(false);
   fail_unless_equals_int(gst_harness_push(h, rtp_packet(17)), GST_FLOW_OK);
+  next = gst_harness_pull(h);
+  fail_unless_equals_int(seq_of(next), 17);
+  gst_buffer_unref(next);
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
+  /* asked again once it has room: forgotten (the overflow's); one sent after the overflow is not */
+  for (guint seq : {14u, 17u})
+    fail_unless(gst_harness_push_upstream_event(
+        h, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM,
+                                gst_structure_new("GstRTPRetransmissionRequest", "seqnum", G_TYPE_UINT, seq, "ssrc",
+                                                  G_TYPE_UINT, kSsrc, nullptr))));
+  fail_unless_equals_int(gst_harness_push(h, rtp_packet(18)), GST_FLOW_OK);
   copy = gst_harness_pull(h);
   next = gst_harness_pull(h);
-  fail_unless_equals_int(seq_of(copy), 14);
-  fail_unless_equals_int(seq_of(next), 17);
+  fail_unless_equals_int(seq_of(copy), 17);
+  fail_unless_equals_int(seq_of(next), 18);
   gst_buffer_unref(copy);
   gst_buffer_unref(next);
+  /* forgotten (a keyframe follows): what was sent is not sent again */
+  rtx.forget();
+  fail_unless_equals_int(gst_harness_push(h, rtp_packet(19)), GST_FLOW_OK);
+  fail_unless(gst_harness_push_upstream_event(
+      h, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM,
+                              gst_structure_new("GstRTPRetransmissionRequest", "seqnum", G_TYPE_UINT, 17u, "ssrc",
+                                                G_TYPE_UINT, kSsrc, nullptr))));
+  fail_unless_equals_int(gst_harness_push(h, rtp_packet(20)), GST_FLOW_OK);
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 2);
+  for (std::uint16_t s : {19, 20}) {
+    next = gst_harness_pull(h);
+    fail_unless_equals_int(seq_of(next), s);
+    gst_buffer_unref(next);
+  }
   const RetransmitCounts c = rtx.counts();
-  fail_unless_equals_int(c.requests, 3);
+  fail_unless_equals_int(c.requests, 6);
   fail_unless_equals_int(c.resent, 2);
+  fail_unless_equals_int(c.dropped, 1);
   fail_unless_equals_int(c.unrepaired, 0);
   rtx.detach();
   gst_harness_teardown(h);
