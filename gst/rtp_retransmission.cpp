@@ -257,9 +257,13 @@ RetransmitCounts RtpRetransmitter::counts() const {
 namespace {
 void on_deep_element_added(GstBin *, GstBin *, GstElement *element, gpointer) {
   GstElementFactory *factory = gst_element_get_factory(element);
-  if (factory && g_str_equal(GST_OBJECT_NAME(factory), "srtpenc") &&
-      g_object_class_find_property(G_OBJECT_GET_CLASS(element), "allow-repeat-tx"))
+  if (!factory || !g_str_equal(GST_OBJECT_NAME(factory), "srtpenc"))
+    return;
+  GObjectClass *klass = G_OBJECT_GET_CLASS(element);
+  if (g_object_class_find_property(klass, "allow-repeat-tx"))
     g_object_set(element, "allow-repeat-tx", TRUE, nullptr);
+  if (g_object_class_find_property(klass, "replay-window-size"))
+    g_object_set(element, "replay-window-size", kSrtpReplayWindow, nullptr);
 }
 
 void allow_repeat_in(GstElement *element) {

@@ -19,10 +19,12 @@
  *    the publisher says the bottleneck is full (set_overflow) requests are dropped: the loss is
  *    the overflow's, a copy would be dropped with the rest, and by the time the queue has drained
  *    MediaMTX has given up on it (a keyframe is the repair there).
- * SRTP refuses to protect the same packet index twice unless srtpenc's allow-repeat-tx is set
- * (else: an element error); the publisher sets it on every srtpenc of its webrtcbin
- * (allow_repeated_srtp). The payload is the same bytes, so the repeated key stream encrypts the
- * same plaintext: nothing leaks. */
+ * SRTP refuses to protect the same packet index twice unless srtpenc's allow-repeat-tx is set,
+ * and an index older than its replay window (128 packets by default, ~0.5 s at 2.5 Mbit/s) even
+ * then: either is an element error that ends the session. The publisher sets allow-repeat-tx and
+ * a window of kSrtpReplayWindow (> RetransmitLimits::max_packets, so no kept packet is older) on
+ * every srtpenc of its webrtcbin (allow_repeated_srtp). The payload is the same bytes, so the
+ * repeated key stream encrypts the same plaintext: nothing leaks. */
 #pragma once
 
 #include <gst/gst.h>
@@ -45,6 +47,9 @@ enum class ResendVerdict {
   Exhausted,  /* sent again as often as it may be (a keyframe is the repair) */
 };
 const char *resend_verdict_name(ResendVerdict verdict);
+
+/* srtpenc's replay window for the copies: more packets than RetransmitLimits::max_packets */
+inline constexpr guint kSrtpReplayWindow = 1024;
 
 struct RetransmitLimits {
   /* kept: the last 512 packets of the last 5 s. pion's NACK log is 512 packets long, and it asks
@@ -150,8 +155,9 @@ private:
   gulong event_probe_ = 0;
 };
 
-/* Sets allow-repeat-tx on every srtpenc that appears in `webrtcbin` (now and later): the
- * retransmitted packets carry an SRTP index already used. Returns the handler id. */
+/* Sets allow-repeat-tx and a replay window of kSrtpReplayWindow on every srtpenc that appears in
+ * `webrtcbin` (now and later): the retransmitted packets carry an SRTP index already used, up to
+ * RetransmitLimits::max_packets back. Returns the handler id. */
 gulong allow_repeated_srtp(GstElement *webrtcbin);
 
 }  // namespace gstmtx

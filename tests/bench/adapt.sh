@@ -34,6 +34,8 @@ Environment (defaults):
   LATENCY          viewer (whepsrc) jitter-buffer latency, ms                   (50)
   TBF_BURST        tc tbf burst                                                 (20kb)
   TBF_LATENCY_MS   tc tbf queue, ms (how long a packet may wait at the bottleneck)  (200)
+  LOSS             random loss on the publisher's uplink, percent, the whole run (a Wi-Fi's;
+                   iptables statistic on the server host's input from it)       (0)
   BUILD_REFERENCE  1: run build-rs-reference.sh when the reference is not cached (0)
   RS_REFERENCE_PLUGIN_DIR  folder with libgstrswebrtc.so and libgstrsrtp.so
                    (the cached output of build-rs-reference.sh when present)
@@ -58,6 +60,7 @@ MIN_BITRATE="${MIN_BITRATE:-0}"
 LATENCY="${LATENCY:-50}"
 TBF_BURST="${TBF_BURST:-20kb}"
 TBF_LATENCY_MS="${TBF_LATENCY_MS:-200}"
+LOSS="${LOSS:-0}"
 BUILD_REFERENCE="${BUILD_REFERENCE:-0}"
 if [[ -z "${RS_REFERENCE_PLUGIN_DIR:-}" ]]; then
   # the cached build, if any (the script only prints the folder when the .so files are there)
@@ -70,7 +73,7 @@ if [[ -z "${RS_REFERENCE_PLUGIN_DIR:-}" ]]; then
 fi
 echo "bench/adapt.sh: BUILD_DIR=$BUILD_DIR OUT=$OUT PLOTS=$PLOTS DATA=$DATA CONFIGS=$CONFIGS STEPS=$STEPS STEP_S=$STEP_S" \
   "LAST_STEP_S=$LAST_STEP_S SETTLE_S=$SETTLE_S BITRATE=$BITRATE MIN_BITRATE=$MIN_BITRATE LATENCY=$LATENCY TBF_BURST=$TBF_BURST" \
-  "TBF_LATENCY_MS=$TBF_LATENCY_MS BUILD_REFERENCE=$BUILD_REFERENCE" \
+  "TBF_LATENCY_MS=$TBF_LATENCY_MS LOSS=$LOSS BUILD_REFERENCE=$BUILD_REFERENCE" \
   "RS_REFERENCE_PLUGIN_DIR=${RS_REFERENCE_PLUGIN_DIR:-(none)} MEDIAMTX_BIN=$MEDIAMTX_BIN" >&2
 
 export MEDIAMTX_BIN RS_REFERENCE_PLUGIN_DIR
@@ -87,7 +90,7 @@ source "$root/tests/bench/machine.sh"
 {
   describe_machine
   echo "settings: STEPS=$STEPS STEP_S=$STEP_S LAST_STEP_S=$LAST_STEP_S BITRATE=$BITRATE MIN_BITRATE=$MIN_BITRATE LATENCY=$LATENCY" \
-    "TBF_BURST=$TBF_BURST TBF_LATENCY_MS=$TBF_LATENCY_MS"
+    "TBF_BURST=$TBF_BURST TBF_LATENCY_MS=$TBF_LATENCY_MS LOSS=$LOSS"
   echo "load at start: $(cat /proc/loadavg)"
 } >"$OUT/machine.txt"
 
@@ -99,7 +102,7 @@ for c in "${configs[@]}"; do
   "$root/tests/testbed/netns-run.sh" "$bench" adapt --configs="$c" --steps="$STEPS" --step-s="$STEP_S" \
     --last-step-s="$LAST_STEP_S" --settle-s="$SETTLE_S" --bitrate="$BITRATE" --min-bitrate="$MIN_BITRATE" \
     --latency="$LATENCY" \
-    --tbf-burst="$TBF_BURST" --tbf-latency-ms="$TBF_LATENCY_MS" --out="$OUT" | tee -a "$OUT/results.txt" \
+    --tbf-burst="$TBF_BURST" --tbf-latency-ms="$TBF_LATENCY_MS" --loss="$LOSS" --out="$OUT" | tee -a "$OUT/results.txt" \
     | grep -E '^RESULT adapt(-recovery)? ' | grep -v 'window=settled' >&2 || status=1
 done
 echo "load at end: $(cat /proc/loadavg)" >>"$OUT/machine.txt"

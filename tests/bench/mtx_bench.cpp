@@ -1579,6 +1579,16 @@ bool run_adapt_config(const Options &o, const AdaptConfig &c) {
   };
   if (!shape(steps[0]))
     return skip("tc-tbf-failed");
+  /* random loss on the uplink (a Wi-Fi's), where its packets arrive (the server host's INPUT): the
+   * sender sees no error, as with a loss on the way */
+  const double loss_pct = std::atof(opt(o, "loss", "0").c_str());
+  std::string loss_rule;
+  if (loss_pct > 0) {
+    g_autofree char *p = g_strdup_printf("%.4f", loss_pct / 100.0);
+    loss_rule = "INPUT -i " + pub.server_interface() + " -m statistic --mode random --probability " + p + " -j DROP";
+    if (std::system(("iptables -w -A " + loss_rule).c_str()) != 0)
+      return skip("iptables-failed");
+  }
 
   const std::string port = std::to_string(server.webrtc_port());
   std::string sink;
@@ -1671,6 +1681,8 @@ bool run_adapt_config(const Options &o, const AdaptConfig &c) {
     newest = std::max(newest, frame.second);
   }
   const std::string pub_death = pub.stop(), view_death = view.stop();
+  if (!loss_rule.empty() && std::system(("iptables -w -D " + loss_rule).c_str()) != 0)
+    g_printerr("adapt: could not remove the loss rule\n");
   if (!pub_death.empty() || !view_death.empty())
     g_printerr("adapt %s: publisher %s, viewer %s\n", c.name.c_str(), pub_death.c_str(), view_death.c_str());
 
@@ -1992,7 +2004,7 @@ void usage() {
       "  adapt     [--configs=rtsp-off,rtsp-on,whip-off,whip-on,whip-on-nortx,whipclientsink] [--steps=4000,1000,500,4000]\n"
       "            [--step-s=15 --last-step-s=20 --warm-s=5 --settle-s=5 --bitrate=2500 --min-bitrate=KBPS]\n"
       "            [--latency=50]\n"
-      "            [--tbf-burst=20kb --tbf-latency-ms=200 --rs-plugins=DIR]  publisher uplink steps (tc tbf),\n"
+      "            [--tbf-burst=20kb --tbf-latency-ms=200 --loss=PCT --rs-plugins=DIR]  publisher uplink steps (tc tbf),\n"
       "            three hosts; whipclientsink needs DIR (or RS_REFERENCE_PLUGIN_DIR) from\n"
       "            tests/bench/build-rs-reference.sh\n"
       "  smoke     quick run of all of the above with sanity checks; ends with 'N passed, N failed'\n"

@@ -264,8 +264,11 @@ GST_START_TEST(test_allow_repeated_srtp) {
   gst_bin_add(GST_BIN(inner), later);
   for (GstElement *e : {before, after, later}) {
     gboolean allowed = FALSE;
-    g_object_get(e, "allow-repeat-tx", &allowed, nullptr);
+    guint window = 0;
+    g_object_get(e, "allow-repeat-tx", &allowed, "replay-window-size", &window, nullptr);
     fail_unless(allowed, "%s", GST_OBJECT_NAME(e));
+    /* a copy of the oldest kept packet must still be inside the sender's window */
+    fail_unless(window > RetransmitLimits{}.max_packets, "%s: window %u", GST_OBJECT_NAME(e), window);
   }
   gst_object_unref(outer);
 }
