@@ -125,9 +125,14 @@ void preload_receive_plugins(GstMtxWhepSrc *self, const Settings &s) {
   const bool decode = s.decode;
   self->priv->preload = std::thread([codec, decode] {
     const gint64 start = g_get_monotonic_time();
+    /* first what the session itself makes, in the order it makes it (webrtcbin's transport:
+     * dtls, srtp, nice; rtpbin and its RTX/FEC/storage elements), so that it never waits behind
+     * the decoder's plugin for the plugin loading lock */
+    gstmtx::load_element_plugins({"webrtcbin", "dtlssrtpenc", "srtpenc", "nicesrc", "rtpbin", "rtpstorage"});
+    const gint64 session = g_get_monotonic_time();
     const int loaded = gstmtx::load_receive_plugins(*codec, decode);
-    GST_DEBUG("preloaded %d %s receive elements in %.1f ms", loaded, codec->name,
-              (g_get_monotonic_time() - start) / 1000.0);
+    GST_DEBUG("preloaded the session's plugins in %.1f ms, %d %s receive elements in %.1f ms",
+              (session - start) / 1000.0, loaded, codec->name, (g_get_monotonic_time() - session) / 1000.0);
   });
 }
 
@@ -208,9 +213,6 @@ void start_session(GstMtxWhepSrc *self) {
       on_hls = priv->hls != nullptr;
     }
     priv->controller.connected(session, on_hls ? "WebRTC connected: leaving the HLS fallback" : "WebRTC connected");
-    /* media follows in ~20 ms: its receive chain's plugins load meanwhile (not earlier: see
-     * preload_receive_plugins) */
-    preload_receive_plugins(self, settings_snapshot(self));
     start_stats_ticks(self);
   };
   /* the peer's typed failure, as it is; queued, so the peer is out of its own call when torn down */
