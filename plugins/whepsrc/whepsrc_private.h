@@ -209,13 +209,14 @@ namespace whepsrc {
 /* gstwhepsrc.cpp, any thread: the settings without the lock; extra-headers come out as pairs. */
 Settings settings_snapshot(GstMtxWhepSrc *self, gstmtx::Headers *extra_headers = nullptr);
 /* NULL->READY: once per process, loads on a thread of its own (priv->preload) the plugins of the
- * WebRTC session and of the preferred video codec's receive chain, while the session starts,
- * instead of on the threads that need them. Without it the first packets waited ~70 ms for libav's
- * plugin (76-190 ms to load here) on the streaming thread; started at the answer with one dlopen
- * per plugin it held up ICE+DTLS by ~140 ms (GStreamer loads one plugin at a time, glibc's loader
- * lock stops every pthread_create meanwhile). Now the session's plugins come first and a plugin's
- * libraries are loaded one at a time (gstmtx::load_receive_plugins, library_preload.h), so no
- * thread waits long for another's load (docs/benchmarks.md, "Where a first frame's time goes"). */
+ * WebRTC session and of the preferred video (and audio) codec's receive chain while the session
+ * starts, instead of on the threads that need them. Before, the first packets of a fresh process
+ * waited ~70 ms on the streaming thread for libav's plugin (76-190 ms to load in one dlopen);
+ * started at the answer, that one dlopen held up ICE+DTLS by ~140 ms: GStreamer loads one plugin
+ * at a time, and glibc's loader lock stops every pthread_create in the process meanwhile. Now the
+ * session's plugins come first and a plugin's libraries are loaded one at a time
+ * (gstmtx::load_receive_plugins, library_preload.h), so no thread waits long for another's load
+ * (docs/benchmarks.md, "Where a first frame's time goes"). */
 void preload_receive_plugins(GstMtxWhepSrc *self, const Settings &s);
 
 /* whep_session.cpp */
