@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "library_preload.h"
+
 namespace gstmtx {
 
 const std::vector<RtpCodec> &rtp_codecs() {
@@ -103,6 +105,32 @@ GstElementFactory *best_decoder_for(const GstCaps *caps) {
   return best;
 }
 
+/* Loads `factory`'s plugin if it is not loaded: its libraries first, one at a time
+ * (library_preload.h), then the plugin itself. */
+static bool load_factory(GstElementFactory *factory) {
+  GstPluginFeature *feature = GST_PLUGIN_FEATURE(factory);
+  if (GstPlugin *plugin = gst_plugin_feature_get_plugin(feature)) {
+    const gchar *file = gst_plugin_get_filename(plugin);
+    if (!gst_plugin_is_loaded(plugin) && file)
+      preload_library_dependencies(file);
+    gst_object_unref(plugin);
+  }
+  GstPluginFeature *loaded = gst_plugin_feature_load(feature);
+  if (loaded)
+    gst_object_unref(loaded);
+  return loaded != nullptr;
+}
+
+int load_element_plugins(const std::vector<const char *> &elements) {
+  int loaded = 0;
+  for (const char *name : elements)
+    if (GstElementFactory *f = gst_element_factory_find(name)) {
+      loaded += load_factory(f);
+      gst_object_unref(f);
+    }
+  return loaded;
+}
+
 int load_receive_plugins(const RtpCodec &codec, bool decode) {
   std::vector<GstElementFactory *> factories;
   for (const char *name : {codec.depayloader, codec.parser})
@@ -116,10 +144,7 @@ int load_receive_plugins(const RtpCodec &codec, bool decode) {
   }
   int loaded = 0;
   for (GstElementFactory *f : factories) {
-    if (GstPluginFeature *feature = gst_plugin_feature_load(GST_PLUGIN_FEATURE(f))) {
-      ++loaded;
-      gst_object_unref(feature);
-    }
+    loaded += load_factory(f);
     gst_object_unref(f);
   }
   return loaded;

@@ -48,7 +48,11 @@ GstElementFactory *best_decoder_for(const GstCaps *caps);
 /* Loads the plugins of `codec`'s receive chain (depayloader, parser and, with `decode`, the best
  * decoder) into the process; returns how many of these elements are now loaded. A receive chain
  * is built on the streaming thread that carries the first packets, which wait for it: loading
- * libav there took 40-150 ms of a fresh process's first picture (docs/benchmarks.md). */
+ * libav there took 40-150 ms of a fresh process's first picture (docs/benchmarks.md). A plugin's
+ * libraries are loaded one at a time before it (library_preload.h), so that no single dlopen holds
+ * up the process's other threads for long. */
 int load_receive_plugins(const RtpCodec &codec, bool decode);
+/* The same for the plugins of these elements (by factory name; unknown names are skipped). */
+int load_element_plugins(const std::vector<const char *> &elements);
 
 }  // namespace gstmtx

@@ -428,11 +428,15 @@ static bool prepare(GstMtxWhepSrc *self) {
     return false;
   }
   priv->http = std::move(http);
+  /* while the session starts: the plugins it and its first packets need */
+  whepsrc::preload_receive_plugins(self, s);
   return true;
 }
 
 static void release(GstMtxWhepSrc *self) {
   GstWhepSrcPrivate *priv = self->priv;
+  if (priv->preload.joinable())
+    priv->preload.join();
   if (priv->controller.has_loop())
     priv->controller.loop().run_sync([&] { priv->http.reset(); });
   priv->controller.release();
@@ -474,8 +478,6 @@ static GstStateChangeReturn gst_whep_src_change_state(GstElement *element, GstSt
     priv->controller.stop([self] { whepsrc::stop_hls(self); });
     whepsrc::stop_session(self, true);
     whepsrc::placeholder_release(self);
-    if (priv->preload.joinable())
-      priv->preload.join();
     {
       std::lock_guard<std::mutex> guard(priv->lock);
       /* deactivated pads dropped their sticky events: the next start sends stream-start again */

@@ -114,20 +114,35 @@ static GstElement *make_webrtcbin(const Settings &s, gstmtx::Failure *failure) {
   return webrtc;
 }
 
+/* the first receivable codec of a preference list, or nullptr */
+static const gstmtx::RtpCodec *first_receivable(const std::string &list, const char *media) {
+  for (const gstmtx::RtpCodec *c : gstmtx::parse_codec_list(list, media))
+    if (gstmtx::rtp_codec_receivable(*c))
+      return c;
+  return nullptr;
+}
+
 void preload_receive_plugins(GstMtxWhepSrc *self, const Settings &s) {
   static std::atomic<bool> preloaded[2]; /* without, with the decoder */
-  const gstmtx::RtpCodec *codec = nullptr;
-  for (const gstmtx::RtpCodec *c : gstmtx::parse_codec_list(s.video_codecs, "video"))
-    if (!codec && gstmtx::rtp_codec_receivable(*c))
-      codec = c;
-  if (!codec || preloaded[s.decode].exchange(true) || self->priv->preload.joinable())
+  const gstmtx::RtpCodec *video = first_receivable(s.video_codecs, "video");
+  const gstmtx::RtpCodec *audio = s.audio ? first_receivable(s.audio_codecs, "audio") : nullptr;
+  if ((!video && !audio) || preloaded[s.decode].exchange(true) || self->priv->preload.joinable())
     return;
   const bool decode = s.decode;
-  self->priv->preload = std::thread([codec, decode] {
+  self->priv->preload = std::thread([video, audio, decode] {
     const gint64 start = g_get_monotonic_time();
-    const int loaded = gstmtx::load_receive_plugins(*codec, decode);
-    GST_DEBUG("preloaded %d %s receive elements in %.1f ms", loaded, codec->name,
-              (g_get_monotonic_time() - start) / 1000.0);
+    /* first what the session itself makes, in the order it makes it (webrtcbin's transport:
+     * dtls, srtp, nice; rtpbin and its RTX/FEC/storage elements), so that it never waits behind
+     * the decoder's plugin for GStreamer's plugin loading lock */
+    gstmtx::load_element_plugins({"webrtcbin", "dtlssrtpenc", "srtpenc", "nicesrc", "rtpbin", "rtpstorage"});
+    const gint64 session = g_get_monotonic_time();
+    int loaded = 0;
+    for (const gstmtx::RtpCodec *codec : {video, audio})
+      if (codec)
+        loaded += gstmtx::load_receive_plugins(*codec, decode);
+    GST_DEBUG("preloaded the session's plugins in %.1f ms, %d receive elements (%s%s%s) in %.1f ms",
+              (session - start) / 1000.0, loaded, video ? video->name : "", audio ? " " : "",
+              audio ? audio->name : "", (g_get_monotonic_time() - session) / 1000.0);
   });
 }
 
@@ -208,9 +223,6 @@ void start_session(GstMtxWhepSrc *self) {
       on_hls = priv->hls != nullptr;
     }
     priv->controller.connected(session, on_hls ? "WebRTC connected: leaving the HLS fallback" : "WebRTC connected");
-    /* media follows in ~20 ms: its receive chain's plugins load meanwhile (not earlier: see
-     * preload_receive_plugins) */
-    preload_receive_plugins(self, settings_snapshot(self));
     start_stats_ticks(self);
   };
   /* the peer's typed failure, as it is; queued, so the peer is out of its own call when torn down */

@@ -186,8 +186,8 @@ struct GstWhepSrcPrivate {
   guint stats_timer = 0;
   guint hls_restart_timer = 0;
   guint hls_watchdog_timer = 0;
-  /* loads the receive chain's plugins while the first session connects (preload_receive_plugins);
-   * joined at PAUSED->READY, once the control thread is stopped */
+  /* loads the session's and the receive chain's plugins from NULL->READY on
+   * (preload_receive_plugins); joined at READY->NULL */
   std::thread preload;
 
   /* streaming threads */
@@ -208,11 +208,15 @@ namespace whepsrc {
 
 /* gstwhepsrc.cpp, any thread: the settings without the lock; extra-headers come out as pairs. */
 Settings settings_snapshot(GstMtxWhepSrc *self, gstmtx::Headers *extra_headers = nullptr);
-/* Control thread, once connected: once per process, loads the plugins of the preferred video
- * codec's receive chain (libav's alone took 76-100 ms here) on a thread of its own
- * (priv->preload), while the server starts sending and the publisher's keyframe comes, instead of
- * on the streaming thread that carries the first packets. Not earlier: GStreamer loads one plugin
- * at a time and started at the answer it held up ICE+DTLS by ~140 ms (docs/benchmarks.md). */
+/* NULL->READY: once per process, loads on a thread of its own (priv->preload) the plugins of the
+ * WebRTC session and of the preferred video (and audio) codec's receive chain while the session
+ * starts, instead of on the threads that need them. Before, the first packets of a fresh process
+ * waited ~70 ms on the streaming thread for libav's plugin (76-190 ms to load in one dlopen);
+ * started at the answer, that one dlopen held up ICE+DTLS by ~140 ms: GStreamer loads one plugin
+ * at a time, and glibc's loader lock stops every pthread_create in the process meanwhile. Now the
+ * session's plugins come first and a plugin's libraries are loaded one at a time
+ * (gstmtx::load_receive_plugins, library_preload.h), so no thread waits long for another's load
+ * (docs/benchmarks.md, "Where a first frame's time goes"). */
 void preload_receive_plugins(GstMtxWhepSrc *self, const Settings &s);
 
 /* whep_session.cpp */

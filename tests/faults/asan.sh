@@ -17,6 +17,7 @@ suites=(
   "unit:tests/unit_gstmtx:no:strict"
   "dtls-certificate:tests/unit_dtls_certificate:no:strict"
   "reader-watch:tests/unit_reader_watch:no:strict"
+  "library-preload:tests/unit_library_preload:no:strict"
   "rate-controller:tests/unit_rate_controller:no:strict"
   "twcc-estimator:tests/unit_twcc_estimator:no:strict"
   "stall-watchdog:tests/reconnectbin_stall_watchdog:no:strict"
@@ -43,8 +44,8 @@ suites=(
 # three hosts, 10 server kills, partitions, loss, ICE-TCP, the 100-cycle soak: ~280 s) is in: the
 # reconnection paths are where a use-after-free would hide. The longest first (ASAN_JOBS at a time).
 quick="faults-network whepsrc-element mediamtxsink-element reconnectbin-network whepsrc-placeholder whepsrc-faults faults-bounds faults-tls
-reconnectbin-element testbed memcheck-cases inspect unit dtls-certificate reader-watch rate-controller twcc-estimator stall-watchdog
-encoder-selection fuzz-replay"
+reconnectbin-element testbed memcheck-cases inspect unit dtls-certificate reader-watch library-preload rate-controller twcc-estimator
+stall-watchdog encoder-selection fuzz-replay"
 
 usage() {
   cat <<EOF2

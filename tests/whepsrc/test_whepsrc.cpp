@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "codec_table.h"
 #include "frame_stamp.h"
 #include "mediamtx_server.h"
 #include "pipeline_helpers.h"
@@ -736,6 +737,58 @@ GST_START_TEST(test_webrtc_tuning) {
 }
 GST_END_TEST;
 
+/* The plugin of `element`'s factory is loaded in this process. */
+static bool plugin_loaded(GstElementFactory *factory) {
+  GstPlugin *plugin = gst_plugin_feature_get_plugin(GST_PLUGIN_FEATURE(factory));
+  const bool loaded = plugin && gst_plugin_is_loaded(plugin);
+  if (plugin)
+    gst_object_unref(plugin);
+  return loaded;
+}
+static bool plugin_loaded(const char *element) {
+  GstElementFactory *f = gst_element_factory_find(element);
+  fail_unless(f != nullptr, "no element %s", element);
+  const bool loaded = plugin_loaded(f);
+  gst_object_unref(f);
+  return loaded;
+}
+
+/* Issue 18: from NULL->READY on, before any session, whepsrc loads (on a thread of its own) the
+ * plugins the session and the first packets need; with decode=false not the decoder's. Each test
+ * runs in a new process (check forks), where nothing else loads these plugins: without the preload
+ * they stay unloaded. */
+static void check_ready_preloads(bool decode) {
+  GstElementFactory *decoder = nullptr;
+  {
+    GstCaps *h264 = gst_caps_from_string("video/x-h264,stream-format=byte-stream,alignment=au");
+    decoder = gstmtx::best_decoder_for(h264);
+    gst_caps_unref(h264);
+  }
+  fail_unless(decoder != nullptr, "no H.264 decoder installed");
+  fail_if(plugin_loaded(decoder), "the decoder's plugin is loaded before the test");
+  fail_if(plugin_loaded("rtph264depay"));
+  GstElement *src = gst_element_factory_make("whepsrc", nullptr);
+  g_object_set(src, "location", "http://127.0.0.1:9/cam/whep", "video-codecs", "H264", "decode", decode, nullptr);
+  fail_unless_equals_int(gst_element_set_state(src, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+  const std::vector<const char *> needed = {"nicesrc", "dtlssrtpenc", "srtpenc", "rtpbin", "rtph264depay", "h264parse"};
+  fail_unless(wait_until([&] {
+    return std::all_of(needed.begin(), needed.end(), [](const char *e) { return plugin_loaded(e); }) &&
+           (!decode || plugin_loaded(decoder));
+  }, 10000), "whepsrc at READY did not load the session's and the receive chain's plugins");
+  /* READY->NULL waits for the loading thread */
+  fail_unless_equals_int(gst_element_set_state(src, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+  if (!decode)
+    fail_if(plugin_loaded(decoder), "decode=false loaded the decoder's plugin");
+  gst_object_unref(src);
+  gst_object_unref(decoder);
+}
+
+GST_START_TEST(test_ready_preloads_plugins) { check_ready_preloads(true); }
+GST_END_TEST;
+
+GST_START_TEST(test_ready_preloads_no_decoder) { check_ready_preloads(false); }
+GST_END_TEST;
+
 static Suite *whepsrc_suite(void) {
   Suite *s = suite_create("whepsrc");
   TCase *tc = tcase_create("mediamtx");
@@ -761,6 +814,8 @@ static Suite *whepsrc_suite(void) {
   tcase_add_test(tc, test_no_trickle);
   tcase_add_test(tc, test_link_header_ice_servers);
   tcase_add_test(tc, test_webrtc_tuning);
+  tcase_add_test(tc, test_ready_preloads_plugins);
+  tcase_add_test(tc, test_ready_preloads_no_decoder);
   suite_add_tcase(s, tc);
   return s;
 }
