@@ -315,17 +315,20 @@ bool LinkFault::host_rule(const TestHost &host, const std::string &spec) {
   return add(host.pid(), "filter", "INPUT", spec);
 }
 
-long long LinkFault::host_packets(const TestHost &host) const {
+namespace {
+/* The packets the INPUT rules of a namespace matched (`prefix`: "" for this one, "nsenter ... "
+ * for a host's), IPv4 and IPv6; only rules whose listing has `word` when it is not empty; -1 when
+ * iptables could not be read. */
+long long input_rule_packets(const std::string &prefix, const std::string &word) {
   long long total = 0;
   for (const char *tool : {"iptables", "ip6tables"}) {
-    const std::string command = "nsenter -t " + std::to_string(host.pid()) + " -n " + tool + " -w -L INPUT -v -x -n";
-    FILE *out = popen(command.c_str(), "r");
+    FILE *out = popen((prefix + tool + " -w -L INPUT -v -x -n").c_str(), "r");
     if (!out)
       return -1;
     char line[1024];
     while (fgets(line, sizeof line, out)) {
       long long packets = 0;
-      if (sscanf(line, " %lld", &packets) == 1)
+      if (sscanf(line, " %lld", &packets) == 1 && (word.empty() || std::string(line).find(word) != std::string::npos))
         total += packets;
     }
     if (pclose(out) != 0)
@@ -333,24 +336,14 @@ long long LinkFault::host_packets(const TestHost &host) const {
   }
   return total;
 }
+}  // namespace
+
+long long LinkFault::host_packets(const TestHost &host) const {
+  return input_rule_packets("nsenter -t " + std::to_string(host.pid()) + " -n ", "");
+}
 
 long long LinkFault::server_packets(const TestHost &host) const {
-  long long total = 0;
-  for (const char *tool : {"iptables", "ip6tables"}) {
-    const std::string command = std::string(tool) + " -w -L INPUT -v -x -n";
-    FILE *out = popen(command.c_str(), "r");
-    if (!out)
-      return -1;
-    char line[1024];
-    while (fgets(line, sizeof line, out)) {
-      long long packets = 0;
-      if (sscanf(line, " %lld", &packets) == 1 && std::string(line).find(" " + host.server_interface() + " ") != std::string::npos)
-        total += packets;
-    }
-    if (pclose(out) != 0)
-      return -1;
-  }
-  return total;
+  return input_rule_packets("", " " + host.server_interface() + " ");
 }
 
 bool LinkFault::partition(const TestHost &host) {
