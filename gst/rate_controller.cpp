@@ -298,6 +298,7 @@ RateDecision RateController::update(const RateFeedback &fb) {
     if (!clear_) {
       clear_ = true;
       clear_since_ = fb.now;
+      lifted_ = above_ = false;
     }
     episode_start_kbps_ = 0;
     if (target_ < max_ && step.count() > 0) {
@@ -319,12 +320,12 @@ RateDecision RateController::update(const RateFeedback &fb) {
          * probe past it at kRampNear up to kCapacityProbeBand x it, then accelerate */
         patient = false;
         if (target_ > kNearLow * link_estimate_ && target_ < kCapacityProbeBand * link_estimate_) {
-          rate = std::min(rate, kRampNear);
+          rate = kRampNear;
           clear_since_ = fb.now;
         }
       }
       if (patient) {
-        rate = std::min(rate, kRampNear);
+        rate = kRampNear;
         clear_since_ = fb.now;
       }
       /* below min, near the link (up to kNearHigh x it) the probe stays at kRampNear however long the
@@ -332,8 +333,25 @@ RateDecision RateController::update(const RateFeedback &fb) {
        * brings back every frame for a moment (the frame rate flips on a steady link) */
       if (target_ < min_ && link_estimate_ > 0 && target_ > kNearLow * link_estimate_ &&
           target_ < kNearHigh * link_estimate_) {
-        rate = std::min(rate, kRampNear);
+        rate = kRampNear;
         clear_since_ = fb.now;
+      }
+      /* past the band around the link estimate with the path still clear: held there for
+       * kLiftProof (longer than the feedback takes to show a queue the probe made on a link that
+       * did not grow), then the limit has lifted and the estimate says nothing about the new link:
+       * up at kRampLifted, not slow again from kRampStart */
+      const double band_top = capacity_seen_ && target_ >= min_ ? kCapacityProbeBand : kNearHigh;
+      if (!above_ && link_estimate_ > 0 && target_ >= band_top * link_estimate_) {
+        above_ = true;
+        above_since_ = fb.now;
+      }
+      if (above_ && !lifted_ && fb.now - above_since_ >= (target_ < min_ ? kLiftProofBelowMin : kLiftProof))
+        lifted_ = true;
+      if (above_ && !lifted_) {
+        rate = 0;
+        clear_since_ = fb.now;
+      } else if (lifted_) {
+        rate = std::max(rate, kRampLifted);
       }
       const double step_s = std::chrono::duration<double>(step).count();
       double next = target_ * std::pow(1.0 + rate, step_s);

@@ -138,7 +138,7 @@ public:
   static constexpr double kRampStart = 0.04;   /* per second, right after a cut */
   static constexpr double kRampAccel = 0.12;   /* per second, per second of clear path */
   static constexpr double kRampMax = 0.80;     /* per second */
-  static constexpr double kRampNear = 0.08;    /* per second, near the link estimate: */
+  static constexpr double kRampNear = 0.15;    /* per second, near the link estimate: */
   static constexpr double kNearLow = 0.9;      /*   from this x the delivered rate at the last cut */
   static constexpr double kNearHigh = 1.15;    /*   to this x */
   static constexpr double kSentHeadroom = 2.0;  /* the target at most this x the recent sent peak */
@@ -154,6 +154,11 @@ public:
   static constexpr Millis kHoldPatience{1000}; /* holding this long restarts the ramp */
   static constexpr double kCapacityShare = 0.9; /* of a measured capacity: where the ramp stops */
   static constexpr double kCapacityProbeBand = 1.05; /* past a stale one: at kRampNear up to this x it */
+  static constexpr Millis kLiftProof{700};    /* clear this long past the band: the limit lifted */
+  static constexpr double kRampLifted = 1.0;  /* per second, once it lifted */
+  /* below min a probe that overshoots while the feedback lags climbs over min and brings back
+   * every frame for a moment (the frame rate flips on a steady link): a longer proof there */
+  static constexpr Millis kLiftProofBelowMin{1000};
   static constexpr double kWantedFloorShare = 0.1; /* wanted_kbps() never below this x min */
   static constexpr double kProbeQueue = 40.0; /* ms of standing, growing send backlog: a probe too far */
 
@@ -232,6 +237,9 @@ private:
   RateReason last_reason_ = RateReason::None;
   RateReason last_cut_reason_ = RateReason::None;
   double sent_peak_ = 0; /* recent peak of sent_kbps, decaying by half a second (0: unknown) */
+  bool above_ = false;  /* clear past the band around the link estimate since above_since_ */
+  Millis above_since_{0};
+  bool lifted_ = false; /* ... for kLiftProof: the limit lifted */
   bool capacity_seen_ = false; /* a capacity was measured in this session (link_estimate_ is one) */
 };
 
