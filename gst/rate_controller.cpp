@@ -336,24 +336,26 @@ RateDecision RateController::update(const RateFeedback &fb) {
         rate = kRampNear;
         clear_since_ = fb.now;
       }
-      /* past the band around the link estimate with the path still clear: held there for
-       * kLiftProof (longer than the feedback takes to show a queue the probe made on a link that
-       * did not grow), then the limit has lifted and the estimate says nothing about the new link:
-       * up at kRampLifted, not slow again from kRampStart */
+      const double step_s = std::chrono::duration<double>(step).count();
       const double band_top = capacity_seen_ && target_ >= min_ ? kCapacityProbeBand : kNearHigh;
       if (!above_ && link_estimate_ > 0 && target_ >= band_top * link_estimate_) {
         above_ = true;
         above_since_ = fb.now;
+        excess_kbit_ = 0;
       }
-      if (above_ && !lifted_ && fb.now - above_since_ >= (target_ < min_ ? kLiftProofBelowMin : kLiftProof))
-        lifted_ = true;
       if (above_ && !lifted_) {
-        rate = 0;
-        clear_since_ = fb.now;
-      } else if (lifted_) {
-        rate = std::max(rate, kRampLifted);
+        if (fb.delivered_kbps > link_estimate_)
+          excess_kbit_ += (fb.delivered_kbps - link_estimate_) * step_s;
+        const double past_s = std::chrono::duration<double>(fb.now - above_since_).count();
+        double past_rate = std::min(kRampMax, kRampNear + kRampAccel * past_s);
+        if (target_ < min_) /* (the frame rate would flip on a steady link) */
+          past_rate = kRampNear;
+        rate = std::max(rate, past_rate);
+        if (excess_kbit_ >= kLiftVolume + kLiftVolumeTime * link_estimate_)
+          lifted_ = true;
       }
-      const double step_s = std::chrono::duration<double>(step).count();
+      if (lifted_)
+        rate = std::max(rate, kRampLifted);
       double next = target_ * std::pow(1.0 + rate, step_s);
       if (patient)
         next = std::min(next, std::max(target_, kNearCap * link_estimate_));

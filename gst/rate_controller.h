@@ -154,11 +154,13 @@ public:
   static constexpr Millis kHoldPatience{1000}; /* holding this long restarts the ramp */
   static constexpr double kCapacityShare = 0.9; /* of a measured capacity: where the ramp stops */
   static constexpr double kCapacityProbeBand = 1.05; /* past a stale one: at kRampNear up to this x it */
-  static constexpr Millis kLiftProof{700};    /* clear this long past the band: the limit lifted */
-  static constexpr double kRampLifted = 1.0;  /* per second, once it lifted */
-  /* below min a probe that overshoots while the feedback lags climbs over min and brings back
-   * every frame for a moment (the frame rate flips on a steady link): a longer proof there */
-  static constexpr Millis kLiftProofBelowMin{1000};
+  /* past the band around the link estimate the path stays clear while more than this was
+   * delivered above the estimate (kbit: more than a token bucket's burst, tc tbf's 20 KB, plus the
+   * bottleneck's queue, kLiftVolumeTime s of the estimate, a probe on a link that did not grow can
+   * pass before it shows as a queue): the limit has lifted */
+  static constexpr double kLiftVolume = 200.0;
+  static constexpr double kLiftVolumeTime = 0.4;
+  static constexpr double kRampLifted = 1.0; /* per second, once it lifted */
   static constexpr double kWantedFloorShare = 0.1; /* wanted_kbps() never below this x min */
   static constexpr double kProbeQueue = 40.0; /* ms of standing, growing send backlog: a probe too far */
 
@@ -239,7 +241,8 @@ private:
   double sent_peak_ = 0; /* recent peak of sent_kbps, decaying by half a second (0: unknown) */
   bool above_ = false;  /* clear past the band around the link estimate since above_since_ */
   Millis above_since_{0};
-  bool lifted_ = false; /* ... for kLiftProof: the limit lifted */
+  double excess_kbit_ = 0; /* delivered above the estimate since then */
+  bool lifted_ = false;    /* more than kLiftVolume (+ ...) of it: the limit lifted */
   bool capacity_seen_ = false; /* a capacity was measured in this session (link_estimate_ is one) */
 };
 
