@@ -156,6 +156,8 @@ RateDecision RateController::update_backlog(Millis now, double queue_ms, int del
   RateDecision decision;
   const double standing = standing_ms >= 0 ? standing_ms - backlog_base_.add(now.count(), standing_ms) : 0;
   if (delivered_kbps > 0 && queue_ms >= 0) {
+    backlog_seen_ = true;
+    last_backlog_ = now;
     if (overloaded || (draining_ && queue_ms > kDrainEnd)) {
       drain(now, queue_ms, delivered_kbps, kQuickDrainTime, &decision);
     } else if (draining_) {
@@ -331,9 +333,12 @@ RateDecision RateController::update(const RateFeedback &fb) {
       /* below min, near the link (up to kNearHigh x it) the probe stays at kRampNear however long the
        * path is clear: a probe there that overshoots while the feedback lags climbs over min and
        * brings back every frame for a moment (the frame rate flips on a steady link) */
+      /* (a send backlog read every few tens of ms shows a probe's queue at once: no lag to fear) */
+      const bool prompt = backlog_seen_ && fb.now - last_backlog_ < kPromptFeedback;
+      const double near_below_min = prompt ? kRampNear : kRampNearBelowMin;
       if (target_ < min_ && link_estimate_ > 0 && target_ > kNearLow * link_estimate_ &&
           target_ < kNearHigh * link_estimate_) {
-        rate = kRampNear;
+        rate = near_below_min;
         clear_since_ = fb.now;
       }
       const double step_s = std::chrono::duration<double>(step).count();
@@ -347,10 +352,8 @@ RateDecision RateController::update(const RateFeedback &fb) {
         if (fb.delivered_kbps > link_estimate_)
           excess_kbit_ += (fb.delivered_kbps - link_estimate_) * step_s;
         const double past_s = std::chrono::duration<double>(fb.now - above_since_).count();
-        double past_rate = std::min(kRampMax, kRampNear + kRampAccel * past_s);
-        if (target_ < min_) /* (the frame rate would flip on a steady link) */
-          past_rate = kRampNear;
-        rate = std::max(rate, past_rate);
+        const double from = target_ < min_ ? near_below_min : kRampNear;
+        rate = std::max(rate, std::min(kRampMax, from + kRampAccel * past_s));
         if (excess_kbit_ >= kLiftVolume + kLiftVolumeTime * link_estimate_)
           lifted_ = true;
       }

@@ -161,6 +161,12 @@ public:
   static constexpr double kLiftVolume = 200.0;
   static constexpr double kLiftVolumeTime = 0.4;
   static constexpr double kRampLifted = 1.0; /* per second, once it lifted */
+  /* below min, near the estimate and past it until the lift is proven: a probe that overshoots
+   * while the feedback lags climbs over min and brings back every frame for a moment (the frame
+   * rate flips on a steady link) */
+  static constexpr double kRampNearBelowMin = 0.08;
+  /* ... unless update_backlog had a reading within this: a queue is seen within ~100 ms there */
+  static constexpr Millis kPromptFeedback{1000};
   static constexpr double kWantedFloorShare = 0.1; /* wanted_kbps() never below this x min */
   static constexpr double kProbeQueue = 40.0; /* ms of standing, growing send backlog: a probe too far */
 
@@ -242,6 +248,8 @@ private:
   bool above_ = false;  /* clear past the band around the link estimate since above_since_ */
   Millis above_since_{0};
   double excess_kbit_ = 0; /* delivered above the estimate since then */
+  bool backlog_seen_ = false; /* update_backlog had a reading, the last at last_backlog_ */
+  Millis last_backlog_{0};
   bool lifted_ = false;    /* more than kLiftVolume (+ ...) of it: the limit lifted */
   bool capacity_seen_ = false; /* a capacity was measured in this session (link_estimate_ is one) */
 };
