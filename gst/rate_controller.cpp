@@ -306,8 +306,7 @@ RateDecision RateController::update(const RateFeedback &fb) {
     if (target_ < max_ && step.count() > 0) {
       const double clear_s = std::chrono::duration<double>(fb.now - clear_since_).count();
       double rate = std::min(kRampMax, kRampStart + kRampAccel * clear_s);
-      /* near the rate the link carried at the last cut, gently: that is where it may be full; past
-       * it, the ramp starts slow again (accelerating: the link has grown, by how much is unknown) */
+      /* near the rate the link carried at the last cut, gently: that is where it may be full */
       const bool near = link_estimate_ > 0 && target_ > kNearLow * link_estimate_ &&
                         target_ < kNearHigh * link_estimate_;
       if (near && !near_) {
@@ -319,7 +318,7 @@ RateDecision RateController::update(const RateFeedback &fb) {
       bool patient = near && fb.now - near_since_ < kNearPatience;
       if (capacity_seen_) {
         /* the link's rate was measured (not guessed from a cut): sat below it while fresh, now
-         * probe past it at kRampNear up to kCapacityProbeBand x it, then accelerate */
+         * probe past it at kRampNear up to kCapacityProbeBand x it, then as past any band */
         patient = false;
         if (target_ > kNearLow * link_estimate_ && target_ < kCapacityProbeBand * link_estimate_) {
           rate = kRampNear;
@@ -330,10 +329,10 @@ RateDecision RateController::update(const RateFeedback &fb) {
         rate = kRampNear;
         clear_since_ = fb.now;
       }
-      /* below min, near the link (up to kNearHigh x it) the probe stays at kRampNear however long the
-       * path is clear: a probe there that overshoots while the feedback lags climbs over min and
-       * brings back every frame for a moment (the frame rate flips on a steady link) */
-      /* (a send backlog read every few tens of ms shows a probe's queue at once: no lag to fear) */
+      /* below min, near the link (up to kNearHigh x it) the probe stays at kRampNearBelowMin however
+       * long the path is clear: a probe there that overshoots while the feedback lags climbs over
+       * min and brings back every frame for a moment (the frame rate flips on a steady link); a
+       * send backlog read every few tens of ms shows a probe's queue at once: no lag to fear */
       const bool prompt = backlog_seen_ && fb.now - last_backlog_ < kPromptFeedback;
       const double near_below_min = prompt ? kRampNear : kRampNearBelowMin;
       if (target_ < min_ && link_estimate_ > 0 && target_ > kNearLow * link_estimate_ &&
@@ -341,6 +340,10 @@ RateDecision RateController::update(const RateFeedback &fb) {
         rate = near_below_min;
         clear_since_ = fb.now;
       }
+      /* past the band with the path clear: accelerating from the band's rate (not slow again from
+       * kRampStart), and once more was delivered above the estimate than a tbf's burst and queue
+       * can hide (the sum is of what the feedback reports: its lag does not matter), the limit has
+       * lifted: kRampLifted */
       const double step_s = std::chrono::duration<double>(step).count();
       const double band_top = capacity_seen_ && target_ >= min_ ? kCapacityProbeBand : kNearHigh;
       if (!above_ && link_estimate_ > 0 && target_ >= band_top * link_estimate_) {

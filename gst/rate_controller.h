@@ -29,10 +29,14 @@
  *  - clear: smoothed delay < kDelayLow, loss < kLossLow and this report delivered what was sent
  *    (>= 90 %) -> up, by a factor per second that
  *    grows the longer the path stays clear (kRampStart + kRampAccel x seconds clear, at most
- *    kRampMax): small steps right after a cut (no sawtooth on a steady link), back to `max` in
- *    well under 10 s once a limit lifts; at most kRampNear while within [kNearLow, kNearHigh] x
- *    the delivered rate at the last cut (GCC's "near max" caution: the link was full there), and
- *    past that band the ramp starts again from kRampStart;
+ *    kRampMax): small steps right after a cut (no sawtooth on a steady link); kRampNear while
+ *    within [kNearLow, kNearHigh] x the delivered rate at the last cut (GCC's "near max" caution:
+ *    the link was full there), and past that band accelerating from kRampNear (by kRampAccel per
+ *    second) until more than kLiftVolume + kLiftVolumeTime x the estimate was delivered above it:
+ *    then the limit has lifted (a tbf's burst and queue cannot hide that much; the feedback's lag
+ *    does not matter, the sum is of what it reports) and the ramp goes at kRampLifted, so `max` is
+ *    back within 10 s of the lift from any cut; below min the band and the climb past it start at
+ *    kRampNearBelowMin unless a send backlog was read lately (kPromptFeedback);
  *    Never above kSentHeadroom x what was actually sent lately (GCC's cap at 1.5x the acknowledged
  *    rate): an encoder that does not fill its target (a still scene, a starved CPU) gives no proof
  *    that the link carries more;
@@ -154,10 +158,10 @@ public:
   static constexpr Millis kHoldPatience{1000}; /* holding this long restarts the ramp */
   static constexpr double kCapacityShare = 0.9; /* of a measured capacity: where the ramp stops */
   static constexpr double kCapacityProbeBand = 1.05; /* past a stale one: at kRampNear up to this x it */
-  /* past the band around the link estimate the path stays clear while more than this was
-   * delivered above the estimate (kbit: more than a token bucket's burst, tc tbf's 20 KB, plus the
-   * bottleneck's queue, kLiftVolumeTime s of the estimate, a probe on a link that did not grow can
-   * pass before it shows as a queue): the limit has lifted */
+  /* past the band around the link estimate, with the path clear, more than this was delivered
+   * above the estimate (kbit, plus kLiftVolumeTime s of the estimate: more than a token bucket's
+   * burst, tc tbf's 20 KB, and the bottleneck's queue let a probe on a link that did not grow pass
+   * before it shows as a queue): the limit has lifted */
   static constexpr double kLiftVolume = 200.0;
   static constexpr double kLiftVolumeTime = 0.4;
   static constexpr double kRampLifted = 1.0; /* per second, once it lifted */
