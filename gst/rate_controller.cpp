@@ -156,8 +156,6 @@ RateDecision RateController::update_backlog(Millis now, double queue_ms, int del
   RateDecision decision;
   const double standing = standing_ms >= 0 ? standing_ms - backlog_base_.add(now.count(), standing_ms) : 0;
   if (delivered_kbps > 0 && queue_ms >= 0) {
-    backlog_seen_ = true;
-    last_backlog_ = now;
     if (overloaded || (draining_ && queue_ms > kDrainEnd)) {
       drain(now, queue_ms, delivered_kbps, kQuickDrainTime, &decision);
     } else if (draining_) {
@@ -329,21 +327,18 @@ RateDecision RateController::update(const RateFeedback &fb) {
         rate = kRampNear;
         clear_since_ = fb.now;
       }
-      /* below min, near the link (up to kNearHigh x it) the probe stays at kRampNearBelowMin however
-       * long the path is clear: a probe there that overshoots while the feedback lags climbs over
-       * min and brings back every frame for a moment (the frame rate flips on a steady link); a
-       * send backlog read every few tens of ms shows a probe's queue at once: no lag to fear */
-      const bool prompt = backlog_seen_ && fb.now - last_backlog_ < kPromptFeedback;
-      const double near_below_min = prompt ? kRampNear : kRampNearBelowMin;
+      /* below min, near the link (up to kNearHigh x it) the probe stays at kRampNear however long
+       * the path is clear: a probe there that overshoots while the feedback lags climbs over min and
+       * brings back every frame for a moment (the frame rate flips on a steady link) */
       if (target_ < min_ && link_estimate_ > 0 && target_ > kNearLow * link_estimate_ &&
           target_ < kNearHigh * link_estimate_) {
-        rate = near_below_min;
+        rate = kRampNear;
         clear_since_ = fb.now;
       }
-      /* past the band with the path clear: accelerating from the band's rate (not slow again from
-       * kRampStart), and once more was delivered above the estimate than a tbf's burst and queue
-       * can hide (the sum is of what the feedback reports: its lag does not matter), the limit has
-       * lifted: kRampLifted */
+      /* past the band with the path clear: slow again from kRampStart (the link was full near the
+       * estimate), until more was delivered above the estimate than a tbf's burst and queue can
+       * hide (the sum is of what the feedback reports: its lag does not matter); then the limit
+       * has lifted: kRampLifted */
       const double step_s = std::chrono::duration<double>(step).count();
       const double band_top = capacity_seen_ && target_ >= min_ ? kCapacityProbeBand : kNearHigh;
       if (!above_ && link_estimate_ > 0 && target_ >= band_top * link_estimate_) {
@@ -355,8 +350,7 @@ RateDecision RateController::update(const RateFeedback &fb) {
         if (fb.delivered_kbps > link_estimate_)
           excess_kbit_ += (fb.delivered_kbps - link_estimate_) * step_s;
         const double past_s = std::chrono::duration<double>(fb.now - above_since_).count();
-        const double from = target_ < min_ ? near_below_min : kRampNear;
-        rate = std::max(rate, std::min(kRampMax, from + kRampAccel * past_s));
+        rate = std::max(rate, std::min(kRampMax, kRampStart + kRampAccel * past_s));
         if (excess_kbit_ >= kLiftVolume + kLiftVolumeTime * link_estimate_)
           lifted_ = true;
       }

@@ -31,12 +31,11 @@
  *    grows the longer the path stays clear (kRampStart + kRampAccel x seconds clear, at most
  *    kRampMax): small steps right after a cut (no sawtooth on a steady link); kRampNear while
  *    within [kNearLow, kNearHigh] x the delivered rate at the last cut (GCC's "near max" caution:
- *    the link was full there), and past that band accelerating from kRampNear (by kRampAccel per
- *    second) until more than kLiftVolume + kLiftVolumeTime x the estimate was delivered above it:
- *    then the limit has lifted (a tbf's burst and queue cannot hide that much; the feedback's lag
- *    does not matter, the sum is of what it reports) and the ramp goes at kRampLifted, so `max` is
- *    back within 10 s of the lift from any cut; below min the band and the climb past it start at
- *    kRampNearBelowMin unless a send backlog was read lately (kPromptFeedback);
+ *    the link was full there), and past that band from kRampStart again until more than
+ *    kLiftVolume + kLiftVolumeTime x the estimate was delivered above it: then the limit has
+ *    lifted (a tbf's burst and queue cannot hide that much; the feedback's lag does not matter,
+ *    the sum is of what it reports) and the ramp goes at kRampLifted, so `max` is back within
+ *    10 s of the lift from any cut;
  *    Never above kSentHeadroom x what was actually sent lately (GCC's cap at 1.5x the acknowledged
  *    rate): an encoder that does not fill its target (a still scene, a starved CPU) gives no proof
  *    that the link carries more;
@@ -142,7 +141,7 @@ public:
   static constexpr double kRampStart = 0.04;   /* per second, right after a cut */
   static constexpr double kRampAccel = 0.12;   /* per second, per second of clear path */
   static constexpr double kRampMax = 0.80;     /* per second */
-  static constexpr double kRampNear = 0.15;    /* per second, near the link estimate: */
+  static constexpr double kRampNear = 0.12;    /* per second, near the link estimate: */
   static constexpr double kNearLow = 0.9;      /*   from this x the delivered rate at the last cut */
   static constexpr double kNearHigh = 1.15;    /*   to this x */
   static constexpr double kSentHeadroom = 2.0;  /* the target at most this x the recent sent peak */
@@ -165,12 +164,6 @@ public:
   static constexpr double kLiftVolume = 200.0;
   static constexpr double kLiftVolumeTime = 0.4;
   static constexpr double kRampLifted = 1.0; /* per second, once it lifted */
-  /* below min, near the estimate and past it until the lift is proven: a probe that overshoots
-   * while the feedback lags climbs over min and brings back every frame for a moment (the frame
-   * rate flips on a steady link) */
-  static constexpr double kRampNearBelowMin = 0.08;
-  /* ... unless update_backlog had a reading within this: a queue is seen within ~100 ms there */
-  static constexpr Millis kPromptFeedback{1000};
   static constexpr double kWantedFloorShare = 0.1; /* wanted_kbps() never below this x min */
   static constexpr double kProbeQueue = 40.0; /* ms of standing, growing send backlog: a probe too far */
 
@@ -252,8 +245,6 @@ private:
   bool above_ = false;  /* clear past the band around the link estimate since above_since_ */
   Millis above_since_{0};
   double excess_kbit_ = 0; /* delivered above the estimate since then */
-  bool backlog_seen_ = false; /* update_backlog had a reading, the last at last_backlog_ */
-  Millis last_backlog_{0};
   bool lifted_ = false;    /* more than kLiftVolume (+ ...) of it: the limit lifted */
   bool capacity_seen_ = false; /* a capacity was measured in this session (link_estimate_ is one) */
 };
