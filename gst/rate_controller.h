@@ -34,8 +34,8 @@
  *    the link was full there), and past that band from kRampStart again until more than
  *    kLiftVolume + kLiftVolumeTime x the estimate was delivered above it: then the limit has
  *    lifted (a tbf's burst and queue cannot hide that much; the feedback's lag does not matter,
- *    the sum is of what it reports) and the ramp goes at kRampLifted, so `max` is back within
- *    10 s of the lift from any cut;
+ *    the sum is of what it reports) and the ramp goes at kRampLifted (not at the accelerating
+ *    ramp's 4-80 %/s all the way to `max`);
  *    Never above kSentHeadroom x what was actually sent lately (GCC's cap at 1.5x the acknowledged
  *    rate): an encoder that does not fill its target (a still scene, a starved CPU) gives no proof
  *    that the link carries more;
