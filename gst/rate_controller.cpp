@@ -319,12 +319,12 @@ RateDecision RateController::update(const RateFeedback &fb) {
          * probe past it at kRampNear up to kCapacityProbeBand x it, then as past any band */
         patient = false;
         if (target_ > kNearLow * link_estimate_ && target_ < kCapacityProbeBand * link_estimate_) {
-          rate = kRampNear;
+          rate = std::min(rate, kRampNear);
           clear_since_ = fb.now;
         }
       }
       if (patient) {
-        rate = kRampNear;
+        rate = std::min(rate, kRampNear);
         clear_since_ = fb.now;
       }
       /* below min, near the link (up to kNearHigh x it) the probe stays at kRampNear however long
@@ -332,7 +332,7 @@ RateDecision RateController::update(const RateFeedback &fb) {
        * brings back every frame for a moment (the frame rate flips on a steady link) */
       if (target_ < min_ && link_estimate_ > 0 && target_ > kNearLow * link_estimate_ &&
           target_ < kNearHigh * link_estimate_) {
-        rate = kRampNear;
+        rate = std::min(rate, kRampNear);
         clear_since_ = fb.now;
       }
       /* past the band with the path clear: slow again from kRampStart (the link was full near the

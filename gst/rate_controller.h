@@ -141,7 +141,7 @@ public:
   static constexpr double kRampStart = 0.04;   /* per second, right after a cut */
   static constexpr double kRampAccel = 0.12;   /* per second, per second of clear path */
   static constexpr double kRampMax = 0.80;     /* per second */
-  static constexpr double kRampNear = 0.12;    /* per second, near the link estimate: */
+  static constexpr double kRampNear = 0.08;    /* per second, near the link estimate: */
   static constexpr double kNearLow = 0.9;      /*   from this x the delivered rate at the last cut */
   static constexpr double kNearHigh = 1.15;    /*   to this x */
   static constexpr double kSentHeadroom = 2.0;  /* the target at most this x the recent sent peak */
