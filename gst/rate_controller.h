@@ -29,8 +29,8 @@
  *  - clear: smoothed delay < kDelayLow, loss < kLossLow and this report delivered what was sent
  *    (>= 90 %) -> up, by a factor per second that
  *    grows the longer the path stays clear (kRampStart + kRampAccel x seconds clear, at most
- *    kRampMax): small steps right after a cut (no sawtooth on a steady link); kRampNear while
- *    within [kNearLow, kNearHigh] x the delivered rate at the last cut (GCC's "near max" caution:
+ *    kRampMax): small steps right after a cut (no sawtooth on a steady link); at most kRampNear
+ *    while within [kNearLow, kNearHigh] x the delivered rate at the last cut (GCC's "near max" caution:
  *    the link was full there), and past that band from kRampStart again until more than
  *    kLiftVolume + kLiftVolumeTime x the estimate was delivered above it: then the limit has
  *    lifted (a tbf's burst and queue cannot hide that much; the feedback's lag does not matter,

@@ -1100,10 +1100,10 @@ GST_START_TEST(test_rate_steady_link_probes_bounded) {
       /* a probe past the link is stopped by the feedback: below 1.9 x the link (a tbf's burst hides
        * the first ~160 kbit of it, the feedback comes 0.5 s late; the fast ramp after a lift, had it
        * started here, takes it to 2-4 x); on average the link is used and not much more; a probe
-       * every 2 s at most (8-21 a minute here; 6-21 before the lift was proven by volume); below
+       * every 2 s at most (6-21 a minute here, the same figures as without the lift's proof); below
        * min the frame rate stays lowered (but with keyframes queueing at a tbf's 200 kbit/s, where
-       * the capacity measured with them lets a probe climb over min now and then: 6 times a minute
-       * before the lift was proven by volume as well) */
+       * the capacity measured with them lets a probe climb over min now and then: 6 times a
+       * minute, without the lift's proof as well) */
       const bool ok = hi <= 1.9 * x && mean >= 0.85 * x && mean <= 1.1 * x && cuts <= 30 &&
                       (x >= 300 || variant == 1 || restored == 0);
       if (!ok) {
