@@ -298,13 +298,13 @@ RateDecision RateController::update(const RateFeedback &fb) {
     if (!clear_) {
       clear_ = true;
       clear_since_ = fb.now;
+      lifted_ = above_ = false;
     }
     episode_start_kbps_ = 0;
     if (target_ < max_ && step.count() > 0) {
       const double clear_s = std::chrono::duration<double>(fb.now - clear_since_).count();
       double rate = std::min(kRampMax, kRampStart + kRampAccel * clear_s);
-      /* near the rate the link carried at the last cut, gently: that is where it may be full; past
-       * it, the ramp starts slow again (accelerating: the link has grown, by how much is unknown) */
+      /* near the rate the link carried at the last cut, gently: that is where it may be full */
       const bool near = link_estimate_ > 0 && target_ > kNearLow * link_estimate_ &&
                         target_ < kNearHigh * link_estimate_;
       if (near && !near_) {
@@ -316,7 +316,7 @@ RateDecision RateController::update(const RateFeedback &fb) {
       bool patient = near && fb.now - near_since_ < kNearPatience;
       if (capacity_seen_) {
         /* the link's rate was measured (not guessed from a cut): sat below it while fresh, now
-         * probe past it at kRampNear up to kCapacityProbeBand x it, then accelerate */
+         * probe past it at kRampNear up to kCapacityProbeBand x it, then as past any band */
         patient = false;
         if (target_ > kNearLow * link_estimate_ && target_ < kCapacityProbeBand * link_estimate_) {
           rate = std::min(rate, kRampNear);
@@ -327,15 +327,35 @@ RateDecision RateController::update(const RateFeedback &fb) {
         rate = std::min(rate, kRampNear);
         clear_since_ = fb.now;
       }
-      /* below min, near the link (up to kNearHigh x it) the probe stays at kRampNear however long the
-       * path is clear: a probe there that overshoots while the feedback lags climbs over min and
+      /* below min, near the link (up to kNearHigh x it) the probe stays at kRampNear however long
+       * the path is clear: a probe there that overshoots while the feedback lags climbs over min and
        * brings back every frame for a moment (the frame rate flips on a steady link) */
       if (target_ < min_ && link_estimate_ > 0 && target_ > kNearLow * link_estimate_ &&
           target_ < kNearHigh * link_estimate_) {
         rate = std::min(rate, kRampNear);
         clear_since_ = fb.now;
       }
+      /* past the band with the path clear: slow again from kRampStart (the link was full near the
+       * estimate), until more was delivered above the estimate than a tbf's burst and queue can
+       * hide (the sum is of what the feedback reports: its lag does not matter); then the limit
+       * has lifted: kRampLifted */
       const double step_s = std::chrono::duration<double>(step).count();
+      const double band_top = capacity_seen_ && target_ >= min_ ? kCapacityProbeBand : kNearHigh;
+      if (!above_ && link_estimate_ > 0 && target_ >= band_top * link_estimate_) {
+        above_ = true;
+        above_since_ = fb.now;
+        excess_kbit_ = 0;
+      }
+      if (above_ && !lifted_) {
+        if (fb.delivered_kbps > link_estimate_)
+          excess_kbit_ += (fb.delivered_kbps - link_estimate_) * step_s;
+        const double past_s = std::chrono::duration<double>(fb.now - above_since_).count();
+        rate = std::max(rate, std::min(kRampMax, kRampStart + kRampAccel * past_s));
+        if (excess_kbit_ >= kLiftVolume + kLiftVolumeTime * link_estimate_)
+          lifted_ = true;
+      }
+      if (lifted_)
+        rate = std::max(rate, kRampLifted);
       double next = target_ * std::pow(1.0 + rate, step_s);
       if (patient)
         next = std::min(next, std::max(target_, kNearCap * link_estimate_));

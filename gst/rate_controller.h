@@ -29,10 +29,13 @@
  *  - clear: smoothed delay < kDelayLow, loss < kLossLow and this report delivered what was sent
  *    (>= 90 %) -> up, by a factor per second that
  *    grows the longer the path stays clear (kRampStart + kRampAccel x seconds clear, at most
- *    kRampMax): small steps right after a cut (no sawtooth on a steady link), back to `max` in
- *    well under 10 s once a limit lifts; at most kRampNear while within [kNearLow, kNearHigh] x
- *    the delivered rate at the last cut (GCC's "near max" caution: the link was full there), and
- *    past that band the ramp starts again from kRampStart;
+ *    kRampMax): small steps right after a cut (no sawtooth on a steady link); at most kRampNear
+ *    while within [kNearLow, kNearHigh] x the delivered rate at the last cut (GCC's "near max" caution:
+ *    the link was full there), and past that band from kRampStart again until more than
+ *    kLiftVolume + kLiftVolumeTime x the estimate was delivered above it: then the limit has
+ *    lifted (a tbf's burst and queue cannot hide that much; the feedback's lag does not matter,
+ *    the sum is of what it reports) and the ramp goes at kRampLifted (not at the accelerating
+ *    ramp's 4-80 %/s all the way to `max`);
  *    Never above kSentHeadroom x what was actually sent lately (GCC's cap at 1.5x the acknowledged
  *    rate): an encoder that does not fill its target (a still scene, a starved CPU) gives no proof
  *    that the link carries more;
@@ -154,6 +157,13 @@ public:
   static constexpr Millis kHoldPatience{1000}; /* holding this long restarts the ramp */
   static constexpr double kCapacityShare = 0.9; /* of a measured capacity: where the ramp stops */
   static constexpr double kCapacityProbeBand = 1.05; /* past a stale one: at kRampNear up to this x it */
+  /* past the band around the link estimate, with the path clear, more than this was delivered
+   * above the estimate (kbit, plus kLiftVolumeTime s of the estimate: more than a token bucket's
+   * burst, tc tbf's 20 KB, and the bottleneck's queue let a probe on a link that did not grow pass
+   * before it shows as a queue): the limit has lifted */
+  static constexpr double kLiftVolume = 200.0;
+  static constexpr double kLiftVolumeTime = 0.4;
+  static constexpr double kRampLifted = 1.0; /* per second, once it lifted */
   static constexpr double kWantedFloorShare = 0.1; /* wanted_kbps() never below this x min */
   static constexpr double kProbeQueue = 40.0; /* ms of standing, growing send backlog: a probe too far */
 
@@ -232,6 +242,10 @@ private:
   RateReason last_reason_ = RateReason::None;
   RateReason last_cut_reason_ = RateReason::None;
   double sent_peak_ = 0; /* recent peak of sent_kbps, decaying by half a second (0: unknown) */
+  bool above_ = false;  /* clear past the band around the link estimate since above_since_ */
+  Millis above_since_{0};
+  double excess_kbit_ = 0; /* delivered above the estimate since then */
+  bool lifted_ = false;    /* more than kLiftVolume (+ ...) of it: the limit lifted */
   bool capacity_seen_ = false; /* a capacity was measured in this session (link_estimate_ is one) */
 };
 

@@ -11,9 +11,9 @@
  *    rate is lowered instead of a queue growing: after a settle time frames reach the viewer at
  *    >= 6 fps (9.5-25 measured in 11 runs) with no gap over 1 s, `stats` shows framerate-fraction
  *    < 1 and the target stays at min-bitrate, a status message tells it; lifted,
- *    framerate-fraction is back to 1. Without the lowered frame rate the encoder's 300 kbit/s do
- *    not fit: the TCP send queue and the publisher's leaky queue drop and delay frames, seconds
- *    pass between pictures at the viewer.
+ *    framerate-fraction is back to 1 and then the target at 95 % of `bitrate`. Without the lowered
+ *    frame rate the encoder's 300 kbit/s do not fit: the TCP send queue and the publisher's leaky
+ *    queue drop and delay frames, seconds pass between pictures at the viewer.
  * Each case prints a "BANDWIDTH ..." line with its figures. */
 #include <gst/check/gstcheck.h>
 
@@ -177,6 +177,9 @@ GST_START_TEST(test_below_floor_lowers_frame_rate) {
    * old link's rate, and over RTSP/TCP at a few frames per tick a noisy delivered/sent ratio holds
    * it now and then: 1-7 s measured, once over 15 s on a busy machine) */
   constexpr int kRestoreMs = 25000;
+  /* lifted: the target back at 95 % of `bitrate` within this (measured: 4-10 s; a target that
+   * stays near the old link's rate fails it) */
+  constexpr int kFullMs = 25000;
   Hosts hosts;
   start(hosts, "rtsp", true, true);
   fail_unless(hosts.limit(kFloorLimit), "tc tbf failed");
@@ -231,10 +234,21 @@ GST_START_TEST(test_below_floor_lowers_frame_rate) {
     return false;
   }, kRestoreMs);
   const double restore_s = (g_get_monotonic_time() - lifted) / 1e6;
+  /* and the full bitrate (issue 17: within 10 s of the lift, from any cut; the benchmark measures
+   * it, the bound here is generous for a busy machine) */
+  int climbed = -1;
+  const bool full = restored && wait_until([&] {
+    climbed = hosts.rates().first;
+    if (climbed >= kBitrate * 95 / 100)
+      return true;
+    g_usleep(200 * 1000);
+    return false;
+  }, static_cast<int>(kFullMs - (g_get_monotonic_time() - lifted) / 1000));
+  const double full_s = (g_get_monotonic_time() - lifted) / 1e6;
   g_print("BANDWIDTH transport=rtsp limit=%d fps=%.1f longest_gap_ms=%.0f fraction_min=%.2f fraction_max=%.2f "
-          "target_min=%d target_max=%d samples=%d lowered_status=%d restored=%d restore_s=%.1f\n",
+          "target_min=%d target_max=%d samples=%d lowered_status=%d restored=%d restore_s=%.1f full=%d full_s=%.1f\n",
           kFloorLimit, fps, gap / 1e3, fraction_min, fraction_max, target_min, target_max, samples, lowered,
-          restored, restore_s);
+          restored, restore_s, full, full_s);
   fail_unless(hosts.publisher.death().empty(), "the publisher died: %s", hosts.publisher.death().c_str());
   /* the viewer first: what fails without the lowered frame rate (seconds without a picture) */
   fail_unless(fps >= 6.0, "%.1f fps at the viewer under a %d kbit/s limit", fps, kFloorLimit);
@@ -245,6 +259,7 @@ GST_START_TEST(test_below_floor_lowers_frame_rate) {
               target_max);
   fail_unless(lowered >= 1, "no status message about the lowered frame rate");
   fail_unless(restored, "framerate-fraction %.2f %d s after the limit lifted", fraction, kRestoreMs / 1000);
+  fail_unless(full, "target %d kbit/s %d s after the limit lifted", climbed, kFullMs / 1000);
   fail_unless(wait_until([&] { return hosts.publisher.status_containing("frame rate back to full", lifted) >= 1; },
                          3000),
               "no status message about the frame rate back to full");

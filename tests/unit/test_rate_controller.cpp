@@ -27,15 +27,20 @@ struct Link {
   double capacity_kbps;
   double queue_kbit = 0;
   double queue_limit_ms = 400;
+  /* a token bucket's burst (tc tbf `burst`): what the link saved while it was not full passes at
+   * once (0: none) */
+  double burst_kbit = 0;
+  double tokens_kbit = 0;
 
   /* One tick of sending at `rate_kbps`: the feedback the sender gets back. */
   RateFeedback carry(std::chrono::milliseconds now, double rate_kbps, bool with_delay = true, bool with_loss = true) {
     const double dt = std::chrono::duration<double>(kTick).count();
     const double offered = rate_kbps * dt;
-    const double capacity = capacity_kbps * dt;
+    const double capacity = capacity_kbps * dt + tokens_kbit;
     const double limit = capacity_kbps * queue_limit_ms / 1000.0;
     double backlog = queue_kbit + offered;
     const double delivered = std::min(backlog, capacity);
+    tokens_kbit = std::min(burst_kbit, capacity - delivered);
     backlog -= delivered;
     double dropped = 0;
     if (backlog > limit) {
@@ -439,6 +444,9 @@ struct TcpRun {
   bool quick = true;
   int gop = 30;
   double keyframe_units = 8;
+  double scale = 1.0; /* share of the target the encoder sends (the lowered frame rate) */
+  double burst_bytes = 0; /* a token bucket after the socket (tc tbf `burst`; 0: none) */
+  double tokens = 0;
   double capacity_kbps = 4000;
   double backlog = 0; /* bytes */
   std::uint64_t written = 0;
@@ -457,14 +465,17 @@ struct TcpRun {
     for (auto end = now + duration; now < end; now += 5ms) {
       const double t = static_cast<double>(now.count());
       if (t >= next_frame_ms) {
-        const double unit = rc.target_kbps() * 1000.0 / 8.0 / (gop - 1 + keyframe_units);
+        const double unit = scale * rc.target_kbps() * 1000.0 / 8.0 / (gop - 1 + keyframe_units);
         const double bytes = (frame % gop == 0 ? keyframe_units : 1.0) * unit;
         backlog += bytes;
         written += static_cast<std::uint64_t>(bytes);
         frame++;
         next_frame_ms += 1000.0 / 30.0;
       }
-      backlog = std::max(0.0, backlog - capacity_kbps * 5.0 / 8.0);
+      const double drainable = capacity_kbps * 5.0 / 8.0 + tokens; /* bytes */
+      const double drained = std::min(backlog, drainable);
+      tokens = std::min(burst_bytes, drainable - drained);
+      backlog -= drained;
       queue_ms.push_back(backlog * 8.0 / capacity_kbps);
       if (now.count() % 40 == 0) {
         const BacklogReading r = watch.sample(now, written, static_cast<std::int64_t>(backlog));
@@ -865,6 +876,246 @@ GST_START_TEST(test_backlog_probe_ends_on_queue) {
 }
 GST_END_TEST;
 
+/* ---- Back to `bitrate` after a limit lifts, from any cut (issue 17: within 10 s) ---- */
+
+namespace {
+
+/* The two feedback kinds a publisher has, each against a step cut X -> lift, with the lowered
+ * frame rate below min (an encoder at max(min, wanted) sending the share of frames the floor
+ * keeps):
+ *  - Backlog: RTSP over TCP, TcpRun (a socket backlog read every 40 ms, update() every 200 ms);
+ *  - Twcc: WHIP, the per-packet estimator's view (gst/twcc_estimator.h) of a 200 ms tbf: the
+ *    standing queue (least of the last 1 s), the latest packets' queue, overuse while it grows,
+ *    the link's capacity while packets queue (keyframes queue every GOP on a slow link) and for
+ *    2 s after, delivered and sent over 500 ms, loss; `lag_ticks` late. */
+enum class Feedback { Backlog, Twcc };
+
+struct TwccRun {
+  RateController rc{300, 2500};
+  FrameRateFloor floor;
+  Link link{4000};
+  std::chrono::milliseconds now{0};
+  std::size_t lag_ticks = 5;
+  std::deque<RateFeedback> late;
+  std::deque<double> queue_history, delivered_history, sent_history;
+  std::chrono::milliseconds last_busy{-10000};
+  int measured_capacity = 0;
+  double last_queue_ms = 0, gop_credit = 0;
+  bool keyframes = true; /* false: frames of one size (a capacity only from a queue the rate makes) */
+  std::vector<int> targets, wanted;
+  std::vector<double> fractions;
+  int cuts = 0, restored = 0, lowered = 0;
+
+  static constexpr double kSamplesPerSecond = 10; /* of wanted */
+  TwccRun() {
+    link.queue_limit_ms = 200;
+    link.burst_kbit = 160; /* the benchmark's tbf: burst 20kb */
+  }
+  void set_link(double kbps) { link.capacity_kbps = kbps; }
+  void advance(std::chrono::milliseconds duration) { run(duration); }
+  void run(std::chrono::milliseconds duration) {
+    for (auto end = now + duration; now < end; now += kTick) {
+      const double rate = rc.target_kbps() * floor.fraction();
+      /* a keyframe (4 x a delta frame) every 30 frames kept: its tick carries more */
+      gop_credit += keyframes ? 3.0 * floor.fraction() : 0.0;
+      const bool keyframe = gop_credit >= 30.0;
+      if (keyframe)
+        gop_credit -= 30.0;
+      const double share = !keyframes ? 1.0 : keyframe ? (4.0 + 2.0) / 33.0 * 10.0 : 3.0 / 33.0 * 10.0;
+      RateFeedback fb = link.carry(now, rate * share, false, true);
+      const double queue_ms = link.queue_kbit / link.capacity_kbps * 1000.0;
+      queue_history.push_back(queue_ms);
+      if (queue_history.size() > 10)
+        queue_history.pop_front();
+      fb.queuing_delay_ms = *std::min_element(queue_history.begin(), queue_history.end());
+      fb.queue_now_ms = queue_ms;
+      fb.delay_overuse = !keyframe && queue_ms > last_queue_ms + 5 && queue_ms > 10;
+      last_queue_ms = queue_ms;
+      if (queue_ms > 5) {
+        last_busy = now;
+        measured_capacity = static_cast<int>(link.capacity_kbps);
+      }
+      if (now - last_busy < 2s)
+        fb.capacity_kbps = measured_capacity;
+      delivered_history.push_back(fb.delivered_kbps);
+      sent_history.push_back(fb.sent_kbps);
+      if (delivered_history.size() > 5) {
+        delivered_history.pop_front();
+        sent_history.pop_front();
+      }
+      double delivered = 0, sent = 0;
+      for (std::size_t i = 0; i < delivered_history.size(); ++i) {
+        delivered += delivered_history[i];
+        sent += sent_history[i];
+      }
+      fb.delivered_kbps = static_cast<int>(delivered / delivered_history.size());
+      fb.sent_kbps = static_cast<int>(sent / sent_history.size());
+      late.push_back(fb);
+      if (late.size() <= lag_ticks) {
+        note(RateDecision{});
+        continue;
+      }
+      fb = late.front();
+      late.pop_front();
+      fb.now = now;
+      note(rc.update(fb));
+    }
+  }
+  void note(RateDecision d) {
+    if (d.target_kbps == 0) {
+      d.target_kbps = rc.target_kbps();
+      d.wanted_kbps = rc.wanted_kbps();
+    } else if (d.changed && d.reason != RateReason::Probe) {
+      cuts++;
+    }
+    const FrameRateStep step = floor.update(d.wanted_kbps, rc.min_kbps(), 30);
+    lowered += step.lowered;
+    restored += step.restored;
+    targets.push_back(d.target_kbps);
+    wanted.push_back(d.wanted_kbps);
+    fractions.push_back(floor.fraction());
+  }
+};
+
+/* TcpRun with the lowered frame rate: the encoder at the target sends the share the floor keeps. */
+struct ThinTcpRun : TcpRun {
+  static constexpr double kSamplesPerSecond = 5; /* of wanted */
+  ThinTcpRun() { burst_bytes = 20000; /* the benchmark's tbf: burst 20kb */ }
+  void set_link(double kbps) { capacity_kbps = kbps; }
+  void advance(std::chrono::milliseconds duration) { run_ticks(duration); }
+  FrameRateFloor floor;
+  std::vector<int> wanted;
+  std::vector<double> fractions;
+  int cuts = 0, restored = 0;
+  int last_wanted = 2500;
+
+  void run_ticks(std::chrono::milliseconds duration) {
+    for (auto end = now + duration; now < end;) {
+      scale = floor.fraction();
+      run(40ms);
+      const FrameRateStep step = floor.update(rc.wanted_kbps(), rc.min_kbps(), 30);
+      restored += step.restored;
+      if (rc.wanted_kbps() < last_wanted && rc.last_reason() != RateReason::Probe)
+        cuts++;
+      last_wanted = rc.wanted_kbps();
+      if (now.count() % 200 == 0) {
+        wanted.push_back(rc.wanted_kbps());
+        fractions.push_back(floor.fraction());
+      }
+    }
+  }
+};
+
+/* Seconds from the lift until the target is at `bitrate` and every frame is sent again (wanted
+ * at max), with the link X kbit/s for `cut_s` before (settled); -1: not within 20 s. */
+template <typename R> double lift_time(R &r, int x_kbps, int cut_s) {
+  r.advance(5s);
+  r.set_link(x_kbps);
+  r.advance(std::chrono::seconds(cut_s));
+  r.set_link(4000);
+  const std::size_t lift = r.wanted.size();
+  r.advance(20s);
+  for (std::size_t i = lift; i < r.wanted.size(); ++i)
+    if (r.wanted[i] >= r.rc.max_kbps())
+      return (i - lift) / R::kSamplesPerSecond;
+  return -1;
+}
+
+/* A steady link of `x_kbps` for 60 s after settling 10 s: the wanted rates, the cuts and the
+ * returns to every frame meanwhile. */
+struct SteadyFigures {
+  std::vector<int> wanted;
+  int cuts = 0, restored = 0;
+};
+template <typename R> SteadyFigures steady_link(R &r, int x_kbps) {
+  r.advance(5s);
+  r.set_link(x_kbps);
+  r.advance(10s);
+  const std::size_t from = r.wanted.size();
+  const int cuts = r.cuts, restored = r.restored;
+  r.advance(60s);
+  SteadyFigures f;
+  f.wanted.assign(r.wanted.begin() + static_cast<long>(from), r.wanted.end());
+  f.cuts = r.cuts - cuts;
+  f.restored = r.restored - restored;
+  return f;
+}
+
+}  // namespace
+
+/* From any cut between 200 and 2000 kbit/s (below min-bitrate too, where the frame rate is
+ * lowered), both feedback kinds, after 8 or 15 s on the limited link: back at `bitrate` with
+ * every frame within kLiftBound of the lift. The issue's bound is 10 s on a real link; these
+ * simulated links are harsher than the benchmark's (keyframes of 8 delta frames queue at 200
+ * kbit/s and hold the ramp; the TWCC capacity measured with them stays 2 s after the lift), so
+ * the benchmark (docs/benchmarks.md) measures the margin, this checks the worst case stays in
+ * it. */
+GST_START_TEST(test_rate_lift_from_any_cut) {
+  constexpr double kLiftBound = 12.0; /* 12.8 s before the lift was proven by volume */
+  double worst = 0;
+  int late = 0;
+  for (Feedback kind : {Feedback::Backlog, Feedback::Twcc}) {
+    for (int x : {200, 250, 300, 400, 500, 700, 1000, 1500, 2000}) {
+      for (int cut_s : {8, 15}) {
+        TwccRun twcc;
+        ThinTcpRun tcp;
+        const double s = kind == Feedback::Twcc ? lift_time(twcc, x, cut_s) : lift_time(tcp, x, cut_s);
+        g_print("lift from %4d kbit/s (%s, %2d s): %.1f s\n", x, kind == Feedback::Twcc ? "twcc" : "backlog", cut_s,
+                s);
+        if (s < 0 || s > kLiftBound)
+          late++;
+        worst = s < 0 ? 1e9 : std::max(worst, s);
+      }
+    }
+  }
+  g_print("lift: worst %.1f s\n", worst);
+  fail_unless(late == 0, "%d cuts not back at bitrate within %.0f s (worst %.1f s)", late, kLiftBound, worst);
+}
+GST_END_TEST;
+
+/* A steady limited link, both feedback kinds, below and above min-bitrate: once settled, the
+ * probes past the link stay rare and small (no run-away past the band around the estimate and
+ * back: the fast ramp after a lift must not start on a link that did not grow), the frame rate
+ * is not restored below min, the link is used. */
+GST_START_TEST(test_rate_steady_link_probes_bounded) {
+  int failed = 0;
+  for (int variant : {0, 1, 2}) { /* backlog; twcc with keyframes; twcc without */
+    const Feedback kind = variant == 0 ? Feedback::Backlog : Feedback::Twcc;
+    for (int x : {200, 300, 500, 1000, 1500}) {
+      TwccRun twcc;
+      twcc.keyframes = variant == 1;
+      ThinTcpRun tcp;
+      const SteadyFigures f = kind == Feedback::Twcc ? steady_link(twcc, x) : steady_link(tcp, x);
+      const std::vector<int> &wanted = f.wanted;
+      const int cuts = f.cuts, restored = f.restored;
+      const int hi = *std::max_element(wanted.begin(), wanted.end());
+      const int lo = *std::min_element(wanted.begin(), wanted.end());
+      double mean = 0;
+      for (int w : wanted)
+        mean += w;
+      mean /= wanted.size();
+      g_print("steady %4d kbit/s (%s%s): wanted %d..%d, mean %.0f, %d cuts and %d returns to every frame in 60 s\n", x,
+              kind == Feedback::Twcc ? "twcc" : "backlog", variant == 2 ? ", no keyframes" : "", lo, hi, mean, cuts,
+              restored);
+      /* a probe past the link is stopped by the feedback: below 1.9 x the link (a tbf's burst hides
+       * the first ~160 kbit of it, the feedback comes 0.5 s late; the fast ramp after a lift, had it
+       * started here, takes it to 2-4 x); on average the link is used and not much more; a probe
+       * every 2 s at most (6-21 a minute here, the same figures as without the lift's proof); below
+       * min the frame rate stays lowered (but with keyframes queueing at a tbf's 200 kbit/s, where
+       * the capacity measured with them lets a probe climb over min now and then: 6 times a
+       * minute, without the lift's proof as well) */
+      const bool ok = hi <= 1.9 * x && mean >= 0.85 * x && mean <= 1.1 * x && cuts <= 30 &&
+                      (x >= 300 || variant == 1 || restored == 0);
+      if (!ok) {
+        g_print("  ^ out of bounds\n");
+        failed++;
+      }
+    }
+  }
+  fail_unless(failed == 0, "%d steady links out of bounds", failed);
+}
+GST_END_TEST;
+
 static Suite *rate_controller_suite(void) {
   Suite *s = suite_create("rate_controller");
   TCase *tc = tcase_create("rate");
@@ -891,6 +1142,8 @@ static Suite *rate_controller_suite(void) {
   tcase_add_test(tc, test_frame_thinner_even);
   tcase_add_test(tc, test_rate_overflow_drain_and_keyframe);
   tcase_add_test(tc, test_backlog_probe_ends_on_queue);
+  tcase_add_test(tc, test_rate_lift_from_any_cut);
+  tcase_add_test(tc, test_rate_steady_link_probes_bounded);
   return s;
 }
 
