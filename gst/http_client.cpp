@@ -91,6 +91,7 @@ HttpClient::~HttpClient() {
       finish(op);
     }
     g_clear_object(&session_);
+    *alive_ = false;
   });
   g_clear_object(&tls_database_);
 }
@@ -101,7 +102,9 @@ void HttpClient::send(HttpRequest request, Callback done) {
   op->request = std::move(request);
   op->done = std::move(done);
   op->current_url = op->request.url;
-  loop_.post([this, op] {
+  loop_.post([this, op, alive = alive_] {
+    if (!*alive) /* sent while the client was destroyed (ASan: a use after free here) */
+      return;
     in_flight_.insert(op);
     if (!config_error_.empty()) {
       op->response.failure = HttpFailure::Tls;

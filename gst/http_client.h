@@ -72,7 +72,9 @@ public:
   HttpClient &operator=(const HttpClient &) = delete;
 
   using Callback = std::function<void(HttpResponse)>;
-  /* Starts a request; `done` runs on the loop thread, exactly once (also on cancel). */
+  /* Starts a request; `done` runs on the loop thread, exactly once (also on cancel), unless the
+   * request is sent while the client is being destroyed (e.g. from another request's `done`
+   * during the destructor's cancellation): then it is dropped, and `done` never runs. */
   void send(HttpRequest request, Callback done);
   /* Sends and waits (never call from the loop thread). */
   HttpResponse send_sync(HttpRequest request);
@@ -95,6 +97,9 @@ private:
   SoupSession *session_ = nullptr;        /* used on the loop thread only */
   GTlsDatabase *tls_database_ = nullptr;
   std::set<std::shared_ptr<Operation>> in_flight_; /* loop thread only */
+  /* false once the destructor has run (loop thread only): a send posted before then but run
+   * after finds the client gone */
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace gstmtx

@@ -476,6 +476,28 @@ GST_START_TEST(test_plain_http_get) {
 }
 GST_END_TEST;
 
+/* HttpClient: a request sent on the loop thread and the client destroyed in the same task (as
+ * WatchRun's teardown can: the watch's last poll, then the client) is dropped, its callback never
+ * runs, and nothing touches the destroyed client (ASan saw a use after free here, in the
+ * asan lane's reader-watch: the posted send ran after the destructor). */
+GST_START_TEST(test_http_send_then_destroy) {
+  EventLoop loop("test-http");
+  std::atomic<int> called{0};
+  loop.run_sync([&] {
+    auto http = std::make_unique<HttpClient>(loop, HttpClientConfig{});
+    HttpRequest req;
+    req.url = "http://127.0.0.1:9/never";
+    req.timeout = 200ms;
+    http->send(std::move(req), [&](HttpResponse) { called++; });
+    http.reset();
+  });
+  loop.run_sync([] {});
+  std::this_thread::sleep_for(300ms);
+  loop.run_sync([] {});
+  fail_unless_equals_int(called.load(), 0);
+}
+GST_END_TEST;
+
 /* Runs a ReaderWatch on its own loop for `duration`; records what it reported. */
 struct WatchRun {
   WatchRun(const std::string &api, std::chrono::milliseconds duration, bool plain_http = true,
@@ -708,6 +730,7 @@ static Suite *reader_watch_suite(void) {
   tcase_add_test(tc, test_response_reader);
   tcase_add_test(tc, test_plain_http_get);
   tcase_add_test(tc, test_plain_http_get_ipv6);
+  tcase_add_test(tc, test_http_send_then_destroy);
   tcase_add_test(tc, test_watch_reports_joined_readers);
   tcase_add_test(tc, test_watch_interval_from_cost);
   tcase_add_test(tc, test_watch_interval_ignores_joins);
