@@ -50,11 +50,11 @@ GstPadProbeReturn on_upstream_event(GstPad *, GstPadProbeInfo *info, gpointer da
     std::lock_guard<std::mutex> lk(shared.lock);
     shared.estimator.add(packets);
     shared.messages++;
-    if (!shared.listener)
-      return GST_PAD_PROBE_OK;
     estimate = shared.estimator.estimate();
   }
-  shared.listener(estimate); /* set before attach, never changed while attached */
+  std::lock_guard<std::mutex> lk(shared.listener_lock);
+  if (shared.listener)
+    shared.listener(estimate);
   return GST_PAD_PROBE_OK;
 }
 }  // namespace
@@ -64,7 +64,7 @@ TwccFeedbackTap::TwccFeedbackTap() : shared_(std::make_shared<Shared>()) {}
 TwccFeedbackTap::~TwccFeedbackTap() { detach(); }
 
 void TwccFeedbackTap::attach(GstPad *pad) {
-  detach();
+  remove_probe();
   if (!pad)
     return;
   pad_ = GST_PAD(gst_object_ref(pad));
@@ -74,6 +74,11 @@ void TwccFeedbackTap::attach(GstPad *pad) {
 }
 
 void TwccFeedbackTap::detach() {
+  set_listener(nullptr);
+  remove_probe();
+}
+
+void TwccFeedbackTap::remove_probe() {
   if (pad_ && probe_)
     gst_pad_remove_probe(pad_, probe_);
   probe_ = 0;
@@ -92,7 +97,7 @@ bool TwccFeedbackTap::read(TwccEstimate *estimate) {
 }
 
 void TwccFeedbackTap::set_listener(std::function<void(const TwccEstimate &)> listener) {
-  std::lock_guard<std::mutex> lk(shared_->lock);
+  std::lock_guard<std::mutex> lk(shared_->listener_lock);
   shared_->listener = std::move(listener);
 }
 

@@ -50,7 +50,8 @@ public:
   /* Feedback messages seen so far. */
   unsigned long messages() const;
   /* Called on rtpsession's RTCP thread with the estimate after each feedback message (not under
-   * the tap's lock); set before attach(). */
+   * the tap's lock); set before attach(). detach() removes it and waits for a call in progress,
+   * so nothing the listener uses is called after detach() returns. */
   void set_listener(std::function<void(const TwccEstimate &)> listener);
 
   struct Shared {
@@ -58,10 +59,13 @@ public:
     TwccEstimator estimator;
     unsigned long messages = 0;
     unsigned long read_messages = 0;
+    std::mutex listener_lock; /* held while the listener runs, and to change it */
     std::function<void(const TwccEstimate &)> listener;
   };
 
 private:
+  void remove_probe();
+
   std::shared_ptr<Shared> shared_;
   GstPad *pad_ = nullptr; /* ref held while attached */
   gulong probe_ = 0;
