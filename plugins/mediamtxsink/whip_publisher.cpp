@@ -269,9 +269,8 @@ void WhipPublisher::watch_overflow(const gstmtx::TwccEstimate &estimate) {
     full_queue_send_us_.store(estimate.newest_send_us);
   const bool congested = estimate.trend == gstmtx::DelayTrend::Overuse ||
                          (estimate.have_delay && estimate.queue_ms > kCongestedQueueMs);
+  each_retransmitter([overflow](gstmtx::RtpRetransmitter &r) { r.set_overflow(overflow); });
   std::lock_guard<std::mutex> lk(retransmit_lock_);
-  for (const auto &r : retransmitters_)
-    r->set_overflow(overflow);
   if (congested && on_congestion_)
     on_congestion_();
 }
@@ -281,16 +280,21 @@ void WhipPublisher::set_congestion_callback(CongestionCallback callback) {
   on_congestion_ = std::move(callback);
 }
 
+void WhipPublisher::each_retransmitter(const std::function<void(gstmtx::RtpRetransmitter &)> &fn) const {
+  std::lock_guard<std::mutex> lk(retransmit_lock_);
+  for (const auto &r : retransmitters_)
+    fn(*r);
+}
+
 gstmtx::RetransmitCounts WhipPublisher::retransmit_counts() const {
   gstmtx::RetransmitCounts total;
-  std::lock_guard<std::mutex> lk(retransmit_lock_);
-  for (const auto &r : retransmitters_) {
-    const gstmtx::RetransmitCounts c = r->counts();
+  each_retransmitter([&total](gstmtx::RtpRetransmitter &r) {
+    const gstmtx::RetransmitCounts c = r.counts();
     total.requests += c.requests;
     total.resent += c.resent;
     total.unrepaired += c.unrepaired;
     total.dropped += c.dropped;
-  }
+  });
   return total;
 }
 
@@ -381,11 +385,7 @@ void WhipPublisher::repair_after_loss(const gstmtx::TwccEstimate &estimate, gint
   GST_DEBUG("packets were lost for good, the loss has stopped: asking for a keyframe");
   g_autoptr(GstPad) src = gst_element_get_static_pad(video_queue_, "src");
   gstmtx::KeyframeGate::request(src);
-  {
-    std::lock_guard<std::mutex> lk(retransmit_lock_);
-    for (const auto &r : retransmitters_)
-      r->forget();
-  }
+  each_retransmitter([](gstmtx::RtpRetransmitter &r) { r.forget(); });
   repaired_loss_send_us_ = loss_pending_send_us_;
   loss_pending_send_us_ = -1;
   last_repair_us_ = now_us;
@@ -414,9 +414,7 @@ bool WhipPublisher::read_packet_feedback(gstmtx::RateFeedback *feedback) {
   {
     const int base = estimate.delivered_kbps > 0 ? estimate.delivered_kbps : estimate.sent_kbps;
     const int budget = std::max(kMinRetransmitKbps, static_cast<int>(kRetransmitShare * base));
-    std::lock_guard<std::mutex> lk(retransmit_lock_);
-    for (const auto &r : retransmitters_)
-      r->set_budget_kbps(budget);
+    each_retransmitter([budget](gstmtx::RtpRetransmitter &r) { r.set_budget_kbps(budget); });
   }
   if (estimate.have_delay) {
     feedback->queuing_delay_ms += estimate.standing_queue_ms;
@@ -508,11 +506,7 @@ bool WhipPublisher::read_feedback(gstmtx::RateFeedback *feedback) {
 void WhipPublisher::stop(GstBin *bin, bool graceful) {
   (void)graceful; /* a broken session is deleted too, so none lingers on the server */
   twcc_tap_.detach();
-  {
-    std::lock_guard<std::mutex> lk(retransmit_lock_);
-    for (const auto &r : retransmitters_)
-      r->detach();
-  }
+  each_retransmitter([](gstmtx::RtpRetransmitter &r) { r.detach(); });
   std::unique_ptr<gstmtx::WebrtcPeer> peer;
   loop_.run_sync([&] { peer = std::move(peer_); });
   if (peer && loop_.on_loop_thread()) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -47,6 +48,8 @@ private:
    * whose src pad answers the NACKs of that RTP session (gst/rtp_retransmission.h) */
   static GstElement *make_aux_sender(GstElement *webrtcbin, GObject *transport, WhipPublisher *self);
   gstmtx::RetransmitCounts retransmit_counts() const;
+  /* any thread: `fn` on each retransmitter, under retransmit_lock_ */
+  void each_retransmitter(const std::function<void(gstmtx::RtpRetransmitter &)> &fn) const;
   void watch_overflow(const gstmtx::TwccEstimate &estimate);
 
   PublisherConfig config_;
