@@ -2,7 +2,9 @@
 """Counts the individual checks in meson testlog.json files and prints "N passed, N failed".
 
 gst-check prints "Checks: N, Failures: F, Errors: E"; script tests may print "N passed, N failed";
-a program that died before its summary counts as one failure. Exits 1 on any failure.
+a program that died before its summary counts as one failure. Each failed program is named, with
+its failed checks' own lines (gst-check's "file:line:F:case:test:N: message", at most 5), so a
+log's last lines say what failed. Exits 1 on any failure.
 Usage: count-results.py TESTLOG.json [TESTLOG.json...]
 """
 import json
@@ -31,6 +33,8 @@ for path in sys.argv[1:]:
             x = 1
         if not ok:
             print(f"FAILED: {t['name']} ({t['result']})")
+            for reason in re.findall(r"^\s*(\S+:\d+:[FE]:.*)$", out, re.M)[:5]:
+                print(f"  {reason}")
         passed += p
         failed += x
 print(f"{passed} passed, {failed} failed")

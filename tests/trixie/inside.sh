@@ -46,6 +46,7 @@ add_summary() { # a "N passed, N failed" line; a missing one counts as a failure
   fi
 }
 log="$(mktemp)"
+failures="$(mktemp)"
 
 if [[ " $stages " == *" amd64 "* ]]; then
   t=$SECONDS
@@ -62,6 +63,7 @@ if [[ " $stages " == *" amd64 "* ]]; then
     for s in $TRIXIE_SUITES; do suite_args+=(--suite "$s"); done
     meson test -C "$b" --no-rebuild --print-errorlogs --num-processes "$TRIXIE_JOBS" "${suite_args[@]}" || true
     python3 tests/testbed/count-results.py "$b/meson-logs/testlog.json" | tee "$log" || true
+    grep -E '^(FAILED: |  )' "$log" >>"$failures" || true
     add_summary "$log"
     echo "trixie inside: suites $TRIXIE_SUITES took $((SECONDS - t)) s"
     # docs/gen-reference.py with PyGObject 3.50: every enum default has its nick
@@ -115,5 +117,8 @@ if [[ " $stages " == *" deb "* ]]; then
   fi
 fi
 rm -f "$log"
+# what failed again at the end: the last lines of a long log are often all a reader gets
+[[ -s "$failures" ]] && cat "$failures"
+rm -f "$failures"
 echo "$passed passed, $failed failed"
 ((failed == 0))
