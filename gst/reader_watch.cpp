@@ -302,6 +302,8 @@ void ReaderWatch::on_path_answer(const HttpResponse &response) {
   switch (answer) {
   case ApiAnswer::Readers:
   case ApiAnswer::NoPath: {
+    answered_ = true;
+    unreachable_since_.reset();
     std::vector<PathReader> now;
     if (unchanged) {
       now = last_readers_;
@@ -336,14 +338,22 @@ void ReaderWatch::on_path_answer(const HttpResponse &response) {
     after(interval_, [this] { poll_path(); });
     return;
   }
-  case ApiAnswer::Unreachable:
+  case ApiAnswer::Unreachable: {
     window_start_.reset(); /* the next window is a retry (a new connection), not a poll */
+    const auto t = std::chrono::steady_clock::now();
+    if (!unreachable_since_)
+      unreachable_since_ = t;
+    if (answered_ && t - *unreachable_since_ < kUnreachableRetry) {
+      after(kBlipRetry, [this] { poll_path(); });
+      return;
+    }
     if (!reported_ && events_.unavailable) {
       reported_ = true;
       events_.unavailable(answer, explain_api_problem(answer, config_.api_location, config_.user, response));
     }
     after(kUnreachableRetry, [this] { poll_path(); });
     return;
+  }
   case ApiAnswer::Unauthorized:
   case ApiAnswer::NotMediamtx:
     stopped_ = true;

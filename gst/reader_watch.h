@@ -16,7 +16,8 @@
  * cost, PollBudget; an answer whose readers part is the same as the last one's is not parsed
  * again), a joining WebRTC reader's session every `pending_interval` until it is established (at
  * most `pending_timeout`). Without access to the API it reports once: refused
- * or timed out, it asks again every kUnreachableRetry (the server may come back); 401/403 or no
+ * or timed out, it asks again every kUnreachableRetry (the server may come back; an API that has
+ * answered before is reported only after kUnreachableRetry of failures); 401/403 or no
  * MediaMTX /v3 API there, it stops (MediaMTX logs and delays every refused login).
  *
  * The parsers, the reader diff, the keyframe rate limit and the interval's choice are plain
@@ -77,6 +78,10 @@ ApiAnswer classify_path_answer(const HttpResponse &response);
 /* After an Unreachable answer the watch tries again this much later (silently): the server may
  * restart, or its API be turned on. */
 inline constexpr std::chrono::seconds kUnreachableRetry{10};
+/* Once the API has answered, an Unreachable answer (a request timed out on a loaded machine, the
+ * server restarting) is retried this often, silently, and reported only when the API has stayed
+ * unreachable for kUnreachableRetry: the warning is for an API that is not there, not for a blip. */
+inline constexpr std::chrono::milliseconds kBlipRetry{500};
 /* One sentence for the user: what failed and how to grant the API (no credentials in it). */
 std::string explain_api_problem(ApiAnswer answer, const std::string &api_location, const std::string &user,
                                 const HttpResponse &response);
@@ -212,6 +217,8 @@ private:
   std::map<std::string, std::chrono::steady_clock::time_point> pending_; /* WebRTC id -> listed at */
   bool stopped_ = false;
   bool reported_ = false;     /* unavailable() was called */
+  bool answered_ = false;     /* the API answered once (Readers, NoPath) */
+  std::optional<std::chrono::steady_clock::time_point> unreachable_since_; /* failing since */
   unsigned requests_ = 0;
   unsigned parsed_ = 0;
   std::string last_readers_part_;          /* of the last path answer that listed readers */

@@ -337,6 +337,13 @@ struct FakeApi {
       reply = {200, self->session_requests > self->established_after ? "{\"peerConnectionEstablished\":true}"
                                                                      : "{\"peerConnectionEstablished\":false}"};
     }
+    if (reply.first == 0) { /* status 0: the connection dropped without an answer */
+      if (GIOStream *io = soup_server_message_steal_connection(msg)) {
+        g_io_stream_close(io, nullptr, nullptr);
+        g_object_unref(io);
+      }
+      return;
+    }
     if (self->close_connections)
       soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection", "close");
     ++self->answers;
@@ -714,6 +721,28 @@ GST_START_TEST(test_watch_unreachable_once) {
 }
 GST_END_TEST;
 
+/* An API that answered and then fails (here: two requests in a row dropped, the kept-alive
+ * connection's and the new one's) is asked again soon, silently: no warning for a blip. */
+GST_START_TEST(test_watch_blip_not_reported) {
+  FakeApi api;
+  api.set_script({{200, kNoReaders}, {0, ""}, {0, ""}, {200, kNoReaders}});
+  WatchRun run(api.url(), 1200ms);
+  std::lock_guard<std::mutex> lk(api.lock);
+  fail_unless(run.problems.empty(), "reported: %s", run.explanation.c_str());
+  fail_unless(api.answers >= 3, "%d answers", api.answers); /* answered again after the blip */
+}
+GST_END_TEST;
+
+/* ... but one that stays unreachable is reported once, kUnreachableRetry after it stopped. */
+GST_START_TEST(test_watch_lasting_failure_reported) {
+  FakeApi api;
+  api.set_script({{200, kNoReaders}, {0, ""}});
+  WatchRun run(api.url(), kUnreachableRetry + 1500ms);
+  fail_unless_equals_int(run.problems.size(), 1);
+  fail_unless(run.problems[0] == ApiAnswer::Unreachable);
+}
+GST_END_TEST;
+
 static Suite *reader_watch_suite(void) {
   Suite *s = suite_create("reader_watch");
   TCase *tc = tcase_create("general");
@@ -738,6 +767,8 @@ static Suite *reader_watch_suite(void) {
   tcase_add_test(tc, test_watch_unauthorized_once);
   tcase_add_test(tc, test_watch_not_mediamtx_once);
   tcase_add_test(tc, test_watch_unreachable_once);
+  tcase_add_test(tc, test_watch_blip_not_reported);
+  tcase_add_test(tc, test_watch_lasting_failure_reported);
   return s;
 }
 
