@@ -203,6 +203,8 @@ public:
   RateReason last_reason() const { return last_reason_; }
   /* Draining a standing queue (queuing delay above kDrainStart until below kDrainEnd). */
   bool draining() const { return draining_; }
+  /* The probe past the link estimate proved the limit lifted (ramping at kRampLifted). */
+  bool lifted() const { return lifted_; }
   /* Why the last cut happened (None before one). */
   RateReason last_cut_reason() const { return last_cut_reason_; }
 

@@ -214,9 +214,13 @@ void tick(GstMediamtxSink *self, unsigned generation) {
   controller.set_bounds(static_cast<int>(in.min_kbps), in.max_kbps);
   gstmtx::RateDecision decision = controller.update(feedback);
   if (have_feedback)
-    GST_LOG_OBJECT(self, "feedback: delay %.1f ms, loss %.3f, delivered %d of %d kbit/s -> %d kbit/s (%s)",
-                   feedback.queuing_delay_ms, feedback.loss, feedback.delivered_kbps, feedback.sent_kbps,
-                   decision.target_kbps, gstmtx::rate_reason_name(decision.reason));
+    GST_LOG_OBJECT(self,
+                   "feedback: delay %.1f ms (now %.1f%s), loss %.3f, delivered %d of %d kbit/s, capacity %d -> %d "
+                   "kbit/s (%s; estimate %d%s)",
+                   feedback.queuing_delay_ms, feedback.queue_now_ms, feedback.delay_overuse ? ", overuse" : "",
+                   feedback.loss, feedback.delivered_kbps, feedback.sent_kbps, feedback.capacity_kbps,
+                   decision.target_kbps, gstmtx::rate_reason_name(decision.reason), controller.link_estimate_kbps(),
+                   controller.lifted() ? ", lifted" : "");
   apply_decision(self, *in.publisher, in.encoder, decision, in.max_kbps);
   gst_object_unref(in.encoder);
 

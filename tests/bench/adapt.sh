@@ -34,6 +34,7 @@ Environment (defaults):
   LATENCY          viewer (whepsrc) jitter-buffer latency, ms                   (50)
   TBF_BURST        tc tbf burst                                                 (20kb)
   TBF_LATENCY_MS   tc tbf queue, ms (how long a packet may wait at the bottleneck)  (200)
+  PUBLISHER_EXTRA  more mediamtxsink properties, e.g. "keyframe-interval=60" (not whipclientsink's) ()
   LOSS             random loss on the publisher's uplink, percent, the whole run (a Wi-Fi's;
                    iptables statistic on the server host's input from it)       (0)
   BUILD_REFERENCE  1: run build-rs-reference.sh when the reference is not cached (0)
@@ -61,6 +62,7 @@ LATENCY="${LATENCY:-50}"
 TBF_BURST="${TBF_BURST:-20kb}"
 TBF_LATENCY_MS="${TBF_LATENCY_MS:-200}"
 LOSS="${LOSS:-0}"
+PUBLISHER_EXTRA="${PUBLISHER_EXTRA:-}"
 BUILD_REFERENCE="${BUILD_REFERENCE:-0}"
 if [[ -z "${RS_REFERENCE_PLUGIN_DIR:-}" ]]; then
   # the cached build, if any (the script only prints the folder when the .so files are there)
@@ -90,7 +92,7 @@ source "$root/tests/bench/machine.sh"
 {
   describe_machine
   echo "settings: STEPS=$STEPS STEP_S=$STEP_S LAST_STEP_S=$LAST_STEP_S BITRATE=$BITRATE MIN_BITRATE=$MIN_BITRATE LATENCY=$LATENCY" \
-    "TBF_BURST=$TBF_BURST TBF_LATENCY_MS=$TBF_LATENCY_MS LOSS=$LOSS"
+    "TBF_BURST=$TBF_BURST TBF_LATENCY_MS=$TBF_LATENCY_MS LOSS=$LOSS PUBLISHER_EXTRA=$PUBLISHER_EXTRA"
   echo "load at start: $(cat /proc/loadavg)"
 } >"$OUT/machine.txt"
 
@@ -102,7 +104,8 @@ for c in "${configs[@]}"; do
   "$root/tests/testbed/netns-run.sh" "$bench" adapt --configs="$c" --steps="$STEPS" --step-s="$STEP_S" \
     --last-step-s="$LAST_STEP_S" --settle-s="$SETTLE_S" --bitrate="$BITRATE" --min-bitrate="$MIN_BITRATE" \
     --latency="$LATENCY" \
-    --tbf-burst="$TBF_BURST" --tbf-latency-ms="$TBF_LATENCY_MS" --loss="$LOSS" --out="$OUT" | tee -a "$OUT/results.txt" \
+    --tbf-burst="$TBF_BURST" --tbf-latency-ms="$TBF_LATENCY_MS" --loss="$LOSS" \
+    --publisher-extra="$PUBLISHER_EXTRA" --out="$OUT" | tee -a "$OUT/results.txt" \
     | grep -E '^RESULT adapt(-recovery)? ' | grep -v 'window=settled' >&2 || status=1
 done
 echo "load at end: $(cat /proc/loadavg)" >>"$OUT/machine.txt"

@@ -1618,6 +1618,10 @@ bool run_adapt_config(const Options &o, const AdaptConfig &c) {
     }
     if (!c.extra.empty())
       sink += " " + c.extra;
+    /* more mediamtxsink properties for every adaptive or fixed configuration (an experiment's) */
+    const std::string more = opt(o, "publisher-extra", "");
+    if (!more.empty())
+      sink += " " + more;
   }
   if (!pub.play(raw_source(v) + " ! identity name=stamp ! " + sink))
     return skip("publisher-not-started");
