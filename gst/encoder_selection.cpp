@@ -133,16 +133,29 @@ std::vector<EncoderProperty> encoder_settings(const std::string &factory, const 
   /* vbv-buf-capacity (its default 600 ms): the rate buffer x264 may fill above the bitrate. With
    * a shorter one a lowered bitrate shows in the next frames at once (a cut from 2500 to 300
    * kbit/s at 640x360: 15 kB more than the new rate in the 5 frames after it at 300 ms, 30 kB at
-   * 600 ms, i.e. 0.12 vs 0.24 s more queue on a 1 Mbit/s link), and keyframe bursts are smaller. */
+   * 600 ms, i.e. 0.12 vs 0.24 s more queue on a 1 Mbit/s link), and keyframe bursts are smaller.
+   * While adapted, shorter still (encoder_rate_settings). */
   if (factory == "x264enc")
     return {{"tune", "zerolatency"}, {"speed-preset", "ultrafast"}, {"bframes", "0"}, {"b-adapt", "false"},
-            {"rc-lookahead", "0"}, {"key-int-max", gop}, {"bitrate", kbps}, {"vbv-buf-capacity", "300"},
+            {"rc-lookahead", "0"}, {"key-int-max", gop}, {"bitrate", kbps},
+            {"vbv-buf-capacity", std::to_string(kRateBufferMs)},
             {"byte-stream", "true"}};
   if (factory == "openh264enc")
     return {{"rate-control", "bitrate"}, {"bitrate", bps}, {"max-bitrate", bps}, {"gop-size", gop},
             {"usage-type", "camera"}, {"complexity", "low"}};
   if (factory == "v4l2h264enc")
     return {{"extra-controls", v4l2h264enc_extra_controls(tuning)}};
+  return {};
+}
+
+std::vector<EncoderProperty> encoder_rate_settings(const std::string &factory, int kbps, int max_kbps) {
+  if (factory == "x264enc")
+    return {{"bitrate", std::to_string(kbps)},
+            {"vbv-buf-capacity", std::to_string(kbps < max_kbps ? kAdaptedRateBufferMs : kRateBufferMs)}};
+  if (factory == "openh264enc") {
+    const std::string bps = std::to_string(static_cast<long long>(kbps) * 1000);
+    return {{"bitrate", bps}, {"max-bitrate", bps}};
+  }
   return {};
 }
 

@@ -76,6 +76,20 @@ int keyframe_interval_frames(int requested, int fps_n, int fps_d);
 /* Low-latency settings for a known encoder (no B-frames, zero-latency tuning, keyframe interval,
  * bitrate); an unknown encoder gets none (it is used as it comes). */
 std::vector<EncoderProperty> encoder_settings(const std::string &factory, const EncoderTuning &tuning);
+
+/* x264enc's rate buffer (vbv-buf-capacity, ms): how far above its bitrate it may spend on a frame
+ * (a keyframe, a busy scene) and for how long a lowered bitrate can lag. kRateBufferMs at the
+ * ceiling (`bitrate`), kAdaptedRateBufferMs while adaptive-bitrate holds the encoder below it:
+ * the uplink is full then, and every ms of rate buffer spent is a ms of queue at the bottleneck
+ * (docs/benchmarks.md, "The encoder's rate buffer while adapted"). */
+constexpr int kRateBufferMs = 300;
+constexpr int kAdaptedRateBufferMs = 120;
+
+/* The rate properties to set on a running encoder for `kbps`, `max_kbps` being its ceiling
+ * (mediamtxsink's `bitrate`): x264enc's bitrate and vbv-buf-capacity (kAdaptedRateBufferMs below
+ * the ceiling), openh264enc's bitrate and max-bitrate; none for the others (v4l2h264enc takes its
+ * rate as a control: mediamtxsink sets it). */
+std::vector<EncoderProperty> encoder_rate_settings(const std::string &factory, int kbps, int max_kbps);
 /* Caps to put after the encoder: byte-stream H.264 with the profile when one is set; for
  * v4l2h264enc also the level (it fails to negotiate without one at 1080p). */
 std::string encoder_output_caps(const std::string &factory, const EncoderTuning &tuning);

@@ -282,7 +282,7 @@ bool ensure_chain(GstMediamtxSink *self, Stream &stream, GstCaps *caps) {
 
 }  // namespace
 
-void set_encoder_bitrate(GstElement *encoder, int kbps) {
+void set_encoder_bitrate(GstElement *encoder, int kbps, int max_kbps) {
   GstElementFactory *f = gst_element_get_factory(encoder);
   std::string name = f ? GST_OBJECT_NAME(f) : "";
   if (name == "v4l2h264enc") {
@@ -296,12 +296,18 @@ void set_encoder_bitrate(GstElement *encoder, int kbps) {
     gst_structure_free(controls);
     return;
   }
-  if (!g_object_class_find_property(G_OBJECT_GET_CLASS(encoder), "bitrate"))
-    return;
-  /* x264enc takes kbit/s, openh264enc bit/s; see gstmtx::encoder_settings. Only the rate
-   * properties change while running. */
-  for (const auto &prop : gstmtx::encoder_settings(name, gstmtx::EncoderTuning{kbps, 30, ""})) {
-    if (prop.name == "bitrate" || prop.name == "max-bitrate")
+  /* x264enc takes kbit/s, openh264enc bit/s (gstmtx::encoder_rate_settings). A property is set
+   * only when its value changes: each set makes x264enc reconfigure at its next frame. */
+  for (const auto &prop : gstmtx::encoder_rate_settings(name, kbps, max_kbps)) {
+    GParamSpec *spec = g_object_class_find_property(G_OBJECT_GET_CLASS(encoder), prop.name.c_str());
+    if (!spec)
+      continue;
+    GValue now = G_VALUE_INIT;
+    g_value_init(&now, spec->value_type);
+    g_object_get_property(G_OBJECT(encoder), prop.name.c_str(), &now);
+    g_autofree char *text = gst_value_serialize(&now);
+    g_value_unset(&now);
+    if (!text || prop.value != text)
       gst_util_set_object_arg(G_OBJECT(encoder), prop.name.c_str(), prop.value.c_str());
   }
 }

@@ -231,7 +231,8 @@ static void gst_mediamtx_sink_class_init(GstMediamtxSinkClass *klass) {
           "run), last-error (why the last session failed), bytes-sent and frames-sent (media handed to the "
           "network half), frames-dropped (video dropped while disconnected or waiting for a keyframe), encoder "
           "(the H.264 encoder chosen, none for encoded input), bitrate (kbit/s), target-bitrate (kbit/s, what "
-          "adaptive-bitrate asks of the encoder now), measured-bitrate (kbit/s, the video and audio sent over "
+          "adaptive-bitrate asks of the encoder now), rate-buffer (ms, x264enc's vbv-buf-capacity now: "
+          "shorter while adaptive-bitrate holds it below bitrate; 0 for other encoders), measured-bitrate (kbit/s, the video and audio sent over "
           "the last second or so), framerate-fraction (the share of the input's frames encoded: below 1 while "
           "the uplink takes less than min-bitrate), frames-thinned (raw frames left out for that), retransmission-requests and packets-retransmitted "
           "(WHIP: packets the server asked for again, and sent again, in the current session), transport (rtsp or "
@@ -350,7 +351,7 @@ static void gst_mediamtx_sink_set_property(GObject *object, guint prop_id, const
     }
   }
   if (retune) {
-    mediamtxsink::set_encoder_bitrate(retune, retune_kbps);
+    mediamtxsink::set_encoder_bitrate(retune, retune_kbps, retune_kbps);
     gst_object_unref(retune);
   }
 }

@@ -87,7 +87,7 @@ void apply_decision(GstMediamtxSink *self, Publisher &publisher, GstElement *enc
   const int before = rate.applied_kbps ? rate.applied_kbps : max_kbps; /* what the encoder has */
   rate.target_kbps = static_cast<guint>(decision.target_kbps);
   if (decision.target_kbps != before) {
-    set_encoder_bitrate(encoder, decision.target_kbps);
+    set_encoder_bitrate(encoder, decision.target_kbps, max_kbps);
     rate.applied_kbps = decision.target_kbps;
     GST_DEBUG_OBJECT(self, "bitrate %d -> %d kbit/s (%s; measured %u kbit/s)", before, decision.target_kbps,
                      gstmtx::rate_reason_name(decision.reason), rate.measured.load());
@@ -195,7 +195,7 @@ void tick(GstMediamtxSink *self, unsigned generation) {
   if (!in.encoder || !in.enabled || in.max_kbps <= 0) {
     /* adaptive-bitrate turned off while adapted: back to bitrate */
     if (in.encoder && rate.applied_kbps && rate.applied_kbps != in.max_kbps && in.max_kbps > 0)
-      set_encoder_bitrate(in.encoder, in.max_kbps);
+      set_encoder_bitrate(in.encoder, in.max_kbps, in.max_kbps);
     rate.applied_kbps = 0;
     rate.controller.reset();
     restore_frame_rate(rate);
@@ -342,7 +342,7 @@ void rate_adaptation_start(GstMediamtxSink *self, unsigned generation) {
         encoder = GST_ELEMENT(gst_object_ref(priv->video.encoder));
     }
     if (encoder) {
-      set_encoder_bitrate(encoder, max_kbps);
+      set_encoder_bitrate(encoder, max_kbps, max_kbps);
       gst_object_unref(encoder);
     }
   }
@@ -411,7 +411,21 @@ void rate_adaptation_add_stats(GstMediamtxSink *self, GstStructure *stats) {
     std::lock_guard<std::mutex> lk(priv->lock);
     target = static_cast<guint>(std::max(priv->bitrate_kbps, 0));
   }
-  gst_structure_set(stats, "target-bitrate", G_TYPE_UINT, target, "measured-bitrate", G_TYPE_UINT,
+  /* x264enc's rate buffer now (gstmtx::encoder_rate_settings) */
+  guint rate_buffer = 0;
+  GstElement *encoder = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(priv->lock);
+    if (priv->video.encoder)
+      encoder = GST_ELEMENT(gst_object_ref(priv->video.encoder));
+  }
+  if (encoder) {
+    if (g_object_class_find_property(G_OBJECT_GET_CLASS(encoder), "vbv-buf-capacity"))
+      g_object_get(encoder, "vbv-buf-capacity", &rate_buffer, nullptr);
+    gst_object_unref(encoder);
+  }
+  gst_structure_set(stats, "rate-buffer", G_TYPE_UINT, rate_buffer, "target-bitrate", G_TYPE_UINT, target,
+                    "measured-bitrate", G_TYPE_UINT,
                     priv->rate.measured.load(), "framerate-fraction", G_TYPE_DOUBLE, priv->rate.thinner.fraction(),
                     "frames-thinned", G_TYPE_UINT64, priv->rate.frames_thinned.load(), nullptr);
 }

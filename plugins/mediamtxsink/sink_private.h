@@ -143,8 +143,9 @@ gboolean input_pad_event(GstPad *pad, GstObject *parent, GstEvent *event);
 gboolean input_pad_query(GstPad *pad, GstObject *parent, GstQuery *query);
 /* Application thread, once the control thread is stopped: removes a stream's chain. */
 void reset_stream(GstMediamtxSink *self, Stream &stream);
-/* Any thread: applies a new bitrate (kbit/s) to a running encoder. */
-void set_encoder_bitrate(GstElement *encoder, int kbps);
+/* Any thread: applies a new bitrate (kbit/s) to a running encoder whose ceiling (`bitrate`) is
+ * max_kbps (gstmtx::encoder_rate_settings: below it, x264enc's rate buffer is shorter). */
+void set_encoder_bitrate(GstElement *encoder, int kbps, int max_kbps);
 
 /* ---- connection.cpp: the network half's sessions ---- */
 /* init: the controller's hooks. */

@@ -4,7 +4,9 @@
  *  - with adaptive-bitrate (the default), over RTSP/TCP and WHIP: frames keep reaching a whepsrc
  *    viewer at >= 24 fps over a window after a settle time, the target bitrate (`stats`) falls
  *    below the limit; lifted, the target climbs back towards `bitrate`;
- *    and a gst-mediamtx-status message tells the new rate;
+ *    and a gst-mediamtx-status message tells the new rate; x264enc's rate buffer (`stats`
+ *    rate-buffer) is the adapted one whenever the target is below `bitrate`, the ceiling's again
+ *    once it is back there;
  *  - the control: adaptive-bitrate=false keeps the target at `bitrate` under the same limit (so
  *    a target that never moved cannot pass the first case);
  *  - below min-bitrate (a 200 kbit/s limit, min-bitrate 300 by default), over RTSP/TCP: the frame
@@ -20,6 +22,7 @@
 #include <algorithm>
 #include <string>
 
+#include "encoder_selection.h"
 #include "mediamtx_server.h"
 #include "network_hosts.h"
 #include "pipeline_helpers.h"
@@ -79,6 +82,17 @@ struct Hosts {
     gst_structure_free(stats);
     return ok ? std::make_pair(static_cast<int>(target), static_cast<int>(measured)) : std::make_pair(-1, -1);
   }
+  /* the publisher's x264enc rate buffer (stats rate-buffer, ms) and target-bitrate (-1: no answer) */
+  std::pair<int, int> rate_buffer() {
+    GstStructure *stats = publisher.stats();
+    if (!stats)
+      return {-1, -1};
+    guint buffer = 0, target = 0;
+    const bool ok = gst_structure_get_uint(stats, "rate-buffer", &buffer) &&
+                    gst_structure_get_uint(stats, "target-bitrate", &target);
+    gst_structure_free(stats);
+    return ok ? std::make_pair(static_cast<int>(buffer), static_cast<int>(target)) : std::make_pair(-1, -1);
+  }
 };
 
 void start(Hosts &hosts, const std::string &transport, bool adaptive, bool viewer) {
@@ -109,11 +123,18 @@ void adapts(const std::string &transport) {
   /* the window: the target sampled every 250 ms (it probes around the link: judged on average) */
   const gint64 from = g_get_monotonic_time();
   std::vector<int> targets, measured;
+  /* x264enc's rate buffer while the target is below bitrate (gstmtx::encoder_rate_settings) */
+  int adapted_samples = 0, short_buffer = 0;
   wait_until([&] {
     auto r = hosts.rates();
     if (r.first >= 0) {
       targets.push_back(r.first);
       measured.push_back(r.second);
+    }
+    auto [buffer, target] = hosts.rate_buffer();
+    if (target > 0 && target < kBitrate) {
+      adapted_samples++;
+      short_buffer += buffer == gstmtx::kAdaptedRateBufferMs;
     }
     g_usleep(250 * 1000);
     return false;
@@ -144,10 +165,20 @@ void adapts(const std::string &transport) {
     return false;
   }, kClimbMs);
   const double climb_s = (g_get_monotonic_time() - lifted) / 1e6;
+  /* at bitrate again: the rate buffer of the ceiling */
+  std::pair<int, int> at_ceiling{-1, -1};
+  wait_until([&] {
+    at_ceiling = hosts.rate_buffer();
+    if (at_ceiling.second == kBitrate)
+      return true;
+    g_usleep(200 * 1000);
+    return false;
+  }, kClimbMs);
   g_print("BANDWIDTH transport=%s adaptive=true window_target_mean=%d window_target_max=%d lowest=%d "
-          "window_measured_mean=%d samples=%zu fps=%.1f climbed_to=%d climb_s=%.1f since_limit_s=%.1f\n",
+          "window_measured_mean=%d samples=%zu fps=%.1f climbed_to=%d climb_s=%.1f since_limit_s=%.1f "
+          "rate_buffer_adapted=%d/%d rate_buffer_at_bitrate=%d\n",
           transport.c_str(), target_mean, target_max, lowest, measured_mean, targets.size(), fps, climbed, climb_s,
-          (from - limited) / 1e6);
+          (from - limited) / 1e6, short_buffer, adapted_samples, at_ceiling.first);
   fail_unless(hosts.publisher.death().empty(), "the publisher died: %s", hosts.publisher.death().c_str());
   /* the status message told the change (state connected again, with the new rate as reason) */
   fail_unless(hosts.publisher.status_count("connected", limited) >= 1, "no status message about the new rate");
@@ -157,6 +188,12 @@ void adapts(const std::string &transport) {
   fail_unless(target_max < kBitrate, "the target went back to %d kbit/s under the limit", target_max);
   fail_unless(fps >= 24.0, "%.1f fps at the viewer under the limit", fps);
   fail_unless(back, "the target stayed at %d kbit/s for %d s after the limit lifted", climbed, kClimbMs / 1000);
+  fail_unless(adapted_samples > 0 && short_buffer == adapted_samples,
+              "x264enc's rate buffer was %d ms in %d of %d samples below bitrate", gstmtx::kAdaptedRateBufferMs,
+              short_buffer, adapted_samples);
+  fail_unless(at_ceiling.second == kBitrate && at_ceiling.first == gstmtx::kRateBufferMs,
+              "back at %d kbit/s: rate buffer %d ms, not %d", at_ceiling.second, at_ceiling.first,
+              gstmtx::kRateBufferMs);
   fail_unless(hosts.publisher.errors().empty(), "publisher error: %s", hosts.publisher.errors().front().c_str());
 }
 

@@ -274,6 +274,90 @@ GST_START_TEST(test_software_chain_negotiates) {
 }
 GST_END_TEST;
 
+/* The rate properties of a running encoder: below the ceiling x264enc's rate buffer is shorter. */
+GST_START_TEST(test_rate_settings) {
+  auto at_ceiling = encoder_rate_settings("x264enc", 2500, 2500);
+  fail_unless_equals_string(value_of(at_ceiling, "bitrate"), "2500");
+  fail_unless_equals_string(value_of(at_ceiling, "vbv-buf-capacity"), std::to_string(kRateBufferMs).c_str());
+  auto adapted = encoder_rate_settings("x264enc", 900, 2500);
+  fail_unless_equals_string(value_of(adapted, "bitrate"), "900");
+  fail_unless_equals_string(value_of(adapted, "vbv-buf-capacity"), std::to_string(kAdaptedRateBufferMs).c_str());
+  fail_unless(kAdaptedRateBufferMs < kRateBufferMs);
+  /* the start's settings are the ceiling's */
+  EncoderTuning tuning{2500, 60, ""};
+  fail_unless_equals_string(value_of(encoder_settings("x264enc", tuning), "vbv-buf-capacity"),
+                            std::to_string(kRateBufferMs).c_str());
+  auto openh264 = encoder_rate_settings("openh264enc", 900, 2500);
+  fail_unless_equals_string(value_of(openh264, "bitrate"), "900000");
+  fail_unless_equals_string(value_of(openh264, "max-bitrate"), "900000");
+  fail_unless_equals_string(value_of(openh264, "vbv-buf-capacity"), "<unset>");
+  fail_unless(encoder_rate_settings("v4l2h264enc", 900, 2500).empty());
+  fail_unless(encoder_rate_settings("someotherenc", 900, 2500).empty());
+}
+GST_END_TEST;
+
+/* Why: a running x264enc cut from 2500 to 500 kbit/s (the frame before the 31st) spends less above
+ * the new rate in the 5 frames after the cut with the adapted rate buffer than with the one it had.
+ * Returns those frames' bytes. */
+static guint64 bytes_after_cut(bool adapted_buffer) {
+  constexpr int kCutFrame = 30, kFrames = 5, kMax = 2500, kCut = 500;
+  EncoderTuning tuning{kMax, 60, ""};
+  std::string description =
+      "videotestsrc pattern=smpte num-buffers=60 ! video/x-raw,format=I420,width=640,height=360,framerate=30/1"
+      " ! x264enc name=enc";
+  for (const auto &prop : encoder_settings("x264enc", tuning))
+    description += " " + prop.name + "=" + prop.value;
+  description += " ! fakesink name=out signal-handoffs=true";
+  GError *error = nullptr;
+  g_autoptr(GstElement) pipeline = gst_parse_launch(description.c_str(), &error);
+  fail_unless(pipeline && !error, "%s: %s", description.c_str(), error ? error->message : "");
+  struct Run {
+    GstElement *enc;
+    bool adapted;
+    int in = 0, out = 0;
+    guint64 bytes = 0;
+  } run{gst_bin_get_by_name(GST_BIN(pipeline), "enc"), adapted_buffer};
+  g_autoptr(GstPad) sink = gst_element_get_static_pad(run.enc, "sink");
+  gst_pad_add_probe(sink, GST_PAD_PROBE_TYPE_BUFFER,
+      [](GstPad *, GstPadProbeInfo *, gpointer data) -> GstPadProbeReturn {
+        auto *r = static_cast<Run *>(data);
+        if (r->in++ == kCutFrame) {
+          /* as mediamtxsink sets a cut: encoder_rate_settings, or the bitrate alone */
+          for (const auto &prop : encoder_rate_settings("x264enc", kCut, r->adapted ? kMax : kCut))
+            gst_util_set_object_arg(G_OBJECT(r->enc), prop.name.c_str(), prop.value.c_str());
+        }
+        return GST_PAD_PROBE_OK;
+      },
+      &run, nullptr);
+  g_autoptr(GstElement) out = gst_bin_get_by_name(GST_BIN(pipeline), "out");
+  g_signal_connect(out, "handoff", G_CALLBACK(+[](GstElement *, GstBuffer *buffer, GstPad *, gpointer data) {
+                     auto *r = static_cast<Run *>(data);
+                     if (r->out >= kCutFrame && r->out < kCutFrame + kFrames)
+                       r->bytes += gst_buffer_get_size(buffer);
+                     r->out++;
+                   }),
+                   &run);
+  fail_unless(gst_element_set_state(pipeline, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+  g_autoptr(GstBus) bus = gst_element_get_bus(pipeline);
+  g_autoptr(GstMessage) msg = gst_bus_timed_pop_filtered(bus, 20 * GST_SECOND,
+      static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  fail_unless(msg != nullptr && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS, "no EOS: %s", description.c_str());
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(run.enc);
+  fail_unless_equals_int(run.out, 60);
+  return run.bytes;
+}
+
+GST_START_TEST(test_adapted_rate_buffer_follows_a_cut) {
+  const guint64 full = bytes_after_cut(false), adapted = bytes_after_cut(true);
+  g_print("RATE-BUFFER 5 frames after a cut to 500 kbit/s (83 kbit at the new rate): %" G_GUINT64_FORMAT
+          " kbit with the rate buffer of the ceiling, %" G_GUINT64_FORMAT " kbit with the adapted one\n",
+          full * 8 / 1000, adapted * 8 / 1000);
+  fail_unless(adapted * 10 < full * 8, "adapted rate buffer: %" G_GUINT64_FORMAT " bytes, full: %" G_GUINT64_FORMAT,
+              adapted, full);
+}
+GST_END_TEST;
+
 /* The real registry: x264enc is installed and opens on this machine; nothing named so. */
 GST_START_TEST(test_registry_prober) {
   RegistryEncoderProber prober;
@@ -298,6 +382,8 @@ static Suite *encoder_selection_suite(void) {
   tcase_add_test(tc, test_default_bitrate);
   tcase_add_test(tc, test_keyframe_interval);
   tcase_add_test(tc, test_low_latency_settings);
+  tcase_add_test(tc, test_rate_settings);
+  tcase_add_test(tc, test_adapted_rate_buffer_follows_a_cut);
   tcase_add_test(tc, test_registry_prober);
   tcase_add_test(tc, test_h264_level);
   tcase_add_test(tc, test_v4l2h264enc_configuration);
