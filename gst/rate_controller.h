@@ -165,7 +165,7 @@ public:
   static constexpr double kLiftVolumeTime = 0.4;
   static constexpr double kRampLifted = 1.0; /* per second, once it lifted */
   static constexpr double kWantedFloorShare = 0.1; /* wanted_kbps() never below this x min */
-  static constexpr double kProbeQueue = 40.0; /* ms of standing, growing send backlog: a probe too far */
+  static constexpr double kProbeQueue = 20.0; /* ms of standing, growing send backlog: a probe too far */
 
   RateController(int min_kbps, int max_kbps);
 

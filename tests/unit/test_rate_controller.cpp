@@ -862,11 +862,12 @@ GST_START_TEST(test_backlog_probe_ends_on_queue) {
     fail_unless(passed_at >= 0, "never probed past the estimate %d", estimate);
     now += 40ms;
     /* the path's own in-flight time and a little: not a queue yet */
-    rc.update_backlog(now, base_ms + 30, 1000, false, base_ms + 30, true);
-    fail_unless(rc.target_kbps() > RateController::kNearCap * estimate, "cut on %.0f ms", 30.0);
+    const double little = 0.75 * RateController::kProbeQueue, queue = 1.5 * RateController::kProbeQueue;
+    rc.update_backlog(now, base_ms + little, 1000, false, base_ms + little, true);
+    fail_unless(rc.target_kbps() > RateController::kNearCap * estimate, "cut on %.0f ms", little);
     now += 40ms;
     const int probing = rc.target_kbps();
-    const RateDecision d = rc.update_backlog(now, base_ms + 60, 1000, false, base_ms + 60, true);
+    const RateDecision d = rc.update_backlog(now, base_ms + queue, 1000, false, base_ms + queue, true);
     GST_INFO("base %.0f ms: estimate %d, probe at %d -> %d", base_ms, estimate, probing, d.target_kbps);
     const int expected = static_cast<int>(std::lround(RateController::kBackoff * std::min(probing, 1000)));
     fail_unless(d.changed && std::abs(d.target_kbps - expected) <= 1,
