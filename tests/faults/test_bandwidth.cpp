@@ -71,27 +71,27 @@ struct Hosts {
     return publisher.run_inside("tc qdisc add dev eth0 root tbf rate " + std::to_string(kbps) +
                                 "kbit burst 16kb latency 300ms");
   }
-  /* the publisher's mediamtxsink stats: target-bitrate, measured-bitrate (-1: no answer) */
-  std::pair<int, int> rates() {
+  /* the publisher's mediamtxsink stats: target-bitrate, measured-bitrate and rate-buffer (x264enc's,
+   * ms); -1 each when there was no answer */
+  struct Rates {
+    int target = -1, measured = -1, rate_buffer = -1;
+  };
+  Rates sample() {
+    Rates r;
     GstStructure *stats = publisher.stats();
     if (!stats)
-      return {-1, -1};
-    guint target = 0, measured = 0;
-    const bool ok = gst_structure_get_uint(stats, "target-bitrate", &target) &&
-                    gst_structure_get_uint(stats, "measured-bitrate", &measured);
+      return r;
+    guint target = 0, measured = 0, buffer = 0;
+    if (gst_structure_get_uint(stats, "target-bitrate", &target) &&
+        gst_structure_get_uint(stats, "measured-bitrate", &measured) &&
+        gst_structure_get_uint(stats, "rate-buffer", &buffer))
+      r = Rates{static_cast<int>(target), static_cast<int>(measured), static_cast<int>(buffer)};
     gst_structure_free(stats);
-    return ok ? std::make_pair(static_cast<int>(target), static_cast<int>(measured)) : std::make_pair(-1, -1);
+    return r;
   }
-  /* the publisher's x264enc rate buffer (stats rate-buffer, ms) and target-bitrate (-1: no answer) */
-  std::pair<int, int> rate_buffer() {
-    GstStructure *stats = publisher.stats();
-    if (!stats)
-      return {-1, -1};
-    guint buffer = 0, target = 0;
-    const bool ok = gst_structure_get_uint(stats, "rate-buffer", &buffer) &&
-                    gst_structure_get_uint(stats, "target-bitrate", &target);
-    gst_structure_free(stats);
-    return ok ? std::make_pair(static_cast<int>(buffer), static_cast<int>(target)) : std::make_pair(-1, -1);
+  std::pair<int, int> rates() {
+    const Rates r = sample();
+    return {r.target, r.measured};
   }
 };
 
@@ -131,10 +131,10 @@ void adapts(const std::string &transport) {
       targets.push_back(r.first);
       measured.push_back(r.second);
     }
-    auto [buffer, target] = hosts.rate_buffer();
-    if (target > 0 && target < kBitrate) {
+    const auto now = hosts.sample();
+    if (now.target > 0 && now.target < kBitrate) {
       adapted_samples++;
-      short_buffer += buffer == gstmtx::kAdaptedRateBufferMs;
+      short_buffer += now.rate_buffer == gstmtx::kAdaptedRateBufferMs;
     }
     g_usleep(250 * 1000);
     return false;
@@ -166,10 +166,10 @@ void adapts(const std::string &transport) {
   }, kClimbMs);
   const double climb_s = (g_get_monotonic_time() - lifted) / 1e6;
   /* at bitrate again: the rate buffer of the ceiling */
-  std::pair<int, int> at_ceiling{-1, -1};
+  Hosts::Rates at_ceiling;
   wait_until([&] {
-    at_ceiling = hosts.rate_buffer();
-    if (at_ceiling.second == kBitrate)
+    at_ceiling = hosts.sample();
+    if (at_ceiling.target == kBitrate)
       return true;
     g_usleep(200 * 1000);
     return false;
@@ -178,7 +178,7 @@ void adapts(const std::string &transport) {
           "window_measured_mean=%d samples=%zu fps=%.1f climbed_to=%d climb_s=%.1f since_limit_s=%.1f "
           "rate_buffer_adapted=%d/%d rate_buffer_at_bitrate=%d\n",
           transport.c_str(), target_mean, target_max, lowest, measured_mean, targets.size(), fps, climbed, climb_s,
-          (from - limited) / 1e6, short_buffer, adapted_samples, at_ceiling.first);
+          (from - limited) / 1e6, short_buffer, adapted_samples, at_ceiling.rate_buffer);
   fail_unless(hosts.publisher.death().empty(), "the publisher died: %s", hosts.publisher.death().c_str());
   /* the status message told the change (state connected again, with the new rate as reason) */
   fail_unless(hosts.publisher.status_count("connected", limited) >= 1, "no status message about the new rate");
@@ -191,8 +191,8 @@ void adapts(const std::string &transport) {
   fail_unless(adapted_samples > 0 && short_buffer == adapted_samples,
               "x264enc's rate buffer was %d ms in %d of %d samples below bitrate", gstmtx::kAdaptedRateBufferMs,
               short_buffer, adapted_samples);
-  fail_unless(at_ceiling.second == kBitrate && at_ceiling.first == gstmtx::kRateBufferMs,
-              "back at %d kbit/s: rate buffer %d ms, not %d", at_ceiling.second, at_ceiling.first,
+  fail_unless(at_ceiling.target == kBitrate && at_ceiling.rate_buffer == gstmtx::kRateBufferMs,
+              "back at %d kbit/s: rate buffer %d ms, not %d", at_ceiling.target, at_ceiling.rate_buffer,
               gstmtx::kRateBufferMs);
   fail_unless(hosts.publisher.errors().empty(), "publisher error: %s", hosts.publisher.errors().front().c_str());
 }
