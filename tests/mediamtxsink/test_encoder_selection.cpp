@@ -276,17 +276,19 @@ GST_END_TEST;
 
 /* The rate properties of a running encoder: below the ceiling x264enc's rate buffer is shorter. */
 GST_START_TEST(test_rate_settings) {
+  /* named strings and vectors: fail_unless_equals_string keeps its pointers past the call */
+  const std::string full = std::to_string(kRateBufferMs), adapted_ms = std::to_string(kAdaptedRateBufferMs);
   auto at_ceiling = encoder_rate_settings("x264enc", 2500, 2500);
   fail_unless_equals_string(value_of(at_ceiling, "bitrate"), "2500");
-  fail_unless_equals_string(value_of(at_ceiling, "vbv-buf-capacity"), std::to_string(kRateBufferMs).c_str());
+  fail_unless_equals_string(value_of(at_ceiling, "vbv-buf-capacity"), full.c_str());
   auto adapted = encoder_rate_settings("x264enc", 900, 2500);
   fail_unless_equals_string(value_of(adapted, "bitrate"), "900");
-  fail_unless_equals_string(value_of(adapted, "vbv-buf-capacity"), std::to_string(kAdaptedRateBufferMs).c_str());
+  fail_unless_equals_string(value_of(adapted, "vbv-buf-capacity"), adapted_ms.c_str());
   fail_unless(kAdaptedRateBufferMs < kRateBufferMs);
   /* the start's settings are the ceiling's */
   EncoderTuning tuning{2500, 60, ""};
-  fail_unless_equals_string(value_of(encoder_settings("x264enc", tuning), "vbv-buf-capacity"),
-                            std::to_string(kRateBufferMs).c_str());
+  auto start = encoder_settings("x264enc", tuning);
+  fail_unless_equals_string(value_of(start, "vbv-buf-capacity"), full.c_str());
   auto openh264 = encoder_rate_settings("openh264enc", 900, 2500);
   fail_unless_equals_string(value_of(openh264, "bitrate"), "900000");
   fail_unless_equals_string(value_of(openh264, "max-bitrate"), "900000");
