@@ -126,29 +126,12 @@ int keyframe_interval_frames(int requested, int fps_n, int fps_d) {
   return std::max(1, static_cast<int>(std::lround(kDefaultSeconds * fps_n / fps_d)));
 }
 
-std::vector<EncoderProperty> encoder_settings(const std::string &factory, const EncoderTuning &tuning) {
-  const std::string kbps = std::to_string(tuning.bitrate_kbps);
-  const std::string bps = std::to_string(static_cast<long long>(tuning.bitrate_kbps) * 1000);
-  const std::string gop = std::to_string(tuning.keyframe_interval);
+std::vector<EncoderProperty> encoder_rate_settings(const std::string &factory, int kbps, int max_kbps) {
   /* vbv-buf-capacity (its default 600 ms): the rate buffer x264 may fill above the bitrate. With
    * a shorter one a lowered bitrate shows in the next frames at once (a cut from 2500 to 300
    * kbit/s at 640x360: 15 kB more than the new rate in the 5 frames after it at 300 ms, 30 kB at
    * 600 ms, i.e. 0.12 vs 0.24 s more queue on a 1 Mbit/s link), and keyframe bursts are smaller.
-   * While adapted, shorter still (encoder_rate_settings). */
-  if (factory == "x264enc")
-    return {{"tune", "zerolatency"}, {"speed-preset", "ultrafast"}, {"bframes", "0"}, {"b-adapt", "false"},
-            {"rc-lookahead", "0"}, {"key-int-max", gop}, {"bitrate", kbps},
-            {"vbv-buf-capacity", std::to_string(kRateBufferMs)},
-            {"byte-stream", "true"}};
-  if (factory == "openh264enc")
-    return {{"rate-control", "bitrate"}, {"bitrate", bps}, {"max-bitrate", bps}, {"gop-size", gop},
-            {"usage-type", "camera"}, {"complexity", "low"}};
-  if (factory == "v4l2h264enc")
-    return {{"extra-controls", v4l2h264enc_extra_controls(tuning)}};
-  return {};
-}
-
-std::vector<EncoderProperty> encoder_rate_settings(const std::string &factory, int kbps, int max_kbps) {
+   * Below the ceiling, shorter still. */
   if (factory == "x264enc")
     return {{"bitrate", std::to_string(kbps)},
             {"vbv-buf-capacity", std::to_string(kbps < max_kbps ? kAdaptedRateBufferMs : kRateBufferMs)}};
@@ -156,6 +139,28 @@ std::vector<EncoderProperty> encoder_rate_settings(const std::string &factory, i
     const std::string bps = std::to_string(static_cast<long long>(kbps) * 1000);
     return {{"bitrate", bps}, {"max-bitrate", bps}};
   }
+  return {};
+}
+
+std::vector<EncoderProperty> encoder_settings(const std::string &factory, const EncoderTuning &tuning) {
+  const std::string gop = std::to_string(tuning.keyframe_interval);
+  /* the rate properties: those of a running encoder at its ceiling */
+  auto with_rate = [&](std::vector<EncoderProperty> props, std::vector<EncoderProperty> tail) {
+    for (auto &p : encoder_rate_settings(factory, tuning.bitrate_kbps, tuning.bitrate_kbps))
+      props.push_back(std::move(p));
+    for (auto &p : tail)
+      props.push_back(std::move(p));
+    return props;
+  };
+  if (factory == "x264enc")
+    return with_rate({{"tune", "zerolatency"}, {"speed-preset", "ultrafast"}, {"bframes", "0"}, {"b-adapt", "false"},
+                      {"rc-lookahead", "0"}, {"key-int-max", gop}},
+                     {{"byte-stream", "true"}});
+  if (factory == "openh264enc")
+    return with_rate({{"rate-control", "bitrate"}},
+                     {{"gop-size", gop}, {"usage-type", "camera"}, {"complexity", "low"}});
+  if (factory == "v4l2h264enc")
+    return {{"extra-controls", v4l2h264enc_extra_controls(tuning)}};
   return {};
 }
 
