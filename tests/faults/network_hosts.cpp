@@ -269,6 +269,14 @@ int TestHost::status_containing(const std::string &part, gint64 since) const {
   return n;
 }
 
+std::string TestHost::last_status_containing(const std::string &part, gint64 since) const {
+  std::lock_guard<std::mutex> guard(lock_);
+  for (auto s = statuses_.rbegin(); s != statuses_.rend(); ++s)
+    if (s->first >= since && s->second.find(part) != std::string::npos)
+      return s->second;
+  return "";
+}
+
 std::vector<std::string> TestHost::errors() const {
   std::lock_guard<std::mutex> guard(lock_);
   return errors_;

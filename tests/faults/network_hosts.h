@@ -78,6 +78,8 @@ public:
   int status_count(const char *state, gint64 since = 0) const;
   /* gst-mediamtx-status messages whose "<state> <attempt> <reason>" contains `part`, since `since` */
   int status_containing(const std::string &part, gint64 since = 0) const;
+  /* the newest such message's "<state> <attempt> <reason>" (empty: none) */
+  std::string last_status_containing(const std::string &part, gint64 since = 0) const;
   std::vector<std::string> errors() const;
   /* The host's statistics (see netns_pipeline.cpp: the "src" element's stats plus jb-* fields of
    * its jitter buffers), or nullptr when it does not answer within 3 s. Free with
