@@ -126,12 +126,11 @@ void adapts(const std::string &transport) {
   /* x264enc's rate buffer while the target is below bitrate (gstmtx::encoder_rate_settings) */
   int adapted_samples = 0, short_buffer = 0;
   wait_until([&] {
-    auto r = hosts.rates();
-    if (r.first >= 0) {
-      targets.push_back(r.first);
-      measured.push_back(r.second);
+    const auto now = hosts.sample(); /* one stats answer for both */
+    if (now.target >= 0) {
+      targets.push_back(now.target);
+      measured.push_back(now.measured);
     }
-    const auto now = hosts.sample();
     if (now.target > 0 && now.target < kBitrate) {
       adapted_samples++;
       short_buffer += now.rate_buffer == gstmtx::kAdaptedRateBufferMs;
