@@ -33,7 +33,10 @@ static void watch_media(GstMtxWhepSrc *self, unsigned session);
  * After a network stall it times the backlog and the frames after it from the stall's late
  * packet, ~0.7 s behind live for up to seconds: gstmtx::LiveSchedule times a packet held longer
  * than the latency (at least kMinMaxAhead) beyond its arrival at its arrival, and the viewer is
- * live again at once. Called from rtpbin's streaming thread; `data`: the latency in ms. */
+ * live again at once. A queue's spike (a packet later than the latency) would make it start over
+ * the same way, and keep the spike's delay for a second or more after the queue drained:
+ * gstmtx::SpikeGuard keeps its schedule, and the late frames are shown as they come
+ * (live_schedule.h). Called from rtpbin's streaming thread; `data`: the latency in ms. */
 constexpr GstClockTime kMinMaxAhead = 100 * GST_MSECOND; /* above the jitter buffer's smoothing */
 static void on_new_jitterbuffer(GstElement *, GstElement *jitterbuffer, guint, guint, gpointer data) {
   GObjectClass *klass = G_OBJECT_GET_CLASS(jitterbuffer);
@@ -42,7 +45,7 @@ static void on_new_jitterbuffer(GstElement *, GstElement *jitterbuffer, guint, g
   if (g_object_class_find_property(klass, "faststart-min-packets"))
     g_object_set(jitterbuffer, "faststart-min-packets", kFaststartPackets, nullptr);
   const GstClockTime latency = GPOINTER_TO_UINT(data) * GST_MSECOND;
-  gstmtx::attach_live_schedule(jitterbuffer, std::max(latency, kMinMaxAhead));
+  gstmtx::attach_live_schedule(jitterbuffer, latency, std::max(latency, kMinMaxAhead));
 }
 
 /* How many streams the answer says the server will send, to signal no-more-pads once they are all
