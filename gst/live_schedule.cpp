@@ -59,13 +59,18 @@ struct Retimer {
 
 constexpr const char *kRetimerKey = "gstmtx-live-schedule";
 
-gint seqnum_of(GstBuffer *buffer) {
+/* An RTP packet's sequence number and payload type (-1 each: not RTP). */
+struct RtpHeader {
+  gint seqnum = -1, payload_type = -1;
+};
+
+RtpHeader rtp_header_of(GstBuffer *buffer) {
   GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
   if (!gst_rtp_buffer_map(buffer, GST_MAP_READ, &rtp))
-    return -1;
-  const gint seqnum = gst_rtp_buffer_get_seq(&rtp);
+    return {};
+  const RtpHeader header{gst_rtp_buffer_get_seq(&rtp), gst_rtp_buffer_get_payload_type(&rtp)};
   gst_rtp_buffer_unmap(&rtp);
-  return seqnum;
+  return header;
 }
 
 /* `position` on `pad` as a running time (its segment), or NONE. */
@@ -133,15 +138,6 @@ gint video_clock_rate(Retimer *retimer, GstPad *pad, guint8 pt) {
   std::lock_guard<std::mutex> guard(retimer->lock);
   retimer->clock_rates[pt & 0x7f] = rate;
   return rate;
-}
-
-gint payload_type_of(GstBuffer *buffer) {
-  GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
-  if (!gst_rtp_buffer_map(buffer, GST_MAP_READ, &rtp))
-    return -1;
-  const gint pt = gst_rtp_buffer_get_payload_type(&rtp);
-  gst_rtp_buffer_unmap(&rtp);
-  return pt;
 }
 
 /* Notes a packet's arrival; returns the DTS to give it instead of its own (a spike's late video
@@ -219,7 +215,8 @@ GstPadProbeReturn on_input(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
 GstPadProbeReturn on_output(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
   auto *retimer = static_cast<Retimer *>(data);
   GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER(info);
-  const gint seqnum = seqnum_of(buffer);
+  const RtpHeader header = rtp_header_of(buffer);
+  const gint seqnum = header.seqnum;
   if (seqnum < 0)
     return GST_PAD_PROBE_OK;
   const GstClockTime out = to_running_time(pad, GST_BUFFER_PTS(buffer));
@@ -232,8 +229,7 @@ GstPadProbeReturn on_output(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
   if (!GST_CLOCK_TIME_IS_VALID(out) || (ts_offset < 0 && out < static_cast<GstClockTime>(-ts_offset)))
     return GST_PAD_PROBE_OK;
   const GstClockTime pts = out - ts_offset;
-  const gint pt = payload_type_of(buffer);
-  const bool video = pt >= 0 && video_clock_rate(retimer, pad, static_cast<guint8>(pt)) > 0;
+  const bool video = video_clock_rate(retimer, pad, static_cast<guint8>(header.payload_type)) > 0;
   GstClockTime retimed, arrival_time;
   {
     std::lock_guard<std::mutex> guard(retimer->lock);
