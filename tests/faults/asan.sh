@@ -21,6 +21,7 @@ suites=(
   "rate-controller:tests/unit_rate_controller:no:strict"
   "twcc-estimator:tests/unit_twcc_estimator:no:strict"
   "rtp-retransmission:tests/unit_rtp_retransmission:no:strict"
+  "live-schedule:tests/unit_live_schedule:no:strict"
   "stall-watchdog:tests/reconnectbin_stall_watchdog:no:strict"
   "encoder-selection:tests/mediamtxsink_encoder_selection:no:strict"
   "fuzz-replay:tests/fuzz/fuzz_replay:no:strict"
@@ -46,7 +47,7 @@ suites=(
 # reconnection paths are where a use-after-free would hide. The longest first (ASAN_JOBS at a time).
 quick="faults-network whepsrc-element mediamtxsink-element reconnectbin-network whepsrc-placeholder whepsrc-faults faults-bounds faults-tls
 reconnectbin-element testbed memcheck-cases inspect unit dtls-certificate reader-watch library-preload rate-controller twcc-estimator
-rtp-retransmission stall-watchdog encoder-selection fuzz-replay"
+rtp-retransmission live-schedule stall-watchdog encoder-selection fuzz-replay"
 
 usage() {
   cat <<EOF2

@@ -17,6 +17,7 @@ set -euo pipefail
 suites=(
   "unit:tests/unit_gstmtx:no:strict"
   "fuzz-replay:tests/fuzz/fuzz_replay:no:strict"
+  "live-schedule:tests/unit_live_schedule:no:strict"
   "whepsrc-fault-cases:tests/faults_memcheck_cases:yes:strict"
   "whepsrc-element:tests/whepsrc_element:yes:memcheck-only"
   "whepsrc-faults:tests/whepsrc_faults:yes:memcheck-only"
@@ -25,7 +26,7 @@ suites=(
   "reconnectbin-network:tests/reconnectbin_network:yes:memcheck-only"
 )
 # what tests/run.sh runs (test faults/valgrind): NAME=TEST,TEST runs only those tests of a suite
-quick="unit fuzz-replay whepsrc-fault-cases whepsrc-element=test_stop_deletes_session
+quick="unit fuzz-replay live-schedule whepsrc-fault-cases whepsrc-element=test_stop_deletes_session
 mediamtxsink-element=test_publish_raw_video,test_publish_whip,test_whip_rejects_h265"
 
 # few_checks_passed LOG FLOOR: a gst-check program of 4 checks or more passed fewer than FLOOR %
