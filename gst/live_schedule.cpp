@@ -34,13 +34,14 @@ GstClockTime SpikeGuard::arrival_for_jitterbuffer(GstClockTime arrival, GstClock
 
 namespace {
 
-/* Arrival running times by sequence number, for the packets between the two pads. */
 template <std::size_t N = 128> std::array<gint, N> filled(gint value) {
   std::array<gint, N> a;
   a.fill(value);
   return a;
 }
 
+/* Arrival running times by sequence number, for the packets between the two pads; the guard and
+ * the schedule of one jitter buffer. */
 struct Retimer {
   Retimer(GstClockTime latency, GstClockTime max_ahead) : guard(latency, kMaxSpike), schedule(latency, max_ahead) {}
   std::mutex lock;
